@@ -1,0 +1,185 @@
+"""Backtest: replay ticks through the live tick kernel inside one jitted loop, then summarise."""
+
+import csv
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+from tqdm import tqdm
+
+from config import Config
+from engine import layout as L
+from engine.arrays import Arrays, build
+from engine.costs import round_trip_costs
+from engine.step import close_session, on_tick
+from engine.ticks import Ticks
+
+# trade record columns
+T_INSTR, T_SIDE, T_QTY, T_ENTRY, T_EXIT, T_REASON, T_PNL = range(7)
+N_TF = 7
+TI_ENTRY, TI_EXIT = 0, 1
+CHUNK = 2_000_000  # ticks per jitted call, so the progress bar moves and trade buffers can grow
+
+
+@njit(cache=True)
+def _record(st, clk, j, tf, ti, n):
+    tf[n, T_INSTR] = j
+    tf[n, T_SIDE] = 1.0 if st[j, L.S_OUT_EXIT_QTY] > 0.0 else -1.0
+    tf[n, T_QTY] = abs(st[j, L.S_OUT_EXIT_QTY])
+    tf[n, T_ENTRY] = st[j, L.S_OUT_EXIT_ENTRY]
+    tf[n, T_EXIT] = st[j, L.S_OUT_EXIT_PRICE]
+    tf[n, T_REASON] = st[j, L.S_OUT_REASON]
+    tf[n, T_PNL] = st[j, L.S_OUT_PNL]
+    ti[n, TI_ENTRY] = clk[j, L.C_ENTRY]
+    ti[n, TI_EXIT] = clk[j, L.C_EXIT]
+    return n + 1
+
+
+@njit(cache=True)
+def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf, ti, n_tr, days, n_days):
+    """Process ticks ``start:stop``; returns (next index, trades, in-session ticks, session days).
+
+    Stops early when the trade buffer could overflow on the next tick so the caller can grow it.
+    """
+    n_instr = st.shape[0]
+    in_session = 0
+    for k in range(start, stop):
+        if tf.shape[0] - n_tr <= n_instr:
+            return k, n_tr, in_session, n_days
+        i = instr[k]
+        act = on_tick(st, pr, ring, acct, clk, i, ts[k], price[k], volume[k])
+        if act == L.ACT_IGNORED:
+            continue
+        in_session += 1
+        if n_days == 0 or acct[L.A_DAY] != days[n_days - 1]:
+            days[n_days] = acct[L.A_DAY]
+            n_days += 1
+        if act & L.ACT_EXIT_FILL:
+            n_tr = _record(st, clk, i, tf, ti, n_tr)
+        if act & L.ACT_OTHERS:
+            for j in range(n_instr):
+                e = int(st[j, L.S_EVENTS])
+                if e != 0:
+                    st[j, L.S_EVENTS] = 0.0
+                    if e & L.ACT_EXIT_FILL:
+                        n_tr = _record(st, clk, j, tf, ti, n_tr)
+    return stop, n_tr, in_session, n_days
+
+
+@njit(cache=True)
+def finish(st, acct, clk, tf, ti, n_tr):
+    """End of data: the last session closes at each instrument's last tick."""
+    for j in range(st.shape[0]):
+        if close_session(st[j], acct, clk[j]) & L.ACT_EXIT_FILL:
+            n_tr = _record(st, clk, j, tf, ti, n_tr)
+    return n_tr
+
+
+@dataclass
+class Result:
+    symbols: tuple[str, ...]
+    ticks: int  # in-session ticks processed
+    days: np.ndarray  # IST day numbers of the sessions seen
+    tf: np.ndarray
+    ti: np.ndarray
+    costs: np.ndarray
+    session_ns: float  # length of one session window, for exposure
+
+    @property
+    def net(self) -> np.ndarray:
+        return self.tf[:, T_PNL] - self.costs
+
+    def summary(self) -> dict:
+        pnl = self.tf[:, T_PNL]
+        net = self.net
+        equity = np.concatenate(([0.0], np.cumsum(net)))
+        drawdown = float(np.max(np.maximum.accumulate(equity) - equity))
+        exit_day = (self.ti[:, TI_EXIT] + L.IST_OFFSET_NS) // L.NS_PER_DAY
+        daily = np.array([net[exit_day == d].sum() for d in self.days]) if len(self.days) else np.zeros(0)
+        std = float(daily.std(ddof=1)) if len(daily) > 1 else 0.0
+        sharpe = float(daily.mean() / std) if std > 0 else 0.0
+        held = float((self.ti[:, TI_EXIT] - self.ti[:, TI_ENTRY]).sum())
+        window = self.session_ns * len(self.days) * len(self.symbols)
+        return {
+            "ticks": self.ticks,
+            "sessions": len(self.days),
+            "trades": len(pnl),
+            "wins": int((net > 0).sum()),
+            "win_rate": float((net > 0).mean()) if len(pnl) else 0.0,
+            "gross_pnl": round(float(pnl.sum()), 2),
+            "costs": round(float(self.costs.sum()), 2),
+            "net_pnl": round(float(net.sum()), 2),
+            "max_drawdown": round(drawdown, 2),
+            "sharpe_daily": round(sharpe, 4),
+            "sharpe_annualised": round(sharpe * math.sqrt(252), 4),
+            "exposure": round(held / window, 4) if window else 0.0,
+            "by_reason": {r: int((self.tf[:, T_REASON] == k).sum()) for k, r in enumerate(L.REASONS)
+                          if (self.tf[:, T_REASON] == k).any()},
+        }
+
+    def trade_rows(self) -> list[dict]:
+        rows = []
+        for f, t in zip(self.tf, self.ti, strict=True):
+            rows.append({
+                "symbol": self.symbols[int(f[T_INSTR])],
+                "entry_time": _iso(int(t[TI_ENTRY])),
+                "side": "long" if f[T_SIDE] > 0 else "short",
+                "qty": int(f[T_QTY]),
+                "entry_price": round(float(f[T_ENTRY]), 4),
+                "exit_time": _iso(int(t[TI_EXIT])),
+                "exit_price": round(float(f[T_EXIT]), 4),
+                "exit_reason": L.REASONS[int(f[T_REASON])],
+                "pnl": round(float(f[T_PNL]), 4),
+            })
+        return rows
+
+    def write_trades(self, path: Path) -> None:
+        rows = self.trade_rows()
+        fields = ["entry_time", "side", "qty", "entry_price", "exit_time", "exit_price", "exit_reason",
+                  "pnl", "symbol"]
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, L.IST).isoformat(timespec="milliseconds")
+
+
+def run(cfg: Config, ticks: Ticks, progress: bool = False) -> Result:
+    arrays: Arrays = build(cfg)
+    if ticks.symbols != arrays.symbols:
+        raise ValueError(f"tick symbols {ticks.symbols} do not match the configured {arrays.symbols}")
+    n = len(ticks)
+    cap = max(1024, min(n // 4, 1 << 20))
+    tf = np.zeros((cap, N_TF))
+    ti = np.zeros((cap, 2), dtype=np.int64)
+    span_days = int((ticks.ts[-1] - ticks.ts[0]) // L.NS_PER_DAY) + 2 if n else 1
+    days = np.zeros(span_days, dtype=np.int64)
+    n_tr = in_session = n_days = 0
+    k = 0
+    bar = tqdm(total=n, unit="tick", unit_scale=True, disable=not progress or n < 5 * CHUNK, leave=False)
+    while k < n:
+        stop = min(n, k + CHUNK)
+        k2, n_tr, seen, n_days = run_ticks(ticks.ts, ticks.price, ticks.volume, ticks.instr, k, stop,
+                                           arrays.st, arrays.pr, arrays.ring, arrays.acct, arrays.clk,
+                                           tf, ti, n_tr, days, n_days)
+        in_session += seen
+        bar.update(k2 - k)
+        k = k2
+        if tf.shape[0] - n_tr <= arrays.st.shape[0]:
+            tf = np.concatenate((tf, np.zeros_like(tf)))
+            ti = np.concatenate((ti, np.zeros_like(ti)))
+    bar.close()
+    if tf.shape[0] - n_tr <= arrays.st.shape[0]:
+        tf = np.concatenate((tf, np.zeros((arrays.st.shape[0] + 1, N_TF))))
+        ti = np.concatenate((ti, np.zeros((arrays.st.shape[0] + 1, 2), dtype=np.int64)))
+    n_tr = finish(arrays.st, arrays.acct, arrays.clk, tf, ti, n_tr)
+    tf, ti = tf[:n_tr].copy(), ti[:n_tr].copy()
+    costs = round_trip_costs(tf[:, T_SIDE], tf[:, T_QTY], tf[:, T_ENTRY], tf[:, T_EXIT], cfg.costs)
+    session_ns = float(cfg.session.ns_after_midnight("close") - cfg.session.ns_after_midnight("open"))
+    return Result(arrays.symbols, in_session, days[:n_days].copy(), tf, ti, costs, session_ns)

@@ -1,0 +1,147 @@
+"""Indicator and bracket kernels: O(1) per tick, allocation-free, pure functions over numpy arrays.
+
+State lives in caller-owned arrays so the same kernels run one tick at a time in live trading and
+inside the jitted backtest loop. Nothing here imports the rest of the project.
+"""
+
+import numpy as np
+from numba import njit
+
+# bracket_step results
+BRACKET_HOLD = 0
+BRACKET_TARGET = 1
+BRACKET_STOP = 2
+BRACKET_TRAIL_MOVED = 3
+
+
+@njit(cache=True)
+def round_to_tick(x: float, tick: float) -> float:
+    # The second round strips float noise (1074.35 / 0.05 * 0.05 = 1074.3500000000001).
+    return round(round(x / tick) * tick, 8)
+
+
+@njit(cache=True)
+def ema_alpha(n: float) -> float:
+    return 2.0 / (n + 1.0)
+
+
+@njit(cache=True)
+def ema_update(prev: float, price: float, alpha: float) -> float:
+    """Next EMA value; a NaN ``prev`` seeds the EMA with ``price``."""
+    if prev != prev:
+        return price
+    return prev + alpha * (price - prev)
+
+
+@njit(cache=True)
+def vwap_update(st, i_pv: int, i_v: int, price: float, volume: float) -> float:
+    """Accumulate ``price * volume`` and ``volume`` in ``st[i_pv]``, ``st[i_v]``; return the VWAP."""
+    st[i_pv] += price * volume
+    st[i_v] += volume
+    return st[i_pv] / st[i_v]
+
+
+@njit(cache=True)
+def rolling_std_update(ring, st, base: int, price: float, window: int) -> float:
+    """Population standard deviation of the last ``window`` prices (fewer until the window fills).
+
+    Prices are counted in whole paise relative to the window's first price, so the running sums are
+    exact integers: no drift over a long session, and a flat window is exactly 0 (a running float
+    variance leaves ~1e-7 of noise there, enough to fake a signal). Exact while prices stay within
+    about ₹7,000 of the first one. ``st[base:base+5]`` holds count, ring head, sum, sum of squares
+    and the reference price in paise; ``ring`` holds at least ``window`` values.
+    """
+    n = int(st[base])
+    head = int(st[base + 1])
+    s1 = np.int64(st[base + 2])
+    s2 = np.int64(st[base + 3])
+    paise = np.int64(round(price * 100.0))
+    if n == 0:
+        st[base + 4] = paise
+    d = paise - np.int64(st[base + 4])
+    if n < window:
+        n += 1
+    else:
+        old = np.int64(ring[head])
+        s1 -= old
+        s2 -= old * old
+    s1 += d
+    s2 += d * d
+    ring[head] = d
+    head += 1
+    if head == window:
+        head = 0
+    st[base] = n
+    st[base + 1] = head
+    st[base + 2] = s1
+    st[base + 3] = s2
+    return (n * s2 - s1 * s1) ** 0.5 / (n * 100.0)
+
+
+@njit(cache=True)
+def rolling_extreme_update(dq_val, dq_idx, meta, price: float, window: int, sign: float) -> float:
+    """Rolling maximum (``sign=1``) or minimum (``sign=-1``) of the last ``window`` prices.
+
+    A monotonic deque in two ring arrays of capacity ``window`` (values, tick numbers); ``meta``
+    holds the tick count, the deque head and its length. Amortised O(1), no allocation.
+    """
+    count = meta[0]
+    head = int(meta[1])
+    length = int(meta[2])
+    if length > 0 and dq_idx[head] <= count - window:
+        head = (head + 1) % window
+        length -= 1
+    key = sign * price
+    while length > 0:
+        last = (head + length - 1) % window
+        if sign * dq_val[last] <= key:
+            length -= 1
+        else:
+            break
+    slot = (head + length) % window
+    dq_val[slot] = price
+    dq_idx[slot] = count
+    length += 1
+    meta[0] = count + 1
+    meta[1] = head
+    meta[2] = length
+    return dq_val[head]
+
+
+@njit(cache=True)
+def opening_range_update(st, i_high: int, i_low: int, price: float) -> None:
+    """Widen the opening range held in ``st[i_high]``/``st[i_low]`` (NaN until the first price)."""
+    hi = st[i_high]
+    if hi != hi or price > hi:
+        st[i_high] = price
+    lo = st[i_low]
+    if lo != lo or price < lo:
+        st[i_low] = price
+
+
+@njit(cache=True)
+def bracket_levels(side: float, fill: float, target_pct: float, stop_pct: float, tick: float):
+    """Target and stop for a position of ``side`` (+1 long, -1 short) filled at ``fill``."""
+    target = round_to_tick(fill * (1.0 + side * target_pct / 100.0), tick)
+    stop = round_to_tick(fill * (1.0 - side * stop_pct / 100.0), tick)
+    return target, stop
+
+
+@njit(cache=True)
+def bracket_step(side: float, price: float, target: float, stop: float, trail_pct: float,
+                 tick: float, slip: float):
+    """One tick of a bracket: returns (BRACKET_* code, exit price, stop after this tick).
+
+    Target first (fills at the target price when the tick trades at or through it), then the stop
+    (fills at the tick's price moved by the slippage, so a gap through the stop costs the gap),
+    then the trailing stop tightens to ``price * (1 -/+ trail_pct%)`` rounded to the tick.
+    """
+    if side * (price - target) >= 0.0:
+        return BRACKET_TARGET, target, stop
+    if side * (price - stop) <= 0.0:
+        return BRACKET_STOP, price - side * slip, stop
+    if trail_pct == trail_pct:
+        candidate = round_to_tick(price * (1.0 - side * trail_pct / 100.0), tick)
+        if side * (candidate - stop) > 0.0:
+            return BRACKET_TRAIL_MOVED, 0.0, candidate
+    return BRACKET_HOLD, 0.0, stop

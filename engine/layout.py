@@ -1,0 +1,147 @@
+"""State layouts shared by the kernels and the Python around them.
+
+Every instrument owns one float64 row of state (``S_*``), one row of parameters (``P_*``) and one
+ring buffer row for rolling windows; the account owns one float64 vector (``A_*``). Kernels read
+and write these in place, so the live engine and the backtest loop share one representation.
+"""
+
+from datetime import timedelta, timezone
+
+import numpy as np
+
+NS_PER_S = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_S
+IST_OFFSET_NS = (5 * 3600 + 30 * 60) * NS_PER_S
+IST = timezone(timedelta(hours=5, minutes=30), "IST")
+
+# --- per-instrument parameters -------------------------------------------------------------
+P_TICK = 0  # tick size in rupees
+P_QTY = 1  # order quantity
+P_SLIP = 2  # slippage in rupees (slippage_ticks * tick)
+P_TARGET_PCT = 3
+P_STOP_PCT = 4
+P_TRAIL_PCT = 5  # NaN when no trailing stop
+P_ALLOW_SHORT = 6
+P_KIND = 7  # strategy kind id (see strategies.KINDS)
+P_OPEN_NS = 8  # session window start, ns after IST midnight
+P_CLOSE_NS = 9  # session window end (exclusive)
+P_SQUARE_OFF_NS = 10
+P_S0 = 11  # strategy parameters, meaning per kind
+P_S1 = 12
+P_S2 = 13
+P_S3 = 14
+N_PARAMS = 15
+
+# --- per-instrument state ------------------------------------------------------------------
+S_DAY = 0  # IST day number of the session in progress (-1 before the first tick)
+S_TICKS = 1  # in-session ticks seen today, the current one included
+S_LAST_PRICE = 2
+S_LAST_TS = 3  # epoch seconds of the last in-session tick
+S_POS = 4  # signed position quantity
+S_ENTRY_PRICE = 5
+S_TARGET = 6
+S_STOP = 7
+S_TRAILED = 8  # 1 once the trailing stop has moved the stop
+S_PEND_SIDE = 9  # +1 buy / -1 sell / 0 none: a market order waiting for the next tick
+S_PEND_KIND = 10  # ORDER_* below
+S_PEND_REASON = 11  # REASON_* to record when a pending exit fills
+S_SQUARED = 12  # 1 once today's square-off happened
+S_REALISED = 13  # today's realised gross P&L of this instrument
+S_UNREAL = 14
+S_PREV_PRICE = 15  # previous in-session price (crossing tests)
+# outputs of the last step, valid when the matching ACT_* bit is set
+S_OUT_ENTRY_PRICE = 16
+S_OUT_EXIT_PRICE = 17
+S_OUT_EXIT_QTY = 18  # signed quantity that was closed
+S_OUT_EXIT_ENTRY = 19  # entry price of the closed position
+S_OUT_REASON = 20
+S_OUT_PNL = 21
+# indicators
+S_EMA_FAST = 22
+S_EMA_SLOW = 23
+S_VWAP_PV = 24
+S_VWAP_V = 25
+S_OR_HIGH = 26
+S_OR_LOW = 27
+S_STD = 28  # rolling standard deviation: 5 slots (count, ring head, sum, sum of squares, reference)
+S_STD_N = S_STD
+S_EVENTS = 33  # ACT_* bits raised on this row while another instrument's tick was processed
+N_STATE = 40
+
+# --- per-instrument clock (int64, exact nanoseconds) ---------------------------------------
+C_LAST = 0  # last in-session tick
+C_ENTRY = 1  # entry fill of the open (or last closed) position
+C_EXIT = 2  # last exit fill
+N_CLOCK = 3
+
+# --- account -------------------------------------------------------------------------------
+A_DAY = 0
+A_REALISED = 1  # realised gross P&L today, all instruments
+A_UNREAL = 2  # unrealised P&L, all instruments
+A_TRADES = 3  # entries taken today
+A_ENTRIES_ALLOWED = 4  # 1 while the engine is RUNNING
+A_HALTED = 5  # set by the kernel when the daily loss limit is reached
+A_MAX_LOSS = 6
+A_MAX_TRADES = 7
+A_MAX_RATE = 8  # orders per second
+A_RATE_SEC = 9  # epoch second of the current rate window
+A_RATE_N = 10  # orders sent in that second
+A_MAX_QTY = 11
+N_ACCOUNT = 12
+
+# --- pending order kinds -------------------------------------------------------------------
+ORDER_NONE = 0
+ORDER_ENTRY = 1
+ORDER_EXIT = 2
+
+# --- exit reasons (index into REASONS) -----------------------------------------------------
+REASON_TARGET = 0
+REASON_STOP = 1
+REASON_TRAIL = 2
+REASON_SIGNAL = 3
+REASON_SQUARE_OFF = 4
+REASON_FLATTEN = 5
+REASON_RISK = 6
+REASONS = ("target", "stop", "trail", "signal", "square_off", "flatten", "risk")
+
+# --- strategy signals ----------------------------------------------------------------------
+SIG_NONE = 0
+SIG_LONG = 1  # go long (and leave a short)
+SIG_SHORT = -1  # go short (and leave a long)
+SIG_EXIT_LONG = 2  # leave a long, no entry
+SIG_EXIT_SHORT = -2
+
+# --- step results (bit mask) ---------------------------------------------------------------
+ACT_ENTRY_ORDER = 1  # a market entry is pending for the next tick
+ACT_ENTRY_FILL = 2
+ACT_EXIT_ORDER = 4  # a market exit is pending for the next tick
+ACT_EXIT_FILL = 8
+ACT_STOP_MOVED = 16
+ACT_ENTRY_CANCELLED = 32  # a pending entry was dropped (square-off reached, new session)
+ACT_HALT = 64  # daily loss limit reached: the caller flattens every instrument
+ACT_OTHERS = 128  # other rows raised events: scan S_EVENTS
+ACT_IGNORED = -1  # tick outside the session window
+
+
+def new_state(n: int) -> np.ndarray:
+    st = np.zeros((n, N_STATE))
+    st[:, S_DAY] = -1.0
+    st[:, S_EMA_FAST] = np.nan
+    st[:, S_EMA_SLOW] = np.nan
+    return st
+
+
+def new_clock(n: int) -> np.ndarray:
+    return np.zeros((n, N_CLOCK), dtype=np.int64)
+
+
+def new_account() -> np.ndarray:
+    acct = np.zeros(N_ACCOUNT)
+    acct[A_DAY] = -1.0
+    acct[A_ENTRIES_ALLOWED] = 1.0
+    acct[A_RATE_SEC] = -1.0
+    acct[A_MAX_LOSS] = np.inf
+    acct[A_MAX_TRADES] = np.inf
+    acct[A_MAX_RATE] = np.inf
+    acct[A_MAX_QTY] = np.inf
+    return acct
