@@ -57,8 +57,6 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf
         if n_days == 0 or acct[L.A_DAY] != days[n_days - 1]:
             days[n_days] = acct[L.A_DAY]
             n_days += 1
-        if act & L.ACT_EXIT_FILL:
-            n_tr = _record(st, clk, i, tf, ti, n_tr)
         if act & L.ACT_OTHERS:
             for j in range(n_instr):
                 e = int(st[j, L.S_EVENTS])
@@ -66,6 +64,8 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf
                     st[j, L.S_EVENTS] = 0.0
                     if e & L.ACT_EXIT_FILL:
                         n_tr = _record(st, clk, j, tf, ti, n_tr)
+        if act & L.ACT_EXIT_FILL:
+            n_tr = _record(st, clk, i, tf, ti, n_tr)
     return stop, n_tr, in_session, n_days
 
 
@@ -125,11 +125,11 @@ class Result:
         for f, t in zip(self.tf, self.ti, strict=True):
             rows.append({
                 "symbol": self.symbols[int(f[T_INSTR])],
-                "entry_time": _iso(int(t[TI_ENTRY])),
+                "entry_time": iso(int(t[TI_ENTRY])),
                 "side": "long" if f[T_SIDE] > 0 else "short",
                 "qty": int(f[T_QTY]),
                 "entry_price": round(float(f[T_ENTRY]), 4),
-                "exit_time": _iso(int(t[TI_EXIT])),
+                "exit_time": iso(int(t[TI_EXIT])),
                 "exit_price": round(float(f[T_EXIT]), 4),
                 "exit_reason": L.REASONS[int(f[T_REASON])],
                 "pnl": round(float(f[T_PNL]), 4),
@@ -146,7 +146,7 @@ class Result:
             writer.writerows(rows)
 
 
-def _iso(ns: int) -> str:
+def iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, L.IST).isoformat(timespec="milliseconds")
 
 

@@ -139,7 +139,7 @@ def bracket_step(side: float, price: float, target: float, stop: float, trail_pc
     if side * (price - target) >= 0.0:
         return BRACKET_TARGET, target, stop
     if side * (price - stop) <= 0.0:
-        return BRACKET_STOP, price - side * slip, stop
+        return BRACKET_STOP, round_to_tick(price - side * slip, tick), stop
     if trail_pct == trail_pct:
         candidate = round_to_tick(price * (1.0 - side * trail_pct / 100.0), tick)
         if side * (candidate - stop) > 0.0:

@@ -66,13 +66,15 @@ S_OR_LOW = 27
 S_STD = 28  # rolling standard deviation: 5 slots (count, ring head, sum, sum of squares, reference)
 S_STD_N = S_STD
 S_EVENTS = 33  # ACT_* bits raised on this row while another instrument's tick was processed
+S_LTP = 34  # last traded price of any tick, in session or not (for status)
 N_STATE = 40
 
 # --- per-instrument clock (int64, exact nanoseconds) ---------------------------------------
 C_LAST = 0  # last in-session tick
 C_ENTRY = 1  # entry fill of the open (or last closed) position
 C_EXIT = 2  # last exit fill
-N_CLOCK = 3
+C_LTP = 3  # time of S_LTP
+N_CLOCK = 4
 
 # --- account -------------------------------------------------------------------------------
 A_DAY = 0
@@ -120,12 +122,14 @@ ACT_STOP_MOVED = 16
 ACT_ENTRY_CANCELLED = 32  # a pending entry was dropped (square-off reached, new session)
 ACT_HALT = 64  # daily loss limit reached: the caller flattens every instrument
 ACT_OTHERS = 128  # other rows raised events: scan S_EVENTS
+ACT_NEW_SESSION = 256  # this tick opened a new IST trading day
 ACT_IGNORED = -1  # tick outside the session window
 
 
 def new_state(n: int) -> np.ndarray:
     st = np.zeros((n, N_STATE))
     st[:, S_DAY] = -1.0
+    st[:, S_LTP] = np.nan
     st[:, S_EMA_FAST] = np.nan
     st[:, S_EMA_SLOW] = np.nan
     return st

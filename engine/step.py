@@ -10,7 +10,14 @@ Python when a bit is set.
 import numpy as np
 from numba import njit
 
-from engine.kernels import BRACKET_STOP, BRACKET_TARGET, BRACKET_TRAIL_MOVED, bracket_levels, bracket_step
+from engine.kernels import (
+    BRACKET_STOP,
+    BRACKET_TARGET,
+    BRACKET_TRAIL_MOVED,
+    bracket_levels,
+    bracket_step,
+    round_to_tick,
+)
 from engine.layout import (
     A_DAY,
     A_ENTRIES_ALLOWED,
@@ -31,11 +38,13 @@ from engine.layout import (
     ACT_EXIT_ORDER,
     ACT_HALT,
     ACT_IGNORED,
+    ACT_NEW_SESSION,
     ACT_OTHERS,
     ACT_STOP_MOVED,
     C_ENTRY,
     C_EXIT,
     C_LAST,
+    C_LTP,
     IST_OFFSET_NS,
     NS_PER_DAY,
     NS_PER_S,
@@ -64,6 +73,7 @@ from engine.layout import (
     S_ENTRY_PRICE,
     S_EVENTS,
     S_LAST_PRICE,
+    S_LTP,
     S_OR_HIGH,
     S_OR_LOW,
     S_OUT_ENTRY_PRICE,
@@ -148,7 +158,7 @@ def step(st, pr, ring, acct, clk, ts_ns, tod, price, volume):
                 acct[A_TRADES] -= 1.0
                 act |= ACT_ENTRY_CANCELLED
             else:
-                fill = price + side * pr[P_SLIP]
+                fill = round_to_tick(price + side * pr[P_SLIP], pr[P_TICK])
                 target, stop = bracket_levels(side, fill, pr[P_TARGET_PCT], pr[P_STOP_PCT], pr[P_TICK])
                 st[S_POS] = side * pr[P_QTY]
                 st[S_ENTRY_PRICE] = fill
@@ -160,7 +170,8 @@ def step(st, pr, ring, acct, clk, ts_ns, tod, price, volume):
                 act |= ACT_ENTRY_FILL
                 opened = True
         else:
-            _book_exit(st, acct, clk, ts_ns, price + side * pr[P_SLIP], st[S_PEND_REASON])
+            fill = round_to_tick(price + side * pr[P_SLIP], pr[P_TICK])
+            _book_exit(st, acct, clk, ts_ns, fill, st[S_PEND_REASON])
             act |= ACT_EXIT_FILL
 
     pos = st[S_POS]
@@ -190,11 +201,11 @@ def step(st, pr, ring, acct, clk, ts_ns, tod, price, volume):
     sig = signal(int(pr[P_KIND]), st, pr, ring, tod, price, volume)
     pos = st[S_POS]
     if pos > 0.0:
-        if sig == SIG_SHORT or sig == SIG_EXIT_LONG or sig == SIG_EXIT_ANY:
+        if sig in (SIG_SHORT, SIG_EXIT_LONG, SIG_EXIT_ANY):
             _set_pending(st, acct, -1.0, ORDER_EXIT, REASON_SIGNAL)
             act |= ACT_EXIT_ORDER
     elif pos < 0.0:
-        if sig == SIG_LONG or sig == SIG_EXIT_SHORT or sig == SIG_EXIT_ANY:
+        if sig in (SIG_LONG, SIG_EXIT_SHORT, SIG_EXIT_ANY):
             _set_pending(st, acct, 1.0, ORDER_EXIT, REASON_SIGNAL)
             act |= ACT_EXIT_ORDER
     elif (st[S_PEND_SIDE] == 0.0 and st[S_SQUARED] == 0.0
@@ -265,12 +276,10 @@ def start_session(st, day):
 
 
 @njit(cache=True)
-def _raise(st, i, j, act, e):
-    """Route the events ``e`` of row ``j`` to the caller: returned for ``i``, parked for others."""
+def _park(st, j, act, e):
+    """Park row ``j``'s events in its S_EVENTS for the caller to collect before the returned ones."""
     if e == 0:
         return act
-    if j == i:
-        return act | e
     st[j, S_EVENTS] = int(st[j, S_EVENTS]) | e
     return act | ACT_OTHERS
 
@@ -280,8 +289,12 @@ def on_tick(st, pr, ring, acct, clk, i, ts_ns, price, volume):
     """Process one tick of instrument ``i``; returns ACT_* bits (ACT_IGNORED outside the session).
 
     A tick from a new IST day first closes what the previous session left open on every
-    instrument and resets the day's indicators, counters and loss limit.
+    instrument (events parked, ACT_OTHERS) and resets the day's indicators, counters and loss
+    limit. When the loss limit halts trading, every instrument is flattened (row ``i``'s events
+    in the result, the others parked).
     """
+    st[i, S_LTP] = price
+    clk[i, C_LTP] = ts_ns
     local = ts_ns + IST_OFFSET_NS
     day = local // NS_PER_DAY
     tod = local - day * NS_PER_DAY
@@ -290,15 +303,17 @@ def on_tick(st, pr, ring, acct, clk, i, ts_ns, price, volume):
     act = 0
     if day != acct[A_DAY]:
         for j in range(st.shape[0]):
-            act = _raise(st, i, j, act, close_session(st[j], acct, clk[j]))
+            act = _park(st, j, act, close_session(st[j], acct, clk[j]))
             start_session(st[j], day)
         acct[A_DAY] = day
         acct[A_REALISED] = 0.0
         acct[A_UNREAL] = 0.0
         acct[A_TRADES] = 0.0
         acct[A_HALTED] = 0.0
+        act |= ACT_NEW_SESSION
     act |= step(st[i], pr[i], ring[i], acct, clk[i], ts_ns, tod, price, volume)
     if act & ACT_HALT:
         for j in range(st.shape[0]):
-            act = _raise(st, i, j, act, flatten(st[j], acct, REASON_RISK))
+            e = flatten(st[j], acct, REASON_RISK)
+            act = act | e if j == i else _park(st, j, act, e)
     return act

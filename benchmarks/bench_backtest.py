@@ -1,0 +1,87 @@
+"""Backtest throughput: the full fill model (sessions, brackets, trailing, square-off) on 10M ticks
+loaded from the binary tick format, against the same fill model run as pure Python (the same code
+with NUMBA_DISABLE_JIT=1, in a subprocess, on a slice) in this run; the CSV load rate separately.
+
+Goal: >= 50M ticks/s.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import report
+from engine import backtest
+from engine.cli import DEFAULT_CONFIG, _load_config
+from engine.ticks import generate, load, save
+
+ROOT = Path(__file__).resolve().parent.parent
+N = 10_000_000
+PY_N = 100_000
+
+PURE_PYTHON = """
+import sys, time
+from engine import backtest
+from engine.cli import _load_config
+from engine.ticks import load
+cfg = _load_config(sys.argv[1])
+ticks, _ = load(sys.argv[2], [i.symbol for i in cfg.instruments])
+t0 = time.perf_counter()
+backtest.run(cfg, ticks)
+print(len(ticks) / (time.perf_counter() - t0))
+"""
+
+
+def main() -> None:
+    cfg = _load_config(str(DEFAULT_CONFIG))
+    symbols = [i.symbol for i in cfg.instruments]
+    sizes = [i.tick_size for i in cfg.instruments]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        days = N // (2 * 22_500) + 1
+        t0 = time.perf_counter()
+        ticks = generate(days, 1, symbols, tick_interval_ms=1000.0, tick_sizes=sizes)
+        gen_s = time.perf_counter() - t0
+        binary = tmp / "ticks.otk"
+        save(binary, ticks)
+        t0 = time.perf_counter()
+        ticks, _ = load(binary, symbols)
+        load_s = time.perf_counter() - t0
+        n = len(ticks)
+        backtest.run(cfg, generate(1, 2, symbols, tick_sizes=sizes))  # warm the kernels
+        t0 = time.perf_counter()
+        result = backtest.run(cfg, ticks)
+        run_s = time.perf_counter() - t0
+        rate = n / run_s
+
+        head = ticks.slice(PY_N)
+        small = tmp / "head.otk"
+        save(small, head)
+        env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, "-c", PURE_PYTHON, str(DEFAULT_CONFIG), str(small)],
+                             env=env, capture_output=True, text=True, check=True)
+        py_rate = float(out.stdout.strip())
+
+        csv_path = tmp / "ticks.csv"
+        save(csv_path, ticks.slice(1_000_000))
+        t0 = time.perf_counter()
+        load(csv_path, symbols)
+        csv_rate = 1_000_000 / (time.perf_counter() - t0)
+
+    rows = [
+        {"metric": "ticks", "value": f"{n:,} ({result.summary()['trades']:,} trades)"},
+        {"metric": "backtest throughput (jitted)", "value": f"{rate / 1e6:.1f}M ticks/s",
+         "goal": ">= 50M ticks/s", "ok": rate >= 50e6},
+        {"metric": "same fill model, pure Python", "value": f"{py_rate / 1e3:.1f}k ticks/s"},
+        {"metric": "ratio jitted / pure Python", "value": f"{rate / py_rate:,.0f}x"},
+        {"metric": "binary load", "value": f"{load_s:.3f} s ({n / load_s / 1e6:.0f}M ticks/s)"},
+        {"metric": "CSV load", "value": f"{csv_rate / 1e3:.0f}k rows/s"},
+        {"metric": "generate", "value": f"{gen_s:.2f} s"},
+    ]
+    report("backtest", rows)
+
+
+if __name__ == "__main__":
+    main()

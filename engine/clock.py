@@ -1,0 +1,33 @@
+"""Wall clocks: the system's, and a rehearsal clock that starts at a chosen instant."""
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now_ns(self) -> int: ...
+
+    async def sleep_until(self, ns: int) -> None: ...
+
+
+class SystemClock:
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    async def sleep_until(self, ns: int) -> None:
+        await asyncio.sleep(max(0.0, (ns - self.now_ns()) / 1e9))
+
+
+class RehearsalClock(SystemClock):
+    """Reads ``start`` at creation and runs at real speed from there (for rehearsing a session)."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError(f"rehearsal clock start {start.isoformat()} needs a UTC offset, e.g. +05:30")
+        self._origin = int(start.timestamp() * 1e9)
+        self._mono = time.monotonic_ns()
+
+    def now_ns(self) -> int:
+        return self._origin + time.monotonic_ns() - self._mono

@@ -1,0 +1,344 @@
+"""The trading engine: the tick kernel, the state machine, and the control API the chat layer uses.
+
+Per tick the engine makes one jitted call (``step.on_tick``); Python runs only when that call
+reports something to do. With the paper broker, those reports are the fill model's decisions and
+the engine mirrors them into the venue as orders and fills, journals them and publishes events.
+Nothing on this path awaits: the journal buffers and the bus only enqueues.
+"""
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from config import Config
+from engine import layout as L
+from engine.arrays import Arrays, apply_risk, build, params, ring_size
+from engine.brokers.base import BrokerError
+from engine.brokers.paper import PaperBroker
+from engine.events import (
+    ALERT,
+    CONFIG_CHANGED,
+    FILL,
+    ORDER_PLACED,
+    ORDER_UPDATED,
+    SESSION,
+    STATE_CHANGED,
+    TRADE_CLOSED,
+    Event,
+    EventBus,
+)
+from engine.journal import Journal
+from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
+from engine.step import close_session, flatten, on_tick, start_session
+
+
+class State(StrEnum):
+    IDLE = "IDLE"  # before the session
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"  # no new entries; open positions stay protected and may exit
+    HALTED = "HALTED"  # kill switch: no order but a flatten until resumed
+    CLOSED = "CLOSED"  # after the session
+
+
+LOSS_HALT = "daily loss limit reached"
+
+
+class ControlError(Exception):
+    """A control request that cannot be honoured in the current state; nothing was changed."""
+
+
+@dataclass
+class Bracket:
+    """The broker orders protecting or exiting one instrument's position."""
+
+    entry: str | None = None
+    target: str | None = None
+    stop: str | None = None
+    exit: str | None = None
+
+
+class Engine:
+    def __init__(self, cfg: Config, broker: PaperBroker, bus: EventBus, journal: Journal,
+                 now_ns=time.time_ns) -> None:
+        self.cfg = cfg
+        self.arrays: Arrays = build(cfg)
+        self.broker = broker
+        self.bus = bus
+        self.journal = journal
+        self.now_ns = now_ns
+        self.state = State.IDLE
+        self.state_reason = ""
+        self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
+        self.brackets = [Bracket() for _ in self.arrays.symbols]
+        self.closed_trades: list[dict[str, Any]] = []
+        self._tag = TagMaker()
+        self._sync_entries()
+        broker.on_order = self._on_order
+
+    # --- tick path --------------------------------------------------------------------------
+    def on_tick(self, i: int, ts_ns: int, price: float, volume: float = 1.0) -> int:
+        a = self.arrays
+        act = on_tick(a.st, a.pr, a.ring, a.acct, a.clk, i, ts_ns, price, volume)
+        if act > 0:
+            self._handle(i, act)
+        return act
+
+    def _handle(self, i: int, act: int) -> None:
+        st = self.arrays.st
+        if act & L.ACT_OTHERS:
+            for j in np.flatnonzero(st[:, L.S_EVENTS]):
+                parked = int(st[j, L.S_EVENTS])
+                st[j, L.S_EVENTS] = 0.0
+                self._apply(int(j), parked)
+        if act & L.ACT_NEW_SESSION:
+            self._new_session()
+        self._apply(i, act)
+        if act & L.ACT_HALT:
+            self._set_state(State.HALTED, LOSS_HALT)
+            self._publish(ALERT, critical=True, level="critical",
+                          text=f"Daily loss limit reached: flattening and HALTED ({self.pnl()['day']:.2f})")
+
+    def _apply(self, j: int, act: int) -> None:
+        """Mirror one row's kernel decisions into the venue, in the order they happened."""
+        st, br = self.arrays.st[j], self.brackets[j]
+        if act & L.ACT_EXIT_FILL:
+            self._exit_filled(j, st, br)
+        if act & L.ACT_ENTRY_FILL:
+            self.broker.fill(br.entry, st[L.S_OUT_ENTRY_PRICE])
+            self._arm_bracket(j, st, br)
+        if act & L.ACT_STOP_MOVED:
+            self.broker.modify(br.stop, trigger_price=float(st[L.S_STOP]))
+            self.journal.record("stop_moved", symbol=self.arrays.symbols[j], stop=float(st[L.S_STOP]))
+        if act & L.ACT_ENTRY_ORDER:
+            side = Side.BUY if st[L.S_PEND_SIDE] > 0 else Side.SELL
+            order = self._send(j, side, OrderType.MARKET, Purpose.ENTRY)
+            if order.status == Status.REJECTED:
+                self._reject_pending(j, order)
+            else:
+                br.entry = order.order_id
+        if act & L.ACT_EXIT_ORDER:
+            self._cancel_bracket(br)
+            side = Side.BUY if st[L.S_PEND_SIDE] > 0 else Side.SELL
+            br.exit = self._send(j, side, OrderType.MARKET, Purpose.EXIT).order_id
+        if act & L.ACT_ENTRY_CANCELLED and br.entry:
+            self.broker.cancel(br.entry)
+            br.entry = None
+
+    def _exit_filled(self, j: int, st: np.ndarray, br: Bracket) -> None:
+        reason = L.REASONS[int(st[L.S_OUT_REASON])]
+        price = float(st[L.S_OUT_EXIT_PRICE])
+        filled = {"target": br.target, "stop": br.stop, "trail": br.stop}.get(reason) or br.exit
+        self._cancel_bracket(br, keep=filled)
+        if filled is None:
+            # square-off or session end: the exit is sent and filled on the same tick
+            side = Side.SELL if st[L.S_OUT_EXIT_QTY] > 0 else Side.BUY
+            filled = self._send(j, side, OrderType.MARKET, Purpose.EXIT).order_id
+        self.broker.fill(filled, price)
+        br.exit = br.target = br.stop = None
+        clk = self.arrays.clk[j]
+        trade = {
+            "symbol": self.arrays.symbols[j],
+            "side": "long" if st[L.S_OUT_EXIT_QTY] > 0 else "short",
+            "qty": int(abs(st[L.S_OUT_EXIT_QTY])),
+            "entry_time_ns": int(clk[L.C_ENTRY]),
+            "entry_price": float(st[L.S_OUT_EXIT_ENTRY]),
+            "exit_time_ns": int(clk[L.C_EXIT]),
+            "exit_price": price,
+            "exit_reason": reason,
+            "pnl": float(st[L.S_OUT_PNL]),
+        }
+        self.closed_trades.append(trade)
+        self.journal.record("trade_closed", **trade)
+        self._publish(TRADE_CLOSED, **trade)
+
+    def _arm_bracket(self, j: int, st: np.ndarray, br: Bracket) -> None:
+        exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
+        br.target = self._send(j, exit_side, OrderType.LIMIT, Purpose.TARGET,
+                               price=float(st[L.S_TARGET])).order_id
+        br.stop = self._send(j, exit_side, OrderType.SL_M, Purpose.STOP,
+                             trigger=float(st[L.S_STOP])).order_id
+
+    def _cancel_bracket(self, br: Bracket, keep: str | None = None) -> None:
+        """One-cancels-other: cancel the resting target and stop except ``keep`` (the one that filled)."""
+        for order_id in (br.target, br.stop):
+            if order_id and order_id != keep and self.broker.order(order_id).working:
+                self.broker.cancel(order_id)
+        br.target = br.stop = None
+
+    def _send(self, j: int, side: Side, kind: OrderType, purpose: Purpose, price: float | None = None,
+              trigger: float | None = None) -> Order:
+        request = OrderRequest(self.arrays.symbols[j], side, int(self.arrays.pr[j, L.P_QTY]), kind,
+                               price=price, trigger_price=trigger, tag=self._tag())
+        self.journal.record("intent", purpose=str(purpose), **request.__dict__)
+        return self.broker.submit(request, purpose)
+
+    def _reject_pending(self, j: int, order: Order) -> None:
+        flatten(self.arrays.st[j], self.arrays.acct, L.REASON_FLATTEN)
+        self._publish(ALERT, critical=True, level="error",
+                      text=f"{order.request.symbol} entry rejected: {order.status_message}")
+
+    def _on_order(self, order: Order) -> None:
+        data = order.to_dict()
+        self.journal.record("order", **data)
+        kind = ORDER_PLACED if len(order.history) == 1 else ORDER_UPDATED
+        if order.status == Status.COMPLETE:
+            self._publish(FILL, **data)
+        else:
+            self._publish(kind, critical=order.status == Status.REJECTED, **data)
+
+    def _publish(self, kind: str, critical: bool = False, **data: Any) -> None:
+        self.bus.publish(Event(kind, self.now_ns(), data, critical))
+
+    # --- state machine ----------------------------------------------------------------------
+    def _set_state(self, state: State, reason: str = "") -> None:
+        old, self.state, self.state_reason = self.state, state, reason
+        self._sync_entries()
+        if old != state:
+            self.journal.record("state", old=str(old), new=str(state), reason=reason)
+            self._publish(STATE_CHANGED, old=str(old), new=str(state), reason=reason)
+
+    def _sync_entries(self) -> None:
+        self.arrays.acct[L.A_ENTRIES_ALLOWED] = 1.0 if self.state == State.RUNNING else 0.0
+
+    def _new_session(self) -> None:
+        """Ticks of a new trading day arrived: the loss-limit halt was for yesterday only."""
+        self.journal.record("session", event="new_day")
+        self._publish(SESSION, event="open")
+        if self.state in (State.IDLE, State.CLOSED) or (
+                self.state == State.HALTED and self.state_reason == LOSS_HALT):
+            self._set_state(State.RUNNING, "session open")
+
+    def start_session(self) -> None:
+        if self.state in (State.IDLE, State.CLOSED):
+            self._set_state(State.RUNNING, "session open")
+
+    def end_session(self) -> None:
+        """Session close: whatever is still open exits at its last price."""
+        a = self.arrays
+        for j in range(len(a.symbols)):
+            act = close_session(a.st[j], a.acct, a.clk[j])
+            if act:
+                self._apply(j, act)
+        if self.state != State.HALTED:
+            self._set_state(State.CLOSED, "session closed")
+
+    def pause(self, reason: str = "") -> None:
+        if self.state != State.RUNNING:
+            raise ControlError(f"cannot pause: engine is {self.state}")
+        self._set_state(State.PAUSED, reason or "paused")
+
+    def resume(self) -> None:
+        if self.state not in (State.PAUSED, State.HALTED):
+            raise ControlError(f"cannot resume: engine is {self.state}")
+        self.arrays.acct[L.A_HALTED] = 0.0
+        self._set_state(State.RUNNING, "resumed")
+
+    def halt(self, reason: str = "") -> None:
+        """Kill switch: cancel working entries, refuse every new order but a flatten."""
+        a = self.arrays
+        for j in range(len(a.symbols)):
+            if a.st[j, L.S_PEND_KIND] == L.ORDER_ENTRY:
+                self._apply(j, flatten(a.st[j], a.acct, L.REASON_FLATTEN))
+        self._set_state(State.HALTED, reason or "halted")
+
+    def flatten(self) -> int:
+        """Market exits for every open position (filled at the next tick); returns how many."""
+        a, sent = self.arrays, 0
+        for j in range(len(a.symbols)):
+            act = flatten(a.st[j], a.acct, L.REASON_FLATTEN)
+            sent += bool(act & L.ACT_EXIT_ORDER)
+            self._apply(j, act)
+        self.journal.record("flatten", positions=sent)
+        return sent
+
+    def apply_config(self, cfg: Config) -> None:
+        """Take a validated config live. Instrument lists or strategy kinds change only when flat."""
+        a = self.arrays
+        same_shape = (tuple(i.symbol for i in cfg.instruments) == a.symbols
+                      and [i.strategy.kind for i in cfg.instruments]
+                      == [i.strategy.kind for i in self.cfg.instruments])
+        if same_shape:
+            new_pr = params(cfg)
+            # A changed rolling window invalidates that instrument's running sums: start them over.
+            changed = (new_pr[:, L.P_S0:] != a.pr[:, L.P_S0:]).any(axis=1)
+            a.st[changed, L.S_STD:L.S_STD + 5] = 0.0
+            a.pr[:] = new_pr
+            if a.ring.shape[1] < ring_size(cfg):
+                a.ring = np.zeros((len(a.symbols), ring_size(cfg)))
+            apply_risk(a.acct, cfg)
+        elif self._flat():
+            acct = a.acct.copy()
+            self.arrays = build(cfg)
+            self.arrays.acct[: L.A_MAX_LOSS] = acct[: L.A_MAX_LOSS]
+            for row in self.arrays.st:
+                start_session(row, acct[L.A_DAY])
+            self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
+            self.brackets = [Bracket() for _ in self.arrays.symbols]
+            self.broker.tick_sizes = {i.symbol: i.tick_size for i in cfg.instruments}
+        else:
+            raise ControlError("instruments or strategy kinds can change only with no open position")
+        self.cfg = cfg
+        self._sync_entries()
+        self._publish(CONFIG_CHANGED)
+
+    def _flat(self) -> bool:
+        st = self.arrays.st
+        return not (st[:, L.S_POS].any() or st[:, L.S_PEND_KIND].any())
+
+    # --- control API: plain data for any transport ------------------------------------------
+    def positions(self) -> list[dict[str, Any]]:
+        a, out = self.arrays, []
+        for j, symbol in enumerate(a.symbols):
+            st = a.st[j]
+            if st[L.S_POS] != 0.0:
+                out.append({"symbol": symbol, "qty": int(st[L.S_POS]),
+                            "entry_price": float(st[L.S_ENTRY_PRICE]),
+                            "ltp": float(st[L.S_LTP]), "unrealised": float(st[L.S_UNREAL]),
+                            "target": float(st[L.S_TARGET]), "stop": float(st[L.S_STOP]),
+                            "trailing": bool(st[L.S_TRAILED])})
+        return out
+
+    def orders(self, working_only: bool = True) -> list[dict[str, Any]]:
+        return [o.to_dict() for o in self.broker.all_orders() if o.working or not working_only]
+
+    def trades(self) -> list[dict[str, Any]]:
+        return list(self.closed_trades)
+
+    def pnl(self) -> dict[str, Any]:
+        acct, st = self.arrays.acct, self.arrays.st
+        return {
+            "realised": float(acct[L.A_REALISED]),
+            "unrealised": float(acct[L.A_UNREAL]),
+            "day": float(acct[L.A_REALISED] + acct[L.A_UNREAL]),
+            "by_symbol": {s: float(st[j, L.S_REALISED] + st[j, L.S_UNREAL])
+                          for j, s in enumerate(self.arrays.symbols)},
+        }
+
+    def risk(self) -> dict[str, Any]:
+        acct, r = self.arrays.acct, self.cfg.risk
+        return {"max_daily_loss": r.max_daily_loss, "day_pnl": self.pnl()["day"],
+                "trades_today": int(acct[L.A_TRADES]), "max_trades_per_day": r.max_trades_per_day,
+                "max_orders_per_second": r.max_orders_per_second, "max_quantity": r.max_quantity}
+
+    def status(self) -> dict[str, Any]:
+        now, a = self.now_ns(), self.arrays
+        instruments = []
+        for j, symbol in enumerate(a.symbols):
+            ltp, ltp_ns = a.st[j, L.S_LTP], int(a.clk[j, L.C_LTP])
+            instruments.append({
+                "symbol": symbol,
+                "ltp": None if np.isnan(ltp) else float(ltp),
+                "ltp_age_s": (now - ltp_ns) / 1e9 if ltp_ns else None,
+                "position": int(a.st[j, L.S_POS]),
+                "open_orders": sum(1 for o in self.broker.all_orders()
+                                   if o.working and o.request.symbol == symbol),
+                "day_pnl": float(a.st[j, L.S_REALISED] + a.st[j, L.S_UNREAL]),
+            })
+        return {"state": str(self.state), "reason": self.state_reason, "broker": self.broker.name,
+                "instruments": instruments, "pnl": self.pnl(), "risk": self.risk()}
+
+
+__all__ = ["BrokerError", "ControlError", "Engine", "State"]

@@ -1,0 +1,68 @@
+"""Builders shared by the engine tests: configs from a few overrides, ticks from (time, price) rows."""
+
+import copy
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from config import Config, validate
+from engine.ticks import Ticks
+
+DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "default.json").read_bytes())
+DAY = "2026-11-23"  # a Monday
+
+
+def make_config(strategy=None, bracket=None, risk=None, slippage_ticks=0, tick_size=0.05, quantity=10,
+                symbols=("NSE:INFY",), **sections) -> Config:
+    data = copy.deepcopy(DEFAULT)
+    instrument = {
+        "tick_size": tick_size, "quantity": quantity,
+        "strategy": strategy or {"kind": "ema_cross", "fast": 1, "slow": 2, "allow_short": False},
+        "bracket": bracket or {"target_pct": 1.0, "stop_pct": 1.0, "trail_pct": None},
+    }
+    data["instruments"] = [{"symbol": s, **copy.deepcopy(instrument)} for s in symbols]
+    data["paper"]["slippage_ticks"] = slippage_ticks
+    data["risk"].update(risk or {})
+    for name, values in sections.items():
+        data[name].update(values)
+    return validate(data)
+
+
+def ns(clock: str, day: str = DAY) -> int:
+    return int(datetime.fromisoformat(f"{day}T{clock}+05:30").timestamp() * 1e9)
+
+
+def make_ticks(rows, symbols=("NSE:INFY",)) -> Ticks:
+    """rows: (HH:MM:SS[.fff], price) or (HH:MM:SS, price, symbol) or (day, HH:MM:SS, price, symbol)."""
+    ts, price, instr = [], [], []
+    for row in rows:
+        if len(row) == 4:
+            day, clock, p, sym = row
+        else:
+            day, (clock, p, *rest) = DAY, row
+            sym = rest[0] if rest else symbols[0]
+        ts.append(ns(clock, day))
+        price.append(p)
+        instr.append(symbols.index(sym))
+    return Ticks(np.array(ts, dtype=np.int64), np.array(price, dtype=np.float64),
+                 np.ones(len(ts)), np.array(instr, dtype=np.int32), tuple(symbols))
+
+
+def seconds(start: str, prices, day: str = DAY):
+    """One tick a second from ``start`` with the given prices."""
+    h, m, s = (int(x) for x in start.split(":"))
+    base = h * 3600 + m * 60 + s
+    out = []
+    for k, p in enumerate(prices):
+        t = base + k
+        out.append((day, f"{t // 3600:02d}:{t % 3600 // 60:02d}:{t % 60:02d}", p, "NSE:INFY"))
+    return out
+
+
+@pytest.fixture
+def cross_up():
+    """ema_cross 1/2 goes long on the third tick: 100, 99, 101 (entry fills on the fourth)."""
+    return [100.0, 99.0, 101.0]
