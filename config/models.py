@@ -110,7 +110,7 @@ class Paper(Model):
     feed: Literal["synthetic", "replay"] = "synthetic"
     seed: int = 7
     replay_file: str | None = None
-    speed: float = Field(1.0, gt=0)
+    speed: float = Field(1.0, ge=0)  # replay pace; 0 = as fast as possible
     tick_interval_ms: int = Field(250, ge=1)
 
     @model_validator(mode="after")

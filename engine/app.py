@@ -38,9 +38,12 @@ def _feed(cfg, clock):
                          cfg.paper.tick_interval_ms)
 
 
-async def _pump(feed, engine: Engine) -> None:
+async def _pump(feed, engine: Engine, close_at_end: bool) -> None:
     async for instr, ts, price, volume in feed:
         engine.on_tick(instr, ts, price, volume)
+    if close_at_end:
+        engine.end_session()
+        log.info("replay finished: %d trades, day P&L %.2f", len(engine.trades()), engine.pnl()["day"])
 
 
 async def _keep_session(engine: Engine, clock) -> None:
@@ -86,8 +89,12 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(coro) for coro in (
-        journal.run(), _pump(_feed(cfg, clock), engine), _keep_session(engine, clock))]
+    # A replay's sessions follow its ticks' own dates; a live feed's follow the clock.
+    replay = cfg.paper.feed == "replay"
+    coros = [journal.run(), _pump(_feed(cfg, clock), engine, replay)]
+    if not replay:
+        coros.append(_keep_session(engine, clock))
+    tasks = [asyncio.create_task(coro) for coro in coros]
     if args.console:
         tasks.append(asyncio.create_task(_print_events(bus.subscribe())))
     waiter = asyncio.create_task(stop.wait())

@@ -137,7 +137,7 @@ def save_csv(path: str | Path, ticks: Ticks) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["ts", "symbol", "price", "volume"])
-        base = datetime(1970, 1, 1, tzinfo=IST) - timedelta(hours=5, minutes=30)
+        base = datetime.fromtimestamp(0, IST)
         for t, k, p, v in zip(ticks.ts.tolist(), ticks.instr.tolist(), ticks.price.tolist(),
                               ticks.volume.tolist(), strict=True):
             stamp = base + timedelta(microseconds=t // 1000)
