@@ -14,7 +14,7 @@ from config import Config
 from engine import layout as L
 from engine.arrays import Arrays, build
 from engine.costs import round_trip_costs
-from engine.step import close_session, on_tick
+from engine.step import close_session, in_session, session_time
 from engine.ticks import Ticks
 
 # trade record columns
@@ -24,7 +24,7 @@ TI_ENTRY, TI_EXIT = 0, 1
 CHUNK = 2_000_000  # ticks per jitted call, so the progress bar moves and trade buffers can grow
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _record(st, clk, j, tf, ti, n):
     tf[n, T_INSTR] = j
     tf[n, T_SIDE] = 1.0 if st[j, L.S_OUT_EXIT_QTY] > 0.0 else -1.0
@@ -38,22 +38,25 @@ def _record(st, clk, j, tf, ti, n):
     return n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf, ti, n_tr, days, n_days):
     """Process ticks ``start:stop``; returns (next index, trades, in-session ticks, session days).
 
     Stops early when the trade buffer could overflow on the next tick so the caller can grow it.
     """
     n_instr = st.shape[0]
-    in_session = 0
+    seen = 0
     for k in range(start, stop):
         if tf.shape[0] - n_tr <= n_instr:
-            return k, n_tr, in_session, n_days
+            return k, n_tr, seen, n_days
         i = instr[k]
-        act = on_tick(st, pr, ring, acct, clk, i, ts[k], price[k], volume[k])
+        tod = session_time(st, pr, clk, i, ts[k], price[k])
+        if tod < 0:
+            continue
+        act = in_session(st, pr, ring, acct, clk, i, ts[k], tod, price[k], volume[k])
         if act == L.ACT_IGNORED:
             continue
-        in_session += 1
+        seen += 1
         if n_days == 0 or acct[L.A_DAY] != days[n_days - 1]:
             days[n_days] = acct[L.A_DAY]
             n_days += 1
@@ -66,14 +69,14 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf
                         n_tr = _record(st, clk, j, tf, ti, n_tr)
         if act & L.ACT_EXIT_FILL:
             n_tr = _record(st, clk, i, tf, ti, n_tr)
-    return stop, n_tr, in_session, n_days
+    return stop, n_tr, seen, n_days
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def finish(st, acct, clk, tf, ti, n_tr):
     """End of data: the last session closes at each instrument's last tick."""
     for j in range(st.shape[0]):
-        if close_session(st[j], acct, clk[j]) & L.ACT_EXIT_FILL:
+        if close_session(st, acct, clk, j) & L.ACT_EXIT_FILL:
             n_tr = _record(st, clk, j, tf, ti, n_tr)
     return n_tr
 
@@ -160,7 +163,7 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False) -> Result:
     ti = np.zeros((cap, 2), dtype=np.int64)
     span_days = int((ticks.ts[-1] - ticks.ts[0]) // L.NS_PER_DAY) + 2 if n else 1
     days = np.zeros(span_days, dtype=np.int64)
-    n_tr = in_session = n_days = 0
+    n_tr = total = n_days = 0
     k = 0
     bar = tqdm(total=n, unit="tick", unit_scale=True, disable=not progress or n < 5 * CHUNK, leave=False)
     while k < n:
@@ -168,7 +171,7 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False) -> Result:
         k2, n_tr, seen, n_days = run_ticks(ticks.ts, ticks.price, ticks.volume, ticks.instr, k, stop,
                                            arrays.st, arrays.pr, arrays.ring, arrays.acct, arrays.clk,
                                            tf, ti, n_tr, days, n_days)
-        in_session += seen
+        total += seen
         bar.update(k2 - k)
         k = k2
         if tf.shape[0] - n_tr <= arrays.st.shape[0]:
@@ -182,4 +185,4 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False) -> Result:
     tf, ti = tf[:n_tr].copy(), ti[:n_tr].copy()
     costs = round_trip_costs(tf[:, T_SIDE], tf[:, T_QTY], tf[:, T_ENTRY], tf[:, T_EXIT], cfg.costs)
     session_ns = float(cfg.session.ns_after_midnight("close") - cfg.session.ns_after_midnight("open"))
-    return Result(arrays.symbols, in_session, days[:n_days].copy(), tf, ti, costs, session_ns)
+    return Result(arrays.symbols, total, days[:n_days].copy(), tf, ti, costs, session_ns)

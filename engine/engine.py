@@ -176,7 +176,7 @@ class Engine:
         return self.broker.submit(request, purpose)
 
     def _reject_pending(self, j: int, order: Order) -> None:
-        flatten(self.arrays.st[j], self.arrays.acct, L.REASON_FLATTEN)
+        flatten(self.arrays.st, self.arrays.acct, j, L.REASON_FLATTEN)
         self._publish(ALERT, critical=True, level="error",
                       text=f"{order.request.symbol} entry rejected: {order.status_message}")
 
@@ -219,7 +219,7 @@ class Engine:
         """Session close: whatever is still open exits at its last price."""
         a = self.arrays
         for j in range(len(a.symbols)):
-            act = close_session(a.st[j], a.acct, a.clk[j])
+            act = close_session(a.st, a.acct, a.clk, j)
             if act:
                 self._apply(j, act)
         if self.state != State.HALTED:
@@ -241,14 +241,14 @@ class Engine:
         a = self.arrays
         for j in range(len(a.symbols)):
             if a.st[j, L.S_PEND_KIND] == L.ORDER_ENTRY:
-                self._apply(j, flatten(a.st[j], a.acct, L.REASON_FLATTEN))
+                self._apply(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
         self._set_state(State.HALTED, reason or "halted")
 
     def flatten(self) -> int:
         """Market exits for every open position (filled at the next tick); returns how many."""
         a, sent = self.arrays, 0
         for j in range(len(a.symbols)):
-            act = flatten(a.st[j], a.acct, L.REASON_FLATTEN)
+            act = flatten(a.st, a.acct, j, L.REASON_FLATTEN)
             sent += bool(act & L.ACT_EXIT_ORDER)
             self._apply(j, act)
         self.journal.record("flatten", positions=sent)
@@ -273,8 +273,8 @@ class Engine:
             acct = a.acct.copy()
             self.arrays = build(cfg)
             self.arrays.acct[: L.A_MAX_LOSS] = acct[: L.A_MAX_LOSS]
-            for row in self.arrays.st:
-                start_session(row, acct[L.A_DAY])
+            for j in range(len(self.arrays.symbols)):
+                start_session(self.arrays.st, j, acct[L.A_DAY])
             self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
             self.brackets = [Bracket() for _ in self.arrays.symbols]
             self.broker.tick_sizes = {i.symbol: i.tick_size for i in cfg.instruments}

@@ -14,18 +14,18 @@ BRACKET_STOP = 2
 BRACKET_TRAIL_MOVED = 3
 
 
-@njit(cache=True)
+@njit(error_model="numpy", inline="always")
 def round_to_tick(x: float, tick: float) -> float:
     # The second round strips float noise (1074.35 / 0.05 * 0.05 = 1074.3500000000001).
     return round(round(x / tick) * tick, 8)
 
 
-@njit(cache=True)
+@njit(error_model="numpy", inline="always")
 def ema_alpha(n: float) -> float:
     return 2.0 / (n + 1.0)
 
 
-@njit(cache=True)
+@njit(error_model="numpy", inline="always")
 def ema_update(prev: float, price: float, alpha: float) -> float:
     """Next EMA value; a NaN ``prev`` seeds the EMA with ``price``."""
     if prev != prev:
@@ -33,52 +33,52 @@ def ema_update(prev: float, price: float, alpha: float) -> float:
     return prev + alpha * (price - prev)
 
 
-@njit(cache=True)
-def vwap_update(st, i_pv: int, i_v: int, price: float, volume: float) -> float:
-    """Accumulate ``price * volume`` and ``volume`` in ``st[i_pv]``, ``st[i_v]``; return the VWAP."""
-    st[i_pv] += price * volume
-    st[i_v] += volume
-    return st[i_pv] / st[i_v]
+@njit(error_model="numpy", inline="always")
+def vwap_update(st, row: int, i_pv: int, i_v: int, price: float, volume: float) -> float:
+    """Accumulate ``price * volume`` and ``volume`` in ``st[row, i_pv]``, ``st[row, i_v]``; return the VWAP."""
+    st[row, i_pv] += price * volume
+    st[row, i_v] += volume
+    return st[row, i_pv] / st[row, i_v]
 
 
-@njit(cache=True)
-def rolling_std_update(ring, st, base: int, price: float, window: int) -> float:
+@njit(error_model="numpy", inline="always")
+def rolling_std_update(ring, st, row: int, base: int, price: float, window: int) -> float:
     """Population standard deviation of the last ``window`` prices (fewer until the window fills).
 
     Prices are counted in whole paise relative to the window's first price, so the running sums are
     exact integers: no drift over a long session, and a flat window is exactly 0 (a running float
     variance leaves ~1e-7 of noise there, enough to fake a signal). Exact while prices stay within
-    about ₹7,000 of the first one. ``st[base:base+5]`` holds count, ring head, sum, sum of squares
+    about ₹7,000 of the first one. ``st[row, base:base+5]`` holds count, ring head, sum, sum of squares
     and the reference price in paise; ``ring`` holds at least ``window`` values.
     """
-    n = int(st[base])
-    head = int(st[base + 1])
-    s1 = np.int64(st[base + 2])
-    s2 = np.int64(st[base + 3])
+    n = int(st[row, base])
+    head = int(st[row, base + 1])
+    s1 = np.int64(st[row, base + 2])
+    s2 = np.int64(st[row, base + 3])
     paise = np.int64(round(price * 100.0))
     if n == 0:
-        st[base + 4] = paise
-    d = paise - np.int64(st[base + 4])
+        st[row, base + 4] = paise
+    d = paise - np.int64(st[row, base + 4])
     if n < window:
         n += 1
     else:
-        old = np.int64(ring[head])
+        old = np.int64(ring[row, head])
         s1 -= old
         s2 -= old * old
     s1 += d
     s2 += d * d
-    ring[head] = d
+    ring[row, head] = d
     head += 1
     if head == window:
         head = 0
-    st[base] = n
-    st[base + 1] = head
-    st[base + 2] = s1
-    st[base + 3] = s2
+    st[row, base] = n
+    st[row, base + 1] = head
+    st[row, base + 2] = s1
+    st[row, base + 3] = s2
     return (n * s2 - s1 * s1) ** 0.5 / (n * 100.0)
 
 
-@njit(cache=True)
+@njit(error_model="numpy", inline="always")
 def rolling_extreme_update(dq_val, dq_idx, meta, price: float, window: int, sign: float) -> float:
     """Rolling maximum (``sign=1``) or minimum (``sign=-1``) of the last ``window`` prices.
 
@@ -108,18 +108,18 @@ def rolling_extreme_update(dq_val, dq_idx, meta, price: float, window: int, sign
     return dq_val[head]
 
 
-@njit(cache=True)
-def opening_range_update(st, i_high: int, i_low: int, price: float) -> None:
-    """Widen the opening range held in ``st[i_high]``/``st[i_low]`` (NaN until the first price)."""
-    hi = st[i_high]
+@njit(error_model="numpy", inline="always")
+def opening_range_update(st, row: int, i_high: int, i_low: int, price: float) -> None:
+    """Widen the opening range held in ``st[row, i_high]``/``st[row, i_low]`` (NaN until the first price)."""
+    hi = st[row, i_high]
     if hi != hi or price > hi:
-        st[i_high] = price
-    lo = st[i_low]
+        st[row, i_high] = price
+    lo = st[row, i_low]
     if lo != lo or price < lo:
-        st[i_low] = price
+        st[row, i_low] = price
 
 
-@njit(cache=True)
+@njit(error_model="numpy", inline="always")
 def bracket_levels(side: float, fill: float, target_pct: float, stop_pct: float, tick: float):
     """Target and stop for a position of ``side`` (+1 long, -1 short) filled at ``fill``."""
     target = round_to_tick(fill * (1.0 + side * target_pct / 100.0), tick)
@@ -127,7 +127,7 @@ def bracket_levels(side: float, fill: float, target_pct: float, stop_pct: float,
     return target, stop
 
 
-@njit(cache=True)
+@njit(error_model="numpy", inline="always")
 def bracket_step(side: float, price: float, target: float, stop: float, trail_pct: float,
                  tick: float, slip: float):
     """One tick of a bracket: returns (BRACKET_* code, exit price, stop after this tick).
