@@ -85,6 +85,7 @@ class Session(Model):
     open: str = "09:15"
     close: str = "15:30"
     square_off: str = "15:15"
+    on_shutdown: Literal["keep", "flatten"] = "keep"  # open positions when the process stops
 
     @field_validator("open", "close", "square_off")
     @classmethod
@@ -103,6 +104,34 @@ class Session(Model):
     def ns_after_midnight(self, field: str) -> int:
         hours, minutes = getattr(self, field).split(":")
         return (int(hours) * 60 + int(minutes)) * NS_PER_MIN
+
+
+Level = Literal["on", "silent", "off"]
+
+
+class Notify(Model):
+    """Per event type: ``on``, ``silent`` (delivered without sound) or ``off``."""
+
+    order_placed: Level = "silent"
+    fill: Level = "on"
+    rejected: Level = "on"
+    trade_closed: Level = "on"
+    alert: Level = "on"
+    session: Level = "silent"
+    report: Level = "on"
+
+
+class Bot(Model):
+    allowed_chats: list[int] = []
+    admins: list[int] = []  # when given, only these users may send control commands
+    confirm_seconds: int = Field(30, ge=5, le=600)
+    coalesce_ms: int = Field(1000, ge=0, le=60_000)
+    notify: Notify = Notify()
+
+
+class Server(Model):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)  # $PORT wins when set
 
 
 class Paper(Model):
@@ -152,6 +181,8 @@ class Config(Model):
     paper: Paper = Paper()
     risk: Risk = Risk()
     costs: Costs = Costs()
+    bot: Bot = Bot()
+    server: Server = Server()
 
     @model_validator(mode="after")
     def _cross_rules(self) -> "Config":

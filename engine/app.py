@@ -1,4 +1,9 @@
-"""``otrade run``: the engine, its paper broker and feed, the journal, in one asyncio loop."""
+"""``otrade run``: one asyncio loop with the engine, its broker and feed, the journal, the session
+scheduler, the health endpoint and whatever transports are installed.
+
+Transports (the chat layer) plug in through the ``otrade.transports`` entry point group, so the
+engine never imports them: each gets the ``Runtime`` and adds its tasks and shutdown hooks.
+"""
 
 import argparse
 import asyncio
@@ -6,26 +11,67 @@ import contextlib
 import logging
 import os
 import signal
-import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
 from config import ConfigError, ConfigManager
+from engine import logs
 from engine.brokers.paper import PaperBroker
-from engine.clock import RehearsalClock, SystemClock
+from engine.calendar import Session, TradingCalendar
+from engine.clock import Clock, RehearsalClock, SystemClock
 from engine.engine import Engine, State
-from engine.events import EventBus, Subscription
+from engine.events import ALERT, REPORT, SESSION, Event, EventBus
 from engine.feeds import ReplayFeed, SyntheticFeed
 from engine.journal import Journal
-from engine.layout import IST, IST_OFFSET_NS, NS_PER_DAY
+from engine.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, SessionScheduler
+from engine.session import REPORT as REPORT_JOB
 from engine.ticks import load
+from engine.web import make_app, serve
 
 log = logging.getLogger("otrade")
+SHUTDOWN_BUDGET_S = 8.0  # SIGTERM to exit, inside the 10 s hosts allow
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+@dataclass
+class Runtime:
+    """What a transport plugin gets to work with."""
+
+    args: argparse.Namespace
+    config: ConfigManager
+    engine: Engine
+    bus: EventBus
+    clock: Clock
+    data_dir: Path
+    logs: logs.LogBuffer
+    scheduler: SessionScheduler | None = None
+    started_ns: int = field(default_factory=time.time_ns)
+    last_tick_ns: int = 0
+    health: dict[str, Callable[[], str]] = field(default_factory=dict)
+    tasks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def next_event(self) -> str:
+        event = self.scheduler.next_event() if self.scheduler else None
+        if event is None:
+            return "none scheduled"
+        return f"{event.name} at {event.at:%a %d %b %H:%M} IST"
+
+    def health_report(self) -> dict[str, Any]:
+        now = self.clock.now_ns()
+        age = (now - self.last_tick_ns) / 1e9 if self.last_tick_ns else None
+        return {"ok": True, "state": str(self.engine.state), "next": self.next_event(),
+                "last_tick_age_s": age, **{k: fn() for k, fn in self.health.items()}}
+
+    def alert(self, text: str, critical: bool = True) -> None:
+        self.bus.publish(Event(ALERT, self.clock.now_ns(), {"level": "critical" if critical else "info",
+                                                             "text": text}, critical))
 
 
 def _feed(cfg, clock):
@@ -38,38 +84,62 @@ def _feed(cfg, clock):
                          cfg.paper.tick_interval_ms)
 
 
-async def _pump(feed, engine: Engine, close_at_end: bool) -> None:
+async def _pump(rt: Runtime, feed, replay: bool) -> None:
+    on_tick = rt.engine.on_tick
     async for instr, ts, price, volume in feed:
-        engine.on_tick(instr, ts, price, volume)
-    if close_at_end:
+        rt.last_tick_ns = ts
+        on_tick(instr, ts, price, volume)
+    if replay:
+        rt.engine.end_session()
+        log.info("replay finished: %d trades, day P&L %.2f", len(rt.engine.trades()), rt.engine.pnl()["day"])
+
+
+def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
+    engine = rt.engine
+
+    def pre_open(session: Session) -> None:
+        engine.warm_up()
+        text = f"Pre-open: kernels warm, {session.name} session {session.open:%H:%M}–{session.close:%H:%M}"
+        rt.bus.publish(Event(SESSION, rt.clock.now_ns(), {"text": text}))
+
+    def open_(session: Session) -> None:
+        engine.set_session_window(session.open, session.close, rt.scheduler.events_for(session)[2].at)
+        engine.start_session()
+
+    def square_off(session: Session) -> None:
+        n = engine.square_off()
+        log.info("square-off: %d exit order(s)", n)
+
+    def close(session: Session) -> None:
         engine.end_session()
-        log.info("replay finished: %d trades, day P&L %.2f", len(engine.trades()), engine.pnl()["day"])
+
+    def report(session: Session) -> None:
+        pnl, trades = engine.pnl(), engine.trades()
+        wins = sum(1 for t in trades if t["pnl"] > 0)
+        text = (f"End of day {session.day}: {len(trades)} trade(s), {wins} won, P&L ₹{pnl['day']:,.2f}"
+                + "".join(f"\n{s}: ₹{v:,.2f}" for s, v in pnl["by_symbol"].items()))
+        engine.journal.record("report", text=text, pnl=pnl["day"], trades=len(trades))
+        rt.bus.publish(Event(REPORT, rt.clock.now_ns(), {"text": text}))
+
+    return {PRE_OPEN: pre_open, OPEN: open_, SQUARE_OFF: square_off, CLOSE: close, REPORT_JOB: report}
 
 
-async def _keep_session(engine: Engine, clock) -> None:
-    """Open and close the session by the clock (weekdays, the configured window)."""
-    session = engine.cfg.session
-    while True:
-        now = clock.now_ns()
-        tod = (now + IST_OFFSET_NS) % NS_PER_DAY
-        weekday = datetime.fromtimestamp(now / 1e9, IST).weekday() < 5
-        inside = weekday and session.ns_after_midnight("open") <= tod < session.ns_after_midnight("close")
-        if inside and engine.state in (State.IDLE, State.CLOSED):
-            engine.start_session()
-        elif not inside and engine.state in (State.RUNNING, State.PAUSED):
-            engine.end_session()
-        await asyncio.sleep(0.5)
+async def _supervise(rt: Runtime, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+    """Run a task for the life of the process: a crash is logged, alerted and the task restarted."""
 
+    def crashed(state) -> None:
+        exc = state.outcome.exception()
+        log.error("task %s crashed: %s: %s; restarting", name, type(exc).__name__, exc)
+        rt.alert(f"{name} crashed ({type(exc).__name__}: {exc}); restarting it")
 
-async def _print_events(sub: Subscription) -> None:
-    while True:
-        event = await sub.get()
-        print(f"[{datetime.fromtimestamp(event.ts_ns / 1e9, IST):%H:%M:%S}] {event.kind}: {event.data}",
-              flush=True)
+    async for attempt in AsyncRetrying(retry=retry_if_exception_type(Exception), wait=wait_exponential(0.5, max=30),
+                                       stop=stop_never, before_sleep=crashed):
+        with attempt:
+            await factory()
 
 
 async def run(args: argparse.Namespace) -> int:
-    _setup_logging()
+    buffer = logs.setup(file=Path(os.environ["OTRADE_LOG_FILE"]) if os.environ.get("OTRADE_LOG_FILE") else None)
     data_dir = Path(os.environ.get("OTRADE_DATA_DIR", "data"))
     manager = ConfigManager(Path(args.config), data_dir)
     try:
@@ -77,37 +147,68 @@ async def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         log.error("config %s is not valid:\n%s", args.config, exc)
         return 1
-    clock = RehearsalClock(datetime.fromisoformat(args.clock)) if args.clock else SystemClock()
+    clock: Clock = RehearsalClock(datetime.fromisoformat(args.clock)) if args.clock else SystemClock()
     bus = EventBus()
     journal = Journal(data_dir, clock.now_ns)
     broker = PaperBroker({i.symbol: i.tick_size for i in cfg.instruments}, clock.now_ns)
     engine = Engine(cfg, broker, bus, journal, clock.now_ns)
+    manager.add_check(engine.check_config)
     manager.subscribe(lambda old, new, changes: engine.apply_config(new))
-    log.info("paper trading %s; data in %s", ", ".join(i.symbol for i in cfg.instruments), data_dir.resolve())
+    rt = Runtime(args, manager, engine, bus, clock, data_dir, buffer)
+    log.info("paper trading %s; config %s; data in %s", ", ".join(i.symbol for i in cfg.instruments),
+             Path(args.config).resolve(), data_dir.resolve())
+
+    replay = cfg.paper.feed == "replay"
+    if not replay:  # a replay's sessions follow its ticks' own dates
+        calendar = TradingCalendar(cfg.session.open, cfg.session.close)
+        rt.scheduler = SessionScheduler(calendar, clock, {}, datetime.strptime(cfg.session.square_off, "%H:%M").time())
+        rt.scheduler.hooks.update(_session_hooks(rt))
+    rt.tasks["journal"] = journal.run
+    rt.tasks["feed"] = lambda: _pump(rt, _feed(cfg, clock), replay)
+    rt.health["feed"] = lambda: "replay" if replay else "synthetic"
+
+    for plugin in entry_points(group="otrade.transports"):
+        plugin.load()(rt)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # A replay's sessions follow its ticks' own dates; a live feed's follow the clock.
-    replay = cfg.paper.feed == "replay"
-    coros = [journal.run(), _pump(_feed(cfg, clock), engine, replay)]
-    if not replay:
-        coros.append(_keep_session(engine, clock))
-    tasks = [asyncio.create_task(coro) for coro in coros]
-    if args.console:
-        tasks.append(asyncio.create_task(_print_events(bus.subscribe())))
-    waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([waiter, *tasks], timeout=args.duration,
-                                 return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task is not waiter and task.exception():
-            log.error("task failed", exc_info=task.exception())
-    log.info("stopping: %s", engine.status()["state"])
-    for task in [waiter, *tasks]:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    journal.flush(fsync=True)
+    port = int(os.environ.get("PORT", cfg.server.port))
+    web_runner = await serve(make_app(rt.health_report), cfg.server.host, port)
+    log.info("health on http://%s:%d/healthz", cfg.server.host, port)
+    if rt.scheduler:
+        rt.scheduler.start()
+        log.info("next: %s", rt.next_event())
+    tasks = [asyncio.create_task(_supervise(rt, name, factory), name=name) for name, factory in rt.tasks.items()]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=args.duration)
+    await _shutdown(rt, tasks, web_runner, cfg.session.on_shutdown)
     return 0
+
+
+async def _shutdown(rt: Runtime, tasks: list[asyncio.Task], web_runner, on_shutdown: str) -> None:
+    started = time.monotonic()
+    engine = rt.engine
+    if engine.state == State.RUNNING:
+        engine.pause("process stopping")
+    if on_shutdown == "flatten" and engine.positions():
+        engine.flatten()
+        await asyncio.sleep(min(2.0, SHUTDOWN_BUDGET_S / 4))  # let the next ticks fill the exits
+    held = len(engine.positions())
+    rt.alert(f"OTrade stopping ({engine.state}); {held} open position(s) "
+             f"{'left protected at the broker' if held else ''}".rstrip(), critical=True)
+    if rt.scheduler:
+        rt.scheduler.shutdown()
+    budget = SHUTDOWN_BUDGET_S - (time.monotonic() - started)
+    hooks = [hook() for hook in rt.on_stop]
+    if hooks:
+        _, pending = await asyncio.wait([asyncio.ensure_future(h) for h in hooks], timeout=max(0.5, budget - 1))
+        for p in pending:
+            p.cancel()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await web_runner.cleanup()
+    engine.journal.flush(fsync=True)
+    log.info("stopped in %.1f s", time.monotonic() - started)

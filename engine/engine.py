@@ -8,12 +8,13 @@ Nothing on this path awaits: the journal buffers and the bus only enqueues.
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from config import Config
+from config import Config, ConfigError
 from engine import layout as L
 from engine.arrays import Arrays, apply_risk, build, params, ring_size
 from engine.brokers.base import BrokerError
@@ -76,6 +77,7 @@ class Engine:
         self.closed_trades: list[dict[str, Any]] = []
         self._tag = TagMaker()
         self._sync_entries()
+        self.warm_up()
         broker.on_order = self._on_order
 
     # --- tick path --------------------------------------------------------------------------
@@ -206,7 +208,7 @@ class Engine:
     def _new_session(self) -> None:
         """Ticks of a new trading day arrived: the loss-limit halt was for yesterday only."""
         self.journal.record("session", event="new_day")
-        self._publish(SESSION, event="open")
+        self._publish(SESSION, event="open", text="New trading day: indicators and daily limits reset")
         if self.state in (State.IDLE, State.CLOSED) or (
                 self.state == State.HALTED and self.state_reason == LOSS_HALT):
             self._set_state(State.RUNNING, "session open")
@@ -244,23 +246,55 @@ class Engine:
                 self._apply(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
         self._set_state(State.HALTED, reason or "halted")
 
-    def flatten(self) -> int:
+    def flatten(self, reason: int = L.REASON_FLATTEN) -> int:
         """Market exits for every open position (filled at the next tick); returns how many."""
         a, sent = self.arrays, 0
         for j in range(len(a.symbols)):
-            act = flatten(a.st, a.acct, j, L.REASON_FLATTEN)
+            act = flatten(a.st, a.acct, j, reason)
             sent += bool(act & L.ACT_EXIT_ORDER)
             self._apply(j, act)
-        self.journal.record("flatten", positions=sent)
+        self.journal.record("flatten", positions=sent, reason=L.REASONS[reason])
         return sent
 
-    def apply_config(self, cfg: Config) -> None:
-        """Take a validated config live. Instrument lists or strategy kinds change only when flat."""
+    def square_off(self) -> int:
+        """The scheduled square-off: positions still open (no tick came since) exit at market."""
+        return self.flatten(L.REASON_SQUARE_OFF)
+
+    def set_session_window(self, open_: datetime, close: datetime, square_off: datetime) -> None:
+        """Today's window (special sessions such as Muhurat trading differ from the config's)."""
+        def after_midnight(t: datetime) -> float:
+            t = t.astimezone(L.IST)
+            return float(((t.hour * 60 + t.minute) * 60 + t.second) * L.NS_PER_S)
+
+        pr = self.arrays.pr
+        pr[:, L.P_OPEN_NS] = after_midnight(open_)
+        pr[:, L.P_CLOSE_NS] = after_midnight(close)
+        pr[:, L.P_SQUARE_OFF_NS] = after_midnight(square_off)
+
+    def warm_up(self) -> None:
+        """Run every kernel once on scratch copies, so no compile or cache load happens on a tick."""
         a = self.arrays
-        same_shape = (tuple(i.symbol for i in cfg.instruments) == a.symbols
-                      and [i.strategy.kind for i in cfg.instruments]
-                      == [i.strategy.kind for i in self.cfg.instruments])
-        if same_shape:
+        st, acct, clk, ring = a.st.copy(), a.acct.copy(), a.clk.copy(), a.ring.copy()
+        now = self.now_ns()
+        on_tick(st, a.pr, ring, acct, clk, 0, now, 1.0, 1.0)
+        flatten(st, acct, 0, L.REASON_FLATTEN)
+        close_session(st, acct, clk, 0)
+
+    def _same_shape(self, cfg: Config) -> bool:
+        return ([(i.symbol, i.strategy.kind) for i in cfg.instruments]
+                == [(i.symbol, i.strategy.kind) for i in self.cfg.instruments])
+
+    def check_config(self, cfg: Config) -> None:
+        """Veto for the config manager: instrument lists and strategy kinds change only when flat."""
+        if not self._same_shape(cfg) and not self._flat():
+            raise ConfigError(["instruments: symbols and strategy kinds can change only with no open position "
+                               "or pending order (/flatten first)"])
+
+    def apply_config(self, cfg: Config) -> None:
+        """Take a validated config live from the next tick."""
+        self.check_config(cfg)
+        a = self.arrays
+        if self._same_shape(cfg):
             new_pr = params(cfg)
             # A changed rolling window invalidates that instrument's running sums: start them over.
             changed = (new_pr[:, L.P_S0:] != a.pr[:, L.P_S0:]).any(axis=1)
@@ -269,7 +303,7 @@ class Engine:
             if a.ring.shape[1] < ring_size(cfg):
                 a.ring = np.zeros((len(a.symbols), ring_size(cfg)))
             apply_risk(a.acct, cfg)
-        elif self._flat():
+        else:
             acct = a.acct.copy()
             self.arrays = build(cfg)
             self.arrays.acct[: L.A_MAX_LOSS] = acct[: L.A_MAX_LOSS]
@@ -278,8 +312,6 @@ class Engine:
             self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
             self.brackets = [Bracket() for _ in self.arrays.symbols]
             self.broker.tick_sizes = {i.symbol: i.tick_size for i in cfg.instruments}
-        else:
-            raise ControlError("instruments or strategy kinds can change only with no open position")
         self.cfg = cfg
         self._sync_entries()
         self._publish(CONFIG_CHANGED)

@@ -14,6 +14,7 @@ ALERT = "alert"
 STATE_CHANGED = "state_changed"
 CONFIG_CHANGED = "config_changed"
 SESSION = "session"
+REPORT = "report"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,178 @@
+"""Engine events → chat messages: filtered by level, coalesced in bursts, delivered with retries.
+
+The notifier reads its own bus subscription, so a slow or dead chat never blocks the engine. The
+outbox keeps critical messages no matter what and sheds info messages past its bound, saying how
+many it shed; delivery retries (tenacity) until the transport takes the message.
+"""
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_never, wait_exponential
+
+from config.models import Bot
+from engine import events as E
+from engine.layout import IST
+
+log = logging.getLogger(__name__)
+
+DIGEST_AFTER = 3  # more events than this in one coalescing window become one digest
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+    silent: bool = False
+    critical: bool = False
+
+
+def _level(event: E.Event) -> str:
+    if event.kind == E.ORDER_UPDATED and event.data.get("status") == "REJECTED":
+        return "rejected"
+    if event.kind == E.STATE_CHANGED:
+        return "session"
+    return {E.ORDER_PLACED: "order_placed", E.FILL: "fill", E.TRADE_CLOSED: "trade_closed", E.ALERT: "alert",
+            E.SESSION: "session", E.REPORT: "report"}.get(event.kind, "")
+
+
+def format_event(event: E.Event) -> str:
+    d = event.data
+    at = datetime.fromtimestamp(event.ts_ns / 1e9, IST).strftime("%H:%M:%S")
+    if event.kind == E.ORDER_PLACED:
+        price = f" @ {d['price']:.2f}" if d.get("price") else ""
+        trigger = f" trigger {d['trigger_price']:.2f}" if d.get("trigger_price") else ""
+        return f"{at} → {d['side']} {d['quantity']} {d['symbol']} {d['order_type']}{price}{trigger} ({d['purpose']})"
+    if event.kind == E.FILL:
+        return f"{at} ✓ {d['side']} {d['quantity']} {d['symbol']} filled @ {d['average_price']:.2f} ({d['purpose']})"
+    if event.kind == E.ORDER_UPDATED:
+        return f"{at} ✗ {d['side']} {d['quantity']} {d['symbol']} REJECTED: {d['status_message']}"
+    if event.kind == E.TRADE_CLOSED:
+        return (f"{at} Closed {d['side']} {d['qty']} {d['symbol']} {d['entry_price']:.2f} → {d['exit_price']:.2f} "
+                f"({d['exit_reason']}) P&L ₹{d['pnl']:,.2f}")
+    if event.kind == E.STATE_CHANGED:
+        return f"{at} Engine {d['old']} → {d['new']}" + (f" ({d['reason']})" if d.get("reason") else "")
+    if event.kind == E.ALERT:
+        return f"{at} ⚠ {d['text']}"
+    return f"{at} {d.get('text') or event.kind}"
+
+
+def digest(events: list[E.Event]) -> str:
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    closed = [e.data["pnl"] for e in events if e.kind == E.TRADE_CLOSED]
+    parts = [f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()]
+    line = f"Burst of {len(events)} events: " + ", ".join(parts)
+    if closed:
+        line += f"; closed P&L ₹{sum(closed):,.2f}"
+    return line
+
+
+class Outbox:
+    """A bounded mailbox in front of a transport, drained by ``run`` with retries."""
+
+    def __init__(self, send: Callable[[Message], Awaitable[None]], retriable: Callable[[BaseException], bool],
+                 max_len: int = 200, retry_after: Callable[[BaseException], float | None] = lambda exc: None) -> None:
+        self._send = send
+        self._retriable = retriable
+        self._retry_after = retry_after
+        self.max_len = max_len
+        self.shed = 0
+        self._items: deque[Message] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, message: Message) -> None:
+        if len(self._items) >= self.max_len and not message.critical:
+            self.shed += 1
+            return
+        self._items.append(message)
+        self._ready.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _wait(self, state) -> float:
+        exc = state.outcome.exception()
+        hinted = self._retry_after(exc) if exc else None
+        return hinted if hinted is not None else wait_exponential(multiplier=0.5, max=30)(state)
+
+    async def run(self) -> None:
+        while True:
+            while not self._items:
+                self._ready.clear()
+                await self._ready.wait()
+            if self.shed:
+                note = Message(f"({self.shed} info message(s) dropped while the chat was unreachable)", silent=True)
+                self.shed = 0
+                self._items.appendleft(note)
+            message = self._items[0]
+            try:
+                async for attempt in AsyncRetrying(retry=retry_if_exception(self._retriable), wait=self._wait,
+                                                   stop=stop_never if message.critical else stop_after_attempt(20),
+                                                   reraise=True):
+                    with attempt:
+                        await self._send(message)
+            except Exception:
+                log.exception("dropping a message the transport would not take")
+            self._items.popleft()
+
+
+class Notifier:
+    def __init__(self, sub: E.Subscription, bot_config: Callable[[], Bot], outboxes: list[Outbox]) -> None:
+        self._sub = sub
+        self._config = bot_config
+        self.outboxes = outboxes
+        self._batch: list[E.Event] = []
+
+    def _emit(self, message: Message) -> None:
+        for outbox in self.outboxes:
+            outbox.put(message)
+
+    async def _pull(self) -> None:
+        # Taking an event and holding it in the batch is one step, so flush() never misses one.
+        self._batch.append(await self._sub.get())
+
+    async def run(self) -> None:
+        while True:
+            await self._pull()
+            window = self._config().coalesce_ms / 1000
+            if window:
+                deadline = asyncio.get_running_loop().time() + window
+                while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                    try:
+                        await asyncio.wait_for(self._pull(), left)
+                    except TimeoutError:
+                        break
+            self.flush()
+
+    def flush(self) -> None:
+        """Publish what is waiting now, coalescing window or not (shutdown must not lose it)."""
+        while (event := self._sub.get_nowait()) is not None:
+            self._batch.append(event)
+        batch, self._batch = self._batch, []
+        if batch:
+            self.publish(batch)
+
+    def publish(self, batch: list[E.Event]) -> None:
+        levels = self._config().notify
+        chosen = [(e, getattr(levels, _level(e))) for e in batch if _level(e)]
+        chosen = [(e, lvl) for e, lvl in chosen if lvl != "off"]
+        critical = [(e, lvl) for e, lvl in chosen if e.critical]
+        routine = [(e, lvl) for e, lvl in chosen if not e.critical]
+        for e, lvl in critical:
+            self._emit(Message(format_event(e), silent=lvl == "silent", critical=True))
+        if len(routine) > DIGEST_AFTER:
+            self._emit(Message(digest([e for e, _ in routine]), silent=all(lvl == "silent" for _, lvl in routine)))
+        else:
+            for e, lvl in routine:
+                self._emit(Message(format_event(e), silent=lvl == "silent"))
+
+
+def as_seconds(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

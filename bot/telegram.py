@@ -1,0 +1,145 @@
+"""Telegram transport on python-telegram-bot v22, polling inside our own event loop.
+
+The API root is configurable (``TELEGRAM_API_BASE``), so a local Bot API server stands in for
+Telegram in tests. PTB's AIORateLimiter enforces the global and per-group limits; the per-chat
+limit (about one message a second) is enforced here for pushed notifications.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import NetworkError, RetryAfter, TimedOut
+from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+
+from bot.commands import Caller, Commands, Reply
+from bot.notifier import Message, Outbox, as_seconds
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 4096
+PRIVATE_INTERVAL = 1.0  # seconds between messages to one chat
+GROUP_INTERVAL = 3.0  # 20 a minute in groups
+
+
+def split(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Cut at line breaks where possible so each part fits Telegram's limit."""
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        cut = cut if cut > 0 else limit
+        parts.append(text[:cut])
+        text = text[cut:].lstrip("\n")
+    parts.append(text)
+    return parts
+
+
+def _markup(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in reply.buttons]])
+
+
+def retriable(exc: BaseException) -> bool:
+    return isinstance(exc, NetworkError | TimedOut | RetryAfter)  # TimedOut and RetryAfter: kept explicit
+
+
+def retry_after(exc: BaseException) -> float | None:
+    return as_seconds(exc.retry_after) if isinstance(exc, RetryAfter) else None
+
+
+class TelegramTransport:
+    def __init__(self, token: str, api_base: str, commands: Commands, chats: Callable[[], list[int]],
+                 timeout: float = 10.0, poll_timeout: float = 10.0) -> None:
+        self.commands = commands
+        self._chats = chats
+        self._poll_timeout = poll_timeout
+        base = api_base.rstrip("/")
+        self.app = (Application.builder().token(token)
+                    .base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
+                    .rate_limiter(AIORateLimiter(max_retries=0))
+                    .connect_timeout(timeout).read_timeout(timeout).write_timeout(timeout).pool_timeout(timeout)
+                    .get_updates_read_timeout(poll_timeout + timeout)
+                    .build())
+        self.app.add_handler(MessageHandler(filters.TEXT, self._on_text))
+        self.app.add_handler(CallbackQueryHandler(self._on_button))
+        self._outboxes: dict[int, Outbox] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.connected = False
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        await self.app.bot.set_my_commands([BotCommand(name, text[:256]) for name, text in self.commands.menu()])
+        await self.app.start()
+        await self.app.updater.start_polling(timeout=int(self._poll_timeout), error_callback=self._poll_error)
+        self.connected = True
+        log.info("telegram: polling as @%s", self.app.bot.username)
+
+    async def stop(self) -> None:
+        if self.app.updater and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+        for task in self._tasks:
+            task.cancel()
+
+    def _poll_error(self, error: Exception) -> None:
+        self.connected = False
+        log.warning("telegram: polling failed (%s); retrying", type(error).__name__)
+
+    async def _reply(self, chat_id: int, reply: Reply) -> None:
+        parts = split(reply.text)
+        for k, part in enumerate(parts):
+            await self.app.bot.send_message(chat_id, part, reply_markup=_markup(reply) if k == len(parts) - 1 else None)
+
+    async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self.connected = True
+        message = update.effective_message
+        if message is None or update.effective_chat is None or update.effective_user is None:
+            return
+        reply = self.commands.handle_text(Caller(update.effective_chat.id, update.effective_user.id), message.text)
+        if reply is not None:
+            await self._reply(update.effective_chat.id, reply)
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None or update.effective_chat is None:
+            return
+        reply = self.commands.handle_button(Caller(update.effective_chat.id, query.from_user.id), query.data or "")
+        if reply is None:
+            return
+        await query.answer()
+        if query.message is not None:
+            await query.edit_message_text(split(reply.text)[0], reply_markup=_markup(reply))
+        else:
+            await self._reply(update.effective_chat.id, reply)
+
+    def put(self, message: Message) -> None:
+        """Queue a notification for every allowed chat; each chat has its own outbox and pace."""
+        for chat_id in self._chats():
+            outbox = self._outboxes.get(chat_id)
+            if outbox is None:
+                outbox = self._outboxes[chat_id] = Outbox(self._sender(chat_id), retriable, retry_after=retry_after)
+                self._tasks.append(asyncio.create_task(outbox.run(), name=f"telegram-outbox-{chat_id}"))
+            outbox.put(message)
+
+    def pending(self) -> int:
+        return sum(len(o) for o in self._outboxes.values())
+
+    def _sender(self, chat_id: int):
+        gap = GROUP_INTERVAL if chat_id < 0 else PRIVATE_INTERVAL
+        last = 0.0
+
+        async def send(message: Message) -> None:
+            nonlocal last
+            wait = last + gap - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            for part in split(message.text):
+                await self.app.bot.send_message(chat_id, part, disable_notification=message.silent)
+            last = time.monotonic()
+
+        return send

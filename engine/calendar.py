@@ -1,0 +1,68 @@
+"""Which days NSE trades and when: exchange_calendars' XBOM plus our own overrides.
+
+XBOM (BSE) follows the same exchange holidays as NSE; its 2026 list matches NSE's circular. The
+overrides file adds holidays declared late and special sessions such as Muhurat trading.
+"""
+
+import functools
+import warnings
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import exchange_calendars as xcals
+import orjson
+
+from engine.layout import IST
+
+SHIPPED_OVERRIDES = Path(__file__).resolve().parent.parent / "config" / "calendar.json"
+
+
+@dataclass(frozen=True)
+class Session:
+    day: date
+    open: datetime  # IST-aware
+    close: datetime
+    name: str = "regular"
+
+
+def _hhmm(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+class TradingCalendar:
+    def __init__(self, open_: str = "09:15", close: str = "15:30", overrides: Path = SHIPPED_OVERRIDES) -> None:
+        self.open, self.close = _hhmm(open_), _hhmm(close)
+        data = orjson.loads(Path(overrides).read_bytes()) if Path(overrides).exists() else {}
+        self.holidays = {date.fromisoformat(d) for d in data.get("holidays", [])}
+        self.special = {date.fromisoformat(s["date"]): s for s in data.get("special_sessions", [])}
+
+    @functools.cached_property
+    def _xbom(self):
+        with warnings.catch_warnings():  # exchange_calendars' own pandas deprecations are not ours
+            warnings.simplefilter("ignore")
+            return xcals.get_calendar("XBOM")
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - one calendar per process, bounded
+    def session(self, day: date) -> Session | None:
+        """The session on ``day``, or None when the exchange is closed."""
+        if day in self.special:
+            s = self.special[day]
+            return Session(day, datetime.combine(day, _hhmm(s["open"]), IST),
+                           datetime.combine(day, _hhmm(s["close"]), IST), s.get("name", "special"))
+        if day.weekday() >= 5 or day in self.holidays:
+            return None
+        xbom = self._xbom
+        if xbom.first_session.date() <= day <= xbom.last_session.date() and not xbom.is_session(day.isoformat()):
+            return None
+        return Session(day, datetime.combine(day, self.open, IST), datetime.combine(day, self.close, IST))
+
+    def current_or_next(self, now: datetime) -> Session:
+        """The session in progress at ``now``, else the next one to open."""
+        day = now.astimezone(IST).date()
+        for k in range(400):
+            s = self.session(day + timedelta(days=k))
+            if s is not None and s.close > now:
+                return s
+        raise LookupError(f"no trading session within 400 days of {now.isoformat()}")

@@ -1,0 +1,118 @@
+"""The wall-clock life of a trading day on APScheduler (Asia/Kolkata).
+
+Each day's events come from the calendar (weekends, holidays and special sessions included) and
+are scheduled as one-shot jobs; after the end-of-day report the next session is planned. The
+clock may be a rehearsal clock: jobs are then placed at the real instant that corresponds to the
+event on that clock. A process started mid-session joins at once; a job missed while the
+machine slept runs once when it wakes (coalesced, never twice).
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from engine.calendar import Session, TradingCalendar
+from engine.clock import Clock
+from engine.layout import IST
+
+log = logging.getLogger(__name__)
+
+PRE_OPEN = "pre_open"
+OPEN = "open"
+SQUARE_OFF = "square_off"
+CLOSE = "close"
+REPORT = "report"
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    at: datetime  # on the engine's clock, IST
+
+
+Hook = Callable[[Session], Awaitable[None] | None]
+
+
+class SessionScheduler:
+    def __init__(self, calendar: TradingCalendar, clock: Clock, hooks: dict[str, Hook], square_off: time,
+                 pre_open: timedelta = timedelta(minutes=15),
+                 report_after_close: timedelta = timedelta(minutes=5)) -> None:
+        self.calendar = calendar
+        self.square_off = square_off
+        self.clock = clock
+        self.hooks = hooks
+        self.pre_open = pre_open
+        self.report_after_close = report_after_close
+        self.session: Session | None = None
+        self.pending: list[Event] = []
+        self._scheduler = AsyncIOScheduler(timezone=IST, job_defaults={"coalesce": True,
+                                                                        "misfire_grace_time": None})
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.now_ns() / 1e9, IST)
+
+    def start(self) -> None:
+        self._scheduler.start()
+        self._plan()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def next_event(self) -> Event | None:
+        return self.pending[0] if self.pending else None
+
+    def events_for(self, session: Session) -> list[Event]:
+        # Special sessions (Muhurat) keep the regular session's margin between square-off and close.
+        margin = datetime.combine(session.day, self.calendar.close) - datetime.combine(session.day, self.square_off)
+        square_off = (datetime.combine(session.day, self.square_off, IST) if session.name == "regular"
+                      else session.close - margin)
+        return [
+            Event(PRE_OPEN, session.open - self.pre_open),
+            Event(OPEN, session.open),
+            Event(SQUARE_OFF, square_off),
+            Event(CLOSE, session.close),
+            Event(REPORT, session.close + self.report_after_close),
+        ]
+
+    def _plan(self) -> None:
+        now = self.now()
+        session = self.calendar.current_or_next(now)
+        self.session = session
+        events = self.events_for(session)
+        inside = session.open <= now < session.close
+        self.pending = []
+        for event in events:
+            if event.at > now:
+                self._add(event)
+            elif inside and event.name in (PRE_OPEN, OPEN):
+                # joined mid-session: warm up, then open, at once
+                self._add(Event(event.name, now + timedelta(milliseconds=1 if event.name == OPEN else 0)))
+        log.info("next session %s %s–%s (%s)", session.day, session.open.strftime("%H:%M"),
+                 session.close.strftime("%H:%M"), session.name)
+
+    def _add(self, event: Event) -> None:
+        self.pending.append(event)
+        offset = self.now() - datetime.now(IST)  # rehearsal clocks run ahead or behind the system's
+        real = max(event.at - offset, datetime.now(IST))
+        self._scheduler.add_job(self._fire, DateTrigger(real), args=[event], id=f"{event.name}-{event.at.isoformat()}",
+                                replace_existing=True)
+
+    async def _fire(self, event: Event) -> None:
+        if event in self.pending:
+            self.pending.remove(event)
+        log.info("session event %s (%s)", event.name, event.at.strftime("%Y-%m-%d %H:%M"))
+        hook = self.hooks.get(event.name)
+        try:
+            if hook is not None:
+                result = hook(self.session)
+                if result is not None:
+                    await result
+        except Exception:
+            log.exception("session hook %s failed", event.name)
+        if event.name == REPORT:
+            self._plan()
