@@ -15,7 +15,7 @@ DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "def
 DAY = "2026-11-23"  # a Monday
 
 
-def make_config(strategy=None, bracket=None, risk=None, slippage_ticks=0, tick_size=0.05, quantity=10,
+def make_config(strategy=None, bracket=None, risk=None, slippage_ticks=0, tick_size=0.05, quantity=10, bot=None,
                 symbols=("NSE:INFY",), **sections) -> Config:
     data = copy.deepcopy(DEFAULT)
     instrument = {
@@ -26,6 +26,8 @@ def make_config(strategy=None, bracket=None, risk=None, slippage_ticks=0, tick_s
     data["instruments"] = [{"symbol": s, **copy.deepcopy(instrument)} for s in symbols]
     data["paper"]["slippage_ticks"] = slippage_ticks
     data["risk"].update(risk or {})
+    for key, value in (bot or {}).items():
+        data["bot"][key] = {**data["bot"][key], **value} if isinstance(value, dict) else value
     for name, values in sections.items():
         data[name].update(values)
     return validate(data)

@@ -1,0 +1,142 @@
+"""The session scheduler on a rehearsal clock, and the trading calendar."""
+
+import argparse
+import asyncio
+from datetime import date, datetime, time
+
+import pytest
+
+from config import ConfigManager
+from engine.app import Runtime, _session_hooks
+from engine.brokers.paper import PaperBroker
+from engine.calendar import TradingCalendar
+from engine.clock import RehearsalClock
+from engine.engine import Engine, State
+from engine.events import EventBus
+from engine.journal import Journal
+from engine.layout import IST
+from engine.logs import LogBuffer
+from engine.session import CLOSE, OPEN, PRE_OPEN, REPORT, SQUARE_OFF, SessionScheduler
+from tests.conftest import make_config
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def make(start: str, fired: list):
+    clock = RehearsalClock(at(start))
+    hooks = {name: (lambda s, n=name: fired.append((n, datetime.fromtimestamp(clock.now_ns() / 1e9, IST))))
+             for name in (PRE_OPEN, OPEN, SQUARE_OFF, CLOSE, REPORT)}
+    return SessionScheduler(TradingCalendar(), clock, hooks, time(15, 15))
+
+
+async def test_the_session_opens_at_0915_on_the_rehearsal_clock():
+    fired: list = []
+    scheduler = make("2026-11-23T09:14:58.5+05:30", fired)
+    scheduler.start()
+    try:
+        await asyncio.sleep(2.0)
+    finally:
+        scheduler.shutdown()
+    assert [n for n, _ in fired] == [OPEN]
+    assert fired[0][1].strftime("%H:%M:%S") == "09:15:00"
+
+
+async def test_a_late_start_joins_then_closes_at_1530():
+    fired: list = []
+    scheduler = make("2026-11-23T15:29:59+05:30", fired)
+    scheduler.start()
+    try:
+        await asyncio.sleep(1.5)
+    finally:
+        scheduler.shutdown()
+    assert [n for n, _ in fired] == [PRE_OPEN, OPEN, CLOSE]
+    assert fired[-1][1].strftime("%H:%M:%S") == "15:30:00"
+
+
+def runtime(tmp_path, start: str):
+    clock = RehearsalClock(at(start))
+    cfg = make_config(bracket={"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None})
+    engine = Engine(cfg, PaperBroker({"NSE:INFY": 0.05}, clock.now_ns), EventBus(), Journal(tmp_path, clock.now_ns),
+                    clock.now_ns)
+    manager = ConfigManager(tmp_path / "c.json", tmp_path)
+    rt = Runtime(argparse.Namespace(), manager, engine, engine.bus, clock, tmp_path, LogBuffer())
+    rt.scheduler = SessionScheduler(TradingCalendar(), clock, {}, time(15, 15))
+    rt.scheduler.hooks.update(_session_hooks(rt))
+    return rt
+
+
+def open_position(rt, clock_text: str):
+    base = int(at(f"2026-11-23T{clock_text}+05:30").timestamp()) * 10**9
+    for k, price in enumerate([100.0, 99.0, 101.0, 101.5]):
+        rt.engine.on_tick(0, base + k * 10**9, price)
+
+
+async def test_engine_runs_from_0915_squares_off_and_closes_at_1530(tmp_path):
+    rt = runtime(tmp_path, "2026-11-23T15:14:59+05:30")
+    rt.scheduler.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert rt.engine.state == State.RUNNING
+        open_position(rt, "15:14:00")
+        await asyncio.sleep(1.2)
+        assert [o["purpose"] for o in rt.engine.orders()] == ["exit"]  # square-off sent at 15:15
+    finally:
+        rt.scheduler.shutdown()
+
+
+async def test_the_close_ends_the_session_and_exits_at_the_last_price(tmp_path):
+    rt = runtime(tmp_path, "2026-11-23T15:29:59+05:30")
+    rt.scheduler.start()
+    try:
+        await asyncio.sleep(0.2)
+        open_position(rt, "15:10:00")
+        await asyncio.sleep(1.2)
+        assert rt.engine.state == State.CLOSED
+        assert [(t["exit_reason"], t["exit_price"]) for t in rt.engine.trades()] == [("square_off", 101.5)]
+    finally:
+        rt.scheduler.shutdown()
+
+
+async def test_a_mid_session_start_joins_at_once():
+    fired: list = []
+    scheduler = make("2026-11-23T11:00:00+05:30", fired)
+    scheduler.start()
+    try:
+        await asyncio.sleep(0.3)
+    finally:
+        scheduler.shutdown()
+    assert [n for n, _ in fired] == [PRE_OPEN, OPEN]
+    assert scheduler.next_event().name == SQUARE_OFF
+
+
+async def test_after_the_close_it_waits_for_the_next_session_skipping_the_holiday():
+    scheduler = make("2026-11-23T16:00:00+05:30", [])
+    scheduler.start()
+    scheduler.shutdown()
+    event = scheduler.next_event()
+    assert (event.name, event.at) == (PRE_OPEN, at("2026-11-25T09:00:00+05:30"))  # 24 Nov: Guru Nanak Jayanti
+
+
+def test_weekends_and_exchange_holidays_are_closed():
+    calendar = TradingCalendar()
+    assert calendar.session(date(2026, 11, 28)) is None  # Saturday
+    assert calendar.session(date(2026, 1, 26)) is None  # Republic Day
+    assert calendar.session(date(2026, 11, 25)).open == at("2026-11-25T09:15:00+05:30")
+
+
+def test_special_sessions_come_from_the_overrides():
+    session = TradingCalendar().session(date(2026, 11, 8))
+    assert (session.open, session.close) == (at("2026-11-08T18:00:00+05:30"), at("2026-11-08T19:00:00+05:30"))
+
+
+def test_a_special_session_keeps_the_square_off_margin():
+    scheduler = make("2026-11-08T17:00:00+05:30", [])
+    events = {e.name: e.at for e in scheduler.events_for(TradingCalendar().session(date(2026, 11, 8)))}
+    assert events[SQUARE_OFF] == at("2026-11-08T18:45:00+05:30")
+
+
+@pytest.mark.parametrize("day", ["2026-01-15", "2026-03-03", "2026-10-20", "2026-11-10", "2026-12-25"])
+def test_nse_2026_holidays_are_skipped(day):
+    assert TradingCalendar().session(date.fromisoformat(day)) is None
