@@ -20,7 +20,7 @@ from engine.layout import IST
 
 log = logging.getLogger(__name__)
 
-DIGEST_AFTER = 3  # more events than this in one coalescing window become one digest
+DIGEST_AFTER = 6  # more events than this in one coalescing window become one digest (an entry makes 4)
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,15 @@ async def _pump(rt: Runtime, feed, replay: bool) -> None:
         log.info("replay finished: %d trades, day P&L %.2f", len(rt.engine.trades()), rt.engine.pnl()["day"])
 
 
+async def _heartbeat(rt: Runtime, every_s: float = 30.0) -> None:
+    """A line a while in the log: the process is alive and ticks flow."""
+    while True:
+        await asyncio.sleep(every_s)
+        prices = ", ".join(f"{i['symbol']} {i['ltp']:.2f}" for i in rt.engine.status()["instruments"] if i["ltp"])
+        log.info("%s; %s; P&L %.2f; next %s", rt.engine.state, prices or "no ticks yet", rt.engine.pnl()["day"],
+                 rt.next_event())
+
+
 def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
     engine = rt.engine
 
@@ -164,6 +173,7 @@ async def run(args: argparse.Namespace) -> int:
         rt.scheduler = SessionScheduler(calendar, clock, {}, datetime.strptime(cfg.session.square_off, "%H:%M").time())
         rt.scheduler.hooks.update(_session_hooks(rt))
     rt.tasks["journal"] = journal.run
+    rt.tasks["heartbeat"] = lambda: _heartbeat(rt)
     rt.tasks["feed"] = lambda: _pump(rt, _feed(cfg, clock), replay)
     rt.health["feed"] = lambda: "replay" if replay else "synthetic"
 

@@ -89,8 +89,8 @@ class SessionScheduler:
         for event in events:
             if event.at > now:
                 self._add(event)
-            elif inside and event.name in (PRE_OPEN, OPEN):
-                # joined mid-session: warm up, then open, at once
+            elif event.name == PRE_OPEN or (inside and event.name == OPEN):
+                # joined late: warm up at once (and open at once when the session is running)
                 self._add(Event(event.name, now + timedelta(milliseconds=1 if event.name == OPEN else 0)))
         log.info("next session %s %s–%s (%s)", session.day, session.open.strftime("%H:%M"),
                  session.close.strftime("%H:%M"), session.name)

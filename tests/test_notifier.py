@@ -49,19 +49,19 @@ def test_event_types_switched_off_are_not_sent_and_silent_ones_are_quiet():
 
 def test_critical_alerts_go_first_and_are_never_digested():
     n, _, sink = notifier()
-    n.publish([fill(k) for k in range(5)] + [Event(ALERT, 0, {"text": "token expired"}, critical=True)])
+    n.publish([fill(k) for k in range(8)] + [Event(ALERT, 0, {"text": "token expired"}, critical=True)])
     assert sink.messages[0].critical and sink.messages[0].text.endswith("token expired")
-    assert sink.messages[1].text.startswith("Burst of 5 events")
+    assert sink.messages[1].text.startswith("Burst of 8 events")
 
 
 async def test_events_published_within_the_window_are_batched():
     n, bus, sink = notifier(coalesce_ms=100)
     task = asyncio.create_task(n.run())
-    for k in range(6):
+    for k in range(8):
         bus.publish(fill(k))
     await asyncio.sleep(0.3)
     task.cancel()
-    assert [m.text for m in sink.messages] == ["Burst of 6 events: 6 fill"]
+    assert [m.text for m in sink.messages] == ["Burst of 8 events: 8 fill"]
 
 
 async def test_the_outbox_retries_until_the_transport_takes_the_message():
