@@ -7,13 +7,13 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 from tqdm import tqdm
 
 from config import Config
 from engine import layout as L
 from engine.arrays import Arrays, build
 from engine.costs import round_trip_costs
+from engine.kernels import entry
 from engine.step import close_session, in_session, session_time
 from engine.ticks import Ticks
 
@@ -24,7 +24,7 @@ TI_ENTRY, TI_EXIT = 0, 1
 CHUNK = 2_000_000  # ticks per jitted call, so the progress bar moves and trade buffers can grow
 
 
-@njit(cache=True, error_model="numpy")
+@entry
 def _record(st, clk, j, tf, ti, n):
     tf[n, T_INSTR] = j
     tf[n, T_SIDE] = 1.0 if st[j, L.S_OUT_EXIT_QTY] > 0.0 else -1.0
@@ -38,7 +38,7 @@ def _record(st, clk, j, tf, ti, n):
     return n + 1
 
 
-@njit(cache=True, error_model="numpy")
+@entry
 def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf, ti, n_tr, days, n_days):
     """Process ticks ``start:stop``; returns (next index, trades, in-session ticks, session days).
 
@@ -72,7 +72,7 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf
     return stop, n_tr, seen, n_days
 
 
-@njit(cache=True, error_model="numpy")
+@entry
 def finish(st, acct, clk, tf, ti, n_tr):
     """End of data: the last session closes at each instrument's last tick."""
     for j in range(st.shape[0]):

@@ -7,6 +7,13 @@ inside the jitted backtest loop. Nothing here imports the rest of the project.
 import numpy as np
 from numba import njit
 
+# Kernels allocate nothing, so they compile without Numba's reference counting (_nrt=False): with
+# it, every array handed between kernels costs an atomic incref/decref pair per tick, which made
+# the backtest loop 4-5x slower. Inner kernels are inlined into the entry points, which are cached.
+# error_model="numpy": no Python zero-division checks (and their exception paths) on the hot path.
+kernel = njit(error_model="numpy", inline="always", _nrt=False)
+entry = njit(cache=True, error_model="numpy", _nrt=False)
+
 # bracket_step results
 BRACKET_HOLD = 0
 BRACKET_TARGET = 1
@@ -14,18 +21,18 @@ BRACKET_STOP = 2
 BRACKET_TRAIL_MOVED = 3
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def round_to_tick(x: float, tick: float) -> float:
     # The second round strips float noise (1074.35 / 0.05 * 0.05 = 1074.3500000000001).
     return round(round(x / tick) * tick, 8)
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def ema_alpha(n: float) -> float:
     return 2.0 / (n + 1.0)
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def ema_update(prev: float, price: float, alpha: float) -> float:
     """Next EMA value; a NaN ``prev`` seeds the EMA with ``price``."""
     if prev != prev:
@@ -33,7 +40,7 @@ def ema_update(prev: float, price: float, alpha: float) -> float:
     return prev + alpha * (price - prev)
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def vwap_update(st, row: int, i_pv: int, i_v: int, price: float, volume: float) -> float:
     """Accumulate ``price * volume`` and ``volume`` in ``st[row, i_pv]``, ``st[row, i_v]``; return the VWAP."""
     st[row, i_pv] += price * volume
@@ -41,7 +48,7 @@ def vwap_update(st, row: int, i_pv: int, i_v: int, price: float, volume: float) 
     return st[row, i_pv] / st[row, i_v]
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def rolling_std_update(ring, st, row: int, base: int, price: float, window: int) -> float:
     """Population standard deviation of the last ``window`` prices (fewer until the window fills).
 
@@ -78,7 +85,7 @@ def rolling_std_update(ring, st, row: int, base: int, price: float, window: int)
     return (n * s2 - s1 * s1) ** 0.5 / (n * 100.0)
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def rolling_extreme_update(dq_val, dq_idx, meta, price: float, window: int, sign: float) -> float:
     """Rolling maximum (``sign=1``) or minimum (``sign=-1``) of the last ``window`` prices.
 
@@ -108,7 +115,7 @@ def rolling_extreme_update(dq_val, dq_idx, meta, price: float, window: int, sign
     return dq_val[head]
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def opening_range_update(st, row: int, i_high: int, i_low: int, price: float) -> None:
     """Widen the opening range held in ``st[row, i_high]``/``st[row, i_low]`` (NaN until the first price)."""
     hi = st[row, i_high]
@@ -119,7 +126,7 @@ def opening_range_update(st, row: int, i_high: int, i_low: int, price: float) ->
         st[row, i_low] = price
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def bracket_levels(side: float, fill: float, target_pct: float, stop_pct: float, tick: float):
     """Target and stop for a position of ``side`` (+1 long, -1 short) filled at ``fill``."""
     target = round_to_tick(fill * (1.0 + side * target_pct / 100.0), tick)
@@ -127,7 +134,7 @@ def bracket_levels(side: float, fill: float, target_pct: float, stop_pct: float,
     return target, stop
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def bracket_step(side: float, price: float, target: float, stop: float, trail_pct: float,
                  tick: float, slip: float):
     """One tick of a bracket: returns (BRACKET_* code, exit price, stop after this tick).

@@ -8,7 +8,6 @@ Python when a bit is set.
 """
 
 import numpy as np
-from numba import njit
 
 from engine.kernels import (
     BRACKET_STOP,
@@ -16,6 +15,8 @@ from engine.kernels import (
     BRACKET_TRAIL_MOVED,
     bracket_levels,
     bracket_step,
+    entry,
+    kernel,
     round_to_tick,
 )
 from engine.layout import (
@@ -107,7 +108,7 @@ from engine.layout import (
 from engine.strategies import SIG_EXIT_ANY, signal
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def _book_exit(st, acct, clk, i, ts_ns, price, reason):
     pos = st[i, S_POS]
     entry = st[i, S_ENTRY_PRICE]
@@ -126,7 +127,7 @@ def _book_exit(st, acct, clk, i, ts_ns, price, reason):
     clk[i, C_EXIT] = ts_ns
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def _set_pending(st, acct, i, side, kind, reason):
     st[i, S_PEND_SIDE] = side
     st[i, S_PEND_KIND] = kind
@@ -134,7 +135,7 @@ def _set_pending(st, acct, i, side, kind, reason):
     acct[A_RATE_N] += 1.0
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def _entries_open(pr, acct, i, ts_ns):
     sec = ts_ns // NS_PER_S
     if sec != acct[A_RATE_SEC]:
@@ -145,7 +146,7 @@ def _entries_open(pr, acct, i, ts_ns):
             and pr[i, P_QTY] <= acct[A_MAX_QTY])
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
     """One in-session tick of one instrument (the session day is already current)."""
     act = 0
@@ -229,7 +230,7 @@ def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
     return act
 
 
-@njit(cache=True, error_model="numpy")
+@entry
 def flatten(st, acct, i, reason):
     """Drop a pending entry and send a market exit for an open position (fills at the next tick)."""
     act = 0
@@ -245,7 +246,7 @@ def flatten(st, acct, i, reason):
     return act
 
 
-@njit(cache=True, error_model="numpy")
+@entry
 def close_session(st, acct, clk, i):
     """The session ended with no tick at or after square-off: exit at its last tick's price."""
     act = 0
@@ -260,7 +261,7 @@ def close_session(st, acct, clk, i):
     return act
 
 
-@njit(cache=True, error_model="numpy")
+@entry
 def start_session(st, i, day):
     st[i, S_DAY] = day
     st[i, S_TICKS] = 0.0
@@ -277,7 +278,7 @@ def start_session(st, i, day):
         st[i, k] = 0.0
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def _park(st, j, act, e):
     """Park row ``j``'s events in its S_EVENTS for the caller to collect before the returned ones."""
     if e == 0:
@@ -286,7 +287,7 @@ def _park(st, j, act, e):
     return act | ACT_OTHERS
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def session_time(st, pr, clk, i, ts_ns, price):
     """Record the LTP; return ns since IST midnight, or -1 outside the session window.
 
@@ -306,7 +307,7 @@ def session_time(st, pr, clk, i, ts_ns, price):
     return tod
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def in_session(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
     """Everything after the session gate: the day roll, the step, the loss-limit flatten."""
     act = 0
@@ -331,7 +332,7 @@ def in_session(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
     return act
 
 
-@njit(cache=True, error_model="numpy")
+@entry
 def on_tick(st, pr, ring, acct, clk, i, ts_ns, price, volume):
     """Process one tick of instrument ``i``; returns ACT_* bits (ACT_IGNORED outside the session).
 

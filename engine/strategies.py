@@ -9,9 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from numba import njit
-
-from engine.kernels import ema_alpha, ema_update, opening_range_update, rolling_std_update, vwap_update
+from engine.kernels import ema_alpha, ema_update, kernel, opening_range_update, rolling_std_update, vwap_update
 from engine.layout import (
     P_OPEN_NS,
     P_S0,
@@ -36,7 +34,7 @@ NS_PER_MIN = 60_000_000_000
 SIG_EXIT_ANY = 3  # price sits exactly on the exit level: leave either side
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def ema_cross(st, pr, ring, i, tod_ns, price, volume):
     """Long when the fast EMA crosses above the slow one, short on the mirror.
 
@@ -57,7 +55,7 @@ def ema_cross(st, pr, ring, i, tod_ns, price, volume):
     return SIG_NONE
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def orb(st, pr, ring, i, tod_ns, price, volume):
     """Opening-range breakout: the range is the high/low of the first P_S0 minutes after the open;
     afterwards a price crossing above the high goes long, crossing below the low goes short."""
@@ -76,7 +74,7 @@ def orb(st, pr, ring, i, tod_ns, price, volume):
     return SIG_NONE
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def vwap_reversion(st, pr, ring, i, tod_ns, price, volume):
     """Fade moves of P_S1 standard deviations (rolling, P_S0 ticks) away from the session VWAP;
     leave when the price comes back to the VWAP."""
@@ -97,7 +95,7 @@ def vwap_reversion(st, pr, ring, i, tod_ns, price, volume):
     return SIG_EXIT_ANY
 
 
-@njit(error_model="numpy", inline="always")
+@kernel
 def signal(kind, st, pr, ring, i, tod_ns, price, volume):
     if kind == 0.0:
         return ema_cross(st, pr, ring, i, tod_ns, price, volume)
