@@ -4,6 +4,8 @@ State lives in caller-owned arrays so the same kernels run one tick at a time in
 inside the jitted backtest loop. Nothing here imports the rest of the project.
 """
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -82,7 +84,7 @@ def rolling_std_update(ring, st, row: int, base: int, price: float, window: int)
     st[row, base + 1] = head
     st[row, base + 2] = s1
     st[row, base + 3] = s2
-    return (n * s2 - s1 * s1) ** 0.5 / (n * 100.0)
+    return math.sqrt(n * s2 - s1 * s1) / (n * 100.0)
 
 
 @kernel
