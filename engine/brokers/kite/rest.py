@@ -1,0 +1,250 @@
+"""Kite Connect v3 REST on aiohttp: typed errors, throttled orders, and places that never double.
+
+Every order carries a unique tag, recorded before it is sent. A place call that fails without a
+clear answer (timeout, 5xx, network) is not retried blindly: the order book is searched for the
+tag first, and only an order that is provably absent is sent again. 429 answers are refusals, so
+they are retried after a backoff; modify and cancel are idempotent and retried with tenacity.
+"""
+
+import asyncio
+import csv
+import hashlib
+import io
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from engine.brokers.base import BrokerError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE = "https://api.kite.trade"
+LOGIN_URL = "https://kite.zerodha.com/connect/login?v=3&api_key={api_key}"
+
+
+class KiteError(BrokerError):
+    """An error answer from Kite; ``message`` is Kite's own words, safe to show the trader."""
+
+    def __init__(self, message: str, status: int = 0, error_type: str = "") -> None:
+        super().__init__(message)
+        self.message, self.status, self.error_type = message, status, error_type
+
+
+class TokenException(KiteError):
+    """The session expired or was invalidated: log in again."""
+
+
+class InputException(KiteError): ...
+
+
+class OrderException(KiteError): ...
+
+
+class MarginException(KiteError): ...
+
+
+class PermissionException(KiteError): ...
+
+
+class NetworkException(KiteError):
+    """Kite could not reach the exchange/OMS: the outcome of an order call is unknown."""
+
+
+class RateLimited(KiteError):
+    """429: the request was refused, not executed."""
+
+
+class ServerError(KiteError):
+    """5xx: the outcome of an order call is unknown."""
+
+
+class Unreachable(KiteError):
+    """No answer at all (timeout, connection reset): the outcome is unknown."""
+
+
+ERRORS: dict[str, type[KiteError]] = {c.__name__: c for c in (
+    TokenException, InputException, OrderException, MarginException, PermissionException, NetworkException)}
+UNKNOWN_OUTCOME = (NetworkException, ServerError, Unreachable)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    token: int
+    symbol: str  # EXCHANGE:TRADINGSYMBOL
+    tick_size: float
+    lot_size: int
+
+
+def checksum(api_key: str, request_token: str, api_secret: str) -> str:
+    return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
+
+
+class KiteREST:
+    def __init__(self, api_key: str, access_token: str = "", base: str = DEFAULT_BASE, timeout: float = 7.0,
+                 orders_per_second: int = 10) -> None:
+        self.api_key = api_key
+        self.access_token = access_token
+        self.base = base.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._order_limiter = AsyncLimiter(orders_per_second, 1)
+
+    async def __aenter__(self) -> "KiteREST":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def login_url(self) -> str:
+        return LOGIN_URL.format(api_key=self.api_key)
+
+    # --- transport -----------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        headers = {"X-Kite-Version": "3"}
+        if self.access_token:
+            headers["Authorization"] = f"token {self.api_key}:{self.access_token}"
+        return headers
+
+    async def _raw(self, method: str, path: str, params: Any = None, data: Mapping | None = None) -> bytes:
+        if data is not None:  # form fields: unset ones are left out, never sent as "None"
+            data = {k: str(v) for k, v in data.items() if v is not None}
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.request(method, self.base + path, params=params, data=data,
+                                             headers=self._headers()) as response:
+                body = await response.read()
+                status = response.status
+                content_type = response.content_type
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Unreachable(f"no answer from Kite for {method} {path}: {type(exc).__name__}") from None
+        if status == 200 and content_type != "application/json":
+            return body  # the instruments CSV
+        try:
+            envelope = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            envelope = {}
+        if status == 200 and envelope.get("status") == "success":
+            return body
+        message = envelope.get("message") or f"HTTP {status}"
+        if status == 429:
+            raise RateLimited(message, status, envelope.get("error_type", ""))
+        error = ERRORS.get(envelope.get("error_type", ""))
+        if error is not None:
+            raise error(message, status, envelope["error_type"])
+        if status >= 500:
+            raise ServerError(message, status)
+        raise KiteError(message, status, envelope.get("error_type", ""))
+
+    async def _call(self, method: str, path: str, params: Any = None, data: Mapping | None = None,
+                    retry: bool = True) -> Any:
+        """One call; idempotent ones are retried on 429, 5xx and silence with exponential backoff."""
+        retriable = (RateLimited, *UNKNOWN_OUTCOME) if retry else (RateLimited,)
+        async for attempt in AsyncRetrying(retry=retry_if_exception_type(retriable), reraise=True,
+                                           wait=wait_exponential(multiplier=0.2, max=5), stop=stop_after_attempt(5)):
+            with attempt:
+                body = await self._raw(method, path, params, data)
+        if path.startswith("/instruments"):
+            return body
+        return orjson.loads(body)["data"]
+
+    # --- session -------------------------------------------------------------------------------
+    async def create_session(self, request_token: str, api_secret: str) -> dict[str, Any]:
+        data = await self._call("POST", "/session/token", data={
+            "api_key": self.api_key, "request_token": request_token,
+            "checksum": checksum(self.api_key, request_token, api_secret)}, retry=False)
+        self.access_token = data["access_token"]
+        return data
+
+    async def invalidate_session(self) -> None:
+        await self._call("DELETE", "/session/token", params={"api_key": self.api_key,
+                                                              "access_token": self.access_token}, retry=False)
+
+    # --- reads ---------------------------------------------------------------------------------
+    async def profile(self) -> dict[str, Any]:
+        return await self._call("GET", "/user/profile")
+
+    async def margins(self) -> dict[str, Any]:
+        return await self._call("GET", "/user/margins")
+
+    async def orders(self) -> list[dict[str, Any]]:
+        return await self._call("GET", "/orders")
+
+    async def order_history(self, order_id: str) -> list[dict[str, Any]]:
+        return await self._call("GET", f"/orders/{order_id}")
+
+    async def trades(self) -> list[dict[str, Any]]:
+        return await self._call("GET", "/trades")
+
+    async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
+        return await self._call("GET", f"/orders/{order_id}/trades")
+
+    async def positions(self) -> dict[str, list[dict[str, Any]]]:
+        return await self._call("GET", "/portfolio/positions")
+
+    async def ltp(self, *symbols: str) -> dict[str, float]:
+        data = await self._call("GET", "/quote/ltp", params=[("i", s) for s in symbols])
+        return {s: v["last_price"] for s, v in data.items()}
+
+    async def instruments(self, exchange: str = "NSE") -> dict[str, Instrument]:
+        body = await self._call("GET", f"/instruments/{exchange}")
+        out = {}
+        for row in csv.DictReader(io.StringIO(body.decode())):
+            symbol = f"{row['exchange']}:{row['tradingsymbol']}"
+            out[symbol] = Instrument(int(row["instrument_token"]), symbol, float(row["tick_size"]),
+                                     int(row["lot_size"]))
+        return out
+
+    # --- orders --------------------------------------------------------------------------------
+    async def find_by_tag(self, tag: str) -> dict[str, Any] | None:
+        for order in await self.orders():
+            if order.get("tag") == tag:
+                return order
+        return None
+
+    async def place_order(self, params: Mapping[str, Any], variety: str = "regular",
+                          lookups: int = 3, lookup_gap: float = 0.5) -> str:
+        """Place once. When the answer is lost, the tag decides: found → that order; absent after
+        ``lookups`` looks → sent again (at most once more). Returns the order id."""
+        tag = params["tag"]
+        lost: KiteError | None = None
+        for _ in range(2):
+            async with self._order_limiter:
+                try:
+                    async for retry in AsyncRetrying(retry=retry_if_exception_type(RateLimited), reraise=True,
+                                                     wait=wait_exponential(multiplier=0.2, max=5),
+                                                     stop=stop_after_attempt(5)):
+                        with retry:
+                            body = await self._raw("POST", f"/orders/{variety}", data=params)
+                    return orjson.loads(body)["data"]["order_id"]
+                except UNKNOWN_OUTCOME as exc:
+                    log.warning("place %s: %s; looking the tag up before anything else", tag, exc)
+                    lost = exc
+            for _ in range(lookups):
+                found = await self.find_by_tag(tag)
+                if found is not None:
+                    log.info("place %s: found as order %s", tag, found["order_id"])
+                    return found["order_id"]
+                await asyncio.sleep(lookup_gap)
+        raise lost
+
+    async def modify_order(self, order_id: str, params: Mapping[str, Any], variety: str = "regular") -> str:
+        async with self._order_limiter:
+            data = await self._call("PUT", f"/orders/{variety}/{order_id}", data=params)
+        return data["order_id"]
+
+    async def cancel_order(self, order_id: str, variety: str = "regular") -> str:
+        async with self._order_limiter:
+            data = await self._call("DELETE", f"/orders/{variety}/{order_id}")
+        return data["order_id"]

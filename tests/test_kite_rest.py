@@ -1,0 +1,130 @@
+"""The Kite REST client (real aiohttp) against the local Kite server: envelopes, errors, no double orders."""
+
+import pytest
+
+from engine.brokers.kite.rest import InputException, KiteREST, TokenException, Unreachable, checksum
+from tests.kite_server import API_KEY, API_SECRET, MP_REFUSAL, FakeKite
+
+ORDER = {"tradingsymbol": "INFY", "exchange": "NSE", "transaction_type": "BUY", "order_type": "LIMIT",
+         "quantity": 10, "product": "MIS", "price": 1074.3, "validity": "DAY"}
+
+
+@pytest.fixture
+async def kite():
+    server = FakeKite()
+    base = await server.start()
+    client = KiteREST(API_KEY, server.access_token, base, timeout=1.0)
+    yield server, client
+    await client.close()
+    await server.stop()
+
+
+def order(tag: str, **extra) -> dict:
+    return {**ORDER, "tag": tag, **extra}
+
+
+async def test_requests_carry_the_version_and_the_token(kite):
+    _server, client = kite
+    assert (await client.profile())["user_id"] == "AB1234"
+
+
+async def test_an_expired_token_is_a_token_exception(kite):
+    server, client = kite
+    server.access_token = "rotated-at-6am"
+    with pytest.raises(TokenException, match="Incorrect `api_key` or `access_token`"):
+        await client.orders()
+
+
+async def test_a_request_token_is_exchanged_with_the_sha256_checksum(kite):
+    _server, client = kite
+    session = await client.create_session("req-42", API_SECRET)
+    assert session["access_token"] == client.access_token == "tok-req-42"
+    assert (await client.profile())["user_name"] == "Test Trader"
+    assert checksum("a", "b", "c") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+async def test_a_lost_answer_after_the_order_was_made_does_not_double_it(kite):
+    server, client = kite
+    server.faults = ["500-after"]
+    order_id = await client.place_order(order("ot1"), lookup_gap=0.01)
+    assert list(server.orders) == [order_id] and server.place_calls == 1
+
+
+async def test_a_timeout_after_the_order_was_made_does_not_double_it(kite):
+    server, client = kite
+    server.faults, server.hang_s = ["hang-after"], 2.0
+    order_id = await client.place_order(order("ot2"), lookup_gap=0.01)
+    assert list(server.orders) == [order_id] and server.place_calls == 1
+
+
+async def test_an_order_provably_absent_is_sent_again_once(kite):
+    server, client = kite
+    server.faults = ["500-before"]
+    order_id = await client.place_order(order("ot3"), lookup_gap=0.01)
+    assert list(server.orders) == [order_id] and server.place_calls == 2
+
+
+async def test_an_order_lost_twice_raises_and_was_never_made(kite):
+    server, client = kite
+    server.faults = ["500-before", "500-before"]
+    with pytest.raises(Exception, match="Bad gateway"):
+        await client.place_order(order("ot4"), lookup_gap=0.01)
+    assert server.orders == {}
+
+
+async def test_429_backs_off_and_places_once(kite):
+    server, client = kite
+    server.faults = ["429", "429"]
+    order_id = await client.place_order(order("ot5"))
+    assert list(server.orders) == [order_id] and server.place_calls == 3
+
+
+async def test_a_market_order_without_protection_is_refused_with_kites_message(kite):
+    server, client = kite
+    with pytest.raises(InputException) as info:
+        await client.place_order(order("ot6", order_type="MARKET", price=None))
+    assert info.value.message == MP_REFUSAL and server.place_calls == 1
+
+
+async def test_a_market_order_with_protection_is_placed(kite):
+    server, client = kite
+    order_id = await client.place_order({**order("ot7", order_type="MARKET"), "market_protection": -1})
+    assert server.orders[order_id][-1]["status"] == "OPEN"
+
+
+async def test_a_rejected_order_keeps_kites_reason(kite):
+    server, client = kite
+    server.reject_reason = "Insufficient funds. Required margin is 10743.00 but available margin is 0.00."
+    order_id = await client.place_order(order("ot8"))
+    [row] = await client.order_history(order_id)
+    assert (row["status"], row["status_message"]) == ("REJECTED", server.reject_reason)
+
+
+async def test_modify_and_cancel_move_the_order_through_its_history(kite):
+    _server, client = kite
+    order_id = await client.place_order(order("ot9", order_type="SL-M", price=None, trigger_price=1070.0,
+                                              transaction_type="SELL", market_protection=-1))
+    await client.modify_order(order_id, {"trigger_price": 1071.5})
+    await client.cancel_order(order_id)
+    history = await client.order_history(order_id)
+    assert [(r["status"], r["trigger_price"]) for r in history] == [
+        ("TRIGGER PENDING", 1070.0), ("TRIGGER PENDING", 1071.5), ("CANCELLED", 1071.5)]
+
+
+async def test_instruments_give_tokens_and_tick_sizes(kite):
+    _server, client = kite
+    instruments = await client.instruments("NSE")
+    assert (instruments["NSE:INFY"].token, instruments["NSE:INFY"].tick_size) == (408065, 0.1)
+    assert instruments["NSE:SBIN"].tick_size == 0.05
+
+
+async def test_ltp_quotes_several_instruments(kite):
+    _server, client = kite
+    assert await client.ltp("NSE:INFY", "NSE:SBIN") == {"NSE:INFY": 1074.35, "NSE:SBIN": 801.1}
+
+
+async def test_an_unreachable_server_is_reported_not_hidden():
+    client = KiteREST(API_KEY, "t", "http://127.0.0.1:9", timeout=0.5)
+    with pytest.raises(Unreachable, match="no answer from Kite for GET /user/profile"):
+        await client.profile()
+    await client.close()
