@@ -314,6 +314,7 @@ class Engine:
             self.broker.tick_sizes = {i.symbol: i.tick_size for i in cfg.instruments}
         self.cfg = cfg
         self._sync_entries()
+        self.journal.record("config_applied", config=cfg.model_dump(mode="json"))
         self._publish(CONFIG_CHANGED)
 
     def _flat(self) -> bool:

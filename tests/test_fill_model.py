@@ -132,3 +132,13 @@ def test_instruments_trade_independently(cross_up):
     rows += [(f"10:01:0{k}", p, "NSE:SBIN") for k, p in enumerate([*cross_up, 101.7])]
     result = trades(cfg, rows, symbols)
     assert [(t["symbol"], t["entry_price"]) for t in result] == [("NSE:INFY", 101.5), ("NSE:SBIN", 101.7)]
+
+
+def test_order_rate_limit_refuses_entries_beyond_it_in_one_second(cross_up):
+    symbols = ("NSE:INFY", "NSE:SBIN")
+    cfg = make_config(bracket=WIDE, symbols=symbols, risk={"max_orders_per_second": 1})
+    rows = [("10:00:00.1", 100.0, "NSE:INFY"), ("10:00:00.2", 100.0, "NSE:SBIN"),
+            ("10:00:00.3", 99.0, "NSE:INFY"), ("10:00:00.4", 99.0, "NSE:SBIN"),
+            ("10:00:00.5", 101.0, "NSE:INFY"), ("10:00:00.6", 101.0, "NSE:SBIN"),
+            ("10:00:01.5", 101.5, "NSE:INFY"), ("10:00:01.6", 101.5, "NSE:SBIN")]
+    assert [t["symbol"] for t in trades(cfg, rows, symbols)] == ["NSE:INFY"]
