@@ -149,8 +149,15 @@ def bracket_step(side: float, price: float, target: float, stop: float, trail_pc
         return BRACKET_TARGET, target, stop
     if side * (price - stop) <= 0.0:
         return BRACKET_STOP, round_to_tick(price - side * slip, tick), stop
+    new_stop = trail_stop(side, price, stop, trail_pct, tick)
+    return (BRACKET_TRAIL_MOVED if new_stop != stop else BRACKET_HOLD), 0.0, new_stop
+
+
+@kernel
+def trail_stop(side: float, price: float, stop: float, trail_pct: float, tick: float) -> float:
+    """The stop after this tick: ``price * (1 -/+ trail_pct%)`` on the tick grid when tighter."""
     if trail_pct == trail_pct:
         candidate = round_to_tick(price * (1.0 - side * trail_pct / 100.0), tick)
         if side * (candidate - stop) > 0.0:
-            return BRACKET_TRAIL_MOVED, 0.0, candidate
-    return BRACKET_HOLD, 0.0, stop
+            return candidate
+    return stop

@@ -91,7 +91,8 @@ A_MAX_RATE = 8  # orders per second
 A_RATE_SEC = 9  # epoch second of the current rate window
 A_RATE_N = 10  # orders sent in that second
 A_MAX_QTY = 11
-N_ACCOUNT = 12
+A_LIVE = 12  # 1: a real broker fills orders (apply_* kernels); 0: the fill model simulates them
+N_ACCOUNT = 13
 
 # --- pending order kinds -------------------------------------------------------------------
 ORDER_NONE = 0

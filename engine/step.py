@@ -18,11 +18,13 @@ from engine.kernels import (
     entry,
     kernel,
     round_to_tick,
+    trail_stop,
 )
 from engine.layout import (
     A_DAY,
     A_ENTRIES_ALLOWED,
     A_HALTED,
+    A_LIVE,
     A_MAX_LOSS,
     A_MAX_QTY,
     A_MAX_RATE,
@@ -147,8 +149,8 @@ def _entries_open(pr, acct, i, ts_ns):
 
 
 @kernel
-def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
-    """One in-session tick of one instrument (the session day is already current)."""
+def _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price):
+    """The fill model: pending market order at this price, then bracket exits, then square-off."""
     act = 0
     opened = False
     side = st[i, S_PEND_SIDE]
@@ -200,10 +202,47 @@ def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
             act |= ACT_EXIT_FILL
         st[i, S_SQUARED] = 1.0
 
+    return act
+
+
+@kernel
+def _live_orders(st, pr, acct, i, tod, price):
+    """With a real broker the stop and target rest there: the kernel only trails the stop and sends
+    the square-off; fills come back through ``apply_entry_fill``/``apply_exit_fill``."""
+    act = 0
+    pos = st[i, S_POS]
+    if pos == 0.0 or st[i, S_PEND_KIND] == ORDER_EXIT:
+        if tod >= pr[i, P_SQUARE_OFF_NS]:
+            st[i, S_SQUARED] = 1.0
+        return act
+    sgn = 1.0 if pos > 0.0 else -1.0
+    new_stop = trail_stop(sgn, price, st[i, S_STOP], pr[i, P_TRAIL_PCT], pr[i, P_TICK])
+    if new_stop != st[i, S_STOP]:
+        st[i, S_STOP] = new_stop
+        st[i, S_TRAILED] = 1.0
+        act |= ACT_STOP_MOVED
+    if tod >= pr[i, P_SQUARE_OFF_NS]:
+        _set_pending(st, acct, i, -sgn, ORDER_EXIT, REASON_SQUARE_OFF)
+        st[i, S_SQUARED] = 1.0
+        act |= ACT_EXIT_ORDER
+    return act
+
+
+@kernel
+def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
+    """One in-session tick of one instrument (the session day is already current)."""
+    act = 0
+    if acct[A_LIVE] == 1.0:
+        act = _live_orders(st, pr, acct, i, tod, price)
+    else:
+        act = _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price)
+
     st[i, S_TICKS] += 1.0
     sig = signal(pr[i, P_KIND], st, pr, ring, i, tod, price, volume)
     pos = st[i, S_POS]
-    if pos > 0.0:
+    if st[i, S_PEND_KIND] == ORDER_EXIT:
+        pass  # an exit is already on its way (live: until the broker fills it)
+    elif pos > 0.0:
         if sig in (SIG_SHORT, SIG_EXIT_LONG, SIG_EXIT_ANY):
             _set_pending(st, acct, i, -1.0, ORDER_EXIT, REASON_SIGNAL)
             act |= ACT_EXIT_ORDER
@@ -211,7 +250,7 @@ def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
         if sig in (SIG_LONG, SIG_EXIT_SHORT, SIG_EXIT_ANY):
             _set_pending(st, acct, i, 1.0, ORDER_EXIT, REASON_SIGNAL)
             act |= ACT_EXIT_ORDER
-    elif (st[i, S_PEND_SIDE] == 0.0 and st[i, S_SQUARED] == 0.0
+    elif (pos == 0.0 and st[i, S_PEND_SIDE] == 0.0 and st[i, S_SQUARED] == 0.0
           and (sig == SIG_LONG or (sig == SIG_SHORT and pr[i, P_ALLOW_SHORT] == 1.0))
           and _entries_open(pr, acct, i, ts_ns)):
         _set_pending(st, acct, i, float(sig), ORDER_ENTRY, REASON_SIGNAL)
@@ -247,6 +286,34 @@ def flatten(st, acct, i, reason):
 
 
 @entry
+def apply_entry_fill(st, pr, acct, clk, i, ts_ns, price):
+    """A real broker filled the pending entry at ``price``: open the position and its bracket."""
+    side = st[i, S_PEND_SIDE]
+    st[i, S_PEND_SIDE] = 0.0
+    st[i, S_PEND_KIND] = 0.0
+    target, stop = bracket_levels(side, price, pr[i, P_TARGET_PCT], pr[i, P_STOP_PCT], pr[i, P_TICK])
+    st[i, S_POS] = side * pr[i, P_QTY]
+    st[i, S_ENTRY_PRICE] = price
+    st[i, S_TARGET] = target
+    st[i, S_STOP] = stop
+    st[i, S_TRAILED] = 0.0
+    st[i, S_OUT_ENTRY_PRICE] = price
+    clk[i, C_ENTRY] = ts_ns
+    return ACT_ENTRY_FILL
+
+
+@entry
+def apply_exit_fill(st, acct, clk, i, ts_ns, price, reason):
+    """A real broker filled an exit (target, stop or market) at ``price``: book the trade."""
+    st[i, S_PEND_SIDE] = 0.0
+    st[i, S_PEND_KIND] = 0.0
+    if reason == REASON_STOP and st[i, S_TRAILED] == 1.0:
+        reason = REASON_TRAIL
+    _book_exit(st, acct, clk, i, ts_ns, price, reason)
+    return ACT_EXIT_FILL
+
+
+@entry
 def close_session(st, acct, clk, i):
     """The session ended with no tick at or after square-off: exit at its last tick's price."""
     act = 0
@@ -255,7 +322,7 @@ def close_session(st, acct, clk, i):
         act |= ACT_ENTRY_CANCELLED
     st[i, S_PEND_SIDE] = 0.0
     st[i, S_PEND_KIND] = 0.0
-    if st[i, S_POS] != 0.0:
+    if st[i, S_POS] != 0.0 and acct[A_LIVE] == 0.0:  # live positions are the broker's to report
         _book_exit(st, acct, clk, i, clk[i, C_LAST], st[i, S_LAST_PRICE], REASON_SQUARE_OFF)
         act |= ACT_EXIT_FILL
     return act
