@@ -1,10 +1,11 @@
 """Load, change, save (atomically, keeping the previous version), undo and announce the config."""
 
+import contextlib
 import os
-import shutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from config.models import Config, ConfigError, parse, validate
 
 SHIPPED_DEFAULT = Path(__file__).resolve().parent / "default.json"
 KEEP_BACKUPS = 20
+STAMP = "%Y%m%dT%H%M%S%f"
+INDEX = re.compile(r"\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Change:
 
 
 Listener = Callable[[Config, Config, list[Change]], None]
+Check = Callable[[Config], None]
 
 
 def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -40,15 +44,18 @@ def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def diff(old: Config, new: Config) -> list[Change]:
+    """Changed leaves as dotted paths (``instruments.0.strategy.fast``), in the config's own order."""
     a, b = _leaves(old.model_dump()), _leaves(new.model_dump())
-    return [Change(p, a.get(p), b.get(p)) for p in sorted(a.keys() | b.keys()) if a.get(p) != b.get(p)]
+    paths = [*a, *(p for p in b if p not in a)]
+    return [Change(p, a.get(p), b.get(p)) for p in paths if a.get(p) != b.get(p)]
 
 
-def check_file(path: Path) -> list[str]:
+def check_file(path: Path | str) -> list[str]:
+    """Every problem with the config file at ``path``; empty when it is valid."""
     try:
         parse(Path(path).read_bytes())
-    except FileNotFoundError:
-        return [f"{path}: no such file"]
+    except OSError as exc:
+        return [f"{path}: {exc.strerror or exc}"]
     except ConfigError as exc:
         return exc.errors
     return []
@@ -61,76 +68,93 @@ def _parse_value(raw: str) -> Any:
         return raw  # `/set paper.feed replay` needs no quotes
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _write_synced(path: Path, payload: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename itself durable. Best effort: the file is already replaced, and some systems (Windows,
+    # some network mounts) cannot open or sync a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class ConfigManager:
-    def __init__(self, path: Path, data_dir: Path) -> None:
+    """The config file and the live Config made from it; every change is validated whole before it is saved."""
+
+    def __init__(self, path: Path | str, data_dir: Path | str) -> None:
         self.path = Path(path)
         self.backups = Path(data_dir) / "config-backups"
-        self.config: Config | None = None
+        self._config: Config | None = None
         self._listeners: list[Listener] = []
-        self._checks: list[Callable[[Config], None]] = []
+        self._checks: list[Check] = []
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            raise RuntimeError("load() the config first")
+        return self._config
 
     def load(self) -> Config:
+        """Read and validate the file, first creating it from the shipped default when there is none."""
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(SHIPPED_DEFAULT, self.path)
-        self.config = parse(self.path.read_bytes())
-        return self.config
+            self._save(SHIPPED_DEFAULT.read_bytes(), keep_backup=False)
+        self._config = parse(self.path.read_bytes())
+        return self._config
 
     def subscribe(self, listener: Listener) -> None:
+        """``listener(old, new, changes)`` runs after every set, undo or reload that changed something."""
         self._listeners.append(listener)
 
-    def add_check(self, check: Callable[[Config], None]) -> None:
+    def add_check(self, check: Check) -> None:
         """A veto run on every valid candidate before it is saved; it raises ConfigError to refuse."""
         self._checks.append(check)
 
     def set(self, dotted_path: str, raw_value: str) -> Change:
-        data = self._current().model_dump(mode="json")
+        """Set one setting (``risk.max_daily_loss``, ``instruments.0.strategy.fast`` or ``instruments[0]...``)
+        from its JSON text, or from plain text when that is not JSON."""
+        dotted_path = INDEX.sub(r".\1", dotted_path).strip(".")
+        data = self.config.model_dump(mode="json")  # a fresh tree: the live config is untouched until commit
         node, key = self._locate(data, dotted_path)
         old = node[key]
         node[key] = _parse_value(raw_value)
-        new_config = validate(data)
-        self._commit(new_config)
-        return Change(dotted_path, old, node[key])
+        candidate = validate(data)
+        new = self._locate(candidate.model_dump(mode="json"), dotted_path)
+        if candidate != self.config:
+            self._commit(candidate)
+        return Change(dotted_path, old, new[0][new[1]])
 
     def undo(self) -> Config:
+        """Go back to the version before the last change; repeated undos walk further back."""
         backups = self._backups()
         if not backups:
             raise ConfigError(["undo: there is no previous version to restore"])
-        restored = parse(backups[-1].read_bytes())
-        self._commit(restored, keep_backup=False)
+        raw = backups[-1].read_bytes()
+        try:
+            restored = parse(raw)
+        except ConfigError as exc:
+            raise ConfigError([f"undo: {backups[-1].name} is not valid", *exc.errors]) from None
+        self._commit(restored, payload=raw, keep_backup=False)
         backups[-1].unlink()
         return restored
 
     def reload(self) -> list[Change]:
+        """Take up edits made to the file by hand; an invalid file changes nothing."""
         new_config = parse(self.path.read_bytes())
         for check in self._checks:
             check(new_config)
         return self._announce(new_config)
 
-    def _current(self) -> Config:
-        if self.config is None:
-            raise RuntimeError("load() the config first")
-        return self.config
-
     @staticmethod
-    def _locate(data: dict, dotted_path: str) -> tuple[Any, Any]:
+    def _locate(data: dict[str, Any], dotted_path: str) -> tuple[Any, Any]:
         parts = dotted_path.split(".")
         node: Any = data
         for depth, part in enumerate(parts):
@@ -148,21 +172,47 @@ class ConfigManager:
             node = node[key]
         raise ConfigError([f"{dotted_path}: no such setting"])
 
-    def _commit(self, new_config: Config, keep_backup: bool = True) -> None:
+    def _commit(self, new_config: Config, payload: bytes | None = None, keep_backup: bool = True) -> None:
         for check in self._checks:
             check(new_config)
-        if keep_backup and self.path.exists():
-            self.backups.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
-            shutil.copyfile(self.path, self.backups / f"{self.path.stem}-{stamp}.json")
-            for old in self._backups()[:-KEEP_BACKUPS]:
-                old.unlink()
-        payload = orjson.dumps(new_config.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
-        _write_atomic(self.path, payload)
+        if payload is None:
+            payload = orjson.dumps(new_config.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
+        self._save(payload, keep_backup)
         self._announce(new_config)
 
+    def _save(self, payload: bytes, keep_backup: bool) -> None:
+        """Write a temp file beside the config, keep the current file as a backup, then rename over it.
+
+        Any failure leaves the previous file in place, with neither the temp file nor the backup left behind.
+        """
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        backup: Path | None = None
+        try:
+            _write_synced(tmp, payload)
+            if keep_backup and self.path.exists():
+                backup = self._new_backup_path()
+                _write_synced(backup, self.path.read_bytes())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.path.parent)
+        for old in self._backups()[:-KEEP_BACKUPS]:
+            old.unlink()
+
+    def _new_backup_path(self) -> Path:
+        self.backups.mkdir(parents=True, exist_ok=True)
+        when = datetime.now()
+        if existing := self._backups():
+            # Strictly after the newest one, so undo order survives a coarse or stepped-back clock.
+            newest = datetime.strptime(existing[-1].stem.rpartition("-")[2], STAMP)
+            when = max(when, newest + timedelta(microseconds=1))
+        return self.backups / f"{self.path.stem}-{when.strftime(STAMP)}.json"
+
     def _announce(self, new_config: Config) -> list[Change]:
-        old, self.config = self._current(), new_config
+        old, self._config = self.config, new_config
         changes = diff(old, new_config)
         if changes:
             for listener in self._listeners:
@@ -170,7 +220,8 @@ class ConfigManager:
         return changes
 
     def _backups(self) -> list[Path]:
-        return sorted(self.backups.glob(f"{self.path.stem}-*.json"))
+        # Only this file's backups: another config sharing the data dir may have a name starting with our stem.
+        return sorted(self.backups.glob(f"{self.path.stem}-{'[0-9]' * 8}T{'[0-9]' * 12}.json"))
 
 
 __all__ = ["Change", "ConfigManager", "check_file", "diff"]

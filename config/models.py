@@ -4,13 +4,14 @@ import re
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 NS_PER_MIN = 60_000_000_000
 SYMBOL = re.compile(r"^(NSE|BSE):[A-Z0-9][A-Z0-9&_.-]*$")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 KITE_RATE_LIMIT = 10
+PYDANTIC_SHOULD = re.compile(r"^(Input|List|Value|String|Dictionary) should")
 
 
 class ConfigError(Exception):
@@ -21,9 +22,15 @@ class ConfigError(Exception):
         self.errors = errors
 
 
-def _rule(path: str, message: str) -> PydanticCustomError:
-    # Cross-field rules point at the field they are about, not at the model holding it.
-    return PydanticCustomError("rule", "{message}", {"message": message, "path": path})
+def _broken(rules: list[tuple[str, str]], absolute: bool = False) -> None:
+    """Raise every broken rule at once as ``(path, message)`` pairs.
+
+    ``path`` extends the location of the validator raising it (so cross-field rules point at the field they
+    are about, not at the model holding it), or replaces it when ``absolute``.
+    """
+    if rules:
+        raise PydanticCustomError("rules", "{message}", {
+            "message": "; ".join(m for _, m in rules), "rules": rules, "absolute": absolute})
 
 
 class Model(BaseModel):
@@ -39,7 +46,7 @@ class EmaCross(Model):
     @model_validator(mode="after")
     def _fast_below_slow(self) -> "EmaCross":
         if self.fast >= self.slow:
-            raise _rule("fast", f"{self.fast} must be smaller than slow ({self.slow})")
+            _broken([("fast", f"{self.fast} must be smaller than slow ({self.slow})")])
         return self
 
 
@@ -57,6 +64,7 @@ class VwapReversion(Model):
 
 
 Strategy = Annotated[EmaCross | Orb | VwapReversion, Field(discriminator="kind")]
+STRATEGY_KINDS = frozenset(m.model_fields["kind"].annotation.__args__[0] for m in (EmaCross, Orb, VwapReversion))
 
 
 class Bracket(Model):
@@ -76,8 +84,7 @@ class Instrument(Model):
     @classmethod
     def _symbol_shape(cls, v: str) -> str:
         if not SYMBOL.match(v):
-            raise PydanticCustomError("rule", "{message}",
-                                      {"message": f"{v!r} must look like EXCHANGE:SYMBOL, e.g. NSE:INFY"})
+            _broken([("", f"{v!r} must look like EXCHANGE:SYMBOL, e.g. NSE:INFY")])
         return v
 
 
@@ -90,20 +97,24 @@ class Session(Model):
     @field_validator("open", "close", "square_off")
     @classmethod
     def _hhmm(cls, v: str) -> str:
-        if not isinstance(v, str) or not HHMM.match(v):
-            raise PydanticCustomError("rule", "{message}", {"message": f"{v!r} must be a time as HH:MM"})
+        if not HHMM.match(v):
+            _broken([("", f"{v!r} must be a time as HH:MM")])
         return v
 
     @model_validator(mode="after")
     def _ordered(self) -> "Session":
+        # Zero-padded HH:MM strings order like the times they name.
         if not self.open < self.square_off < self.close:
-            raise _rule("square_off", f"{self.square_off!r} must be after open ({self.open}) "
-                                      f"and before close ({self.close})")
+            _broken([("square_off", f"{self.square_off!r} must be after open ({self.open}) "
+                                    f"and before close ({self.close})")])
         return self
 
-    def ns_after_midnight(self, field: str) -> int:
-        hours, minutes = getattr(self, field).split(":")
-        return (int(hours) * 60 + int(minutes)) * NS_PER_MIN
+    def ns_after_midnight(self, field: Literal["open", "close", "square_off"]) -> int:
+        """``"09:15"`` -> 9 h 15 min in nanoseconds, for comparing with tick timestamps."""
+        if field not in ("open", "close", "square_off"):
+            raise ValueError(f"session has no time named {field!r}")
+        text: str = getattr(self, field)
+        return (int(text[:2]) * 60 + int(text[3:])) * NS_PER_MIN
 
 
 Level = Literal["on", "silent", "off"]
@@ -139,13 +150,14 @@ class Paper(Model):
     feed: Literal["synthetic", "replay"] = "synthetic"
     seed: int = 7
     replay_file: str | None = None
-    speed: float = Field(1.0, ge=0)  # replay pace; 0 = as fast as possible
+    speed: float = Field(1.0, ge=0)  # replay pace; 0 = as fast as possible (the replay feed relies on it)
     tick_interval_ms: int = Field(250, ge=1)
 
     @model_validator(mode="after")
     def _replay_needs_file(self) -> "Paper":
         if self.feed == "replay" and not self.replay_file:
-            raise _rule("replay_file", "null must name a tick file when feed is 'replay'")
+            _broken([("replay_file", f"{orjson.dumps(self.replay_file).decode()} must name a tick file "
+                                     "when feed is 'replay'")])
         return self
 
 
@@ -159,15 +171,15 @@ class Risk(Model):
     @classmethod
     def _kite_limit(cls, v: int) -> int:
         if v > KITE_RATE_LIMIT:
-            raise PydanticCustomError("rule", "{message}", {
-                "message": f"{v} must be at most {KITE_RATE_LIMIT} "
-                           "(Kite's retail limit without a registered algo id)"})
+            _broken([("", f"{v} must be at most {KITE_RATE_LIMIT} (Kite's retail limit without a registered algo id)")])
         return v
 
 
 class Costs(Model):
+    """Indian intraday equity charges, Zerodha-like; percentages unless the name says otherwise."""
+
     brokerage_pct: float = Field(0.03, ge=0)
-    brokerage_cap: float = Field(20.0, ge=0)
+    brokerage_cap: float = Field(20.0, ge=0)  # rupees per executed order
     stt_sell_pct: float = Field(0.025, ge=0)
     exchange_pct: float = Field(0.00297, ge=0)
     sebi_per_crore: float = Field(10.0, ge=0)
@@ -184,62 +196,86 @@ class Config(Model):
     bot: Bot = Bot()
     server: Server = Server()
 
-    @model_validator(mode="after")
-    def _cross_rules(self) -> "Config":
+    # Cross-section rules are field validators, not a model validator: pydantic skips model validators as soon
+    # as any field fails, and a typo in `costs` must not hide a duplicate symbol.
+    @field_validator("instruments")
+    @classmethod
+    def _unique_symbols(cls, instruments: list[Instrument]) -> list[Instrument]:
         seen: dict[str, int] = {}
-        for k, ins in enumerate(self.instruments):
+        rules = []
+        for k, ins in enumerate(instruments):
             if ins.symbol in seen:
-                raise _rule(f"instruments[{k}].symbol",
-                            f"{ins.symbol!r} is already instruments[{seen[ins.symbol]}]")
-            seen[ins.symbol] = k
-            if ins.quantity > self.risk.max_quantity:
-                raise _rule(f"instruments[{k}].quantity",
-                            f"{ins.quantity} must be at most risk.max_quantity ({self.risk.max_quantity})")
-        return self
+                rules.append((f"[{k}].symbol", f"{ins.symbol!r} is already instruments[{seen[ins.symbol]}]"))
+            seen.setdefault(ins.symbol, k)
+        _broken(rules)
+        return instruments
+
+    @field_validator("risk")
+    @classmethod
+    def _quantities_within_limit(cls, risk: Risk, info: ValidationInfo) -> Risk:
+        # Fields validate in order, so valid instruments are already in info.data.
+        _broken([(f"instruments[{k}].quantity", f"{ins.quantity} must be at most risk.max_quantity "
+                                                f"({risk.max_quantity})")
+                 for k, ins in enumerate(info.data.get("instruments", ())) if ins.quantity > risk.max_quantity],
+                absolute=True)
+        return risk
 
 
-def _path(loc: tuple[Any, ...], ctx: dict[str, Any] | None) -> str:
-    parts: list[str] = []
-    for item in loc:
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for k, item in enumerate(loc):
         if isinstance(item, int):
-            parts[-1] += f"[{item}]"
-        elif item in ("ema_cross", "orb", "vwap_reversion") and parts and parts[-1].endswith("strategy"):
+            out += f"[{item}]"
+        elif item in STRATEGY_KINDS and k and loc[k - 1] == "strategy":
             continue  # the union's tag, not a field
         else:
-            parts.append(str(item))
-    extra = (ctx or {}).get("path")
-    if extra:
-        parts.append(extra)
-    return ".".join(parts)
+            out += f".{item}" if out else str(item)
+    return out
 
 
-def _message(err: dict[str, Any]) -> str:
-    path = _path(err["loc"], err.get("ctx"))
-    if err["type"] == "extra_forbidden":
-        return f"{path}: unknown field"
-    if err["type"] == "missing":
-        return f"{path}: is required"
-    if err["type"] == "rule":
-        return f"{path}: {err['msg']}"
-    value = err.get("input")
-    scalar = isinstance(value, str | int | float | bool | None)
-    shown = orjson.dumps(value).decode() if scalar else type(value).__name__
-    msg = err["msg"]
-    if msg.startswith("Input should"):
-        msg = "must" + msg[len("Input should"):]
-    return f"{path}: {shown} {msg}"
+def _join(base: str, rel: str) -> str:
+    if not rel:
+        return base
+    return f"{base}{rel}" if rel.startswith("[") or not base else f"{base}.{rel}"
+
+
+def _show(value: Any) -> str:
+    # JSON spelling (null, true, "text"): the reader is editing a JSON file; big objects by their type only.
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        return type(value).__name__
+    return text if len(text) <= 40 or isinstance(value, str) else type(value).__name__
+
+
+def _messages(err: Any) -> list[str]:
+    path = _path(err["loc"]) or "config"
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "rules":
+        base = "" if ctx["absolute"] else _path(err["loc"])
+        return [f"{_join(base, rel)}: {msg}" for rel, msg in ctx["rules"]]
+    if kind == "extra_forbidden":
+        return [f"{path}: unknown field"]
+    if kind in ("missing", "union_tag_not_found"):
+        return [f"{_join(path, ctx.get('discriminator', '').strip(chr(39)))}: is required"]
+    if kind == "union_tag_invalid":
+        return [f"{path}.kind: {ctx['tag']!r} must be one of {ctx['expected_tags']}"]
+    msg = PYDANTIC_SHOULD.sub("must", err["msg"], count=1).replace(" after validation", "")
+    return [f"{path}: {_show(err.get('input'))} {msg}"]
 
 
 def validate(data: Any) -> Config:
+    """A Config from parsed JSON, or ConfigError listing every problem."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_message(e) for e in exc.errors(include_url=False)]) from None
+        raise ConfigError([m for e in exc.errors(include_url=False) for m in _messages(e)]) from None
 
 
 def parse(raw: bytes) -> Config:
+    """A Config from the bytes of a JSON file, or ConfigError (bad JSON: with its line and column)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ConfigError([f"not valid JSON: {exc}"]) from None
+        raise ConfigError([f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
     return validate(data)

@@ -33,7 +33,7 @@ from engine.events import (
 )
 from engine.journal import Journal
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
-from engine.step import close_session, flatten, on_tick, start_session
+from engine.step import apply_entry_fill, apply_exit_fill, close_session, flatten, on_tick, start_session
 
 
 class State(StrEnum):
@@ -76,6 +76,8 @@ class Engine:
         self.brackets = [Bracket() for _ in self.arrays.symbols]
         self.closed_trades: list[dict[str, Any]] = []
         self._tag = TagMaker()
+        self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
+        self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
         self._sync_entries()
         self.warm_up()
         broker.on_order = self._on_order
@@ -107,9 +109,12 @@ class Engine:
         """Mirror one row's kernel decisions into the venue, in the order they happened."""
         st, br = self.arrays.st[j], self.brackets[j]
         if act & L.ACT_EXIT_FILL:
-            self._exit_filled(j, st, br)
+            if not self.live:
+                self._mirror_exit(j, st, br)
+            self._record_trade(j, st)
         if act & L.ACT_ENTRY_FILL:
-            self.broker.fill(br.entry, st[L.S_OUT_ENTRY_PRICE])
+            if not self.live:
+                self.broker.fill(br.entry, st[L.S_OUT_ENTRY_PRICE])
             self._arm_bracket(j, st, br)
         if act & L.ACT_STOP_MOVED:
             self.broker.modify(br.stop, trigger_price=float(st[L.S_STOP]))
@@ -129,16 +134,19 @@ class Engine:
             self.broker.cancel(br.entry)
             br.entry = None
 
-    def _exit_filled(self, j: int, st: np.ndarray, br: Bracket) -> None:
+    def _mirror_exit(self, j: int, st: np.ndarray, br: Bracket) -> None:
+        """Paper: the fill model closed the position; fill the venue order that did it."""
         reason = L.REASONS[int(st[L.S_OUT_REASON])]
-        price = float(st[L.S_OUT_EXIT_PRICE])
         filled = {"target": br.target, "stop": br.stop, "trail": br.stop}.get(reason) or br.exit
         self._cancel_bracket(br, keep=filled)
         if filled is None:
             # square-off or session end: the exit is sent and filled on the same tick
             side = Side.SELL if st[L.S_OUT_EXIT_QTY] > 0 else Side.BUY
             filled = self._send(j, side, OrderType.MARKET, Purpose.EXIT).order_id
-        self.broker.fill(filled, price)
+        self.broker.fill(filled, float(st[L.S_OUT_EXIT_PRICE]))
+
+    def _record_trade(self, j: int, st: np.ndarray) -> None:
+        br = self.brackets[j]
         br.exit = br.target = br.stop = None
         clk = self.arrays.clk[j]
         trade = {
@@ -148,8 +156,8 @@ class Engine:
             "entry_time_ns": int(clk[L.C_ENTRY]),
             "entry_price": float(st[L.S_OUT_EXIT_ENTRY]),
             "exit_time_ns": int(clk[L.C_EXIT]),
-            "exit_price": price,
-            "exit_reason": reason,
+            "exit_price": float(st[L.S_OUT_EXIT_PRICE]),
+            "exit_reason": L.REASONS[int(st[L.S_OUT_REASON])],
             "pnl": float(st[L.S_OUT_PNL]),
         }
         self.closed_trades.append(trade)
@@ -190,6 +198,50 @@ class Engine:
             self._publish(FILL, **data)
         else:
             self._publish(kind, critical=order.status == Status.REJECTED, **data)
+        if self.live:
+            self._broker_update(order)
+
+    def _broker_update(self, order: Order) -> None:
+        """Live: the broker's word moves positions (entries arm brackets, exits close trades)."""
+        j = self.index.get(order.request.symbol)
+        if j is None or order.purpose == Purpose.REPAIR:
+            return
+        a, br, now = self.arrays, self.brackets[j], self.now_ns()
+        oid, status = order.order_id, order.status
+        if order.purpose == Purpose.ENTRY and oid == br.entry:
+            if status == Status.COMPLETE:
+                self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, j, now, order.average_price))
+            elif status in (Status.REJECTED, Status.CANCELLED):
+                br.entry = None
+                self._apply(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
+            return
+        if oid not in (br.target, br.stop, br.exit):
+            if status == Status.COMPLETE and order.purpose in (Purpose.TARGET, Purpose.STOP, Purpose.EXIT):
+                self._repair(j, order)  # the other leg of a bracket already closed the position
+            return
+        if status == Status.REJECTED:
+            self._publish(ALERT, critical=True, level="critical",
+                          text=f"{order.request.symbol} {order.purpose} order rejected: {order.status_message}; "
+                               "the position may be unprotected")
+            return
+        if status != Status.COMPLETE or a.st[j, L.S_POS] == 0.0:
+            return
+        reason = {Purpose.TARGET: L.REASON_TARGET, Purpose.STOP: L.REASON_STOP}.get(
+            order.purpose, int(a.st[j, L.S_PEND_REASON]))
+        for other in (br.target, br.stop, br.exit):
+            if other and other != oid and self.broker.order(other).working:
+                self.broker.cancel(other)
+        self._apply(j, apply_exit_fill(a.st, a.acct, a.clk, j, now, order.average_price, reason))
+
+    def _repair(self, j: int, order: Order) -> None:
+        side = Side.BUY if order.request.side == Side.SELL else Side.SELL
+        request = OrderRequest(order.request.symbol, side, order.filled_quantity or order.request.quantity,
+                               OrderType.MARKET, tag=self._tag())
+        self.journal.record("intent", purpose=str(Purpose.REPAIR), **request.__dict__)
+        self.broker.submit(request, Purpose.REPAIR)
+        self._publish(ALERT, critical=True, level="critical",
+                      text=f"{order.request.symbol}: both bracket legs filled; sent {side} {request.quantity} "
+                           "at market to undo the excess")
 
     def _publish(self, kind: str, critical: bool = False, **data: Any) -> None:
         self.bus.publish(Event(kind, self.now_ns(), data, critical))
@@ -226,6 +278,13 @@ class Engine:
                 self._apply(j, act)
         if self.state != State.HALTED:
             self._set_state(State.CLOSED, "session closed")
+
+    def token_expired(self, message: str) -> None:
+        """The broker refused our session: no new entries until a new token; protection stays."""
+        if self.state == State.RUNNING:
+            self._set_state(State.PAUSED, "broker token expired")
+        self._publish(ALERT, critical=True, level="critical",
+                      text=f"Broker session expired ({message}). New entries paused; send /login.")
 
     def pause(self, reason: str = "") -> None:
         if self.state != State.RUNNING:

@@ -37,6 +37,7 @@ class Purpose(StrEnum):
     TARGET = "target"
     STOP = "stop"
     EXIT = "exit"
+    REPAIR = "repair"  # undoes an excess fill (both legs of a bracket filled in a race)
 
 
 @dataclass

@@ -199,6 +199,17 @@ class FakeKite:
             self.sockets.remove(ws)
         return ws
 
+    async def complete(self, order_id: str, price: float) -> None:
+        """The exchange fills an order: the book changes and the ticker says so (like a postback)."""
+        last = self.orders[order_id][-1]
+        row = {**last, "status": "COMPLETE", "filled_quantity": last["quantity"], "pending_quantity": 0,
+               "average_price": price}
+        self.orders[order_id].append(row)
+        await self.push_raw(orjson.dumps({"type": "order", "data": row}).decode())
+
+    def working(self) -> dict[str, dict]:
+        return {k: v[-1] for k, v in self.orders.items() if v[-1]["status"] in ("OPEN", "TRIGGER PENDING")}
+
     async def push(self, ticks: list[Tick]) -> None:
         frame = encode_frame(ticks)
         for ws in list(self.sockets):

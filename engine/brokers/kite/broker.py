@@ -1,0 +1,189 @@
+"""The Kite venue behind the engine: orders go out through one worker task, updates come back.
+
+The engine's tick path only calls the synchronous methods, which record the order under its tag
+and queue the request; the worker journals the intent to disk, then talks to Kite. Updates (the
+ticker's order messages, or a poll of the order book) are matched by tag and handed to the
+engine, which is what moves positions in live trading.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+from engine.brokers.base import BrokerError, Position
+from engine.brokers.kite.rest import KiteError, KiteREST, TokenException
+from engine.journal import Journal
+from engine.orders import FINAL, Fill, Order, OrderRequest, OrderType, Purpose, Status
+
+log = logging.getLogger(__name__)
+
+STATUSES = {s.value: s for s in Status}
+MARKET_PROTECTION = -1  # Kite's automatic protection, required on MARKET and SL-M since April 2026
+
+
+def kite_params(request: OrderRequest) -> dict:
+    exchange, symbol = request.symbol.split(":", 1)
+    params = {"tradingsymbol": symbol, "exchange": exchange, "transaction_type": str(request.side),
+              "order_type": str(request.order_type), "quantity": request.quantity, "product": request.product,
+              "validity": "DAY", "tag": request.tag, "price": request.price, "trigger_price": request.trigger_price}
+    if request.order_type in (OrderType.MARKET, OrderType.SL_M):
+        params["market_protection"] = MARKET_PROTECTION
+    return params
+
+
+class KiteBroker:
+    name = "kite"
+
+    def __init__(self, rest: KiteREST, journal: Journal, tick_sizes: Mapping[str, float],
+                 now_ns: Callable[[], int], on_token_error: Callable[[str], None] = lambda text: None) -> None:
+        self.rest = rest
+        self.journal = journal
+        self.tick_sizes = dict(tick_sizes)
+        self.on_order: Callable[[Order], None] | None = None
+        self.on_token_error = on_token_error
+        self._now_ns = now_ns
+        self._orders: dict[str, Order] = {}  # by tag: the engine's name for an order
+        self._by_kite: dict[str, str] = {}  # Kite's order id -> tag
+        self._queue: asyncio.Queue[tuple[str, str, dict]] = asyncio.Queue()
+
+    # --- what the engine calls on the tick path (no I/O) ---------------------------------------
+    def submit(self, request: OrderRequest, purpose: Purpose | None = None) -> Order:
+        now = self._now_ns()
+        order = Order(request.tag, request, Status.OPEN, now, now, purpose=purpose,
+                      status_message="sent to Kite")
+        self._orders[request.tag] = order
+        self._queue.put_nowait(("place", request.tag, {}))
+        return order
+
+    def cancel(self, order_id: str) -> Order:
+        self._queue.put_nowait(("cancel", order_id, {}))
+        return self.order(order_id)
+
+    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None) -> Order:
+        order = self.order(order_id)
+        if price is not None:
+            order.request.price = price
+        if trigger_price is not None:
+            order.request.trigger_price = trigger_price
+        self._queue.put_nowait(("modify", order_id, {"price": price, "trigger_price": trigger_price}))
+        return order
+
+    def fill(self, order_id: str, price: float) -> Fill:
+        raise BrokerError("Kite fills orders itself")
+
+    def order(self, order_id: str) -> Order:
+        try:
+            return self._orders[order_id]
+        except KeyError:
+            raise BrokerError(f"unknown order {order_id}") from None
+
+    def all_orders(self) -> list[Order]:
+        return list(self._orders.values())
+
+    # --- the worker ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            action, tag, extra = await self._queue.get()
+            try:
+                await self._do(action, tag, extra)
+            except TokenException as exc:
+                self.on_token_error(exc.message)
+                if action == "place":
+                    self._final(tag, Status.REJECTED, f"not sent: {exc.message}")
+            except KiteError as exc:
+                log.warning("kite %s %s: %s", action, tag, exc.message)
+                if action == "place":
+                    self._final(tag, Status.REJECTED, exc.message)
+            except Exception:
+                log.exception("kite %s %s failed", action, tag)
+
+    async def _do(self, action: str, tag: str, extra: dict) -> None:
+        order = self._orders[tag]
+        if action == "place":
+            self.journal.flush(fsync=True)  # the intent is on disk before the order leaves
+            kite_id = await self.rest.place_order(kite_params(order.request))
+            self._by_kite[kite_id] = tag
+            order.status_message = f"Kite order {kite_id}"
+            await self._refresh(kite_id)
+        elif action == "cancel":
+            kite_id = self._kite_id(tag)
+            if kite_id and order.working:
+                await self.rest.cancel_order(kite_id)
+        elif action == "modify":
+            kite_id = self._kite_id(tag)
+            if kite_id and order.working:
+                await self.rest.modify_order(kite_id, {k: v for k, v in extra.items() if v is not None})
+
+    def _kite_id(self, tag: str) -> str | None:
+        return next((k for k, t in self._by_kite.items() if t == tag), None)
+
+    async def _refresh(self, kite_id: str) -> None:
+        history = await self.rest.order_history(kite_id)
+        if history:
+            self.update(history[-1])
+
+    def _final(self, tag: str, status: Status, message: str) -> None:
+        order = self._orders[tag]
+        order.status, order.status_message = status, message
+        self._changed(order)
+
+    # --- updates from Kite ---------------------------------------------------------------------
+    def update(self, row: dict) -> None:
+        """An order row from Kite (ticker message, postback or order book); unknown tags are left
+        alone: orders the engine did not create are the trader's."""
+        tag = row.get("tag") or self._by_kite.get(str(row.get("order_id")))
+        order = self._orders.get(tag or "")
+        if order is None:
+            return
+        self._by_kite.setdefault(str(row["order_id"]), order.order_id)
+        status = STATUSES.get(row.get("status", ""))
+        if status is None:  # transient states: PUT ORDER REQ RECEIVED, VALIDATION PENDING, ...
+            return
+        filled = int(row.get("filled_quantity") or 0)
+        if (status, filled) == (order.status, order.filled_quantity) or order.status in FINAL:
+            return
+        order.status = status
+        order.filled_quantity = filled
+        order.average_price = float(row.get("average_price") or 0.0)
+        order.status_message = row.get("status_message") or order.status_message
+        self._changed(order)
+
+    def _changed(self, order: Order) -> None:
+        order.updated_ns = self._now_ns()
+        order.history.append((order.updated_ns, order.status))
+        if self.on_order is not None:
+            self.on_order(order)
+
+    async def sync(self) -> None:
+        """Reconcile: take every order's state from Kite's order book."""
+        for row in await self.rest.orders():
+            self.update(row)
+
+    # --- the Broker protocol ---------------------------------------------------------------------
+    async def connect(self) -> None:
+        await self.rest.profile()
+
+    async def close(self) -> None:
+        await self.rest.close()
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        return self.submit(request)
+
+    async def modify_order(self, order_id: str, *, price: float | None = None,
+                           trigger_price: float | None = None) -> Order:
+        return self.modify(order_id, price, trigger_price)
+
+    async def cancel_order(self, order_id: str) -> Order:
+        return self.cancel(order_id)
+
+    async def orders(self) -> list[Order]:
+        return self.all_orders()
+
+    async def trades(self) -> list[Fill]:
+        return [Fill(str(t["order_id"]), f"{t['exchange']}:{t['tradingsymbol']}", t["transaction_type"],
+                     int(t["quantity"]), float(t["average_price"]), 0) for t in await self.rest.trades()]
+
+    async def positions(self) -> list[Position]:
+        net = (await self.rest.positions())["net"]
+        return [Position(f"{p['exchange']}:{p['tradingsymbol']}", int(p["quantity"]), float(p["average_price"]),
+                         float(p.get("realised", 0.0))) for p in net]

@@ -1,0 +1,121 @@
+"""Live trading through the Kite adapter against the local Kite server: brackets at the broker."""
+
+import asyncio
+from datetime import datetime
+
+import pytest
+
+from engine.brokers.kite.broker import KiteBroker
+from engine.brokers.kite.rest import KiteREST
+from engine.brokers.kite.ticker import KiteTicker
+from engine.brokers.kite.ticker_codec import Tick
+from engine.engine import Engine, State
+from engine.events import ALERT, EventBus
+from engine.journal import Journal
+from tests.conftest import make_config
+from tests.kite_server import API_KEY, FakeKite
+
+INFY = 408065
+T0 = int(datetime.fromisoformat("2026-11-23T10:00:00+05:30").timestamp())
+
+
+async def wait(predicate, timeout: float = 5.0):
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return predicate()
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+async def live(tmp_path):
+    server = FakeKite()
+    await server.start()
+    rest = KiteREST(API_KEY, server.access_token, server.base, timeout=2.0)
+    cfg = make_config(bracket={"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None})
+    clock = lambda: T0 * 10**9  # noqa: E731
+    bus = EventBus()
+    journal = Journal(tmp_path, clock)
+    broker = KiteBroker(rest, journal, {"NSE:INFY": 0.05}, clock)
+    engine = Engine(cfg, broker, bus, journal, clock)
+    broker.on_token_error = engine.token_expired
+    engine.start_session()
+    ticker = KiteTicker(API_KEY, lambda: rest.access_token, [INFY],
+                        lambda t, p, ts, rcv: [engine.on_tick(0, int(x), float(y)) for x, y in zip(ts, p, strict=True)],
+                        broker.update, url=f"{server.base.replace('http', 'ws')}/ws")
+    tasks = [asyncio.create_task(broker.run()), asyncio.create_task(ticker.run())]
+    await wait(lambda: server.modes)
+    yield server, engine, bus
+    for task in tasks:
+        task.cancel()
+    await rest.close()
+    await server.stop()
+
+
+async def prices(server, values, start=0):
+    for k, p in enumerate(values):
+        await server.push([Tick(INFY, p, "full", True, exchange_timestamp=T0 + start + k)])
+    await asyncio.sleep(0.05)
+
+
+async def enter(server, engine):
+    await prices(server, [100.0, 99.0, 101.0])
+    [(entry_id, entry)] = (await wait(lambda: server.working())).items()
+    assert (entry["order_type"], entry["transaction_type"]) == ("MARKET", "BUY")
+    await server.complete(entry_id, 101.5)
+    legs = await wait(lambda: len(server.working()) == 2 and server.working())
+    return {row["order_type"]: (oid, row) for oid, row in legs.items()}
+
+
+async def test_an_entry_fill_arms_a_limit_target_and_an_sl_m_stop_at_the_broker(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    assert legs["LIMIT"][1]["price"] == 106.6 and legs["SL-M"][1]["trigger_price"] == 96.4
+    assert engine.positions()[0]["qty"] == 10
+
+
+async def test_the_target_fill_cancels_the_stop_and_closes_the_trade(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    await server.complete(legs["LIMIT"][0], 106.6)
+    await wait(lambda: not server.working())
+    [trade] = engine.trades()
+    assert (trade["exit_reason"], trade["exit_price"], trade["pnl"]) == ("target", 106.6, pytest.approx(51.0))
+    assert server.orders[legs["SL-M"][0]][-1]["status"] == "CANCELLED" and engine.positions() == []
+
+
+async def test_the_stop_fill_cancels_the_target(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    await server.complete(legs["SL-M"][0], 96.35)
+    await wait(lambda: not server.working())
+    assert [t["exit_reason"] for t in engine.trades()] == ["stop"]
+    assert server.orders[legs["LIMIT"][0]][-1]["status"] == "CANCELLED"
+
+
+async def test_market_orders_carry_market_protection(live):
+    server, _engine, _ = live
+    await prices(server, [100.0, 99.0, 101.0])
+    await wait(lambda: server.working())
+    assert server.place_calls == 1  # accepted: the server refuses MARKET orders without protection
+
+
+async def test_a_rejected_entry_is_alerted_with_kites_reason_and_no_position_is_assumed(live):
+    server, engine, bus = live
+    sub = bus.subscribe()
+    server.reject_reason = "RMS: Margin Exceeds, Required:1015.00, Available:0.00"
+    await prices(server, [100.0, 99.0, 101.0])
+    await wait(lambda: server.orders)
+    await asyncio.sleep(0.2)
+    texts = [str(e.data) for e in iter(sub.get_nowait, None)]
+    assert any("Margin Exceeds" in t for t in texts) and engine.positions() == []
+
+
+async def test_an_expired_token_pauses_entries_and_raises_a_critical_alert(live):
+    server, engine, bus = live
+    sub = bus.subscribe()
+    server.access_token = "rotated-at-6am"
+    await prices(server, [100.0, 99.0, 101.0])  # the ticker connection from before still delivers
+    await wait(lambda: engine.state == State.PAUSED)
+    alerts = [e for e in iter(sub.get_nowait, None) if e.kind == ALERT]
+    assert alerts[0].critical and "send /login" in alerts[0].data["text"] and server.orders == {}
