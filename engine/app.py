@@ -23,6 +23,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_ex
 
 from config import ConfigError, ConfigManager
 from engine import logs
+from engine.brokers.kite.live import KiteLive, credentials
+from engine.brokers.kite.rest import KiteError, TokenException
 from engine.brokers.paper import PaperBroker
 from engine.calendar import Session, TradingCalendar
 from engine.clock import Clock, RehearsalClock, SystemClock
@@ -54,6 +56,8 @@ class Runtime:
     started_ns: int = field(default_factory=time.time_ns)
     last_tick_ns: int = 0
     health: dict[str, Callable[[], str]] = field(default_factory=dict)
+    login: Callable[[], str] | None = None  # the broker's login URL (live only)
+    token: Callable[[str], Awaitable[str]] | None = None  # exchange a request token (live only)
     tasks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -133,6 +137,54 @@ def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
     return {PRE_OPEN: pre_open, OPEN: open_, SQUARE_OFF: square_off, CLOSE: close, REPORT_JOB: report}
 
 
+async def _connect_kite(cfg, data_dir: Path, journal: Journal, clock: Clock, tick_sizes: dict) -> KiteLive | None:
+    creds, missing = credentials(data_dir)
+    if creds is None:
+        log.error("refusing to start live: missing %s. Paper trading needs none of them.", ", ".join(missing))
+        return None
+    log.info("live mode: Kite's WebSocket ticker needs the paid market-data plan on this API key")
+    live = KiteLive(creds, data_dir, journal, clock.now_ns, [i.symbol for i in cfg.instruments], tick_sizes,
+                    cfg.risk.max_orders_per_second)
+    try:
+        for warning in await live.prepare():
+            log.warning(warning)
+    except (KiteError, LookupError) as exc:
+        log.error("refusing to start live: %s", exc)
+        await live.rest.close()
+        return None
+    return live
+
+
+def _wire_kite(rt: Runtime, live: KiteLive) -> None:
+    engine = rt.engine
+    live.broker.on_token_error = engine.token_expired
+    ticker = live.ticker_for(lambda i, ts, price, volume: _live_tick(rt, i, ts, price, volume))
+
+    async def feed() -> None:
+        try:
+            await ticker.run()
+        except TokenException as exc:
+            engine.token_expired(exc.message)
+            raise  # the supervisor retries with backoff, alerting each time, until /token fixes it
+
+    async def exchange(text: str) -> str:
+        user = await live.exchange(text)
+        if engine.state == State.PAUSED and engine.state_reason == "broker token expired":
+            engine.resume()
+        return user
+
+    rt.tasks["kite-orders"] = live.broker.run
+    rt.tasks["feed"] = feed
+    rt.health["feed"] = lambda: "kite connected" if ticker.connected else "kite disconnected"
+    rt.login, rt.token = live.login_url, exchange
+    rt.on_stop.append(live.rest.close)
+
+
+def _live_tick(rt: Runtime, i: int, ts: int, price: float, volume: float) -> None:
+    rt.last_tick_ns = ts
+    rt.engine.on_tick(i, ts, price, volume)
+
+
 async def _supervise(rt: Runtime, name: str, factory: Callable[[], Awaitable[None]]) -> None:
     """Run a task for the life of the process: a crash is logged, alerted and the task restarted."""
 
@@ -156,26 +208,38 @@ async def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         log.error("config %s is not valid:\n%s", args.config, exc)
         return 1
+    if args.live and args.clock:
+        log.error("the rehearsal clock is for paper trading only; drop --clock or --live")
+        return 1
     clock: Clock = RehearsalClock(datetime.fromisoformat(args.clock)) if args.clock else SystemClock()
     bus = EventBus()
     journal = Journal(data_dir, clock.now_ns)
-    broker = PaperBroker({i.symbol: i.tick_size for i in cfg.instruments}, clock.now_ns)
+    tick_sizes = {i.symbol: i.tick_size for i in cfg.instruments}
+    live = None
+    if args.live:
+        live = await _connect_kite(cfg, data_dir, journal, clock, tick_sizes)
+        if live is None:
+            return 1
+    broker = live.broker if live else PaperBroker(tick_sizes, clock.now_ns)
     engine = Engine(cfg, broker, bus, journal, clock.now_ns)
     manager.add_check(engine.check_config)
     manager.subscribe(lambda old, new, changes: engine.apply_config(new))
     rt = Runtime(args, manager, engine, bus, clock, data_dir, buffer)
-    log.info("paper trading %s; config %s; data in %s", ", ".join(i.symbol for i in cfg.instruments),
-             Path(args.config).resolve(), data_dir.resolve())
+    log.info("%s trading %s; config %s; data in %s", "LIVE (Kite)" if live else "paper",
+             ", ".join(i.symbol for i in cfg.instruments), Path(args.config).resolve(), data_dir.resolve())
+    if live:
+        _wire_kite(rt, live)
 
-    replay = cfg.paper.feed == "replay"
+    replay = cfg.paper.feed == "replay" and not live
     if not replay:  # a replay's sessions follow its ticks' own dates
         calendar = TradingCalendar(cfg.session.open, cfg.session.close)
         rt.scheduler = SessionScheduler(calendar, clock, {}, datetime.strptime(cfg.session.square_off, "%H:%M").time())
         rt.scheduler.hooks.update(_session_hooks(rt))
     rt.tasks["journal"] = journal.run
     rt.tasks["heartbeat"] = lambda: _heartbeat(rt)
-    rt.tasks["feed"] = lambda: _pump(rt, _feed(cfg, clock), replay)
-    rt.health["feed"] = lambda: "replay" if replay else "synthetic"
+    if not live:
+        rt.tasks["feed"] = lambda: _pump(rt, _feed(cfg, clock), replay)
+        rt.health["feed"] = lambda: "replay" if replay else "synthetic"
 
     for plugin in entry_points(group="otrade.transports"):
         plugin.load()(rt)

@@ -107,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--console", action="store_true", help="print events on stdout")
     run.add_argument("--clock", help="rehearsal clock start, ISO-8601 with offset (paper only)")
     run.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
+    run.add_argument("--live", action="store_true",
+                     help="trade through Zerodha Kite (needs KITE_API_KEY, KITE_API_SECRET, KITE_ACCESS_TOKEN)")
     run.set_defaults(func=cmd_run)
 
     bt = sub.add_parser("backtest", help="replay a tick file through the strategy")

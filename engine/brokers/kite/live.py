@@ -1,0 +1,119 @@
+"""Everything `otrade run --live` needs from Kite: credentials, the daily token, instruments, and
+the tasks that keep the order worker and the ticker running."""
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+from engine.brokers.kite.broker import KiteBroker
+from engine.brokers.kite.rest import DEFAULT_BASE, KiteREST
+from engine.brokers.kite.ticker import DEFAULT_URL, KiteTicker
+from engine.journal import Journal
+
+log = logging.getLogger(__name__)
+TOKEN_FILE = "kite_access_token"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str
+    api_secret: str
+    access_token: str
+
+
+def credentials(data_dir: Path) -> tuple[Credentials | None, list[str]]:
+    """From the environment (the token may come from the saved file); else what is missing."""
+    key, secret = os.environ.get("KITE_API_KEY", ""), os.environ.get("KITE_API_SECRET", "")
+    token = os.environ.get("KITE_ACCESS_TOKEN", "")
+    saved = Path(data_dir) / TOKEN_FILE
+    if not token and saved.exists():
+        token = saved.read_text().strip()
+    missing = [name for name, value in (("KITE_API_KEY", key), ("KITE_API_SECRET", secret),
+                                        ("KITE_ACCESS_TOKEN (or a token saved by /token)", token)) if not value]
+    return (None, missing) if missing else (Credentials(key, secret, token), [])
+
+
+def save_token(data_dir: Path, token: str) -> None:
+    """Owner-only file, replaced atomically: the next start (or restart) needs no login."""
+    path = Path(data_dir) / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def request_token_of(text: str) -> str:
+    """The request_token from Kite's redirect URL, or the token itself."""
+    text = text.strip()
+    if "request_token=" in text:
+        values = parse_qs(urlparse(text).query).get("request_token") or []
+        if values and values[0]:
+            return values[0]
+        raise ValueError("that URL carries no request_token")
+    if not text or any(c.isspace() for c in text):
+        raise ValueError("send the redirect URL or the request_token from it")
+    return text
+
+
+class KiteLive:
+    def __init__(self, creds: Credentials, data_dir: Path, journal: Journal, now_ns: Callable[[], int],
+                 symbols: list[str], tick_sizes: dict[str, float], orders_per_second: int) -> None:
+        self.creds = creds
+        self.data_dir = Path(data_dir)
+        self.symbols = symbols
+        self.rest = KiteREST(creds.api_key, creds.access_token, os.environ.get("KITE_API_BASE", DEFAULT_BASE),
+                             orders_per_second=orders_per_second)
+        self.broker = KiteBroker(self.rest, journal, tick_sizes, now_ns)
+        self.tokens: dict[int, int] = {}  # instrument token -> engine row
+        self.ticker: KiteTicker | None = None
+
+    async def prepare(self) -> list[str]:
+        """Instrument tokens and tick sizes from today's instruments file; returns warnings."""
+        warnings = []
+        exchanges = sorted({s.split(":")[0] for s in self.symbols})
+        known = {}
+        for exchange in exchanges:
+            known.update(await self.rest.instruments(exchange))
+        for row, symbol in enumerate(self.symbols):
+            if symbol not in known:
+                raise LookupError(f"{symbol} is not in Kite's instruments list")
+            self.tokens[known[symbol].token] = row
+            configured = self.broker.tick_sizes[symbol]
+            if abs(known[symbol].tick_size - configured) > 1e-9:
+                warnings.append(f"{symbol}: configured tick_size {configured} but Kite says "
+                                f"{known[symbol].tick_size} today; using Kite's")
+                self.broker.tick_sizes[symbol] = known[symbol].tick_size
+        await self.broker.sync()
+        return warnings
+
+    def ticker_for(self, on_tick: Callable[[int, int, float, float], None]) -> KiteTicker:
+        rows = self.tokens
+
+        def ticks(tokens: np.ndarray, prices: np.ndarray, ts: np.ndarray, received: int) -> None:
+            for token, price, stamp in zip(tokens.tolist(), prices.tolist(), ts.tolist(), strict=True):
+                row = rows.get(token)
+                if row is not None:
+                    on_tick(row, stamp, price, 1.0)
+
+        self.ticker = KiteTicker(self.creds.api_key, lambda: self.rest.access_token, list(rows), ticks,
+                                 self.broker.update, url=os.environ.get("KITE_WS_URL", DEFAULT_URL))
+        return self.ticker
+
+    def login_url(self) -> str:
+        return self.rest.login_url()
+
+    async def exchange(self, text: str) -> str:
+        """Turn the trader's redirect URL (or request token) into today's access token."""
+        session = await self.rest.create_session(request_token_of(text), self.creds.api_secret)
+        save_token(self.data_dir, self.rest.access_token)
+        await self.broker.sync()
+        return session.get("user_id", "")
