@@ -17,7 +17,8 @@ def attach(rt) -> None:
     """Entry point (``otrade.transports``): called with the engine's Runtime before it starts."""
     config = rt.config
     commands = Commands(Services(rt.engine, config, rt.data_dir, rt.clock.now_ns, rt.logs, rt.started_ns,
-                                 rt.next_event, lambda: {k: fn() for k, fn in rt.health.items()}))
+                                 rt.next_event, lambda: {k: fn() for k, fn in rt.health.items()},
+                                 rt.login, rt.token))
     sinks = []
     if rt.args.console:
         console = ConsoleTransport(commands)

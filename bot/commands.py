@@ -4,10 +4,11 @@ Transports (Telegram, console) hand in text or a button press with the caller's 
 ids and send back the ``Reply``. ``None`` means: say nothing (the caller is not allowed).
 """
 
+import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -59,6 +60,8 @@ class Services:
     started_ns: int = field(default_factory=time.time_ns)
     next_event: Callable[[], str] = lambda: "no scheduler"
     health: Callable[[], dict[str, str]] = dict  # e.g. {"feed": "ok", "telegram": "ok"}
+    login: Callable[[], str] | None = None  # the broker's login URL; None in paper mode
+    token: Callable[[str], Awaitable[str]] | None = None  # exchanges a request token for a session
 
 
 @dataclass
@@ -286,6 +289,31 @@ class Commands:
         n = _count(args, 20, "lines")
         return Reply("\n".join(list(self.s.logs.lines)[-n:]) or "No log lines yet.")
 
+    def login(self, caller: Caller, args: list[str]) -> Reply:
+        if self.s.login is None:
+            return Reply("Paper trading: there is no broker to log in to.")
+        return Reply(f"Log in to Kite: {self.s.login()}\nThen send /token with the page address you land on "
+                     "(or just its request_token).")
+
+    def token(self, caller: Caller, args: list[str]) -> Reply:
+        if self.s.token is None:
+            return Reply("Paper trading: there is no broker token to set.")
+        if len(args) != 1:
+            raise ValueError("usage: /token <redirect URL or request_token>")
+        exchange = self.s.token
+
+        async def run() -> None:
+            try:
+                user = await exchange(args[0])
+            except Exception as exc:  # reported to the trader, whatever Kite said
+                self.s.engine.alert(f"Kite login failed: {exc}")
+            else:
+                self.s.engine.alert(f"Kite session renewed for {user}; entries resume if the expiry paused them",
+                                    critical=False)
+
+        asyncio.get_running_loop().create_task(run())
+        return Reply("Exchanging the token with Kite…")
+
     def version(self, caller: Caller, args: list[str]) -> Reply:
         return Reply(f"OTrade {_version()}")
 
@@ -323,5 +351,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("reload", "", "re-read the config file", True, Commands.reload),
     Command("risk", "", "limits and today's usage", False, Commands.risk),
     Command("logs", "[n]", "the last log lines", False, Commands.logs),
+    Command("login", "", "the broker's login link (live)", True, Commands.login),
+    Command("token", "<url or request_token>", "finish the daily broker login (live)", True, Commands.token),
     Command("version", "", "the running version", False, Commands.version),
 )

@@ -29,7 +29,7 @@ from engine.brokers.paper import PaperBroker
 from engine.calendar import Session, TradingCalendar
 from engine.clock import Clock, RehearsalClock, SystemClock
 from engine.engine import Engine, State
-from engine.events import ALERT, REPORT, SESSION, Event, EventBus
+from engine.events import REPORT, SESSION, Event, EventBus
 from engine.feeds import ReplayFeed, SyntheticFeed
 from engine.journal import Journal
 from engine.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, SessionScheduler
@@ -74,8 +74,7 @@ class Runtime:
                 "last_tick_age_s": age, **{k: fn() for k, fn in self.health.items()}}
 
     def alert(self, text: str, critical: bool = True) -> None:
-        self.bus.publish(Event(ALERT, self.clock.now_ns(), {"level": "critical" if critical else "info",
-                                                             "text": text}, critical))
+        self.engine.alert(text, critical)
 
 
 def _feed(cfg, clock):

@@ -279,6 +279,9 @@ class Engine:
         if self.state != State.HALTED:
             self._set_state(State.CLOSED, "session closed")
 
+    def alert(self, text: str, critical: bool = True) -> None:
+        self._publish(ALERT, critical=critical, level="critical" if critical else "info", text=text)
+
     def token_expired(self, message: str) -> None:
         """The broker refused our session: no new entries until a new token; protection stays."""
         if self.state == State.RUNNING:
