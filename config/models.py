@@ -93,6 +93,7 @@ class Session(Model):
     close: str = "15:30"
     square_off: str = "15:15"
     on_shutdown: Literal["keep", "flatten"] = "keep"  # open positions when the process stops
+    stale_feed_seconds: int = Field(30, ge=1, le=3600)  # no tick this long in session: alert, no entries
 
     @field_validator("open", "close", "square_off")
     @classmethod

@@ -106,6 +106,25 @@ async def _heartbeat(rt: Runtime, every_s: float = 30.0) -> None:
                  rt.next_event())
 
 
+STALE = "feed stalled"
+
+
+async def _watch_feed(rt: Runtime) -> None:
+    """No tick for ``session.stale_feed_seconds`` while the session runs: alert and stop entries until
+    ticks flow again."""
+    engine = rt.engine
+    while True:
+        await asyncio.sleep(1.0)
+        limit = engine.cfg.session.stale_feed_seconds
+        quiet = (rt.clock.now_ns() - (rt.last_tick_ns or rt.started_ns)) / 1e9
+        if engine.state == State.RUNNING and quiet > limit:
+            engine.pause(STALE)
+            engine.alert(f"No tick for {quiet:.0f} s: new entries paused until the feed is back")
+        elif engine.state == State.PAUSED and engine.state_reason == STALE and quiet <= limit:
+            engine.resume()
+            engine.alert("Ticks are flowing again: entries resumed", critical=False)
+
+
 def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
     engine = rt.engine
 
@@ -223,7 +242,7 @@ async def run(args: argparse.Namespace) -> int:
     engine = Engine(cfg, broker, bus, journal, clock.now_ns)
     manager.add_check(engine.check_config)
     manager.subscribe(lambda old, new, changes: engine.apply_config(new))
-    rt = Runtime(args, manager, engine, bus, clock, data_dir, buffer)
+    rt = Runtime(args, manager, engine, bus, clock, data_dir, buffer, started_ns=clock.now_ns())
     log.info("%s trading %s; config %s; data in %s", "LIVE (Kite)" if live else "paper",
              ", ".join(i.symbol for i in cfg.instruments), Path(args.config).resolve(), data_dir.resolve())
     if live:
@@ -236,6 +255,8 @@ async def run(args: argparse.Namespace) -> int:
         rt.scheduler.hooks.update(_session_hooks(rt))
     rt.tasks["journal"] = journal.run
     rt.tasks["heartbeat"] = lambda: _heartbeat(rt)
+    if not replay:  # a replay's ticks carry their own (past) times
+        rt.tasks["feed-watch"] = lambda: _watch_feed(rt)
     if not live:
         rt.tasks["feed"] = lambda: _pump(rt, _feed(cfg, clock), replay)
         rt.health["feed"] = lambda: "replay" if replay else "synthetic"

@@ -1,0 +1,43 @@
+"""A feed that goes quiet in session stops new entries until ticks flow again."""
+
+import argparse
+import asyncio
+
+from config import ConfigManager
+from engine.app import Runtime, _watch_feed
+from engine.brokers.paper import PaperBroker
+from engine.engine import Engine, State
+from engine.events import ALERT, EventBus
+from engine.journal import Journal
+from engine.logs import LogBuffer
+from tests.conftest import make_config, ns
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = ns("10:00:00")
+
+    def now_ns(self) -> int:
+        return self.now
+
+
+async def test_a_quiet_feed_pauses_entries_and_its_return_resumes_them(tmp_path):
+    clock, bus = Clock(), EventBus()
+    sub = bus.subscribe()
+    engine = Engine(make_config(), PaperBroker({"NSE:INFY": 0.05}, clock.now_ns), bus,
+                    Journal(tmp_path, clock.now_ns), clock.now_ns)
+    engine.start_session()
+    rt = Runtime(argparse.Namespace(), ConfigManager(tmp_path / "c.json", tmp_path), engine, bus, clock, tmp_path,
+                 LogBuffer(), started_ns=clock.now, last_tick_ns=clock.now - 31 * 10**9)
+    watch = asyncio.create_task(_watch_feed(rt))
+    try:
+        await asyncio.sleep(1.2)
+        assert (engine.state, engine.state_reason) == (State.PAUSED, "feed stalled")
+        rt.last_tick_ns = clock.now
+        await asyncio.sleep(1.2)
+        assert engine.state == State.RUNNING
+    finally:
+        watch.cancel()
+    texts = [e.data["text"] for e in iter(sub.get_nowait, None) if e.kind == ALERT]
+    assert texts == ["No tick for 31 s: new entries paused until the feed is back",
+                     "Ticks are flowing again: entries resumed"]
