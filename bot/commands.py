@@ -178,6 +178,8 @@ class Commands:
             ltp = "no tick yet" if ins["ltp"] is None else f"{ins['ltp']:.2f} ({ins['ltp_age_s']:.0f}s ago)"
             lines.append(f"{ins['symbol']}: {ltp} · pos {ins['position']} · orders {ins['open_orders']} · "
                          f"P&L {_money(ins['day_pnl'])}")
+        if st["foreign"]:
+            lines.append("Not OTrade's (left alone): " + "; ".join(st["foreign"]))
         health = self.s.health()
         if health:
             lines.append(" · ".join(f"{k} {v}" for k, v in health.items()))

@@ -247,6 +247,11 @@ async def run(args: argparse.Namespace) -> int:
              ", ".join(i.symbol for i in cfg.instruments), Path(args.config).resolve(), data_dir.resolve())
     if live:
         _wire_kite(rt, live)
+        try:
+            for note in engine.reconcile((await live.rest.positions())["net"], await live.rest.orders()):
+                log.info("reconcile: %s", note)
+        except KiteError as exc:
+            log.error("reconcile failed: %s", exc)
 
     replay = cfg.paper.feed == "replay" and not live
     if not replay:  # a replay's sessions follow its ticks' own dates

@@ -33,7 +33,15 @@ from engine.events import (
 )
 from engine.journal import Journal
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
-from engine.step import apply_entry_fill, apply_exit_fill, close_session, flatten, on_tick, start_session
+from engine.step import (
+    adopt_position,
+    apply_entry_fill,
+    apply_exit_fill,
+    close_session,
+    flatten,
+    on_tick,
+    start_session,
+)
 
 
 class State(StrEnum):
@@ -75,6 +83,7 @@ class Engine:
         self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
         self.brackets = [Bracket() for _ in self.arrays.symbols]
         self.closed_trades: list[dict[str, Any]] = []
+        self.foreign: list[str] = []  # broker positions and orders OTrade did not create
         self._tag = TagMaker()
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
         self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
@@ -115,7 +124,7 @@ class Engine:
         if act & L.ACT_ENTRY_FILL:
             if not self.live:
                 self.broker.fill(br.entry, st[L.S_OUT_ENTRY_PRICE])
-            self._arm_bracket(j, st, br)
+            self._arm_missing(j, br)
         if act & L.ACT_STOP_MOVED:
             self.broker.modify(br.stop, trigger_price=float(st[L.S_STOP]))
             self.journal.record("stop_moved", symbol=self.arrays.symbols[j], stop=float(st[L.S_STOP]))
@@ -163,13 +172,6 @@ class Engine:
         self.closed_trades.append(trade)
         self.journal.record("trade_closed", **trade)
         self._publish(TRADE_CLOSED, **trade)
-
-    def _arm_bracket(self, j: int, st: np.ndarray, br: Bracket) -> None:
-        exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
-        br.target = self._send(j, exit_side, OrderType.LIMIT, Purpose.TARGET,
-                               price=float(st[L.S_TARGET])).order_id
-        br.stop = self._send(j, exit_side, OrderType.SL_M, Purpose.STOP,
-                             trigger=float(st[L.S_STOP])).order_id
 
     def _cancel_bracket(self, br: Bracket, keep: str | None = None) -> None:
         """One-cancels-other: cancel the resting target and stop except ``keep`` (the one that filled)."""
@@ -232,6 +234,58 @@ class Engine:
             if other and other != oid and self.broker.order(other).working:
                 self.broker.cancel(other)
         self._apply(j, apply_exit_fill(a.st, a.acct, a.clk, j, now, order.average_price, reason))
+
+    def reconcile(self, positions: list[dict], orders: list[dict]) -> list[str]:
+        """Live start (or a new token): adopt our instruments' open positions from the broker, keep
+        the stop and target orders an earlier run left, re-arm the missing ones. Everything else is
+        the trader's: left alone and reported (returned, and shown in /status)."""
+        a, notes = self.arrays, []
+        working = [o for o in orders if o.get("status") in ("OPEN", "TRIGGER PENDING")]
+        for p in positions:
+            symbol, qty = f"{p['exchange']}:{p['tradingsymbol']}", int(p["quantity"])
+            j = self.index.get(symbol)
+            if j is None or qty == 0:
+                if qty:
+                    notes.append(f"{symbol}: position {qty:+d} not traded by OTrade, left alone")
+                continue
+            if a.st[j, L.S_POS] == qty:
+                continue
+            self.apply_position(j, qty, float(p["average_price"]))
+            br = self.brackets[j]
+            exit_side = "SELL" if qty > 0 else "BUY"
+            for row in working:
+                if f"{row['exchange']}:{row['tradingsymbol']}" != symbol or row["transaction_type"] != exit_side:
+                    continue
+                if row["order_type"] in ("SL", "SL-M") and br.stop is None:
+                    br.stop = self.broker.adopt(row, Purpose.STOP).order_id
+                elif row["order_type"] == "LIMIT" and br.target is None:
+                    br.target = self.broker.adopt(row, Purpose.TARGET).order_id
+            kept = [n for n, oid in (("stop", br.stop), ("target", br.target)) if oid]
+            self._arm_missing(j, br)
+            notes.append(f"{symbol}: adopted position {qty:+d} @ {float(p['average_price']):.2f}"
+                         + (f", kept its {' and '.join(kept)}" if kept else "") + ", bracket armed")
+        adopted = {o.request.tag for o in self.broker.all_orders()}
+        for row in working:
+            if (row.get("tag") or f"kite-{row['order_id']}") not in adopted:
+                notes.append(f"{row['exchange']}:{row['tradingsymbol']}: order {row['order_id']} "
+                             f"({row['transaction_type']} {row['quantity']} {row['order_type']}) not ours, left alone")
+        self.foreign = [n for n in notes if "left alone" in n]
+        for note in notes:
+            self.journal.record("reconcile", note=note)
+        return notes
+
+    def apply_position(self, j: int, qty: int, price: float) -> None:
+        a = self.arrays
+        adopt_position(a.st, a.pr, a.clk, j, self.now_ns(), float(qty), price)
+        a.st[j, L.S_PEND_SIDE] = a.st[j, L.S_PEND_KIND] = 0.0
+
+    def _arm_missing(self, j: int, br: Bracket) -> None:
+        st = self.arrays.st[j]
+        exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
+        if br.target is None:
+            br.target = self._send(j, exit_side, OrderType.LIMIT, Purpose.TARGET, price=float(st[L.S_TARGET])).order_id
+        if br.stop is None:
+            br.stop = self._send(j, exit_side, OrderType.SL_M, Purpose.STOP, trigger=float(st[L.S_STOP])).order_id
 
     def _repair(self, j: int, order: Order) -> None:
         side = Side.BUY if order.request.side == Side.SELL else Side.SELL
@@ -433,7 +487,7 @@ class Engine:
                 "day_pnl": float(a.st[j, L.S_REALISED] + a.st[j, L.S_UNREAL]),
             })
         return {"state": str(self.state), "reason": self.state_reason, "broker": self.broker.name,
-                "instruments": instruments, "pnl": self.pnl(), "risk": self.risk()}
+                "instruments": instruments, "pnl": self.pnl(), "risk": self.risk(), "foreign": list(self.foreign)}
 
 
 __all__ = ["BrokerError", "ControlError", "Engine", "State"]

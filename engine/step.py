@@ -291,8 +291,15 @@ def apply_entry_fill(st, pr, acct, clk, i, ts_ns, price):
     side = st[i, S_PEND_SIDE]
     st[i, S_PEND_SIDE] = 0.0
     st[i, S_PEND_KIND] = 0.0
+    return adopt_position(st, pr, clk, i, ts_ns, side * pr[i, P_QTY], price)
+
+
+@entry
+def adopt_position(st, pr, clk, i, ts_ns, qty, price):
+    """Hold ``qty`` (signed) bought or sold at ``price``, with the bracket that price implies."""
+    side = 1.0 if qty > 0.0 else -1.0
     target, stop = bracket_levels(side, price, pr[i, P_TARGET_PCT], pr[i, P_STOP_PCT], pr[i, P_TICK])
-    st[i, S_POS] = side * pr[i, P_QTY]
+    st[i, S_POS] = qty
     st[i, S_ENTRY_PRICE] = price
     st[i, S_TARGET] = target
     st[i, S_STOP] = stop

@@ -35,6 +35,7 @@ class FakeKite:
         self.subscribed: set[int] = set()
         self.modes: dict[int, str] = {}
         self.requests: list[str] = []
+        self.net_positions: list[dict[str, Any]] = []
         self.runner: web.AppRunner | None = None
         self.base = ""
 
@@ -162,7 +163,9 @@ class FakeKite:
         return self.ok([]) if self.authorised(request) else self.refuse()
 
     async def positions(self, request: web.Request) -> web.Response:
-        return self.ok({"net": [], "day": []}) if self.authorised(request) else self.refuse()
+        if not self.authorised(request):
+            return self.refuse()
+        return self.ok({"net": self.net_positions, "day": self.net_positions})
 
     async def ltp(self, request: web.Request) -> web.Response:
         if not self.authorised(request):
@@ -206,6 +209,13 @@ class FakeKite:
                "average_price": price}
         self.orders[order_id].append(row)
         await self.push_raw(orjson.dumps({"type": "order", "data": row}).decode())
+
+    def seed_order(self, **row: Any) -> str:
+        """An order already in the book before the client starts (an earlier run's, or the trader's)."""
+        order_id = str(next(self._ids))
+        self.orders[order_id] = [{"order_id": order_id, "exchange": "NSE", "filled_quantity": 0, "price": 0.0,
+                                  "trigger_price": 0.0, "average_price": 0, "status_message": "", **row}]
+        return order_id
 
     def working(self) -> dict[str, dict]:
         return {k: v[-1] for k, v in self.orders.items() if v[-1]["status"] in ("OPEN", "TRIGGER PENDING")}

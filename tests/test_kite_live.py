@@ -119,3 +119,25 @@ async def test_an_expired_token_pauses_entries_and_raises_a_critical_alert(live)
     await wait(lambda: engine.state == State.PAUSED)
     alerts = [e for e in iter(sub.get_nowait, None) if e.kind == ALERT]
     assert alerts[0].critical and "send /login" in alerts[0].data["text"] and server.orders == {}
+
+
+async def test_reconcile_adopts_an_open_position_keeps_its_stop_and_rearms_the_target(live):
+    server, engine, _ = live
+    server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 1000.0},
+                            {"exchange": "NSE", "tradingsymbol": "TCS", "quantity": 5, "average_price": 3000.0}]
+    stop_id = server.seed_order(tradingsymbol="INFY", transaction_type="SELL", order_type="SL-M", quantity=10,
+                                trigger_price=950.0, status="TRIGGER PENDING", tag="otabc123000001")
+    server.seed_order(tradingsymbol="SBIN", transaction_type="BUY", order_type="LIMIT", quantity=1, price=700.0,
+                      status="OPEN", tag=None)
+    rest = engine.broker.rest
+    notes = engine.reconcile((await rest.positions())["net"], await rest.orders())
+    targets = await wait(lambda: [r for r in server.working().values() if r["order_type"] == "LIMIT"
+                                  and r["tradingsymbol"] == "INFY"])
+    assert engine.positions()[0]["qty"] == 10 and targets[0]["price"] == 1050.0
+    assert len([r for r in server.working().values() if r["tradingsymbol"] == "INFY"]) == 2  # no second stop
+    assert notes[0] == "NSE:INFY: adopted position +10 @ 1000.00, kept its stop, bracket armed"
+    assert any("TCS: position +5 not traded by OTrade" in n for n in notes)
+    assert any("SBIN: order" in n and "not ours" in n for n in engine.status()["foreign"])
+    await server.complete(stop_id, 949.0)
+    await wait(lambda: engine.trades())
+    assert engine.trades()[0]["exit_reason"] == "stop"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from engine.brokers.base import BrokerError, Position
 from engine.brokers.kite.rest import KiteError, KiteREST, TokenException
 from engine.journal import Journal
-from engine.orders import FINAL, Fill, Order, OrderRequest, OrderType, Purpose, Status
+from engine.orders import FINAL, Fill, Order, OrderRequest, OrderType, Purpose, Side, Status
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +154,29 @@ class KiteBroker:
         if self.on_order is not None:
             self.on_order(order)
 
-    async def sync(self) -> None:
-        """Reconcile: take every order's state from Kite's order book."""
+    async def sync(self) -> list[dict]:
+        """Reconcile: take every known order's state from Kite's order book; return the rows the
+        engine did not send in this process (earlier runs' and the trader's own)."""
+        unknown = []
         for row in await self.rest.orders():
-            self.update(row)
+            if (row.get("tag") or "") in self._orders:
+                self.update(row)
+            else:
+                unknown.append(row)
+        return unknown
+
+    def adopt(self, row: dict, purpose: Purpose) -> Order:
+        """Take a working order from Kite's book (sent by an earlier run) under the engine's care."""
+        tag = row.get("tag") or f"kite-{row['order_id']}"
+        request = OrderRequest(f"{row['exchange']}:{row['tradingsymbol']}", Side(row["transaction_type"]),
+                               int(row["quantity"]), OrderType(row["order_type"]), price=row.get("price") or None,
+                               trigger_price=row.get("trigger_price") or None, tag=tag)
+        now = self._now_ns()
+        order = Order(tag, request, STATUSES[row["status"]], now, now, purpose=purpose,
+                      status_message=f"Kite order {row['order_id']} (adopted)")
+        self._orders[tag] = order
+        self._by_kite[str(row["order_id"])] = tag
+        return order
 
     # --- the Broker protocol ---------------------------------------------------------------------
     async def connect(self) -> None:
