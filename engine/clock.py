@@ -2,12 +2,12 @@
 
 import asyncio
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
 class Clock(Protocol):
-    def now_ns(self) -> int: ...
+    def now_ns(self) -> int: ...  # epoch ns (UTC)
 
     async def sleep_until(self, ns: int) -> None: ...
 
@@ -21,12 +21,15 @@ class SystemClock:
 
 
 class RehearsalClock(SystemClock):
-    """Reads ``start`` at creation and runs at real speed from there (for rehearsing a session)."""
+    """Reads ``start`` at creation and runs at real speed from there (for rehearsing a session).
+
+    Monotonic, so a system clock step (NTP) cannot move a rehearsal backwards.
+    """
 
     def __init__(self, start: datetime) -> None:
-        if start.tzinfo is None:
+        if start.utcoffset() is None:
             raise ValueError(f"rehearsal clock start {start.isoformat()} needs a UTC offset, e.g. +05:30")
-        self._origin = int(start.timestamp() * 1e9)
+        self._origin = (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
         self._mono = time.monotonic_ns()
 
     def now_ns(self) -> int:

@@ -1,38 +1,62 @@
 """Tick data: CSV and binary files, and synthetic NSE sessions.
 
-CSV: a header with ``ts`` and ``price``, optionally ``symbol`` and ``volume``; ``ts`` is ISO-8601
-with an offset or integer epoch nanoseconds. The binary form (``.otk``) is a small JSON header
-followed by the raw columns, so loading 10M ticks is a few memory copies.
+CSV: a header with ``ts`` and ``price``, optionally ``symbol`` and ``volume``, in any order; ``ts`` is
+ISO-8601 with an offset or integer epoch nanoseconds. Well-formed blocks of rows are parsed by numpy
+in bulk; a block that the bulk parser does not accept is re-read row by row, which is what reports
+(or skips) bad rows, so both paths agree on every file.
+
+Binary (``.otk``): ``OTRADETK``, a little-endian u32 header length, a JSON header (n, symbols, column
+dtypes) padded so the columns start 64-byte aligned, then the raw columns ts, price, volume, instr.
 """
 
 import csv
 import math
-from collections.abc import Sequence
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import orjson
 
 from engine.layout import IST, IST_OFFSET_NS, NS_PER_DAY, NS_PER_S
 
-MAGIC = b"OTRADETK"
 SESSION_OPEN_S = 9 * 3600 + 15 * 60
 SESSION_CLOSE_S = 15 * 3600 + 30 * 60
+BINARY_SUFFIX = ".otk"
+MAGIC = b"OTRADETK"
+FORMAT_VERSION = 1
+_COLUMNS = (("ts", "<i8"), ("price", "<f8"), ("volume", "<f8"), ("instr", "<i4"))
+# epoch ns with exactly 19 digits and below 9e18: 2001-09-09 to 2255; this also catches epoch seconds or ms
+_EPOCH_MIN, _EPOCH_MAX = 10**18, 9 * 10**18
+_PAD = 64  # the widest field the bulk parser takes
+_CHUNK = 1 << 23  # bytes of CSV per bulk pass: bounds the temporaries, and a bad row re-reads only its block
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class TickFileError(ValueError):
-    """A tick file that cannot be used as it is; the message names the file, line and reason."""
+    """A tick file that cannot be used as it is; the message names the file, the line and the reason."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value: compare columns
 class Ticks:
     ts: np.ndarray  # int64 epoch ns (UTC)
     price: np.ndarray  # float64
     volume: np.ndarray  # float64, 1.0 where the source has none
     instr: np.ndarray  # int32 index into symbols
     symbols: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for name, dtype in (("ts", np.int64), ("price", np.float64), ("volume", np.float64), ("instr", np.int32)):
+            object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name), dtype=dtype))
+        object.__setattr__(self, "symbols", tuple(self.symbols))
+        if not len(self.ts) == len(self.price) == len(self.volume) == len(self.instr):
+            raise ValueError("ts, price, volume and instr must have the same length")
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -41,193 +65,459 @@ class Ticks:
         return Ticks(self.ts[:stop], self.price[:stop], self.volume[:stop], self.instr[:stop], self.symbols)
 
 
-def _iso_ns(text: str) -> int:
-    stamp = datetime.fromisoformat(text)
-    if stamp.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no UTC offset (e.g. +05:30)")
-    whole = stamp.replace(microsecond=0)
-    return int(whole.timestamp()) * NS_PER_S + stamp.microsecond * 1000
+def iso(ns: int) -> str:
+    """IST ISO-8601 with as many fraction digits as the instant needs (milli or micro)."""
+    spec = "seconds" if ns % NS_PER_S == 0 else "milliseconds" if ns % 1_000_000 == 0 else "microseconds"
+    return (_EPOCH + timedelta(microseconds=ns // 1000)).astimezone(IST).isoformat(timespec=spec)
 
 
-def _ts_ns(text: str) -> int:
-    if text.isdigit():
-        return int(text)
+# --- CSV: row by row (the reference, and the source of every error message) -----------------
+class _Layout(NamedTuple):
+    width: int
+    ts: int
+    price: int
+    symbol: int | None
+    volume: int | None
+
+
+class _Bad(ValueError):
+    pass
+
+
+_ISO = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?(Z|[+-]\d\d:\d\d)?")
+_minute_ns: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM+05:30" -> its epoch ns: rows share minutes
+
+
+def _parse_ts(text: str) -> int:
+    t = _parse_ts_unchecked(text)
+    if not -(2**63) < t < 2**63:
+        raise _Bad(f"timestamp {text!r} is out of range (years 1678 to 2261)")
+    return t
+
+
+def _parse_ts_unchecked(text: str) -> int:
+    if text.isascii() and text.isdigit():
+        t = int(text)
+        if not _EPOCH_MIN <= t < _EPOCH_MAX:
+            raise _Bad(f"timestamp {text} is not epoch nanoseconds (expected 19 digits, e.g. 1795405500000000000)")
+        return t
+    m = _ISO.fullmatch(text)
+    if m is None or m[4] is None:
+        try:
+            stamp = datetime.fromisoformat(text)  # other ISO spellings Python accepts (e.g. basic format)
+        except ValueError:
+            raise _Bad(f"timestamp {text!r} is neither ISO-8601 nor epoch nanoseconds") from None
+        if stamp.tzinfo is None:
+            raise _Bad(f"timestamp {text!r} has no UTC offset (e.g. +05:30)")
+        return (stamp - _EPOCH) // timedelta(microseconds=1) * 1000
+    key = m[1] + m[4]
+    base = _minute_ns.get(key)
+    if base is None:
+        try:
+            stamp = datetime.fromisoformat(m[1] + ":00" + ("+00:00" if m[4] == "Z" else m[4]))
+        except ValueError as exc:
+            raise _Bad(f"timestamp {text!r}: {exc}") from None
+        base = int(stamp.timestamp()) * NS_PER_S
+        if len(_minute_ns) > 100_000:
+            _minute_ns.clear()
+        _minute_ns[key] = base
+    sec = int(m[2] or 0)
+    if sec > 59:
+        raise _Bad(f"timestamp {text!r}: second must be in 0..59")
+    return base + sec * NS_PER_S + int((m[3] or "").ljust(9, "0"))
+
+
+def _number(what: str, text: str) -> float:
     try:
-        return _iso_ns(text)
-    except ValueError as exc:
-        if "UTC offset" in str(exc):
-            raise
-        raise ValueError(f"timestamp {text!r} is neither ISO-8601 nor epoch nanoseconds") from None
+        x = float(text)
+    except ValueError:
+        raise _Bad(f"{what} {text.strip()!r} is not a number") from None
+    if not math.isfinite(x):
+        raise _Bad(f"{what} {text.strip()!r} is not a finite number")
+    return x
 
 
-def load_csv(path: str | Path, symbols: Sequence[str], skip_bad: bool = False) -> tuple[Ticks, int]:
-    path = Path(path)
-    index = {s: k for k, s in enumerate(symbols)}
+def _read_rows(lines: list[str], first_line: int, lay: _Layout, index: dict[str, int], symbols: Sequence[str],
+               last: int, skip_bad: bool, name: str) -> tuple[list[int], list[float], list[float], list[int], int]:
     ts: list[int] = []
     price: list[float] = []
     volume: list[float] = []
     instr: list[int] = []
     skipped = 0
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise TickFileError(f"{path.name}: the file is empty")
-        columns = {name.strip().lower(): k for k, name in enumerate(header)}
-        missing = [c for c in ("ts", "price") if c not in columns]
-        if missing:
-            raise TickFileError(f"{path.name} line 1: missing column(s) {', '.join(missing)} "
-                                f"(header is {','.join(header)})")
-        c_ts, c_price = columns["ts"], columns["price"]
-        c_sym, c_vol = columns.get("symbol"), columns.get("volume")
-        if c_sym is None and len(symbols) != 1:
-            raise TickFileError(f"{path.name}: no symbol column, but {len(symbols)} instruments are "
-                                f"configured ({', '.join(symbols)})")
-        width = len(header)
-        last = -(2**63)
-        for line, row in enumerate(reader, start=2):
-            try:
-                if len(row) != width:
-                    raise ValueError(f"expected {width} fields, found {len(row)}")
-                t = _ts_ns(row[c_ts].strip())
-                try:
-                    p = float(row[c_price])
-                except ValueError:
-                    raise ValueError(f"price {row[c_price]!r} is not a number") from None
-                if not (p > 0 and math.isfinite(p)):
-                    raise ValueError(f"price {row[c_price]} must be positive")
-                if c_sym is None:
-                    k = 0
-                else:
-                    sym = row[c_sym].strip()
-                    if sym not in index:
-                        raise ValueError(f"unknown symbol {sym} (configured: {', '.join(symbols)})")
-                    k = index[sym]
-                v = 1.0
-                if c_vol is not None:
-                    try:
-                        v = float(row[c_vol])
-                    except ValueError:
-                        raise ValueError(f"volume {row[c_vol]!r} is not a number") from None
-                    if not v > 0:
-                        raise ValueError(f"volume {row[c_vol]} must be positive")
-                if t < last:
-                    raise ValueError(f"timestamp goes backwards ({row[c_ts].strip()} after an earlier row "
-                                     f"at {_show(last)})")
-            except ValueError as exc:
-                if skip_bad:
-                    skipped += 1
-                    continue
-                raise TickFileError(f"{path.name} line {line}: {exc}") from None
-            last = t
-            ts.append(t)
-            price.append(p)
-            volume.append(v)
-            instr.append(k)
-    ticks = Ticks(np.array(ts, dtype=np.int64), np.array(price, dtype=np.float64),
-                  np.array(volume, dtype=np.float64), np.array(instr, dtype=np.int32), tuple(symbols))
-    return ticks, skipped
+    for line, row in enumerate(csv.reader(lines), start=first_line):
+        if not row:
+            continue
+        try:
+            if len(row) != lay.width:
+                raise _Bad(f"expected {lay.width} fields, found {len(row)}")
+            t = _parse_ts(row[lay.ts].strip())
+            p = _number("price", row[lay.price])
+            if p <= 0:
+                raise _Bad(f"price {row[lay.price].strip()} must be positive")
+            k = 0
+            if lay.symbol is not None:
+                sym = row[lay.symbol].strip()
+                if sym not in index:
+                    raise _Bad(f"unknown symbol {sym or '(empty)'} (configured: {', '.join(symbols)})")
+                k = index[sym]
+            v = 1.0
+            if lay.volume is not None and row[lay.volume].strip():
+                v = _number("volume", row[lay.volume])
+                if v < 0:
+                    raise _Bad(f"volume {row[lay.volume].strip()} must not be negative")
+            if t < last:
+                raise _Bad(f"timestamp goes backwards ({iso(t)} after {iso(last)})")
+        except _Bad as exc:
+            if skip_bad:
+                skipped += 1
+                continue
+            raise TickFileError(f"{name} line {line}: {exc}") from None
+        last = t
+        ts.append(t)
+        price.append(p)
+        volume.append(v)
+        instr.append(k)
+    return ts, price, volume, instr, skipped
 
 
-def _show(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, IST).isoformat(timespec="milliseconds")
+# --- CSV: in bulk ---------------------------------------------------------------------------
+def _field(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Each row's field as a NUL-padded (rows, widest) uint8 matrix (``buf`` ends in _PAD spare bytes)."""
+    width = int(length.max(initial=0))
+    out = np.lib.stride_tricks.sliding_window_view(buf, width)[start]  # one row copy per field, not per byte
+    out[np.arange(width) >= length[:, None]] = 0
+    return out
+
+
+def _digits(m: np.ndarray, dots: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Plain decimals (digits, at most one '.') as (integer of all digits, digits after the dot, digit count)."""
+    n = len(m)
+    acc, frac, count = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    seen, bad = np.zeros(n, bool), np.zeros(n, bool)
+    for c in np.ascontiguousarray(m.T):  # one byte position of every row at a time
+        d = c - np.uint8(48)  # wraps below '0', so d < 10 is exactly a digit
+        digit = d < 10
+        dot = c == 46
+        bad |= ~(digit | dot | (c == 0)) | (dot & seen)
+        acc = np.where(digit, acc * 10 + d, acc)
+        frac += digit & seen
+        count += digit
+        seen |= dot
+    if bad.any() or (not dots and seen.any()) or not count.all():
+        return None
+    return acc, frac, count
+
+
+def _decimal(m: np.ndarray) -> np.ndarray | None:
+    parsed = _digits(m, dots=True)
+    if parsed is None or parsed[2].max(initial=0) > 15:
+        return None  # beyond 15 digits the integer is inexact: the row path's float() decides
+    # an exact integer over an exact power of ten is correctly rounded, i.e. what float(text) gives
+    return parsed[0] / 10.0 ** parsed[1]
+
+
+def _timestamps(m: np.ndarray, length: np.ndarray) -> np.ndarray | None:
+    n, width = m.shape
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if width == 19 and np.all(length == 19):  # epoch ns, first digit 1..8 (see _EPOCH_MIN)
+        parsed = _digits(m, dots=False)
+        return parsed[0] if parsed is not None and np.all((m[:, 0] >= 49) & (m[:, 0] <= 56)) else None
+    rows = np.arange(n)
+    zulu = m[rows, length - 1] == ord("Z")
+    cut = np.where(zulu, length - 1, length - 6)  # where the offset starts
+    century = (m[:, 0].astype(np.int64) - 48) * 10 + m[:, 1] - 48
+    if np.any(cut < 16) or not np.all((m[:, 10] == ord("T")) | (m[:, 10] == ord(" "))) \
+            or not np.all((century >= 19) & (century <= 21)):  # numpy wraps ns stamps beyond 1677..2262
+        return None
+    if np.all(cut == cut[0]) and np.all(zulu == zulu[0]):  # one layout for all rows: slices, no gathers
+        local = np.ascontiguousarray(m[:, : cut[0]])
+        off = m[:, cut[0] : cut[0] + 6].copy() if not zulu[0] else np.zeros((n, 6), np.uint8)
+    else:
+        local = m.copy()
+        local[np.arange(width) >= cut[:, None]] = 0
+        off = np.take_along_axis(m, np.minimum(cut[:, None] + np.arange(6), width - 1), 1)
+    off[zulu] = np.frombuffer(b"+00:00", np.uint8)
+    hh_mm = off[:, [1, 2, 4, 5]].astype(np.int64) - 48
+    if not np.all(((off[:, 0] == 43) | (off[:, 0] == 45)) & (off[:, 3] == 58)) or np.any((hh_mm < 0) | (hh_mm > 9)):
+        return None
+    offset_ns = ((hh_mm[:, 0] * 10 + hh_mm[:, 1]) * 3600 + (hh_mm[:, 2] * 10 + hh_mm[:, 3]) * 60) * NS_PER_S
+    try:
+        stamps = local.view(f"S{local.shape[1]}").ravel().astype("datetime64[ns]").view(np.int64)
+    except ValueError:
+        return None
+    if np.any(stamps == np.iinfo(np.int64).min):  # NaT
+        return None
+    return stamps - np.where(off[:, 0] == 45, -offset_ns, offset_ns)
+
+
+def _bulk(chunk: bytes, lay: _Layout, index: dict[bytes, int], last: int) -> tuple[np.ndarray, ...] | None:
+    """The block's columns, or None when any row is not plainly well formed and valid."""
+    if b'"' in chunk or b"\x00" in chunk:
+        return None
+    buf = np.frombuffer(chunk + bytes(_PAD), np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    size = len(chunk)
+    n = len(newlines) + 1
+    commas = np.flatnonzero(buf == 44)
+    if len(commas) != n * (lay.width - 1):
+        return None
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [size]))
+    commas = commas.reshape(n, lay.width - 1)
+    # commas are sorted and their count is right: each row's own commas inside it means exactly width - 1 each
+    if not (np.all(commas[:, 0] >= starts) and np.all(commas[:, -1] < ends)):
+        return None
+    lo = np.column_stack((starts, commas + 1))
+    hi = np.column_stack((commas, ends))
+    if np.any(hi - lo > _PAD):
+        return None
+
+    def column(c: int) -> tuple[np.ndarray, np.ndarray]:
+        return _field(buf, lo[:, c], hi[:, c] - lo[:, c]), hi[:, c] - lo[:, c]
+
+    ts = _timestamps(*column(lay.ts))
+    price = _decimal(column(lay.price)[0])
+    if ts is None or price is None or not np.all(price > 0) or (n and (ts[0] < last or np.any(ts[1:] < ts[:-1]))):
+        return None
+    volume = np.ones(n)
+    if lay.volume is not None:
+        volume = _decimal(column(lay.volume)[0])
+        if volume is None:
+            return None
+    instr = np.zeros(n, np.int32)
+    if lay.symbol is not None:
+        m = column(lay.symbol)[0]
+        if m.shape[1] == 0:
+            return None
+        words = np.pad(m, ((0, 0), (0, -m.shape[1] % 8))).view(np.uint64)
+        key = words[:, 0].copy()
+        for w in words.T[1:]:
+            key = key * np.uint64(0x9E3779B97F4A7C15) + w  # wraps: a hash, checked exactly below
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        if not np.array_equal(m[first][inverse.ravel()], m):
+            return None
+        codes = np.array([index.get(m[k].tobytes().rstrip(b"\x00"), -1) for k in first], np.int32)
+        if np.any(codes < 0):
+            return None
+        instr = codes[inverse.ravel()]
+    return ts, price, volume, instr
+
+
+def _layout(header: list[str], symbols: Sequence[str], name: str) -> _Layout:
+    names = [h.strip().lower() for h in header]
+    if dups := sorted({h for h in names if h and names.count(h) > 1}):
+        raise TickFileError(f"{name} line 1: duplicate column {', '.join(dups)}")
+    if missing := [c for c in ("ts", "price") if c not in names]:
+        raise TickFileError(f"{name} line 1: missing column {' and '.join(missing)} (header: {','.join(header)})")
+    col = {h: k for k, h in enumerate(names)}
+    if "symbol" not in col and len(symbols) != 1:
+        raise TickFileError(f"{name} line 1: no symbol column, but {len(symbols)} instruments are configured "
+                            f"({', '.join(symbols)})")
+    return _Layout(len(header), col["ts"], col["price"], col.get("symbol"), col.get("volume"))
+
+
+def load_csv(path: str | Path, symbols: Sequence[str], skip_bad: bool = False) -> tuple[Ticks, int]:
+    """The ticks of a CSV file and the number of bad rows skipped (bad rows raise unless ``skip_bad``)."""
+    path, symbols = Path(path), tuple(symbols)
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if not raw or raw.isspace():
+        raise TickFileError(f"{path.name} line 1: the file is empty (expected a header with ts and price)")
+    head_end = raw.find(b"\n")
+    head_end = len(raw) if head_end < 0 else head_end
+    lay = _layout(next(csv.reader([raw[:head_end].decode("utf-8", "replace")])), symbols, path.name)
+    index = {s: k for k, s in enumerate(symbols)}
+    raw_index = {s.encode(): k for s, k in index.items()}
+    parts: list[tuple[np.ndarray, ...]] = []
+    skipped, last, line, pos = 0, -(2**63), 2, head_end + 1
+    while pos < len(raw):
+        stop = raw.find(b"\n", pos + _CHUNK)
+        stop = len(raw) if stop < 0 else stop
+        chunk = raw[pos:stop]
+        cols = _bulk(chunk.rstrip(b"\n"), lay, raw_index, last)
+        if cols is None:
+            ts, price, volume, instr, bad = _read_rows(chunk.decode("utf-8", "replace").split("\n"), line, lay, index,
+                                                       symbols, last, skip_bad, path.name)
+            cols, skipped = (np.array(ts, np.int64), np.array(price), np.array(volume), np.array(instr)), skipped + bad
+        if len(cols[0]):
+            parts.append(cols)
+            last = int(cols[0][-1])
+        line += chunk.count(b"\n") + 1
+        pos = stop + 1
+    if not parts and not skipped:
+        raise TickFileError(f"{path.name} line 2: no ticks after the header")
+    ts, price, volume, instr = ([p[c] for p in parts] for c in range(4))
+    return Ticks(*(np.concatenate(c) if c else np.zeros(0) for c in (ts, price, volume, instr)), symbols), skipped
+
+
+@contextmanager
+def _replacing(path: str | Path) -> Iterator[BinaryIO]:
+    """Writes beside the target and renames over it, so a crash never leaves half a tick file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_csv(path: str | Path, ticks: Ticks) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["ts", "symbol", "price", "volume"])
-        base = datetime.fromtimestamp(0, IST)
-        for t, k, p, v in zip(ticks.ts.tolist(), ticks.instr.tolist(), ticks.price.tolist(),
-                              ticks.volume.tolist(), strict=True):
-            stamp = base + timedelta(microseconds=t // 1000)
-            writer.writerow([stamp.isoformat(timespec="milliseconds"), ticks.symbols[k], repr(round(p, 6)),
-                             repr(v)])
+    """``ts,symbol,price,volume`` with IST timestamps to the millisecond."""
+    stamps = np.datetime_as_string(((ticks.ts + IST_OFFSET_NS) // 1_000_000).astype("datetime64[ms]"), unit="ms")
+    with _replacing(path) as fh:
+        fh.write(b"ts,symbol,price,volume\n")
+        for lo in range(0, len(ticks), 1 << 16):
+            hi = lo + (1 << 16)
+            rows = zip(stamps[lo:hi].tolist(), ticks.instr[lo:hi].tolist(), ticks.price[lo:hi].tolist(),
+                       ticks.volume[lo:hi].tolist(), strict=True)
+            fh.write("".join(f"{t}+05:30,{ticks.symbols[k]},{p!r},{int(v) if v.is_integer() else v!r}\n"
+                             for t, k, p, v in rows).encode())
 
 
-_COLUMNS = (("ts", np.int64), ("price", np.float64), ("volume", np.float64), ("instr", np.int32))
-
-
+# --- binary -----------------------------------------------------------------------------------
 def save_binary(path: str | Path, ticks: Ticks) -> None:
-    header = orjson.dumps({"n": len(ticks), "symbols": list(ticks.symbols)})
-    with open(path, "wb") as fh:
-        fh.write(MAGIC)
-        fh.write(len(header).to_bytes(4, "little"))
-        fh.write(header)
+    header = orjson.dumps({"version": FORMAT_VERSION, "n": len(ticks), "symbols": list(ticks.symbols),
+                           "columns": [list(c) for c in _COLUMNS]})
+    header += b" " * (-(len(MAGIC) + 4 + len(header)) % 64)
+    with _replacing(path) as fh:
+        fh.write(MAGIC + len(header).to_bytes(4, "little") + header)
         for name, dtype in _COLUMNS:
-            fh.write(np.ascontiguousarray(getattr(ticks, name), dtype=dtype).tobytes())
+            fh.write(np.ascontiguousarray(getattr(ticks, name), dtype=dtype).data)
 
 
 def load_binary(path: str | Path, symbols: Sequence[str] | None = None) -> Ticks:
+    """The ticks of an ``.otk`` file; with ``symbols``, their indices remapped onto that order."""
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:8] != MAGIC:
-        raise TickFileError(f"{path.name}: not an OTrade binary tick file")
-    try:
-        size = int.from_bytes(raw[8:12], "little")
-        header = orjson.loads(raw[12 : 12 + size])
-        n, file_symbols = int(header["n"]), tuple(header["symbols"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise TickFileError(f"{path.name}: corrupt header") from None
-    offset = 12 + size
-    expected = offset + n * sum(np.dtype(d).itemsize for _, d in _COLUMNS)
-    if len(raw) != expected:
-        raise TickFileError(f"{path.name}: truncated or padded ({len(raw)} bytes, expected {expected})")
-    cols = {}
-    for name, dtype in _COLUMNS:
-        cols[name] = np.frombuffer(raw, dtype=dtype, count=n, offset=offset).copy()
-        offset += n * np.dtype(dtype).itemsize
-    if n and (np.any(np.diff(cols["ts"]) < 0)):
-        raise TickFileError(f"{path.name}: timestamps go backwards")
-    if n and not (np.all(np.isfinite(cols["price"])) and np.all(cols["price"] > 0)):
-        raise TickFileError(f"{path.name}: prices must be finite and positive")
-    if n and (cols["instr"].min() < 0 or cols["instr"].max() >= len(file_symbols)):
-        raise TickFileError(f"{path.name}: symbol index out of range")
+    name = path.name
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC) + 4)
+        if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
+            raise TickFileError(f"{name}: not an OTrade binary tick file")
+        size = int.from_bytes(head[len(MAGIC):], "little")
+        try:
+            meta = orjson.loads(fh.read(size))
+            version, n = int(meta.get("version", 1)), int(meta["n"])
+            file_symbols = tuple(meta["symbols"])
+            columns = tuple(tuple(c) for c in meta.get("columns", _COLUMNS))
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            raise TickFileError(f"{name}: corrupt header") from None
+        if version > FORMAT_VERSION:
+            raise TickFileError(f"{name}: format version {version} is newer than this OTrade reads ({FORMAT_VERSION})")
+        if columns != _COLUMNS or n < 0 or not all(isinstance(s, str) for s in file_symbols) \
+                or len(set(file_symbols)) != len(file_symbols):
+            raise TickFileError(f"{name}: corrupt header")
+        expected = len(head) + size + n * sum(np.dtype(d).itemsize for _, d in _COLUMNS)
+        actual = os.fstat(fh.fileno()).st_size
+        if actual != expected:
+            raise TickFileError(f"{name}: {'truncated' if actual < expected else 'trailing bytes'} "
+                                f"({actual:,} bytes, {n:,} ticks need {expected:,})")
+        cols = {c: np.fromfile(fh, dtype, count=n) for c, dtype in _COLUMNS}
+    ts, price, volume, instr = cols["ts"], cols["price"], cols["volume"], cols["instr"]
+
+    def first(bad: np.ndarray, why: Callable[[int], str]) -> None:
+        if len(k := np.flatnonzero(bad)):
+            raise TickFileError(f"{name}: tick {k[0] + 1:,}: {why(int(k[0]))}")
+
+    first(np.concatenate(([False], ts[1:] < ts[:-1])),
+          lambda k: f"timestamp goes backwards ({iso(int(ts[k]))} after {iso(int(ts[k - 1]))})")
+    first(~((price > 0) & (price < np.inf)), lambda k: f"price {price[k]} is not finite and positive")
+    first(~((volume >= 0) & (volume < np.inf)), lambda k: f"volume {volume[k]} is not finite and non-negative")
+    first((instr < 0) | (instr >= len(file_symbols)),
+          lambda k: f"symbol index {instr[k]} out of range (the file lists {len(file_symbols)} symbols)")
     if symbols is not None and tuple(symbols) != file_symbols:
+        symbols = tuple(symbols)
         index = {s: k for k, s in enumerate(symbols)}
-        unknown = [s for s in file_symbols if s not in index]
-        if unknown:
-            raise TickFileError(f"{path.name}: unknown symbol(s) {', '.join(unknown)} "
-                                f"(configured: {', '.join(symbols)})")
-        remap = np.array([index[s] for s in file_symbols], dtype=np.int32)
-        cols["instr"] = remap[cols["instr"]]
-        file_symbols = tuple(symbols)
-    return Ticks(cols["ts"], cols["price"], cols["volume"], cols["instr"], file_symbols)
+        used = np.bincount(instr, minlength=len(file_symbols)) > 0
+        if unknown := [s for s, u in zip(file_symbols, used, strict=True) if u and s not in index]:
+            raise TickFileError(f"{name}: unknown symbol {', '.join(unknown)} (configured: {', '.join(symbols)})")
+        instr = np.array([index.get(s, -1) for s in file_symbols], np.int32)[instr]
+        file_symbols = symbols
+    return Ticks(ts, price, volume, instr, file_symbols)
+
+
+def _kind(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".csv", BINARY_SUFFIX):
+        raise TickFileError(f"{Path(path).name}: unknown tick file type {suffix or '(no extension)'} "
+                            f"(use .csv or {BINARY_SUFFIX})")
+    return suffix
 
 
 def load(path: str | Path, symbols: Sequence[str], skip_bad: bool = False) -> tuple[Ticks, int]:
-    if Path(path).suffix.lower() == ".csv":
+    if _kind(path) == ".csv":
         return load_csv(path, symbols, skip_bad)
     return load_binary(path, symbols), 0
 
 
 def save(path: str | Path, ticks: Ticks) -> None:
-    if Path(path).suffix.lower() == ".csv":
+    if _kind(path) == ".csv":
         save_csv(path, ticks)
     else:
         save_binary(path, ticks)
 
 
-# --- synthetic sessions ------------------------------------------------------------------------
-REGIME_VOL = np.array([0.00004, 0.0001, 0.00035])  # per-tick log-return volatility: calm, normal, wild
-REGIME_STAY = 0.999  # chance a regime survives a tick
+# --- synthetic sessions -----------------------------------------------------------------------
+REGIME_VOL = np.array([0.5e-4, 1.0e-4, 3.0e-4])  # log-return volatility per √second: calm, normal, wild
+REGIME_MEAN_S = np.array([1800.0, 1200.0, 240.0])  # mean stay in each regime, seconds of trading time
+OVERNIGHT_VOL = 0.005  # log-return volatility from one close to the next open
+VOLUME_MEDIAN, VOLUME_SIGMA = 50.0, 1.0  # lognormal traded quantity per tick
 
 
-def regimes(rng: np.random.Generator, n: int, start: int = 1) -> np.ndarray:
-    """A Markov chain over the volatility regimes, vectorised: switch points, then random states."""
-    switches = np.flatnonzero(rng.random(n) > REGIME_STAY)
-    states = rng.integers(0, len(REGIME_VOL), len(switches) + 1)
-    states[0] = start
-    return states[np.searchsorted(switches, np.arange(n), side="right")]
+def intraday_vol(tod_s):
+    """A U-shape over the session with mean 1: busier after the open and before the close."""
+    x = np.clip((tod_s - SESSION_OPEN_S) / (SESSION_CLOSE_S - SESSION_OPEN_S), 0.0, 1.0)
+    return 0.7 + 0.9 * (2.0 * x - 1.0) ** 2
 
 
-def intraday_vol(tod_s: np.ndarray) -> np.ndarray:
-    """A U-shape: busier after the open and before the close."""
-    x = (tod_s - SESSION_OPEN_S) / (SESSION_CLOSE_S - SESSION_OPEN_S)
-    return 0.7 + 1.2 * (2.0 * x - 1.0) ** 2
+def next_regime(rng: np.random.Generator, state: int) -> int:
+    """A switch always moves to one of the other regimes, with equal chance."""
+    return (state + int(rng.integers(1, len(REGIME_VOL)))) % len(REGIME_VOL)
 
 
-def _weekdays(start: date, days: int) -> list[date]:
+def regimes(rng: np.random.Generator, horizon_s: float, start: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The regime chain over ``horizon_s`` seconds, vectorised: (end of each stay in seconds, its regime)."""
+    ends: list[np.ndarray] = []
+    states: list[np.ndarray] = []
+    t, state = 0.0, start
+    while t <= horizon_s:
+        m = int((horizon_s - t) / REGIME_MEAN_S.mean()) + 16
+        s = (state + np.concatenate(([0], np.cumsum(rng.integers(1, len(REGIME_VOL), m - 1))))) % len(REGIME_VOL)
+        e = t + np.cumsum(rng.exponential(REGIME_MEAN_S[s]))
+        ends.append(e)
+        states.append(s)
+        t, state = float(e[-1]), next_regime(rng, int(s[-1]))
+    return np.concatenate(ends), np.concatenate(states)
+
+
+def on_grid(price, tick: float):
+    """The nearest multiple of the tick, at least one tick, rounded so it prints short."""
+    return np.round(np.maximum(np.round(price / tick), 1.0) * tick, 6)
+
+
+def volumes(rng: np.random.Generator, n: int | None, busy):
+    """Traded quantity per tick: lognormal whole shares, scaled by ``busy`` (the intraday U-shape)."""
+    size = VOLUME_MEDIAN * busy * np.exp(VOLUME_SIGMA * rng.standard_normal(n))
+    return np.maximum(1.0, np.round(size))
+
+
+
+def _arrivals(rng: np.random.Generator, horizon_ms: float, mean_ms: float) -> np.ndarray:
+    """Poisson arrival times in [0, horizon_ms)."""
+    out: list[np.ndarray] = []
+    t = 0.0
+    while t < horizon_ms:
+        a = t + np.cumsum(rng.exponential(mean_ms, int((horizon_ms - t) / mean_ms * 1.02) + 64))
+        out.append(a)
+        t = float(a[-1])
+    a = np.concatenate(out) if out else np.zeros(0)
+    return a[: np.searchsorted(a, horizon_ms)]
+
+
+def weekdays(start: date, days: int) -> list[date]:
     out, d = [], start
     while len(out) < days:
         if d.weekday() < 5:
@@ -239,31 +529,43 @@ def _weekdays(start: date, days: int) -> list[date]:
 def generate(days: int, seed: int, symbols: Sequence[str], start: date | None = None,
              tick_interval_ms: float = 1000.0, start_prices: Sequence[float] | None = None,
              tick_sizes: Sequence[float] | None = None) -> Ticks:
-    """Synthetic NSE sessions (weekdays, 09:15 to before 15:30 IST), one random walk per symbol in
-    log space with volatility regimes and an intraday U-shape, prices on the tick grid."""
-    rng = np.random.default_rng(seed)
-    start = start or date(2026, 11, 2)
-    tick_sizes = list(tick_sizes or [0.05] * len(symbols))
-    prices = list(start_prices or [1500.0 if t >= 0.1 else 800.0 for t in tick_sizes])
-    span_ns = (SESSION_CLOSE_S - SESSION_OPEN_S) * NS_PER_S
-    parts_ts, parts_px, parts_in = [], [], []
-    for k, tick in enumerate(tick_sizes):
-        level = math.log(prices[k])
-        for day in _weekdays(start, days):
-            midnight = (day - date(1970, 1, 1)).days * NS_PER_DAY - IST_OFFSET_NS
-            expect = int(span_ns / (tick_interval_ms * 1e6) * 1.2) + 16
-            gaps = rng.exponential(tick_interval_ms * 1e6, expect).cumsum().astype(np.int64)
-            gaps = gaps[gaps < span_ns]
-            n = len(gaps)
-            tod_s = SESSION_OPEN_S + gaps / NS_PER_S
-            vol = REGIME_VOL[regimes(rng, n, start=1)] * intraday_vol(tod_s)
-            path = level + np.cumsum(rng.standard_normal(n) * vol)
-            level = path[-1] if n else level
-            px = np.maximum(np.round(np.exp(path) / tick) * tick, tick)
-            parts_ts.append(midnight + SESSION_OPEN_S * NS_PER_S + gaps)
-            parts_px.append(np.round(px, 6))
-            parts_in.append(np.full(n, k, dtype=np.int32))
-    ts = np.concatenate(parts_ts) if parts_ts else np.zeros(0, np.int64)
-    order = np.argsort(ts, kind="stable")
-    return Ticks(ts[order], np.concatenate(parts_px)[order], np.ones(len(ts)),
-                 np.concatenate(parts_in)[order], tuple(symbols))
+    """Synthetic NSE sessions on weekdays, 09:15 to before 15:30 IST, timestamps on the millisecond.
+
+    Each symbol gets Poisson ticks (mean gap ``tick_interval_ms``) and a log random walk whose volatility
+    follows a calm/normal/wild regime chain and an intraday U-shape, with a gap at each open. A symbol's
+    path depends only on the seed and its name, so adding an instrument leaves the others as they were.
+    """
+    symbols = tuple(symbols)
+    sizes = np.asarray([0.05] * len(symbols) if tick_sizes is None else tick_sizes, float)
+    prices = np.asarray(np.where(sizes >= 0.1, 1500.0, 800.0) if start_prices is None else start_prices, float)
+    if not len(sizes) == len(prices) == len(symbols):
+        raise ValueError(f"{len(symbols)} symbols need as many tick sizes and start prices")
+    if days < 0 or not (tick_interval_ms > 0 and math.isfinite(tick_interval_ms)) \
+            or not np.all(sizes > 0) or not np.all(prices > 0):
+        raise ValueError("days must be >= 0; tick interval, tick sizes and start prices must be positive")
+    sessions = weekdays(start or date(2026, 11, 2), days)
+    opens = np.array([(d - date(1970, 1, 1)).days for d in sessions], np.int64) * NS_PER_DAY \
+        - IST_OFFSET_NS + SESSION_OPEN_S * NS_PER_S
+    span_ms = (SESSION_CLOSE_S - SESSION_OPEN_S) * 1000
+    parts = []
+    for k, sym in enumerate(symbols):
+        rng = np.random.default_rng([seed, zlib.crc32(sym.encode())])
+        at = _arrivals(rng, span_ms * len(sessions), tick_interval_ms)  # ms of trading time
+        ms = at.astype(np.int64)
+        day, tod_ms = np.divmod(ms, span_ms)
+        busy = intraday_vol(SESSION_OPEN_S + tod_ms / 1000)
+        ends, states = regimes(rng, span_ms * len(sessions) / 1000)
+        vol = REGIME_VOL[states[np.searchsorted(ends, at / 1000, side="right")]] * busy
+        step = vol * np.sqrt(np.diff(at, prepend=0.0) / 1000) * rng.standard_normal(len(at))
+        opening = np.flatnonzero(np.diff(day, prepend=0) != 0)
+        step[opening] += OVERNIGHT_VOL * rng.standard_normal(len(opening))
+        price = on_grid(prices[k] * np.exp(np.cumsum(step)), sizes[k])
+        parts.append((opens[day] + tod_ms * 1_000_000, price, volumes(rng, len(at), busy),
+                      np.full(len(at), k, np.int32)))
+    if not parts:
+        return Ticks(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), symbols)
+    ts, price, volume, instr = (np.concatenate([p[c] for p in parts]) for c in range(4))
+    if len(parts) == 1:
+        return Ticks(ts, price, volume, instr, symbols)
+    order = np.argsort(ts, kind="stable")  # timsort merges the per-symbol runs
+    return Ticks(ts[order], price[order], volume[order], instr[order], symbols)

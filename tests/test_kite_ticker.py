@@ -97,3 +97,19 @@ async def test_a_refused_token_is_a_token_exception_not_an_endless_retry():
             await asyncio.wait_for(ticker.run(), 5)
     finally:
         await server.stop()
+
+
+async def test_cancelling_the_ticker_stops_it_instead_of_reconnecting():
+    server = FakeKite()
+    await server.start()
+    ticker = KiteTicker(API_KEY, lambda: server.access_token, [INFY], lambda *a: None, lambda o: None,
+                        url=f"{server.base.replace('http', 'ws')}/ws", max_backoff_s=0.05)
+    task = asyncio.create_task(ticker.run())
+    await wait(lambda: server.sockets)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0.3)
+    try:
+        assert task.cancelled() and ticker.reconnects == 0 and not server.sockets
+    finally:
+        await server.stop()

@@ -13,7 +13,13 @@ from collections.abc import Callable
 import aiohttp
 import numpy as np
 import orjson
-from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_never, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_never,
+    wait_exponential_jitter,
+)
 
 from engine.brokers.kite.rest import TokenException
 from engine.brokers.kite.ticker_codec import FrameError, PriceDecoder
@@ -44,7 +50,9 @@ class KiteTicker:
         self._fresh = False  # True until the first frame of a new connection has been seen
 
     async def run(self) -> None:
-        async for attempt in AsyncRetrying(retry=retry_if_not_exception_type(TokenException), reraise=True,
+        # Exception only: a cancelled task must stop, not reconnect.
+        retry = retry_if_exception_type(Exception) & retry_if_not_exception_type(TokenException)
+        async for attempt in AsyncRetrying(retry=retry, reraise=True,
                                            wait=wait_exponential_jitter(multiplier=0.2, max=self.max_backoff_s),
                                            stop=stop_never):
             with attempt:
