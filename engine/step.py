@@ -164,15 +164,7 @@ def _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price):
                 act |= ACT_ENTRY_CANCELLED
             else:
                 fill = round_to_tick(price + side * pr[i, P_SLIP], pr[i, P_TICK])
-                target, stop = bracket_levels(side, fill, pr[i, P_TARGET_PCT], pr[i, P_STOP_PCT], pr[i, P_TICK])
-                st[i, S_POS] = side * pr[i, P_QTY]
-                st[i, S_ENTRY_PRICE] = fill
-                st[i, S_TARGET] = target
-                st[i, S_STOP] = stop
-                st[i, S_TRAILED] = 0.0
-                st[i, S_OUT_ENTRY_PRICE] = fill
-                clk[i, C_ENTRY] = ts_ns
-                act |= ACT_ENTRY_FILL
+                act |= _hold(st, pr, clk, i, ts_ns, side * pr[i, P_QTY], fill)
                 opened = True
         else:
             fill = round_to_tick(price + side * pr[i, P_SLIP], pr[i, P_TICK])
@@ -291,11 +283,17 @@ def apply_entry_fill(st, pr, acct, clk, i, ts_ns, price):
     side = st[i, S_PEND_SIDE]
     st[i, S_PEND_SIDE] = 0.0
     st[i, S_PEND_KIND] = 0.0
-    return adopt_position(st, pr, clk, i, ts_ns, side * pr[i, P_QTY], price)
+    return _hold(st, pr, clk, i, ts_ns, side * pr[i, P_QTY], price)
 
 
 @entry
 def adopt_position(st, pr, clk, i, ts_ns, qty, price):
+    """Take over a position the broker reports (an earlier run's), with its bracket."""
+    return _hold(st, pr, clk, i, ts_ns, qty, price)
+
+
+@kernel
+def _hold(st, pr, clk, i, ts_ns, qty, price):
     """Hold ``qty`` (signed) bought or sold at ``price``, with the bracket that price implies."""
     side = 1.0 if qty > 0.0 else -1.0
     target, stop = bracket_levels(side, price, pr[i, P_TARGET_PCT], pr[i, P_STOP_PCT], pr[i, P_TICK])

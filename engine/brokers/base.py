@@ -46,3 +46,26 @@ class Broker(Protocol):
     async def trades(self) -> list[Fill]: ...
 
     async def positions(self) -> list[Position]: ...
+
+
+class VenueProtocol:
+    """The async ``Broker`` order calls for a venue whose own calls are synchronous and queue or
+    simulate the work (paper, and the Kite adapter's order worker)."""
+
+    def submit(self, request: OrderRequest, purpose=None) -> Order: ...
+    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None) -> Order: ...
+    def cancel(self, order_id: str) -> Order: ...
+    def all_orders(self) -> list[Order]: ...
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        return self.submit(request)
+
+    async def modify_order(self, order_id: str, *, price: float | None = None,
+                           trigger_price: float | None = None) -> Order:
+        return self.modify(order_id, price, trigger_price)
+
+    async def cancel_order(self, order_id: str) -> Order:
+        return self.cancel(order_id)
+
+    async def orders(self) -> list[Order]:
+        return self.all_orders()

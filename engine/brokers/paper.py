@@ -10,7 +10,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping
 
-from engine.brokers.base import BrokerError, OrderRejected, Position
+from engine.brokers.base import BrokerError, OrderRejected, Position, VenueProtocol
 from engine.orders import Fill, Order, OrderRequest, OrderType, Purpose, Side, Status
 
 
@@ -19,7 +19,7 @@ def _on_tick_grid(price: float, tick: float) -> bool:
     return math.isclose(steps, round(steps), rel_tol=0, abs_tol=1e-6)
 
 
-class PaperBroker:
+class PaperBroker(VenueProtocol):
     name = "paper"
 
     def __init__(self, tick_sizes: Mapping[str, float], now_ns: Callable[[], int]) -> None:
@@ -134,20 +134,12 @@ class PaperBroker:
         return None
 
     async def place_order(self, request: OrderRequest) -> Order:
+        """Like Kite, a refused order is an error to the caller (the engine itself uses submit)."""
         order = self.submit(request)
         if order.status == Status.REJECTED:
             raise OrderRejected(order)
         return order
 
-    async def modify_order(self, order_id: str, *, price: float | None = None,
-                           trigger_price: float | None = None) -> Order:
-        return self.modify(order_id, price, trigger_price)
-
-    async def cancel_order(self, order_id: str) -> Order:
-        return self.cancel(order_id)
-
-    async def orders(self) -> list[Order]:
-        return self.all_orders()
 
     async def trades(self) -> list[Fill]:
         return list(self._fills)

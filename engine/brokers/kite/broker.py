@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
-from engine.brokers.base import BrokerError, Position
+from engine.brokers.base import BrokerError, Position, VenueProtocol
 from engine.brokers.kite.rest import KiteError, KiteREST, TokenException
 from engine.journal import Journal
 from engine.orders import FINAL, Fill, Order, OrderRequest, OrderType, Purpose, Side, Status
@@ -31,7 +31,7 @@ def kite_params(request: OrderRequest) -> dict:
     return params
 
 
-class KiteBroker:
+class KiteBroker(VenueProtocol):
     name = "kite"
 
     def __init__(self, rest: KiteREST, journal: Journal, tick_sizes: Mapping[str, float],
@@ -184,19 +184,6 @@ class KiteBroker:
 
     async def close(self) -> None:
         await self.rest.close()
-
-    async def place_order(self, request: OrderRequest) -> Order:
-        return self.submit(request)
-
-    async def modify_order(self, order_id: str, *, price: float | None = None,
-                           trigger_price: float | None = None) -> Order:
-        return self.modify(order_id, price, trigger_price)
-
-    async def cancel_order(self, order_id: str) -> Order:
-        return self.cancel(order_id)
-
-    async def orders(self) -> list[Order]:
-        return self.all_orders()
 
     async def trades(self) -> list[Fill]:
         return [Fill(str(t["order_id"]), f"{t['exchange']}:{t['tradingsymbol']}", t["transaction_type"],
