@@ -94,8 +94,10 @@ class Session(Model):
     square_off: str = "15:15"
     on_shutdown: Literal["keep", "flatten"] = "keep"  # open positions when the process stops
     stale_feed_seconds: int = Field(30, ge=1, le=3600)  # no tick this long in session: alert, no entries
+    token_check: str = "08:45"  # live: check the broker session each trading day at this time
+    token_alert_minutes: int = Field(5, ge=1, le=120)  # repeat the expired-token alert this often
 
-    @field_validator("open", "close", "square_off")
+    @field_validator("open", "close", "square_off", "token_check")
     @classmethod
     def _hhmm(cls, v: str) -> str:
         if not HHMM.match(v):

@@ -32,7 +32,7 @@ from engine.engine import Engine, State
 from engine.events import REPORT, SESSION, Event, EventBus
 from engine.feeds import ReplayFeed, SyntheticFeed
 from engine.journal import Journal
-from engine.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, SessionScheduler
+from engine.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, TOKEN_CHECK, SessionScheduler
 from engine.session import REPORT as REPORT_JOB
 from engine.ticks import load
 from engine.web import make_app, serve
@@ -187,15 +187,32 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
 
     async def exchange(text: str) -> str:
         user = await live.exchange(text)
-        if engine.state == State.PAUSED and engine.state_reason == "broker token expired":
-            engine.resume()
+        engine.token_renewed()
         return user
 
+    async def nag() -> None:
+        """Repeat the expired-token alert until the trader fixes it."""
+        while True:
+            await asyncio.sleep(engine.cfg.session.token_alert_minutes * 60)
+            if not engine.token_ok:
+                engine.alert("Broker session still expired: entries paused. /login, then /token.")
+
     rt.tasks["kite-orders"] = live.broker.run
+    rt.tasks["token-nag"] = nag
     rt.tasks["feed"] = feed
     rt.health["feed"] = lambda: "kite connected" if ticker.connected else "kite disconnected"
     rt.login, rt.token = live.login_url, exchange
     rt.on_stop.append(live.rest.close)
+
+
+async def _check_token(rt: Runtime, live: KiteLive) -> None:
+    try:
+        profile = await live.rest.profile()
+    except TokenException as exc:
+        rt.engine.token_expired(exc.message)
+    else:
+        log.info("broker session valid for %s", profile.get("user_id"))
+        rt.engine.token_renewed()
 
 
 def _live_tick(rt: Runtime, i: int, ts: int, price: float, volume: float) -> None:
@@ -258,6 +275,9 @@ async def run(args: argparse.Namespace) -> int:
         calendar = TradingCalendar(cfg.session.open, cfg.session.close)
         rt.scheduler = SessionScheduler(calendar, clock, {}, datetime.strptime(cfg.session.square_off, "%H:%M").time())
         rt.scheduler.hooks.update(_session_hooks(rt))
+        if live:
+            rt.scheduler.token_check = datetime.strptime(cfg.session.token_check, "%H:%M").time()
+            rt.scheduler.hooks[TOKEN_CHECK] = lambda session: _check_token(rt, live)
     rt.tasks["journal"] = journal.run
     rt.tasks["heartbeat"] = lambda: _heartbeat(rt)
     if not replay:  # a replay's ticks carry their own (past) times
@@ -274,8 +294,13 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     port = int(os.environ.get("PORT", cfg.server.port))
-    web_runner = await serve(make_app(rt.health_report), cfg.server.host, port)
-    log.info("health on http://%s:%d/healthz", cfg.server.host, port)
+    try:
+        web_runner = await serve(make_app(rt.health_report), cfg.server.host, port)
+        log.info("health on http://%s:%d/healthz", cfg.server.host, port)
+    except OSError as exc:  # trading matters more than the health endpoint
+        web_runner = None
+        log.error("no /healthz: cannot listen on %s:%d (%s); set PORT or server.port", cfg.server.host, port,
+                  exc.strerror)
     if rt.scheduler:
         rt.scheduler.start()
         log.info("next: %s", rt.next_event())
@@ -308,6 +333,7 @@ async def _shutdown(rt: Runtime, tasks: list[asyncio.Task], web_runner, on_shutd
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await web_runner.cleanup()
+    if web_runner is not None:
+        await web_runner.cleanup()
     engine.journal.flush(fsync=True)
     log.info("stopped in %.1f s", time.monotonic() - started)

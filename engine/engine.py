@@ -53,6 +53,7 @@ class State(StrEnum):
 
 
 LOSS_HALT = "daily loss limit reached"
+TOKEN_PAUSE = "broker token expired"
 
 
 class ControlError(Exception):
@@ -84,6 +85,7 @@ class Engine:
         self.brackets = [Bracket() for _ in self.arrays.symbols]
         self.closed_trades: list[dict[str, Any]] = []
         self.foreign: list[str] = []  # broker positions and orders OTrade did not create
+        self.token_ok = True  # False from a broker's TokenException until a new token
         self._tag = TagMaker()
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
         self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
@@ -321,7 +323,10 @@ class Engine:
 
     def start_session(self) -> None:
         if self.state in (State.IDLE, State.CLOSED):
-            self._set_state(State.RUNNING, "session open")
+            if self.token_ok:
+                self._set_state(State.RUNNING, "session open")
+            else:
+                self._set_state(State.PAUSED, TOKEN_PAUSE)
 
     def end_session(self) -> None:
         """Session close: whatever is still open exits at its last price."""
@@ -338,10 +343,16 @@ class Engine:
 
     def token_expired(self, message: str) -> None:
         """The broker refused our session: no new entries until a new token; protection stays."""
+        self.token_ok = False
         if self.state == State.RUNNING:
-            self._set_state(State.PAUSED, "broker token expired")
+            self._set_state(State.PAUSED, TOKEN_PAUSE)
         self._publish(ALERT, critical=True, level="critical",
                       text=f"Broker session expired ({message}). New entries paused; send /login.")
+
+    def token_renewed(self) -> None:
+        self.token_ok = True
+        if self.state == State.PAUSED and self.state_reason == TOKEN_PAUSE:
+            self.resume()
 
     def pause(self, reason: str = "") -> None:
         if self.state != State.RUNNING:

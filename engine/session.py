@@ -21,6 +21,7 @@ from engine.layout import IST
 
 log = logging.getLogger(__name__)
 
+TOKEN_CHECK = "token_check"
 PRE_OPEN = "pre_open"
 OPEN = "open"
 SQUARE_OFF = "square_off"
@@ -43,6 +44,7 @@ class SessionScheduler:
                  report_after_close: timedelta = timedelta(minutes=5)) -> None:
         self.calendar = calendar
         self.square_off = square_off
+        self.token_check: time | None = None  # live: when to check the broker session each day
         self.clock = clock
         self.hooks = hooks
         self.pre_open = pre_open
@@ -71,7 +73,10 @@ class SessionScheduler:
         margin = datetime.combine(session.day, self.calendar.close) - datetime.combine(session.day, self.square_off)
         square_off = (datetime.combine(session.day, self.square_off, IST) if session.name == "regular"
                       else session.close - margin)
+        check = ([Event(TOKEN_CHECK, min(datetime.combine(session.day, self.token_check, IST),
+                                          session.open - self.pre_open))] if self.token_check else [])
         return [
+            *check,
             Event(PRE_OPEN, session.open - self.pre_open),
             Event(OPEN, session.open),
             Event(SQUARE_OFF, square_off),
@@ -89,9 +94,10 @@ class SessionScheduler:
         for event in events:
             if event.at > now:
                 self._add(event)
-            elif event.name == PRE_OPEN or (inside and event.name == OPEN):
-                # joined late: warm up at once (and open at once when the session is running)
-                self._add(Event(event.name, now + timedelta(milliseconds=1 if event.name == OPEN else 0)))
+            elif event.name in (TOKEN_CHECK, PRE_OPEN) or (inside and event.name == OPEN):
+                # joined late: check, warm up (and open when the session is running) at once, in order
+                order = {TOKEN_CHECK: 0, PRE_OPEN: 1, OPEN: 2}[event.name]
+                self._add(Event(event.name, now + timedelta(milliseconds=order)))
         log.info("next session %s %s–%s (%s)", session.day, session.open.strftime("%H:%M"),
                  session.close.strftime("%H:%M"), session.name)
 

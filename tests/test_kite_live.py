@@ -141,3 +141,13 @@ async def test_reconcile_adopts_an_open_position_keeps_its_stop_and_rearms_the_t
     await server.complete(stop_id, 949.0)
     await wait(lambda: engine.trades())
     assert engine.trades()[0]["exit_reason"] == "stop"
+
+
+async def test_a_session_opening_with_an_expired_token_stays_paused_until_renewed(live):
+    _server, engine, _ = live
+    engine.end_session()
+    engine.token_expired("Token is invalid or has expired.")
+    engine.start_session()
+    assert (engine.state, engine.state_reason) == (State.PAUSED, "broker token expired")
+    engine.token_renewed()
+    assert engine.state == State.RUNNING

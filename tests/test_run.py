@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(tmp_path, *args, config=None, timeout=60):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_"))}
-    env.update(OTRADE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    env.update(OTRADE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), PORT="0")
     if config is not None:
         env["OTRADE_CONFIG"] = str(config)
     return subprocess.run([sys.executable, "-m", "engine", "run", *args], cwd=tmp_path, env=env,

@@ -140,3 +140,16 @@ def test_a_special_session_keeps_the_square_off_margin():
 @pytest.mark.parametrize("day", ["2026-01-15", "2026-03-03", "2026-10-20", "2026-11-10", "2026-12-25"])
 def test_nse_2026_holidays_are_skipped(day):
     assert TradingCalendar().session(date.fromisoformat(day)) is None
+
+
+async def test_a_live_process_checks_the_broker_token_before_the_open():
+    fired: list = []
+    scheduler = make("2026-11-23T08:44:59.5+05:30", fired)
+    scheduler.token_check = time(8, 45)
+    scheduler.hooks["token_check"] = lambda s: fired.append(("token_check", None))
+    scheduler.start()
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        scheduler.shutdown()
+    assert [n for n, _ in fired] == ["token_check"] and scheduler.next_event().name == PRE_OPEN
