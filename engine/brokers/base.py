@@ -49,13 +49,23 @@ class Broker(Protocol):
 
 
 class VenueProtocol:
-    """The async ``Broker`` order calls for a venue whose own calls are synchronous and queue or
-    simulate the work (paper, and the Kite adapter's order worker)."""
+    """The order book and the async ``Broker`` order calls for a venue whose own calls are
+    synchronous and queue or simulate the work (paper, and the Kite adapter's order worker)."""
+
+    _orders: dict[str, Order]
 
     def submit(self, request: OrderRequest, purpose=None) -> Order: ...
     def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None) -> Order: ...
     def cancel(self, order_id: str) -> Order: ...
-    def all_orders(self) -> list[Order]: ...
+
+    def order(self, order_id: str) -> Order:
+        try:
+            return self._orders[order_id]
+        except KeyError:
+            raise BrokerError(f"unknown order {order_id}") from None
+
+    def all_orders(self) -> list[Order]:
+        return list(self._orders.values())
 
     async def place_order(self, request: OrderRequest) -> Order:
         return self.submit(request)

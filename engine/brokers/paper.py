@@ -75,15 +75,6 @@ class PaperBroker(VenueProtocol):
         self._changed(order)
         return order
 
-    def order(self, order_id: str) -> Order:
-        try:
-            return self._orders[order_id]
-        except KeyError:
-            raise BrokerError(f"unknown order {order_id}") from None
-
-    def all_orders(self) -> list[Order]:
-        return list(self._orders.values())
-
     def _working(self, order_id: str) -> Order:
         order = self.order(order_id)
         if not order.working:

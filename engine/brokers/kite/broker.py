@@ -71,15 +71,6 @@ class KiteBroker(VenueProtocol):
     def fill(self, order_id: str, price: float) -> Fill:
         raise BrokerError("Kite fills orders itself")
 
-    def order(self, order_id: str) -> Order:
-        try:
-            return self._orders[order_id]
-        except KeyError:
-            raise BrokerError(f"unknown order {order_id}") from None
-
-    def all_orders(self) -> list[Order]:
-        return list(self._orders.values())
-
     # --- the worker ----------------------------------------------------------------------------
     async def run(self) -> None:
         while True:
