@@ -40,7 +40,9 @@ def write_config(path: Path, **bot) -> None:
     data["instruments"] = [{"symbol": "NSE:INFY", "tick_size": 0.05, "quantity": 10,
                             "strategy": {"kind": "ema_cross", "fast": 1, "slow": 2, "allow_short": False},
                             "bracket": {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}}]
+    # Session notices off: the session opening in the fixture must not race the replies tests wait for.
     data["bot"].update({"allowed_chats": [CHAT], "admins": [ADMIN], "coalesce_ms": 50, **bot})
+    data["bot"]["notify"]["session"] = "off"
     path.write_bytes(orjson.dumps(data))
 
 
