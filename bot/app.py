@@ -18,7 +18,7 @@ def attach(rt) -> None:
     config = rt.config
     commands = Commands(Services(rt.engine, config, rt.data_dir, rt.clock.now_ns, rt.logs, rt.started_ns,
                                  rt.next_event, lambda: {k: fn() for k, fn in rt.health.items()},
-                                 rt.login, rt.token))
+                                 rt.login, rt.token, rt.login_tap))
     sinks = []
     if rt.args.console:
         console = ConsoleTransport(commands)

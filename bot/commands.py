@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from config import ConfigError, ConfigManager
+from engine.brokers.kite.login import NONCE_TTL_S
 from engine.engine import ControlError, Engine, State
 from engine.layout import IST
 from engine.logs import LogBuffer
@@ -61,7 +62,8 @@ class Services:
     next_event: Callable[[], str] = lambda: "no scheduler"
     health: Callable[[], dict[str, str]] = dict  # e.g. {"feed": "ok", "telegram": "ok"}
     login: Callable[[], str] | None = None  # the broker's login URL; None in paper mode
-    token: Callable[[str], Awaitable[str]] | None = None  # exchanges a request token for a session
+    token: Callable[[str], Awaitable[Any]] | None = None  # renews the session from a request token and alerts
+    login_tap: bool = False  # Kite's redirect comes back to our own server: tapping the link is enough
 
 
 @dataclass
@@ -294,6 +296,10 @@ class Commands:
     def login(self, caller: Caller, args: list[str]) -> Reply:
         if self.s.login is None:
             return Reply("Paper trading: there is no broker to log in to.")
+        if self.s.login_tap:
+            return Reply(f"Log in to Kite: {self.s.login()}\nTapping through is enough: Kite sends you back to "
+                         f"OTrade, which renews the session and reports here. The link works once, within "
+                         f"{NONCE_TTL_S / 60:.0f} minutes.")
         return Reply(f"Log in to Kite: {self.s.login()}\nThen send /token with the page address you land on "
                      "(or just its request_token).")
 
@@ -302,18 +308,7 @@ class Commands:
             return Reply("Paper trading: there is no broker token to set.")
         if len(args) != 1:
             raise ValueError("usage: /token <redirect URL or request_token>")
-        exchange = self.s.token
-
-        async def run() -> None:
-            try:
-                user = await exchange(args[0])
-            except Exception as exc:  # reported to the trader, whatever Kite said
-                self.s.engine.alert(f"Kite login failed: {exc}")
-            else:
-                self.s.engine.alert(f"Kite session renewed for {user}; entries resume if the expiry paused them",
-                                    critical=False)
-
-        asyncio.get_running_loop().create_task(run())
+        asyncio.get_running_loop().create_task(self.s.token(args[0]))  # it alerts how it went
         return Reply("Exchanging the token with Kite…")
 
     def version(self, caller: Caller, args: list[str]) -> Reply:

@@ -47,6 +47,9 @@ def format_event(event: E.Event) -> str:
         trigger = f" trigger {d['trigger_price']:.2f}" if d.get("trigger_price") else ""
         return f"{at} → {d['side']} {d['quantity']} {d['symbol']} {d['order_type']}{price}{trigger} ({d['purpose']})"
     if event.kind == E.FILL:
+        if d["filled_quantity"] < d["quantity"]:  # a partial fill: say how much of the order is done
+            return (f"{at} ◐ {d['side']} {d['last_quantity']} {d['symbol']} filled @ {d['last_price']:.2f}, "
+                    f"{d['filled_quantity']} of {d['quantity']} done ({d['purpose']})")
         return f"{at} ✓ {d['side']} {d['quantity']} {d['symbol']} filled @ {d['average_price']:.2f} ({d['purpose']})"
     if event.kind == E.ORDER_UPDATED:
         return f"{at} ✗ {d['side']} {d['quantity']} {d['symbol']} REJECTED: {d['status_message']}"

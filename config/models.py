@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 NS_PER_MIN = 60_000_000_000
 SYMBOL = re.compile(r"^(NSE|BSE):[A-Z0-9][A-Z0-9&_.-]*$")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+URL_PATH = re.compile(r"^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$")  # no dot segments, query or trailing slash
 KITE_RATE_LIMIT = 10
 PYDANTIC_SHOULD = re.compile(r"^(Input|List|Value|String|Dictionary) should")
 
@@ -146,6 +147,17 @@ class Bot(Model):
 class Server(Model):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)  # $PORT wins when set
+    login_callback: str | None = None  # live: the path Kite's login redirect lands on; null = /token by hand
+
+    @field_validator("login_callback")
+    @classmethod
+    def _callback_path(cls, v: str | None) -> str | None:
+        if v is not None and not URL_PATH.match(v):
+            _broken([("", f"{v!r} must be an absolute path of letters, digits and -_.~ segments, "
+                          "e.g. '/kite/callback'")])
+        if v == "/healthz":
+            _broken([("", f"{v!r} must not be the health check's path")])
+        return v
 
 
 class Paper(Model):

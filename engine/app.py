@@ -19,16 +19,18 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
-from config import ConfigError, ConfigManager
+from config import ConfigError, ConfigManager, Server
 from engine import logs
 from engine.brokers.kite.live import KiteLive, credentials
+from engine.brokers.kite.login import LoginCallback, LoginLinks, Renewal
 from engine.brokers.kite.rest import KiteError, TokenException
 from engine.brokers.paper import PaperBroker
 from engine.calendar import Session, TradingCalendar
 from engine.clock import Clock, RehearsalClock, SystemClock
-from engine.engine import Engine, State
+from engine.engine import TOKEN_PAUSE, Engine, State
 from engine.events import REPORT, SESSION, Event, EventBus
 from engine.feeds import ReplayFeed, SyntheticFeed
 from engine.journal import Journal
@@ -57,7 +59,8 @@ class Runtime:
     last_tick_ns: int = 0
     health: dict[str, Callable[[], str]] = field(default_factory=dict)
     login: Callable[[], str] | None = None  # the broker's login URL (live only)
-    token: Callable[[str], Awaitable[str]] | None = None  # exchange a request token (live only)
+    login_tap: bool = False  # Kite's login redirect lands on our own server: no /token step
+    token: Callable[[str], Awaitable[Renewal]] | None = None  # renew with a request token, alerting (live only)
     tasks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -185,23 +188,37 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
             engine.token_expired(exc.message)
             raise  # the supervisor retries with backoff, alerting each time, until /token fixes it
 
-    async def exchange(text: str) -> str:
-        user = await live.exchange(text)
+    async def renew(text: str) -> Renewal:
+        """/token and the login callback alike: exchange, resume what the expiry paused, tell the trader."""
+        try:
+            user = await live.exchange(text)
+        except Exception as exc:  # reported to the trader, whatever Kite said
+            outcome = Renewal(False, f"Kite login failed: {exc}")
+            log.warning("%s", outcome.text)
+            engine.alert(outcome.text)
+            return outcome
+        paused = engine.state == State.PAUSED and engine.state_reason == TOKEN_PAUSE
         engine.token_renewed()
-        return user
+        resumed = paused and engine.state == State.RUNNING
+        outcome = Renewal(True, f"Kite session renewed for {user}"
+                                + ("; OTrade resumed entries paused by the expiry" if resumed else ""))
+        log.info("%s", outcome.text)
+        engine.alert(outcome.text, critical=False)
+        return outcome
 
     async def nag() -> None:
         """Repeat the expired-token alert until the trader fixes it."""
         while True:
             await asyncio.sleep(engine.cfg.session.token_alert_minutes * 60)
             if not engine.token_ok:
-                engine.alert("Broker session still expired: entries paused. /login, then /token.")
+                engine.alert("Broker session still expired: entries paused. /login, then "
+                             + ("tap the link." if rt.login_tap else "/token."))
 
     rt.tasks["kite-orders"] = live.broker.run
     rt.tasks["token-nag"] = nag
     rt.tasks["feed"] = feed
     rt.health["feed"] = lambda: "kite connected" if ticker.connected else "kite disconnected"
-    rt.login, rt.token = live.login_url, exchange
+    rt.login, rt.token = live.login_url, renew
     rt.on_stop.append(live.rest.close)
 
 
@@ -286,6 +303,7 @@ async def run(args: argparse.Namespace) -> int:
         rt.tasks["feed"] = lambda: _pump(rt, _feed(cfg, clock), replay)
         rt.health["feed"] = lambda: "replay" if replay else "synthetic"
 
+    web_runner = await _serve(rt, cfg.server, live)  # before the transports: /login's reply depends on it
     for plugin in entry_points(group="otrade.transports"):
         plugin.load()(rt)
 
@@ -293,14 +311,6 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    port = int(os.environ.get("PORT", cfg.server.port))
-    try:
-        web_runner = await serve(make_app(rt.health_report), cfg.server.host, port)
-        log.info("health on http://%s:%d/healthz", cfg.server.host, port)
-    except OSError as exc:  # trading matters more than the health endpoint
-        web_runner = None
-        log.error("no /healthz: cannot listen on %s:%d (%s); set PORT or server.port", cfg.server.host, port,
-                  exc.strerror)
     if rt.scheduler:
         rt.scheduler.start()
         log.info("next: %s", rt.next_event())
@@ -309,6 +319,28 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.wait_for(stop.wait(), timeout=args.duration)
     await _shutdown(rt, tasks, web_runner, cfg.session.on_shutdown)
     return 0
+
+
+async def _serve(rt: Runtime, server: Server, live: KiteLive | None,
+                 now: Callable[[], float] = time.monotonic) -> web.AppRunner | None:
+    """/healthz, plus Kite's login redirect when live with ``server.login_callback``. A port we cannot
+    listen on is logged and trading goes on; /login then hands out links for the /token step."""
+    callback = None
+    if live is not None and server.login_callback:
+        callback = LoginCallback(server.login_callback, LoginLinks(live.login_url, now=now), rt.token)
+    port = int(os.environ.get("PORT", server.port))
+    try:
+        runner = await serve(make_app(rt.health_report, callback), server.host, port)
+    except OSError as exc:  # trading matters more than the health endpoint
+        log.error("no /healthz: cannot listen on %s:%d (%s); set PORT or server.port", server.host, port,
+                  exc.strerror)
+        return None
+    log.info("health on http://%s:%d/healthz", server.host, port)
+    if callback is not None:
+        rt.login, rt.login_tap = callback.links.issue, True
+        log.info("Kite login callback on %s: register https://<this host>%s as the app's redirect URL",
+                 callback.path, callback.path)
+    return runner
 
 
 async def _shutdown(rt: Runtime, tasks: list[asyncio.Task], web_runner, on_shutdown: str) -> None:

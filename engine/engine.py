@@ -31,12 +31,14 @@ from engine.events import (
     Event,
     EventBus,
 )
+from engine.fills import FillLedger
 from engine.journal import Journal
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
 from engine.step import (
     adopt_position,
     apply_entry_fill,
     apply_exit_fill,
+    cancel_entry,
     close_session,
     flatten,
     on_tick,
@@ -68,6 +70,7 @@ class Bracket:
     target: str | None = None
     stop: str | None = None
     exit: str | None = None
+    exit_refused: bool = False  # the broker refused an exit: strategy exits wait for the trader
 
 
 class Engine:
@@ -87,6 +90,7 @@ class Engine:
         self.foreign: list[str] = []  # broker positions and orders OTrade did not create
         self.token_ok = True  # False from a broker's TokenException until a new token
         self._tag = TagMaker()
+        self._fills = FillLedger()
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
         self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
         self._sync_entries()
@@ -126,7 +130,9 @@ class Engine:
         if act & L.ACT_ENTRY_FILL:
             if not self.live:
                 self.broker.fill(br.entry, st[L.S_OUT_ENTRY_PRICE])
-            self._arm_missing(j, br)
+            self._protect(j, br)
+        if act & L.ACT_EXIT_PART:
+            self._protect(j, br)
         if act & L.ACT_STOP_MOVED:
             self.broker.modify(br.stop, trigger_price=float(st[L.S_STOP]))
             self.journal.record("stop_moved", symbol=self.arrays.symbols[j], stop=float(st[L.S_STOP]))
@@ -138,9 +144,12 @@ class Engine:
             else:
                 br.entry = order.order_id
         if act & L.ACT_EXIT_ORDER:
+            if br.exit_refused and st[L.S_PEND_REASON] == L.REASON_SIGNAL:
+                st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0  # the same refusal again: /flatten retries
+                return
             self._cancel_bracket(br)
             side = Side.BUY if st[L.S_PEND_SIDE] > 0 else Side.SELL
-            br.exit = self._send(j, side, OrderType.MARKET, Purpose.EXIT).order_id
+            br.exit = self._send(j, side, OrderType.MARKET, Purpose.EXIT, qty=int(abs(st[L.S_POS]))).order_id
         if act & L.ACT_ENTRY_CANCELLED and br.entry:
             self.broker.cancel(br.entry)
             br.entry = None
@@ -153,12 +162,13 @@ class Engine:
         if filled is None:
             # square-off or session end: the exit is sent and filled on the same tick
             side = Side.SELL if st[L.S_OUT_EXIT_QTY] > 0 else Side.BUY
-            filled = self._send(j, side, OrderType.MARKET, Purpose.EXIT).order_id
+            filled = self._send(j, side, OrderType.MARKET, Purpose.EXIT, qty=int(abs(st[L.S_OUT_EXIT_QTY]))).order_id
         self.broker.fill(filled, float(st[L.S_OUT_EXIT_PRICE]))
 
     def _record_trade(self, j: int, st: np.ndarray) -> None:
         br = self.brackets[j]
         br.exit = br.target = br.stop = None
+        br.exit_refused = False
         clk = self.arrays.clk[j]
         trade = {
             "symbol": self.arrays.symbols[j],
@@ -176,16 +186,18 @@ class Engine:
         self._publish(TRADE_CLOSED, **trade)
 
     def _cancel_bracket(self, br: Bracket, keep: str | None = None) -> None:
-        """One-cancels-other: cancel the resting target and stop except ``keep`` (the one that filled)."""
-        for order_id in (br.target, br.stop):
+        """One-cancels-other: cancel the resting target and stop, and what is left of a partly
+        filled entry, except ``keep`` (the one that filled). Their fills from now on are excess."""
+        for order_id in (br.entry, br.target, br.stop):
             if order_id and order_id != keep and self.broker.order(order_id).working:
                 self.broker.cancel(order_id)
-        br.target = br.stop = None
+        br.entry = br.target = br.stop = None
 
     def _send(self, j: int, side: Side, kind: OrderType, purpose: Purpose, price: float | None = None,
-              trigger: float | None = None) -> Order:
-        request = OrderRequest(self.arrays.symbols[j], side, int(self.arrays.pr[j, L.P_QTY]), kind,
-                               price=price, trigger_price=trigger, tag=self._tag())
+              trigger: float | None = None, qty: int | None = None) -> Order:
+        qty = int(self.arrays.pr[j, L.P_QTY]) if qty is None else qty
+        request = OrderRequest(self.arrays.symbols[j], side, qty, kind, price=price, trigger_price=trigger,
+                               tag=self._tag())
         self.journal.record("intent", purpose=str(purpose), **request.__dict__)
         return self.broker.submit(request, purpose)
 
@@ -197,45 +209,82 @@ class Engine:
     def _on_order(self, order: Order) -> None:
         data = order.to_dict()
         self.journal.record("order", **data)
-        kind = ORDER_PLACED if len(order.history) == 1 else ORDER_UPDATED
-        if order.status == Status.COMPLETE:
-            self._publish(FILL, **data)
+        qty, price = self._fills.new(order)
+        if qty:
+            self._publish(FILL, last_quantity=qty, last_price=price, **data)
         else:
+            kind = ORDER_PLACED if len(order.history) == 1 else ORDER_UPDATED
             self._publish(kind, critical=order.status == Status.REJECTED, **data)
         if self.live:
-            self._broker_update(order)
+            self._broker_update(order, qty, price)
 
-    def _broker_update(self, order: Order) -> None:
-        """Live: the broker's word moves positions (entries arm brackets, exits close trades)."""
+    def _broker_update(self, order: Order, qty: int, price: float) -> None:
+        """Live: the broker's word moves positions, ``qty`` newly filled at ``price`` at a time."""
         j = self.index.get(order.request.symbol)
         if j is None or order.purpose == Purpose.REPAIR:
             return
-        a, br, now = self.arrays, self.brackets[j], self.now_ns()
-        oid, status = order.order_id, order.status
-        if order.purpose == Purpose.ENTRY and oid == br.entry:
-            if status == Status.COMPLETE:
-                self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, j, now, order.average_price))
-            elif status in (Status.REJECTED, Status.CANCELLED):
-                br.entry = None
+        if order.purpose == Purpose.ENTRY:
+            self._entry_update(j, order, qty, price)
+        elif order.purpose in (Purpose.TARGET, Purpose.STOP, Purpose.EXIT):
+            self._exit_update(j, order, qty, price)
+
+    def _entry_update(self, j: int, order: Order, qty: int, price: float) -> None:
+        """Each entry fill grows the position and its bracket; an entry the engine has given up on
+        (exit, flatten, halt) must not grow it: its late fills are undone."""
+        a, br = self.arrays, self.brackets[j]
+        if order.order_id != br.entry:
+            if qty:
+                self._repair(j, order, qty, "filled after it was cancelled")
+            return
+        done = not order.working
+        if done:
+            br.entry = None
+            if order.filled_quantity == 0:  # rejected, or cancelled outside OTrade: nothing to hold
                 self._apply(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
-            return
-        if oid not in (br.target, br.stop, br.exit):
-            if status == Status.COMPLETE and order.purpose in (Purpose.TARGET, Purpose.STOP, Purpose.EXIT):
-                self._repair(j, order)  # the other leg of a bracket already closed the position
-            return
-        if status == Status.REJECTED:
-            self._publish(ALERT, critical=True, level="critical",
-                          text=f"{order.request.symbol} {order.purpose} order rejected: {order.status_message}; "
-                               "the position may be unprotected")
-            return
-        if status != Status.COMPLETE or a.st[j, L.S_POS] == 0.0:
-            return
-        reason = {Purpose.TARGET: L.REASON_TARGET, Purpose.STOP: L.REASON_STOP}.get(
-            order.purpose, int(a.st[j, L.S_PEND_REASON]))
-        for other in (br.target, br.stop, br.exit):
-            if other and other != oid and self.broker.order(other).working:
-                self.broker.cancel(other)
-        self._apply(j, apply_exit_fill(a.st, a.acct, a.clk, j, now, order.average_price, reason))
+                return
+        signed = float(qty if order.request.side == Side.BUY else -qty)
+        self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, j, self.now_ns(), signed, price, done))
+
+    def _exit_update(self, j: int, order: Order, qty: int, price: float) -> None:
+        """Exit fills shrink the position; the last one closes the trade and cancels the rest. A
+        fill beyond the position (both legs filled in a race) is undone at market."""
+        a, br, oid = self.arrays, self.brackets[j], order.order_id
+        ours = oid in (br.target, br.stop, br.exit)
+        if qty:
+            closing = min(qty, int(abs(a.st[j, L.S_POS]))) if ours else 0
+            if closing:
+                reason = {Purpose.TARGET: L.REASON_TARGET, Purpose.STOP: L.REASON_STOP}.get(
+                    order.purpose, int(a.st[j, L.S_PEND_REASON]))
+                act = apply_exit_fill(a.st, a.acct, a.clk, j, self.now_ns(), float(closing), price, reason)
+                if act & L.ACT_EXIT_FILL:
+                    self._cancel_bracket(br, keep=oid)
+                self._apply(j, act)
+            if qty > closing:
+                self._repair(j, order, qty - closing, "both bracket legs filled")
+        if ours and not order.working and a.st[j, L.S_POS] != 0.0:
+            self._lost_exit(j, order)
+
+    def _lost_exit(self, j: int, order: Order) -> None:
+        """An exit order ended unfilled (refused, or cancelled outside OTrade) with the position open.
+        A refused market exit restores the bracket it replaced; a lost stop or target is reported,
+        not re-sent: a refusal is not retried and a cancel by the trader is the trader's call."""
+        br, st = self.brackets[j], self.arrays.st[j]
+        what = f"{order.request.symbol} {order.purpose} order {str(order.status).lower()}"
+        why = f": {order.status_message}" if order.status_message else ""
+        if order.order_id == br.exit:
+            br.exit, br.exit_refused = None, True
+            st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0
+            self._protect(j, br)
+            text = (f"{what}{why}; position {int(st[L.S_POS]):+d} still open, stop and target re-armed. "
+                    "Strategy exits wait: /flatten to try again")
+        else:
+            if order.order_id == br.target:
+                br.target = None
+            else:
+                br.stop = None
+            text = f"{what}{why}; position {int(st[L.S_POS]):+d} is no longer fully protected"
+        self._publish(ALERT, critical=True, level="critical", text=text)
+        self.journal.record("exit_lost", symbol=order.request.symbol, order_id=order.order_id, text=text)
 
     def reconcile(self, positions: list[dict], orders: list[dict]) -> list[str]:
         """Live start (or a new token): adopt our instruments' open positions from the broker, keep
@@ -263,7 +312,7 @@ class Engine:
                 elif row["order_type"] == "LIMIT" and br.target is None:
                     br.target = self.broker.adopt(row, Purpose.TARGET).order_id
             kept = [n for n, oid in (("stop", br.stop), ("target", br.target)) if oid]
-            self._arm_missing(j, br)
+            self._protect(j, br)
             notes.append(f"{symbol}: adopted position {qty:+d} @ {float(p['average_price']):.2f}"
                          + (f", kept its {' and '.join(kept)}" if kept else "") + ", bracket armed")
         adopted = {o.request.tag for o in self.broker.all_orders()}
@@ -281,22 +330,35 @@ class Engine:
         adopt_position(a.st, a.pr, a.clk, j, self.now_ns(), float(qty), price)
         a.st[j, L.S_PEND_SIDE] = a.st[j, L.S_PEND_KIND] = 0.0
 
-    def _arm_missing(self, j: int, br: Bracket) -> None:
+    def _protect(self, j: int, br: Bracket) -> None:
+        """Rest a target and a stop for the whole open position: send the missing ones, resize the
+        working ones to what the position is now (a leg keeps what it already filled)."""
         st = self.arrays.st[j]
+        pos = int(abs(st[L.S_POS]))
+        if pos == 0 or st[L.S_PEND_KIND] == L.ORDER_EXIT:
+            return  # flat, or a market exit for all of it is on its way
         exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
         if br.target is None:
-            br.target = self._send(j, exit_side, OrderType.LIMIT, Purpose.TARGET, price=float(st[L.S_TARGET])).order_id
+            br.target = self._send(j, exit_side, OrderType.LIMIT, Purpose.TARGET, price=float(st[L.S_TARGET]),
+                                   qty=pos).order_id
         if br.stop is None:
-            br.stop = self._send(j, exit_side, OrderType.SL_M, Purpose.STOP, trigger=float(st[L.S_STOP])).order_id
+            br.stop = self._send(j, exit_side, OrderType.SL_M, Purpose.STOP, trigger=float(st[L.S_STOP]),
+                                 qty=pos).order_id
+        for order_id in (br.target, br.stop):
+            order = self.broker.order(order_id)
+            size = self._fills.filled(order_id) + pos
+            if order.working and order.request.quantity != size:
+                self.broker.modify(order_id, quantity=size)
+                self.journal.record("resized", order_id=order_id, quantity=size)
 
-    def _repair(self, j: int, order: Order) -> None:
+    def _repair(self, j: int, order: Order, qty: int, why: str) -> None:
+        """Undo ``qty`` the engine did not want filled, at market, and tell the trader."""
         side = Side.BUY if order.request.side == Side.SELL else Side.SELL
-        request = OrderRequest(order.request.symbol, side, order.filled_quantity or order.request.quantity,
-                               OrderType.MARKET, tag=self._tag())
+        request = OrderRequest(order.request.symbol, side, qty, OrderType.MARKET, tag=self._tag())
         self.journal.record("intent", purpose=str(Purpose.REPAIR), **request.__dict__)
         self.broker.submit(request, Purpose.REPAIR)
         self._publish(ALERT, critical=True, level="critical",
-                      text=f"{order.request.symbol}: both bracket legs filled; sent {side} {request.quantity} "
+                      text=f"{order.request.symbol}: {order.purpose} order {why}; sent {side} {qty} "
                            "at market to undo the excess")
 
     def _publish(self, kind: str, critical: bool = False, **data: Any) -> None:
@@ -369,8 +431,7 @@ class Engine:
         """Kill switch: cancel working entries, refuse every new order but a flatten."""
         a = self.arrays
         for j in range(len(a.symbols)):
-            if a.st[j, L.S_PEND_KIND] == L.ORDER_ENTRY:
-                self._apply(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
+            self._apply(j, cancel_entry(a.st, a.acct, j))
         self._set_state(State.HALTED, reason or "halted")
 
     def flatten(self, reason: int = L.REASON_FLATTEN) -> int:
@@ -404,6 +465,9 @@ class Engine:
         st, acct, clk, ring = a.st.copy(), a.acct.copy(), a.clk.copy(), a.ring.copy()
         now = self.now_ns()
         on_tick(st, a.pr, ring, acct, clk, 0, now, 1.0, 1.0)
+        apply_entry_fill(st, a.pr, acct, clk, 0, now, 1.0, 1.0, True)
+        apply_exit_fill(st, acct, clk, 0, now, 1.0, 1.0, L.REASON_FLATTEN)
+        cancel_entry(st, acct, 0)
         flatten(st, acct, 0, L.REASON_FLATTEN)
         close_session(st, acct, clk, 0)
 

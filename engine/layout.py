@@ -51,11 +51,11 @@ S_UNREAL = 14
 S_PREV_PRICE = 15  # previous in-session price (crossing tests)
 # outputs of the last step, valid when the matching ACT_* bit is set
 S_OUT_ENTRY_PRICE = 16
-S_OUT_EXIT_PRICE = 17
-S_OUT_EXIT_QTY = 18  # signed quantity that was closed
+S_OUT_EXIT_PRICE = 17  # average over the position's exit fills
+S_OUT_EXIT_QTY = 18  # signed quantity closed so far (live exits may fill in parts)
 S_OUT_EXIT_ENTRY = 19  # entry price of the closed position
 S_OUT_REASON = 20
-S_OUT_PNL = 21
+S_OUT_PNL = 21  # gross P&L of the quantity closed so far
 # indicators
 S_EMA_FAST = 22
 S_EMA_SLOW = 23
@@ -126,6 +126,7 @@ ACT_ENTRY_CANCELLED = 32  # a pending entry was dropped (square-off reached, new
 ACT_HALT = 64  # daily loss limit reached: the caller flattens every instrument
 ACT_OTHERS = 128  # other rows raised events: scan S_EVENTS
 ACT_NEW_SESSION = 256  # this tick opened a new IST trading day
+ACT_EXIT_PART = 512  # live: part of the position was closed, the rest stays open
 ACT_IGNORED = -1  # tick outside the session window
 
 

@@ -39,6 +39,7 @@ from engine.layout import (
     ACT_ENTRY_ORDER,
     ACT_EXIT_FILL,
     ACT_EXIT_ORDER,
+    ACT_EXIT_PART,
     ACT_HALT,
     ACT_IGNORED,
     ACT_NEW_SESSION,
@@ -112,21 +113,35 @@ from engine.strategies import SIG_EXIT_ANY, signal
 
 @kernel
 def _book_exit(st, acct, clk, i, ts_ns, price, reason):
-    pos = st[i, S_POS]
+    """Close the whole position at ``price``."""
+    _close(st, acct, clk, i, ts_ns, st[i, S_POS], price, reason)
+
+
+@kernel
+def _close(st, acct, clk, i, ts_ns, qty, price, reason):
+    """Close ``qty`` (signed like the position, at most all of it) at ``price``; the S_OUT_* exit
+    fields accumulate over a position's exit fills. Returns True once the position is flat."""
     entry = st[i, S_ENTRY_PRICE]
-    pnl = (price - entry) * pos
-    st[i, S_OUT_EXIT_PRICE] = price
-    st[i, S_OUT_EXIT_QTY] = pos
+    pnl = (price - entry) * qty
+    closed = st[i, S_OUT_EXIT_QTY]
+    if closed == 0.0:
+        st[i, S_OUT_EXIT_PRICE] = price
+    else:
+        st[i, S_OUT_EXIT_PRICE] = (st[i, S_OUT_EXIT_PRICE] * closed + price * qty) / (closed + qty)
+    st[i, S_OUT_EXIT_QTY] = closed + qty
     st[i, S_OUT_EXIT_ENTRY] = entry
     st[i, S_OUT_REASON] = reason
-    st[i, S_OUT_PNL] = pnl
+    st[i, S_OUT_PNL] += pnl
     st[i, S_REALISED] += pnl
     acct[A_REALISED] += pnl
     acct[A_UNREAL] -= st[i, S_UNREAL]
-    st[i, S_UNREAL] = 0.0
-    st[i, S_POS] = 0.0
-    st[i, S_TRAILED] = 0.0
+    st[i, S_UNREAL] = 0.0  # the next tick marks what is left
+    st[i, S_POS] -= qty
     clk[i, C_EXIT] = ts_ns
+    if st[i, S_POS] != 0.0:
+        return False
+    st[i, S_TRAILED] = 0.0
+    return True
 
 
 @kernel
@@ -262,14 +277,21 @@ def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
 
 
 @entry
+def cancel_entry(st, acct, i):
+    """Drop a pending entry; a trade it already opened (a live entry filled in part) still counts."""
+    if st[i, S_PEND_KIND] != ORDER_ENTRY:
+        return 0
+    st[i, S_PEND_SIDE] = 0.0
+    st[i, S_PEND_KIND] = 0.0
+    if st[i, S_POS] == 0.0:
+        acct[A_TRADES] -= 1.0
+    return ACT_ENTRY_CANCELLED
+
+
+@entry
 def flatten(st, acct, i, reason):
     """Drop a pending entry and send a market exit for an open position (fills at the next tick)."""
-    act = 0
-    if st[i, S_PEND_KIND] == ORDER_ENTRY:
-        st[i, S_PEND_SIDE] = 0.0
-        st[i, S_PEND_KIND] = 0.0
-        acct[A_TRADES] -= 1.0
-        act |= ACT_ENTRY_CANCELLED
+    act = cancel_entry(st, acct, i)
     pos = st[i, S_POS]
     if pos != 0.0 and st[i, S_PEND_KIND] != ORDER_EXIT:
         _set_pending(st, acct, i, -1.0 if pos > 0.0 else 1.0, ORDER_EXIT, reason)
@@ -278,12 +300,23 @@ def flatten(st, acct, i, reason):
 
 
 @entry
-def apply_entry_fill(st, pr, acct, clk, i, ts_ns, price):
-    """A real broker filled the pending entry at ``price``: open the position and its bracket."""
-    side = st[i, S_PEND_SIDE]
-    st[i, S_PEND_SIDE] = 0.0
-    st[i, S_PEND_KIND] = 0.0
-    return _hold(st, pr, clk, i, ts_ns, side * pr[i, P_QTY], price)
+def apply_entry_fill(st, pr, acct, clk, i, ts_ns, qty, price, done):
+    """A real broker filled ``qty`` (signed) of the pending entry at ``price``: open the position
+    and its bracket on the first fill, grow it (at the average price) on later ones. ``done``: the
+    entry order is final, nothing more will fill."""
+    if done:
+        st[i, S_PEND_SIDE] = 0.0
+        st[i, S_PEND_KIND] = 0.0
+    if qty == 0.0:
+        return 0
+    pos = st[i, S_POS]
+    if pos == 0.0:
+        return _hold(st, pr, clk, i, ts_ns, qty, price)
+    avg = (st[i, S_ENTRY_PRICE] * pos + price * qty) / (pos + qty)
+    st[i, S_POS] = pos + qty
+    st[i, S_ENTRY_PRICE] = avg
+    st[i, S_OUT_ENTRY_PRICE] = avg
+    return ACT_ENTRY_FILL
 
 
 @entry
@@ -303,18 +336,23 @@ def _hold(st, pr, clk, i, ts_ns, qty, price):
     st[i, S_STOP] = stop
     st[i, S_TRAILED] = 0.0
     st[i, S_OUT_ENTRY_PRICE] = price
+    st[i, S_OUT_EXIT_QTY] = 0.0
+    st[i, S_OUT_PNL] = 0.0
     clk[i, C_ENTRY] = ts_ns
     return ACT_ENTRY_FILL
 
 
 @entry
-def apply_exit_fill(st, acct, clk, i, ts_ns, price, reason):
-    """A real broker filled an exit (target, stop or market) at ``price``: book the trade."""
-    st[i, S_PEND_SIDE] = 0.0
-    st[i, S_PEND_KIND] = 0.0
+def apply_exit_fill(st, acct, clk, i, ts_ns, qty, price, reason):
+    """A real broker filled ``qty`` (unsigned, at most the position) of an exit at ``price``: book
+    it; the trade is closed (ACT_EXIT_FILL) once the position is flat, else ACT_EXIT_PART."""
     if reason == REASON_STOP and st[i, S_TRAILED] == 1.0:
         reason = REASON_TRAIL
-    _book_exit(st, acct, clk, i, ts_ns, price, reason)
+    sgn = 1.0 if st[i, S_POS] > 0.0 else -1.0
+    if not _close(st, acct, clk, i, ts_ns, sgn * qty, price, reason):
+        return ACT_EXIT_PART
+    st[i, S_PEND_SIDE] = 0.0
+    st[i, S_PEND_KIND] = 0.0
     return ACT_EXIT_FILL
 
 

@@ -28,7 +28,8 @@ class FakeKite:
         self.orders: dict[str, list[dict[str, Any]]] = {}  # order id -> history rows
         self.place_calls = 0
         self.faults: list[str] = []  # for the next place calls: "500-after", "hang-after", "429", "500-before"
-        self.reject_reason = ""
+        self.reject_reason = ""  # when set, placed orders (of reject_types, if any) are REJECTED with it
+        self.reject_types: set[str] = set()
         self.hang_s = 3.0
         self._ids = itertools.count(250_000_000_000_001)
         self.sockets: list[web.WebSocketResponse] = []
@@ -111,7 +112,8 @@ class FakeKite:
         if form.get("order_type") in ("MARKET", "SL-M") and form.get("market_protection") in (None, "", "0"):
             return self.error(400, "InputException", MP_REFUSAL)
         order_id = str(next(self._ids))
-        status, message = ("REJECTED", self.reject_reason) if self.reject_reason else (
+        rejected = self.reject_reason and (not self.reject_types or form.get("order_type") in self.reject_types)
+        status, message = ("REJECTED", self.reject_reason) if rejected else (
             "TRIGGER PENDING" if form.get("order_type") in ("SL", "SL-M") else "OPEN", "")
         row = {"order_id": order_id, "status": status, "status_message": message, "tag": form.get("tag"),
                "tradingsymbol": form.get("tradingsymbol"), "exchange": form.get("exchange"),
@@ -136,6 +138,9 @@ class FakeKite:
             return self.error(400, "InputException", "Invalid order_id")
         form = dict(await request.post())
         row = {**self.orders[order_id][-1], **{k: float(v) for k, v in form.items() if k.endswith("price")}}
+        if "quantity" in form:
+            row["quantity"] = int(form["quantity"])
+            row["pending_quantity"] = row["quantity"] - row["filled_quantity"]
         self.orders[order_id].append(row)
         return self.ok({"order_id": order_id})
 
@@ -205,8 +210,22 @@ class FakeKite:
     async def complete(self, order_id: str, price: float) -> None:
         """The exchange fills an order: the book changes and the ticker says so (like a postback)."""
         last = self.orders[order_id][-1]
-        row = {**last, "status": "COMPLETE", "filled_quantity": last["quantity"], "pending_quantity": 0,
-               "average_price": price}
+        await self.fill(order_id, last["quantity"] - last["filled_quantity"], price)
+
+    async def fill(self, order_id: str, qty: int, price: float) -> None:
+        """The exchange fills ``qty`` more of an order at ``price`` (COMPLETE once nothing is pending)."""
+        last = self.orders[order_id][-1]
+        filled = last["filled_quantity"] + qty
+        average = (last["average_price"] * last["filled_quantity"] + price * qty) / filled
+        pending = last["quantity"] - filled
+        row = {**last, "status": "COMPLETE" if pending == 0 else last["status"], "filled_quantity": filled,
+               "pending_quantity": pending, "average_price": round(average, 2)}
+        self.orders[order_id].append(row)
+        await self.push_raw(orjson.dumps({"type": "order", "data": row}).decode())
+
+    async def cancel_rest(self, order_id: str, message: str = "") -> None:
+        """The exchange (or the trader, outside OTrade) cancels what is left of an order."""
+        row = {**self.orders[order_id][-1], "status": "CANCELLED", "status_message": message}
         self.orders[order_id].append(row)
         await self.push_raw(orjson.dumps({"type": "order", "data": row}).decode())
 

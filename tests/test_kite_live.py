@@ -1,70 +1,18 @@
 """Live trading through the Kite adapter against the local Kite server: brackets at the broker."""
 
 import asyncio
-from datetime import datetime
 
 import pytest
 
-from engine.brokers.kite.broker import KiteBroker
-from engine.brokers.kite.rest import KiteREST
-from engine.brokers.kite.ticker import KiteTicker
-from engine.brokers.kite.ticker_codec import Tick
-from engine.engine import Engine, State
-from engine.events import ALERT, EventBus
-from engine.journal import Journal
-from tests.conftest import make_config
-from tests.kite_server import API_KEY, FakeKite
-
-INFY = 408065
-T0 = int(datetime.fromisoformat("2026-11-23T10:00:00+05:30").timestamp())
-
-
-async def wait(predicate, timeout: float = 5.0):
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return predicate()
-        await asyncio.sleep(0.02)
-    raise AssertionError("timed out")
+from engine.engine import State
+from engine.events import ALERT
+from tests.kite_engine import enter, kite_engine, prices, wait
 
 
 @pytest.fixture
 async def live(tmp_path):
-    server = FakeKite()
-    await server.start()
-    rest = KiteREST(API_KEY, server.access_token, server.base, timeout=2.0)
-    cfg = make_config(bracket={"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None})
-    clock = lambda: T0 * 10**9  # noqa: E731
-    bus = EventBus()
-    journal = Journal(tmp_path, clock)
-    broker = KiteBroker(rest, journal, {"NSE:INFY": 0.05}, clock)
-    engine = Engine(cfg, broker, bus, journal, clock)
-    broker.on_token_error = engine.token_expired
-    engine.start_session()
-    ticker = KiteTicker(API_KEY, lambda: rest.access_token, [INFY],
-                        lambda t, p, ts, rcv: [engine.on_tick(0, int(x), float(y)) for x, y in zip(ts, p, strict=True)],
-                        broker.update, url=f"{server.base.replace('http', 'ws')}/ws")
-    tasks = [asyncio.create_task(broker.run()), asyncio.create_task(ticker.run())]
-    await wait(lambda: server.modes)
-    yield server, engine, bus
-    for task in tasks:
-        task.cancel()
-    await rest.close()
-    await server.stop()
-
-
-async def prices(server, values, start=0):
-    for k, p in enumerate(values):
-        await server.push([Tick(INFY, p, "full", True, exchange_timestamp=T0 + start + k)])
-    await asyncio.sleep(0.05)
-
-
-async def enter(server, engine):
-    await prices(server, [100.0, 99.0, 101.0])
-    [(entry_id, entry)] = (await wait(lambda: server.working())).items()
-    assert (entry["order_type"], entry["transaction_type"]) == ("MARKET", "BUY")
-    await server.complete(entry_id, 101.5)
-    legs = await wait(lambda: len(server.working()) == 2 and server.working())
-    return {row["order_type"]: (oid, row) for oid, row in legs.items()}
+    async with kite_engine(tmp_path) as env:
+        yield env
 
 
 async def test_an_entry_fill_arms_a_limit_target_and_an_sl_m_stop_at_the_broker(live):

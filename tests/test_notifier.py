@@ -16,7 +16,8 @@ class Sink:
 
 
 def fill(k: int) -> Event:
-    return Event(FILL, 0, {"side": "BUY", "quantity": 10, "symbol": "NSE:INFY", "average_price": 100.0 + k,
+    return Event(FILL, 0, {"side": "BUY", "quantity": 10, "filled_quantity": 10, "symbol": "NSE:INFY",
+                           "average_price": 100.0 + k, "last_quantity": 10, "last_price": 100.0 + k,
                            "purpose": "entry"})
 
 

@@ -37,7 +37,7 @@ class Broker(Protocol):
     async def place_order(self, request: OrderRequest) -> Order: ...
 
     async def modify_order(self, order_id: str, *, price: float | None = None,
-                           trigger_price: float | None = None) -> Order: ...
+                           trigger_price: float | None = None, quantity: int | None = None) -> Order: ...
 
     async def cancel_order(self, order_id: str) -> Order: ...
 
@@ -55,7 +55,8 @@ class VenueProtocol:
     _orders: dict[str, Order]
 
     def submit(self, request: OrderRequest, purpose=None) -> Order: ...
-    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None) -> Order: ...
+    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
+               quantity: int | None = None) -> Order: ...
     def cancel(self, order_id: str) -> Order: ...
 
     def order(self, order_id: str) -> Order:
@@ -71,8 +72,8 @@ class VenueProtocol:
         return self.submit(request)
 
     async def modify_order(self, order_id: str, *, price: float | None = None,
-                           trigger_price: float | None = None) -> Order:
-        return self.modify(order_id, price, trigger_price)
+                           trigger_price: float | None = None, quantity: int | None = None) -> Order:
+        return self.modify(order_id, price, trigger_price, quantity)
 
     async def cancel_order(self, order_id: str) -> Order:
         return self.cancel(order_id)

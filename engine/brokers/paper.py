@@ -62,16 +62,21 @@ class PaperBroker(VenueProtocol):
         self._changed(order)
         return order
 
-    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None) -> Order:
+    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
+               quantity: int | None = None) -> Order:
         order = self._working(order_id)
         tick = self.tick_sizes[order.request.symbol]
         for name, value in (("price", price), ("trigger price", trigger_price)):
             if value is not None and not _on_tick_grid(value, tick):
                 raise BrokerError(f"{name} {value} is not a multiple of the tick size {tick}")
+        if quantity is not None and quantity <= order.filled_quantity:
+            raise BrokerError(f"quantity {quantity} must exceed the {order.filled_quantity} already filled")
         if price is not None:
             order.request.price = price
         if trigger_price is not None:
             order.request.trigger_price = trigger_price
+        if quantity is not None:
+            order.request.quantity = quantity
         self._changed(order)
         return order
 

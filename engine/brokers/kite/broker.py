@@ -59,13 +59,14 @@ class KiteBroker(VenueProtocol):
         self._queue.put_nowait(("cancel", order_id, {}))
         return self.order(order_id)
 
-    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None) -> Order:
+    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
+               quantity: int | None = None) -> Order:
         order = self.order(order_id)
-        if price is not None:
-            order.request.price = price
-        if trigger_price is not None:
-            order.request.trigger_price = trigger_price
-        self._queue.put_nowait(("modify", order_id, {"price": price, "trigger_price": trigger_price}))
+        changes = {"price": price, "trigger_price": trigger_price, "quantity": quantity}
+        for name, value in changes.items():
+            if value is not None:
+                setattr(order.request, name, value)
+        self._queue.put_nowait(("modify", order_id, changes))
         return order
 
     def fill(self, order_id: str, price: float) -> Fill:
@@ -131,7 +132,9 @@ class KiteBroker(VenueProtocol):
         if status is None:  # transient states: PUT ORDER REQ RECEIVED, VALIDATION PENDING, ...
             return
         filled = int(row.get("filled_quantity") or 0)
-        if (status, filled) == (order.status, order.filled_quantity) or order.status in FINAL:
+        if order.status in FINAL or filled < order.filled_quantity:
+            return  # a stale report: fills only grow, and a final order stays final
+        if (status, filled) == (order.status, order.filled_quantity):
             return
         order.status = status
         order.filled_quantity = filled

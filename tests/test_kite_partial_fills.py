@@ -1,0 +1,162 @@
+"""Orders that fill in parts at Kite: the position follows every fill, the bracket follows the position,
+and a fill the engine no longer wants is undone."""
+
+import pytest
+
+from engine.events import ALERT, FILL
+from tests.kite_engine import enter, entry_sent, kite_engine, prices, wait
+
+
+@pytest.fixture
+async def live(tmp_path):
+    async with kite_engine(tmp_path) as env:
+        yield env
+
+
+def legs_of(server, symbol="INFY"):
+    """The working orders other than the entry, by order type."""
+    return {r["order_type"]: r for r in server.working().values()
+            if r["tradingsymbol"] == symbol and r["order_type"] != "MARKET"}
+
+
+def net_filled(server) -> int:
+    """The account's position in INFY at Kite: what every order filled, bought minus sold."""
+    return sum(r[-1]["filled_quantity"] * (1 if r[-1]["transaction_type"] == "BUY" else -1)
+               for r in server.orders.values())
+
+
+async def test_a_partly_filled_entry_is_protected_for_what_filled(live):
+    server, engine, _ = live
+    entry = await entry_sent(server)
+    await server.fill(entry, 4, 101.5)
+    legs = await wait(lambda: len(legs_of(server)) == 2 and legs_of(server))
+    assert {t: r["quantity"] for t, r in legs.items()} == {"LIMIT": 4, "SL-M": 4}
+    assert engine.positions()[0]["qty"] == 4
+
+
+async def test_later_entry_fills_grow_the_position_and_resize_both_legs(live):
+    server, engine, _ = live
+    entry = await entry_sent(server)
+    await server.fill(entry, 4, 101.5)
+    await wait(lambda: len(legs_of(server)) == 2)
+    await server.fill(entry, 6, 101.75)
+    await wait(lambda: {r["quantity"] for r in legs_of(server).values()} == {10})
+    [position] = engine.positions()
+    assert (position["qty"], position["entry_price"]) == (10, pytest.approx(101.65))
+    assert len(server.orders) == 3  # resized in place, not re-sent
+
+
+async def test_a_partial_target_fill_shrinks_the_stop_to_what_is_left(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    await server.fill(legs["LIMIT"][0], 4, 106.6)
+    await wait(lambda: legs_of(server)["SL-M"]["quantity"] == 6)
+    assert engine.positions()[0]["qty"] == 6 and engine.trades() == []
+
+
+async def test_a_target_filled_in_parts_closes_one_trade_at_the_average_exit(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    await server.fill(legs["LIMIT"][0], 4, 106.6)
+    await server.fill(legs["LIMIT"][0], 6, 106.8)
+    [trade] = await wait(lambda: engine.trades())
+    assert (trade["qty"], trade["exit_reason"]) == (10, "target")
+    assert trade["exit_price"] == pytest.approx(106.72) and trade["pnl"] == pytest.approx(52.2)
+    await wait(lambda: not server.working())
+    assert server.orders[legs["SL-M"][0]][-1]["status"] == "CANCELLED" and engine.positions() == []
+
+
+async def test_each_partial_fill_is_published_with_how_much_of_the_order_is_done(live):
+    server, engine, bus = live
+    sub = bus.subscribe()
+    entry = await entry_sent(server)
+    await server.fill(entry, 4, 101.5)
+    await server.fill(entry, 6, 101.75)
+    await wait(lambda: engine.positions() and engine.positions()[0]["qty"] == 10)
+    fills = [(e.data["last_quantity"], e.data["filled_quantity"]) for e in iter(sub.get_nowait, None)
+             if e.kind == FILL and e.data["purpose"] == "entry"]
+    assert fills == [(4, 4), (6, 10)]
+
+
+async def test_an_entry_whose_rest_is_cancelled_keeps_what_filled_and_counts_one_trade(live):
+    server, engine, _ = live
+    entry = await entry_sent(server)
+    await server.fill(entry, 4, 101.5)
+    await server.cancel_rest(entry, "Cancelled by the exchange: market protection price reached")
+    await wait(lambda: len(legs_of(server)) == 2 and entry not in server.working())
+    assert engine.positions()[0]["qty"] == 4 and engine.risk()["trades_today"] == 1
+    assert {r["quantity"] for r in legs_of(server).values()} == {4}
+
+
+async def test_a_flatten_while_the_entry_is_partly_filled_cancels_the_rest_and_exits_what_filled(live):
+    server, engine, _ = live
+    entry = await entry_sent(server)
+    await server.fill(entry, 4, 101.5)
+    await wait(lambda: len(legs_of(server)) == 2)
+    engine.flatten()
+    [exit_row] = await wait(lambda: [r for r in server.working().values() if r["transaction_type"] == "SELL"
+                                     and r["order_type"] == "MARKET"])
+    assert exit_row["quantity"] == 4
+    await wait(lambda: server.orders[entry][-1]["status"] == "CANCELLED" and len(server.working()) == 1)
+
+
+async def test_an_entry_fill_that_races_its_cancel_is_undone_at_market(live):
+    server, engine, bus = live
+    sub = bus.subscribe()
+    entry = await entry_sent(server)
+    await server.fill(entry, 4, 101.5)
+    await wait(lambda: len(legs_of(server)) == 2)
+    engine.flatten()
+    await server.fill(entry, 3, 101.6)  # the exchange filled more before the cancel reached it
+    exits = await wait(lambda: len([r for r in server.working().values() if r["order_type"] == "MARKET"]) == 2
+                       and [r for r in server.working().values() if r["order_type"] == "MARKET"])
+    assert sorted(r["quantity"] for r in exits) == [3, 4]
+    for order_id in server.working():
+        await server.complete(order_id, 101.0)
+    await wait(lambda: engine.trades())
+    assert net_filled(server) == 0 and engine.positions() == []
+    assert any(e.kind == ALERT and "undo the excess" in e.data["text"] for e in iter(sub.get_nowait, None))
+
+
+async def test_a_stop_filling_beyond_a_partly_filled_target_undoes_only_the_excess(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    await server.fill(legs["LIMIT"][0], 4, 106.6)
+    await server.fill(legs["SL-M"][0], 10, 96.35)  # triggered before the resize to 6 reached Kite
+    [repair] = await wait(lambda: [r for r in server.working().values() if r["order_type"] == "MARKET"])
+    assert (repair["transaction_type"], repair["quantity"]) == ("BUY", 4)
+    [trade] = engine.trades()
+    assert trade["qty"] == 10 and trade["pnl"] == pytest.approx(4 * 5.1 - 6 * 5.15)
+    await server.complete(next(iter(server.working())), 96.5)
+    await wait(lambda: not server.working())
+    assert net_filled(server) == 0
+
+
+async def test_a_refused_exit_rearms_the_bracket_and_alerts_with_kites_reason(live):
+    server, engine, bus = live
+    legs = await enter(server, engine)
+    sub = bus.subscribe()
+    server.reject_reason = "Order placement is allowed only from the registered static IP"
+    server.reject_types = {"MARKET"}
+    engine.flatten()
+    await wait(lambda: legs["LIMIT"][0] not in server.working())
+    rearmed = await wait(lambda: len(legs_of(server)) == 2 and legs_of(server))
+    assert {r["quantity"] for r in rearmed.values()} == {10} and engine.positions()[0]["qty"] == 10
+    alerts = [e.data["text"] for e in iter(sub.get_nowait, None) if e.kind == ALERT]
+    assert any("static IP" in t and "re-armed" in t for t in alerts)
+
+
+async def test_after_a_refused_exit_strategy_exits_wait_and_flatten_tries_again(live):
+    server, engine, _ = live
+    await enter(server, engine)
+    server.reject_reason = "Order placement is allowed only from the registered static IP"
+    server.reject_types = {"MARKET"}
+    engine.flatten()
+    await wait(lambda: len(legs_of(server)) == 2 and not engine.brackets[0].exit)
+    placed = len(server.orders)
+    await prices(server, [99.0, 98.0, 97.0], start=10)  # the EMA cross turns: the strategy wants out
+    assert len(server.orders) == placed
+    server.reject_reason = ""
+    engine.flatten()
+    [exit_row] = await wait(lambda: [r for r in server.working().values() if r["order_type"] == "MARKET"])
+    assert (exit_row["transaction_type"], exit_row["quantity"]) == ("SELL", 10)
