@@ -367,5 +367,6 @@ async def _shutdown(rt: Runtime, tasks: list[asyncio.Task], web_runner, on_shutd
     await asyncio.gather(*tasks, return_exceptions=True)
     if web_runner is not None:
         await web_runner.cleanup()
-    engine.journal.flush(fsync=True)
+    engine.journal.flush()
+    engine.journal.close()
     log.info("stopped in %.1f s", time.monotonic() - started)

@@ -2,10 +2,13 @@
 
 Records are buffered in memory on the tick path and written by ``flush`` (called by a background
 task, on shutdown, and before anything is sent to a real broker), so the tick path never waits
-on the disk while the order of records is kept exactly.
+on the disk while the order of records is kept exactly. A flush hands the lines to the operating
+system, which is enough to survive a crash of the process; ``run`` then syncs them to the disk in a
+worker thread within one interval, so an order never waits for the disk either.
 """
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -25,6 +28,9 @@ class Journal:
         self._now_ns = now_ns
         self._buffer: list[bytes] = []
         self._dates: list[str] = []
+        self._fh = None  # the open file of the day being written
+        self._date: str | None = None
+        self._unsynced = False
 
     def record(self, kind: str, **fields: Any) -> None:
         ts = self._now_ns()
@@ -37,30 +43,54 @@ class Journal:
             self.flush()
 
     def flush(self, fsync: bool = False) -> None:
-        if not self._buffer:
-            return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        buffer, dates = self._buffer, self._dates
-        self._buffer, self._dates = [], []
-        start = 0
-        while start < len(buffer):
-            end = start
-            while end < len(buffer) and dates[end] == dates[start]:
-                end += 1
-            with open(self.dir / f"{dates[start]}.jsonl", "ab") as fh:
+        if self._buffer:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            buffer, dates = self._buffer, self._dates
+            self._buffer, self._dates = [], []
+            start = 0
+            while start < len(buffer):
+                end = start
+                while end < len(buffer) and dates[end] == dates[start]:
+                    end += 1
+                fh = self._file(dates[start])
                 fh.write(b"".join(buffer[start:end]))
-                if fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            start = end
+                fh.flush()
+                start = end
+            self._unsynced = True
+        if fsync:
+            self.sync()
+
+    def _file(self, date: str):
+        if self._date != date:
+            self.close()
+            # held open across flushes (closed by close()): reopening per flush costs the order path
+            self._fh, self._date = open(self.dir / f"{date}.jsonl", "ab"), date  # noqa: SIM115
+        return self._fh
+
+    def sync(self) -> None:
+        """Make what was flushed durable (blocks on the disk: call it off the event loop)."""
+        fh = self._fh
+        if fh is not None and self._unsynced:
+            self._unsynced = False
+            with contextlib.suppress(ValueError, OSError):  # closed by a day change meanwhile: close() synced it
+                os.fsync(fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh, self._date = None, None
 
     async def run(self, interval: float = 0.05) -> None:
         try:
             while True:
                 await asyncio.sleep(interval)
                 self.flush()
+                if self._unsynced:
+                    await asyncio.to_thread(self.sync)
         finally:
-            self.flush(fsync=True)
+            self.flush()
+            self.close()
 
     def read_day(self, date: str) -> list[dict[str, Any]]:
         path = self.dir / f"{date}.jsonl"

@@ -1,0 +1,205 @@
+"""Live path: a ticker frame received on the WebSocket -> the entry order written to the REST connection.
+
+The local Kite server (tests/kite_server.py) runs in its own process on loopback and pushes a
+full-mode frame every ``--gap`` seconds (1 ms: a busy feed). The price sits still, except that every
+``--every`` frames it dips and comes back up, and that up frame makes the EMA cross buy: 10 orders/s
+by default, Kite's limit. This process runs the real client: ``KiteTicker`` -> ``Engine.on_tick`` ->
+``KiteBroker`` worker -> ``KiteREST`` on aiohttp. Between samples the engine forgets the resting
+entry (outside the timed path) so the next up frame orders again.
+
+Stamps (perf_counter_ns): frame handed to the ticker; ticks decoded (callback entered); engine done
+(order queued); worker starts the place call; request body written on the socket (aiohttp trace).
+Goal: frame -> request written, p50 <= 30 us, p99 <= 100 us.
+"""
+
+import argparse
+import asyncio
+import copy
+import multiprocessing as mp
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import aiohttp
+import numpy as np
+import orjson
+from aiolimiter import AsyncLimiter
+
+from benchmarks.common import percentiles, report
+from config import validate
+from engine import layout as L
+from engine.brokers.kite.broker import KiteBroker
+from engine.brokers.kite.rest import KiteREST
+from engine.brokers.kite.ticker import KiteTicker
+from engine.engine import Engine
+from engine.events import EventBus
+from engine.journal import Journal
+
+DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "default.json").read_bytes())
+INFY = 408065
+T0 = int(datetime.fromisoformat("2026-11-23T09:16:00+05:30").timestamp())
+
+
+def serve(pipe, frames: int, gap: float, every: int) -> None:
+    """The Kite side, in its own process: wait for the ticker, then push the frames."""
+    from engine.brokers.kite.ticker_codec import Tick
+    from tests.kite_server import FakeKite
+
+    async def main() -> None:
+        server = FakeKite()
+        pipe.send(await server.start())
+        while not server.modes:
+            await asyncio.sleep(0.01)
+        for k in range(frames):
+            price = {every - 2: 99.0, every - 1: 101.0}.get(k % every, 100.0)
+            await server.push([Tick(INFY, price, "full", True, exchange_timestamp=T0 + k)])
+            await asyncio.sleep(gap)
+        await asyncio.to_thread(pipe.recv)  # serve on until the client is done
+        await server.stop()
+
+    asyncio.run(main())
+
+
+def config():
+    data = copy.deepcopy(DEFAULT)
+    data["instruments"] = [{**data["instruments"][0], "tick_size": 0.05,
+                            "strategy": {"kind": "ema_cross", "fast": 1, "slow": 2, "allow_short": False}}]
+    return validate(data)
+
+
+async def client(base: str, frames: int, warm: int) -> dict[str, dict[str, np.ndarray]]:
+    pc = time.perf_counter_ns
+    stamps = SimpleNamespace(frame=0, decoded=0, engine=0, worker=0, ordered=False, phase="socket")
+    phases = {p: {k: [] for k in ("frame", "decoded", "engine", "worker", "written", "quiet")}
+              for p in ("socket", "warm")}
+    written, settled = asyncio.Event(), asyncio.Event()
+
+    async def body_sent(session, ctx, params) -> None:
+        if params.method == "POST" and params.url.path == "/orders/regular" and stamps.ordered:
+            samples = phases[stamps.phase]
+            for name, t in (("frame", stamps.frame), ("decoded", stamps.decoded), ("engine", stamps.engine),
+                            ("worker", stamps.worker)):
+                samples[name].append(t)
+            samples["written"].append(pc())
+            stamps.ordered = False
+            written.set()
+
+    async def answered(session, ctx, params) -> None:
+        if params.method == "GET":  # the worker's look at the new order: it is idle again
+            settled.set()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(body_sent)
+    trace.on_request_end.append(answered)
+    from engine.brokers.kite.ticker_codec import Tick, encode_frame
+    from tests.kite_server import API_KEY
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rest = KiteREST(API_KEY, "tok-day-1", base, timeout=5.0)
+        rest._session = rest._new_session(trace_configs=[trace])
+        journal = Journal(Path(tmp), time.time_ns)
+        broker = KiteBroker(rest, journal, {"NSE:INFY": 0.05}, time.time_ns)
+        engine = Engine(config(), broker, EventBus(), journal, time.time_ns)
+        engine.start_session()
+        a = engine.arrays
+        place = rest.place_order
+
+        async def timed_place(params, *args, **kw):
+            stamps.worker = pc()
+            return await place(params, *args, **kw)
+
+        rest.place_order = timed_place
+
+        def on_ticks(tokens, prices, ts, received) -> None:
+            t1 = pc()
+            act = 0
+            for price, stamp in zip(prices.tolist(), ts.tolist(), strict=True):
+                act |= engine.on_tick(0, stamp, price)
+            t2 = pc()
+            if act & L.ACT_ENTRY_ORDER:
+                stamps.decoded, stamps.engine, stamps.ordered = t1, t2, True
+            else:
+                phases[stamps.phase]["quiet"].append(t2 - stamps.frame)
+                # forget the resting entry (untimed) so the next up frame can buy again
+                a.st[0, L.S_PEND_SIDE] = a.st[0, L.S_PEND_KIND] = 0.0
+                a.acct[L.A_TRADES] = 0.0
+                engine.brackets[0].entry = None
+
+        ticker = KiteTicker(API_KEY, lambda: rest.access_token, [INFY], on_ticks, broker.update,
+                            url=f"{base.replace('http', 'ws')}/ws")
+        on_frame = ticker._on_frame
+
+        def timed_frame(frame: bytes) -> None:
+            stamps.frame = pc()
+            on_frame(frame)
+
+        ticker._on_frame = timed_frame
+        tasks = [asyncio.create_task(broker.run()), asyncio.create_task(ticker.run())]
+        while ticker.frames < frames:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+
+        # The same path back to back: each order's frame follows the last answer without idling.
+        stamps.phase = "warm"
+        rest._order_limiter = AsyncLimiter(1_000_000, 1)  # faster than Kite's 10/s: this phase times the code
+        for k in range(warm):
+            stamp = T0 + frames + 3 * k
+            for j, price in enumerate((100.0, 99.0, 101.0)):
+                timed_frame(encode_frame([Tick(INFY, price, "full", True, exchange_timestamp=stamp + j)]))
+            written.clear()
+            settled.clear()
+            await written.wait()
+            await settled.wait()
+        for task in tasks:
+            task.cancel()
+        await rest.close()
+    return {p: {k: np.array(v, dtype=np.int64) for k, v in samples.items()} for p, samples in phases.items()}
+
+
+def rows_for(title: str, s: dict[str, np.ndarray], goals: bool) -> list[dict]:
+    skip = 5  # the first orders open the keep-alive connection and warm the caches
+    total = percentiles((s["written"] - s["frame"])[skip:])
+    rows = [
+        {"metric": f"{title}: frame -> order request written, p50 ({len(s['written']) - skip} orders)",
+         "value": f"{total['p50_us']:.1f} us", "goal": "<= 30 us" if goals else None,
+         "ok": total["p50_us"] <= 30 if goals else None},
+        {"metric": f"{title}: frame -> order request written, p99", "value": f"{total['p99_us']:.1f} us",
+         "goal": "<= 100 us" if goals else None, "ok": total["p99_us"] <= 100 if goals else None},
+    ]
+    parts = {
+        "decode (frame -> ticks)": s["decoded"] - s["frame"],
+        "engine (ticks -> order queued)": s["engine"] - s["decoded"],
+        "hand-off to the order worker": s["worker"] - s["engine"],
+        "HTTP client (place call -> body written)": s["written"] - s["worker"],
+    }
+    for name, ns in parts.items():
+        p = percentiles(ns[skip:])
+        rows.append({"metric": f"  {name}", "value": f"p50 {p['p50_us']:.1f} us, p99 {p['p99_us']:.1f} us"})
+    quiet = percentiles(s["quiet"][skip:])
+    rows.append({"metric": "  a frame with no order: frame -> engine done",
+                 "value": f"p50 {quiet['p50_us']:.1f} us, p99 {quiet['p99_us']:.1f} us"})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20_000, help="frames pushed (at most 22,000: one session)")
+    parser.add_argument("--gap", type=float, default=0.001, help="seconds between frames")
+    parser.add_argument("--every", type=int, default=100, help="one order every this many frames")
+    parser.add_argument("--warm", type=int, default=500, help="orders sent back to back afterwards")
+    args = parser.parse_args()
+    ctx = mp.get_context("spawn")
+    here, there = ctx.Pipe()
+    server = ctx.Process(target=serve, args=(there, args.frames, args.gap, args.every), daemon=True)
+    server.start()
+    phases = asyncio.run(client(here.recv(), args.frames, args.warm))
+    here.send("done")
+    server.join(10)
+    report("frame_to_order", rows_for(f"feed at 1 frame / {args.gap * 1e3:g} ms", phases["socket"], True)
+           + rows_for("back to back", phases["warm"], False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The journal: records reach the file in order, a day per file, without the tick path waiting on the disk."""
+
+import asyncio
+from datetime import datetime
+
+from engine.journal import Journal
+from engine.layout import IST
+
+
+def clock_at(iso: str) -> list[int]:
+    return [int(datetime.fromisoformat(iso).replace(tzinfo=IST).timestamp() * 1e9)]
+
+
+def test_records_stay_in_memory_until_a_flush_writes_them_in_order(tmp_path):
+    now = clock_at("2026-11-23T10:00:00")
+    journal = Journal(tmp_path, lambda: now[0])
+    journal.record("intent", tag="a")
+    journal.record("order", tag="a")
+    assert journal.read_day("2026-11-23") == []
+    journal.flush()
+    assert [r["kind"] for r in journal.read_day("2026-11-23")] == ["intent", "order"]
+
+
+def test_records_after_ist_midnight_go_to_the_next_days_file(tmp_path):
+    now = clock_at("2026-11-23T23:59:59")
+    journal = Journal(tmp_path, lambda: now[0])
+    journal.record("late")
+    now[0] += 2 * 10**9
+    journal.record("early")
+    journal.flush()
+    journal.close()
+    assert [r["kind"] for r in journal.read_day("2026-11-23")] == ["late"]
+    assert [r["kind"] for r in journal.read_day("2026-11-24")] == ["early"]
+
+
+def test_a_flush_after_close_reopens_the_file_and_appends(tmp_path):
+    now = clock_at("2026-11-23T10:00:00")
+    journal = Journal(tmp_path, lambda: now[0])
+    journal.record("one")
+    journal.flush()
+    journal.close()
+    journal.record("two")
+    journal.flush(fsync=True)
+    assert [r["kind"] for r in journal.read_day("2026-11-23")] == ["one", "two"]
+
+
+async def test_the_background_task_writes_on_its_own_and_flushes_the_rest_when_cancelled(tmp_path):
+    now = clock_at("2026-11-23T10:00:00")
+    journal = Journal(tmp_path, lambda: now[0])
+    task = asyncio.create_task(journal.run(interval=0.01))
+    journal.record("tick-path")
+    await asyncio.sleep(0.1)
+    assert [r["kind"] for r in journal.read_day("2026-11-23")] == ["tick-path"]
+    journal.record("last")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [r["kind"] for r in journal.read_day("2026-11-23")] == ["tick-path", "last"]
