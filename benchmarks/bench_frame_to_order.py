@@ -112,7 +112,7 @@ async def client(base: str, frames: int, warm: int) -> dict[str, dict[str, np.nd
 
         rest.place_order = timed_place
 
-        def on_ticks(tokens, prices, ts, received) -> None:
+        def on_ticks(tokens, prices, ts, traded, received) -> None:
             t1 = pc()
             act = 0
             for price, stamp in zip(prices.tolist(), ts.tolist(), strict=True):

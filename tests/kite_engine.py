@@ -41,7 +41,8 @@ async def kite_engine(tmp_path):
     broker.on_token_error = engine.token_expired
     engine.start_session()
     ticker = KiteTicker(API_KEY, lambda: rest.access_token, [INFY],
-                        lambda t, p, ts, rcv: [engine.on_tick(0, int(x), float(y)) for x, y in zip(ts, p, strict=True)],
+                        lambda t, p, ts, v, rcv: [engine.on_tick(0, int(x), float(y), float(q))
+                                                   for x, y, q in zip(ts, p, v, strict=True)],
                         broker.update, url=f"{server.base.replace('http', 'ws')}/ws")
     tasks = [asyncio.create_task(broker.run()), asyncio.create_task(ticker.run())]
     await wait(lambda: server.modes)

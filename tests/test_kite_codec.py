@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from engine.brokers.kite.ticker_codec import FrameError, Tick, decode, encode_frame, last_prices, split_frame
+from engine.brokers.kite.ticker_codec import (
+    FrameError,
+    PriceDecoder,
+    Tick,
+    decode,
+    encode_frame,
+    last_prices,
+    split_frame,
+)
 
 INFY, NIFTY, USDINR, BSE_USDINR = 408065, 256265, 412675, 1000198  # NSE eq, index, CDS (seg 3), BCD (seg 6)
 DEPTH = tuple((100 * (k + 1), (107435 - 5 * k) / 100, k + 1) for k in range(5)) + tuple(
@@ -69,3 +77,11 @@ def test_a_frame_of_many_instruments_decodes_every_packet():
     ticks = [Tick(INFY + 256 * k, (10000 + k) / 100, "full", True, depth=DEPTH) for k in range(3000)]
     tokens, prices, _ = last_prices(encode_frame(ticks))
     assert np.array_equal(prices, [(10000 + k) / 100 for k in range(3000)]) and len(tokens) == 3000
+
+
+def test_quote_and_full_packets_carry_the_days_volume_and_the_last_quantity():
+    frame = encode_frame([Tick(408065, 1074.35, "full", True, volume=1_234_567, last_quantity=25),
+                          Tick(779521, 801.1, "quote", True, volume=890, last_quantity=3),
+                          Tick(408065, 1074.4, "ltp", True)])
+    _, _, _, volumes, quantities = PriceDecoder()(frame)
+    assert volumes.tolist() == [1_234_567, 890, -1] and quantities.tolist() == [25, 3, 0]

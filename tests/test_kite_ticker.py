@@ -22,7 +22,7 @@ async def feed():
     await server.start()
     got, orders = [], []
     ticker = KiteTicker(API_KEY, lambda: server.access_token, [INFY, SBIN],
-                        lambda t, p, ts, rcv: got.extend(zip(t.tolist(), p.tolist(), ts.tolist(), strict=True)),
+                        lambda t, p, ts, v, rcv: got.extend(zip(t.tolist(), p.tolist(), ts.tolist(), strict=True)),
                         orders.append, url=f"{server.base.replace('http', 'ws')}/ws", max_backoff_s=0.2)
     task = asyncio.create_task(ticker.run())
     await wait(lambda: server.sockets and server.modes)
@@ -113,3 +113,47 @@ async def test_cancelling_the_ticker_stops_it_instead_of_reconnecting():
         assert task.cancelled() and ticker.reconnects == 0 and not server.sockets
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def volumes():
+    """A ticker that records (token, quantity traded since that instrument's previous tick)."""
+    server = FakeKite()
+    await server.start()
+    got = []
+    ticker = KiteTicker(API_KEY, lambda: server.access_token, [INFY, SBIN],
+                        lambda t, p, ts, v, rcv: got.extend(zip(t.tolist(), v.tolist(), strict=True)),
+                        lambda row: None, url=f"{server.base.replace('http', 'ws')}/ws")
+    task = asyncio.create_task(ticker.run())
+    await wait(lambda: server.sockets and server.modes)
+    yield server, got
+    task.cancel()
+    await server.stop()
+
+
+def traded(token: int, stamp: int, volume: int, last_quantity: int) -> Tick:
+    return Tick(token, 1074.35, "full", True, exchange_timestamp=stamp, volume=volume, last_quantity=last_quantity)
+
+
+async def test_each_tick_weighs_what_traded_since_the_instruments_previous_tick(volumes):
+    server, got = volumes
+    await server.push([traded(INFY, 1795405501, 120_000, 5), traded(SBIN, 1795405501, 90_000, 7)])
+    await server.push([traded(INFY, 1795405502, 120_250, 50)])
+    await server.push([traded(INFY, 1795405503, 120_250, 50)])
+    await wait(lambda: len(got) == 4)
+    assert got == [(INFY, 5.0), (SBIN, 7.0), (INFY, 250.0), (INFY, 0.0)]
+
+
+async def test_a_volume_that_starts_over_weighs_the_last_trade(volumes):
+    server, got = volumes
+    await server.push([traded(INFY, 1795405501, 120_000, 5)])
+    await server.push([traded(INFY, 1795491901, 40, 40)])  # the next day
+    await wait(lambda: len(got) == 2)
+    assert got[1] == (INFY, 40.0)
+
+
+async def test_ltp_mode_ticks_carry_no_volume_and_weigh_one(volumes):
+    server, got = volumes
+    await server.push([Tick(INFY, 1074.35, "ltp", True), Tick(INFY, 1074.4, "ltp", True)])
+    await wait(lambda: len(got) == 2)
+    assert got == [(INFY, 1.0), (INFY, 1.0)]

@@ -98,11 +98,12 @@ class KiteLive:
     def ticker_for(self, on_tick: Callable[[int, int, float, float], None]) -> KiteTicker:
         rows = self.tokens
 
-        def ticks(tokens: np.ndarray, prices: np.ndarray, ts: np.ndarray, received: int) -> None:
-            for token, price, stamp in zip(tokens.tolist(), prices.tolist(), ts.tolist(), strict=True):
+        def ticks(tokens: np.ndarray, prices: np.ndarray, ts: np.ndarray, traded: np.ndarray, received: int) -> None:
+            for token, price, stamp, volume in zip(tokens.tolist(), prices.tolist(), ts.tolist(), traded.tolist(),
+                                                   strict=True):
                 row = rows.get(token)
                 if row is not None:
-                    on_tick(row, stamp, price, 1.0)
+                    on_tick(row, stamp, price, volume)
 
         self.ticker = KiteTicker(self.creds.api_key, lambda: self.rest.access_token, list(rows), ticks,
                                  self.broker.update, url=os.environ.get("KITE_WS_URL", DEFAULT_URL))

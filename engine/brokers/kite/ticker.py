@@ -27,7 +27,8 @@ from engine.brokers.kite.ticker_codec import FrameError, PriceDecoder
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "wss://ws.kite.trade"
-TickSink = Callable[[np.ndarray, np.ndarray, np.ndarray, int], None]  # tokens, prices, ts_ns, received ns
+# tokens, prices, ts_ns, quantity traded since the instrument's previous tick, received ns
+TickSink = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], None]
 
 
 class KiteTicker:
@@ -47,6 +48,7 @@ class KiteTicker:
         self.last_tick_mono = 0.0
         self._decode = PriceDecoder(max(8, len(tokens)))
         self._last: dict[int, tuple[int, float]] = {}  # token -> (exchange ts, price) last delivered
+        self._volume: dict[int, int] = {}  # token -> day volume at its last delivered tick
         self._fresh = False  # True until the first frame of a new connection has been seen
 
     async def run(self) -> None:
@@ -90,7 +92,7 @@ class KiteTicker:
         received = time.time_ns()
         self.frames += 1
         try:
-            tokens, prices, stamps = self._decode(frame)
+            tokens, prices, stamps, volumes, quantities = self._decode(frame)
         except FrameError as exc:
             self.garbled += 1
             log.warning("ticker: garbled frame of %d bytes skipped (%s); %d so far", len(frame), exc, self.garbled)
@@ -101,10 +103,26 @@ class KiteTicker:
         keep = self._new(tokens, prices, stamps)
         self._fresh = False
         if keep is not None:
-            tokens, prices, ts = tokens[keep], prices[keep], ts[keep]
+            tokens, prices, ts, volumes, quantities = (tokens[keep], prices[keep], ts[keep], volumes[keep],
+                                                       quantities[keep])
         self.last_tick_mono = time.monotonic()
         if len(tokens):
-            self.on_ticks(tokens, prices, ts, received)
+            self.on_ticks(tokens, prices, ts, self._traded(tokens, volumes, quantities), received)
+
+    def _traded(self, tokens: np.ndarray, volumes: np.ndarray, quantities: np.ndarray) -> np.ndarray:
+        """What traded since each instrument's previous tick: the rise in the day's volume (trades
+        missed while disconnected included). With no earlier tick to compare, or a new day's volume,
+        the last trade's quantity; an LTP-mode packet carries no volume and weighs 1."""
+        traded = np.ones(len(tokens))
+        for k in range(len(tokens)):
+            volume = int(volumes[k])
+            if volume < 0:
+                continue
+            token = int(tokens[k])
+            last = self._volume.get(token)
+            traded[k] = volume - last if last is not None and volume >= last else int(quantities[k])
+            self._volume[token] = volume
+        return traded
 
     def _new(self, tokens: np.ndarray, prices: np.ndarray, stamps: np.ndarray) -> np.ndarray | None:
         """Mask of ticks not delivered before (None: all are new). Kite re-sends the last tick of

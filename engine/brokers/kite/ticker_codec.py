@@ -115,8 +115,10 @@ def _be32(b, at):
 
 
 @njit(cache=True)
-def _scan(b, tokens, prices, stamps):
-    """Walk a frame; returns the packet count, or -1 - byte offset where it stops making sense."""
+def _scan(b, tokens, prices, stamps, volumes, quantities):
+    """Walk a frame; returns the packet count, or -1 - byte offset where it stops making sense.
+    ``volumes`` is the day's traded volume (-1 where the packet has none), ``quantities`` the last
+    trade's quantity."""
     n = len(b)
     count = (np.int64(b[0]) << 8) | np.int64(b[1])
     if count > len(tokens):
@@ -135,13 +137,16 @@ def _scan(b, tokens, prices, stamps):
         tokens[k] = token
         prices[k] = _be32(b, at + 4) / div
         stamps[k] = _be32(b, at + 60) if size == 184 else _be32(b, at + 28) if size == 32 else 0
+        traded = size == 44 or size == 184
+        volumes[k] = _be32(b, at + 16) if traded else -1
+        quantities[k] = _be32(b, at + 8) if traded else 0
         at += size
     return count if at == n else -1 - at
 
 
 class PriceDecoder:
-    """Last prices of whole frames into reused arrays: one jitted walk per frame, no allocation in
-    the steady state. The arrays returned are valid until the next call."""
+    """Last prices (and volumes) of whole frames into reused arrays: one jitted walk per frame, no
+    allocation in the steady state. The arrays returned are valid until the next call."""
 
     def __init__(self, capacity: int = 3000) -> None:
         self._grow(capacity)
@@ -150,24 +155,31 @@ class PriceDecoder:
         self.tokens = np.empty(capacity, np.int64)
         self.prices = np.empty(capacity)
         self.stamps = np.empty(capacity, np.int64)
+        self.volumes = np.empty(capacity, np.int64)
+        self.quantities = np.empty(capacity, np.int64)
 
-    def __call__(self, frame: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, frame: bytes) -> tuple[np.ndarray, ...]:
+        """(tokens, prices, exchange epoch seconds or 0, day volumes or -1, last trade quantities)."""
         if len(frame) < 2:
             if len(frame) == 1:  # heartbeat
-                return self.tokens[:0], self.prices[:0], self.stamps[:0]
+                return self._first(0)
             raise FrameError(f"frame of {len(frame)} bytes is too short")
         if len(frame) // 10 + 1 > len(self.tokens):  # no packet is shorter than 2 + 8 bytes
             self._grow(len(frame) // 10 + 1)
-        count = _scan(np.frombuffer(frame, np.uint8), self.tokens, self.prices, self.stamps)
+        count = _scan(np.frombuffer(frame, np.uint8), self.tokens, self.prices, self.stamps, self.volumes,
+                      self.quantities)
         if count < 0:
             split_frame(frame)  # names the fault
             raise FrameError(f"garbled frame near byte {-1 - count}")
-        return self.tokens[:count], self.prices[:count], self.stamps[:count]
+        return self._first(count)
+
+    def _first(self, n: int) -> tuple[np.ndarray, ...]:
+        return self.tokens[:n], self.prices[:n], self.stamps[:n], self.volumes[:n], self.quantities[:n]
 
 
 def last_prices(frame: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(tokens int64, prices float64, exchange epoch seconds int64 or 0) of every packet in a frame."""
-    tokens, prices, stamps = PriceDecoder(len(frame) // 10 + 1)(frame)
+    tokens, prices, stamps, _, _ = PriceDecoder(len(frame) // 10 + 1)(frame)
     return tokens.copy(), prices.copy(), stamps.copy()
 
 
