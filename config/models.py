@@ -181,6 +181,9 @@ class Risk(Model):
     max_trades_per_day: int = Field(20, ge=1)
     max_orders_per_second: int = Field(10, ge=1)
     max_quantity: int = Field(1000, ge=1)
+    # live: Kite turns market orders into limits at a protection price, which a fast move can leave
+    # behind; an exit (or a triggered stop) that has not filled for this long is re-priced at market
+    exit_reprice_seconds: float = Field(5.0, gt=0)
 
     @field_validator("max_orders_per_second")
     @classmethod

@@ -214,7 +214,13 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
                 engine.alert("Broker session still expired: entries paused. /login, then "
                              + ("tap the link." if rt.login_tap else "/token."))
 
+    async def reprice() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            engine.reprice_exits()
+
     rt.tasks["kite-orders"] = live.broker.run
+    rt.tasks["exit-reprice"] = reprice
     rt.tasks["token-nag"] = nag
     rt.tasks["feed"] = feed
     rt.health["feed"] = lambda: "kite connected" if ticker.connected else "kite disconnected"

@@ -91,6 +91,7 @@ class Engine:
         self.token_ok = True  # False from a broker's TokenException until a new token
         self._tag = TagMaker()
         self._fills = FillLedger()
+        self._repriced: dict[str, tuple[int, int]] = {}  # order id -> (times re-priced, when last)
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
         self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
         self._sync_entries()
@@ -360,6 +361,30 @@ class Engine:
         self._publish(ALERT, critical=True, level="critical",
                       text=f"{order.request.symbol}: {order.purpose} order {why}; sent {side} {qty} "
                            "at market to undo the excess")
+
+    def reprice_exits(self) -> int:
+        """Live: a market exit, repair or triggered stop that has not filled for
+        ``risk.exit_reprice_seconds`` (Kite parks them as limits at the protection price, which a
+        fast move leaves behind) is re-priced at market. Returns how many were; called every second."""
+        now, wait_ns = self.now_ns(), int(self.cfg.risk.exit_reprice_seconds * 1e9)
+        stops = {br.stop for br in self.brackets if br.stop}
+        repriced = 0
+        for order in self.broker.all_orders():
+            exiting = order.purpose in (Purpose.EXIT, Purpose.REPAIR) or order.order_id in stops
+            if not exiting or order.status != Status.OPEN:  # a stop is OPEN once triggered
+                continue
+            attempts, last_ns = self._repriced.get(order.order_id, (0, 0))
+            if now - max(order.updated_ns, last_ns) < wait_ns:
+                continue
+            self.broker.modify(order.order_id, order_type=OrderType.MARKET)
+            self._repriced[order.order_id] = (attempts + 1, now)
+            repriced += 1
+            left = order.request.quantity - order.filled_quantity
+            text = (f"{order.request.symbol} {order.purpose} order: {left} unfilled after "
+                    f"{self.cfg.risk.exit_reprice_seconds:g} s, re-priced at market (attempt {attempts + 1})")
+            self.journal.record("repriced", order_id=order.order_id, attempt=attempts + 1)
+            self._publish(ALERT, critical=attempts >= 2, level="critical" if attempts >= 2 else "warning", text=text)
+        return repriced
 
     def _publish(self, kind: str, critical: bool = False, **data: Any) -> None:
         self.bus.publish(Event(kind, self.now_ns(), data, critical))

@@ -36,6 +36,7 @@ class FakeKite:
         self.subscribed: set[int] = set()
         self.modes: dict[int, str] = {}
         self.requests: list[str] = []
+        self.modifies: list[dict[str, str]] = []  # the form of every modify call
         self.net_positions: list[dict[str, Any]] = []
         self.runner: web.AppRunner | None = None
         self.base = ""
@@ -137,7 +138,12 @@ class FakeKite:
         if order_id not in self.orders:
             return self.error(400, "InputException", "Invalid order_id")
         form = dict(await request.post())
+        self.modifies.append(form)
         row = {**self.orders[order_id][-1], **{k: float(v) for k, v in form.items() if k.endswith("price")}}
+        if "order_type" in form:
+            if form["order_type"] in ("MARKET", "SL-M") and form.get("market_protection") in (None, "", "0"):
+                return self.error(400, "InputException", MP_REFUSAL)
+            row["order_type"] = form["order_type"]
         if "quantity" in form:
             row["quantity"] = int(form["quantity"])
             row["pending_quantity"] = row["quantity"] - row["filled_quantity"]
@@ -220,6 +226,12 @@ class FakeKite:
         pending = last["quantity"] - filled
         row = {**last, "status": "COMPLETE" if pending == 0 else last["status"], "filled_quantity": filled,
                "pending_quantity": pending, "average_price": round(average, 2)}
+        self.orders[order_id].append(row)
+        await self.push_raw(orjson.dumps({"type": "order", "data": row}).decode())
+
+    async def trigger(self, order_id: str) -> None:
+        """A stop's trigger price is reached: the order is OPEN at the exchange, not yet filled."""
+        row = {**self.orders[order_id][-1], "status": "OPEN"}
         self.orders[order_id].append(row)
         await self.push_raw(orjson.dumps({"type": "order", "data": row}).decode())
 

@@ -172,3 +172,10 @@ def test_calendar_lists_weekday_holidays_and_muhurat_session():
     assert len(days) == 16 and all(d.year == 2026 and d.weekday() < 5 for d in days)
     assert calendar["special_sessions"] == [
         {"date": "2026-11-08", "open": "18:00", "close": "19:00", "name": "Muhurat trading"}]
+
+
+def test_exit_reprice_seconds_must_be_positive():
+    def mutate(d):
+        d["risk"]["exit_reprice_seconds"] = 0
+    [error] = errors_of(mutate)
+    assert error.startswith("risk.exit_reprice_seconds: 0") and "greater than 0" in error

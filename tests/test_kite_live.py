@@ -99,3 +99,43 @@ async def test_a_session_opening_with_an_expired_token_stays_paused_until_renewe
     assert (engine.state, engine.state_reason) == (State.PAUSED, "broker token expired")
     engine.token_renewed()
     assert engine.state == State.RUNNING
+
+
+def seconds_later(engine, s: float) -> None:
+    start = engine.now_ns()
+    engine.now_ns = lambda: start + int(s * 1e9)
+
+
+async def test_a_market_exit_left_unfilled_is_repriced_at_market_with_protection(live):
+    server, engine, bus = live
+    await enter(server, engine)
+    sub = bus.subscribe()
+    engine.flatten()
+    [(exit_id, _)] = await wait(lambda: [(k, r) for k, r in server.working().items() if r["order_type"] == "MARKET"])
+    seconds_later(engine, 4)
+    assert engine.reprice_exits() == 0
+    seconds_later(engine, 2)
+    assert engine.reprice_exits() == 1
+    [form] = await wait(lambda: server.modifies)
+    assert (form["order_type"], form["market_protection"]) == ("MARKET", "-1")
+    assert any(e.kind == ALERT and "re-priced at market" in e.data["text"] for e in iter(sub.get_nowait, None))
+    await server.complete(exit_id, 100.9)
+    await wait(lambda: engine.trades())
+
+
+async def test_a_triggered_stop_that_does_not_fill_is_repriced(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    stop_id = legs["SL-M"][0]
+    await server.trigger(stop_id)
+    await wait(lambda: engine.broker.order(engine.brackets[0].stop).status == "OPEN")
+    seconds_later(engine, 6)
+    assert engine.reprice_exits() == 1
+    await wait(lambda: server.orders[stop_id][-1]["order_type"] == "MARKET")
+
+
+async def test_a_resting_target_and_an_untriggered_stop_are_never_repriced(live):
+    server, engine, _ = live
+    await enter(server, engine)
+    seconds_later(engine, 600)
+    assert engine.reprice_exits() == 0

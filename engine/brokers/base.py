@@ -4,7 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.orders import Fill, Order, OrderRequest
+from engine.orders import Fill, Order, OrderRequest, OrderType
 
 
 class BrokerError(Exception):
@@ -36,8 +36,8 @@ class Broker(Protocol):
 
     async def place_order(self, request: OrderRequest) -> Order: ...
 
-    async def modify_order(self, order_id: str, *, price: float | None = None,
-                           trigger_price: float | None = None, quantity: int | None = None) -> Order: ...
+    async def modify_order(self, order_id: str, *, price: float | None = None, trigger_price: float | None = None,
+                           quantity: int | None = None, order_type: OrderType | None = None) -> Order: ...
 
     async def cancel_order(self, order_id: str) -> Order: ...
 
@@ -56,7 +56,7 @@ class VenueProtocol:
 
     def submit(self, request: OrderRequest, purpose=None) -> Order: ...
     def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
-               quantity: int | None = None) -> Order: ...
+               quantity: int | None = None, order_type: OrderType | None = None) -> Order: ...
     def cancel(self, order_id: str) -> Order: ...
 
     def order(self, order_id: str) -> Order:
@@ -71,9 +71,9 @@ class VenueProtocol:
     async def place_order(self, request: OrderRequest) -> Order:
         return self.submit(request)
 
-    async def modify_order(self, order_id: str, *, price: float | None = None,
-                           trigger_price: float | None = None, quantity: int | None = None) -> Order:
-        return self.modify(order_id, price, trigger_price, quantity)
+    async def modify_order(self, order_id: str, *, price: float | None = None, trigger_price: float | None = None,
+                           quantity: int | None = None, order_type: OrderType | None = None) -> Order:
+        return self.modify(order_id, price, trigger_price, quantity, order_type)
 
     async def cancel_order(self, order_id: str) -> Order:
         return self.cancel(order_id)

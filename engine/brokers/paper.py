@@ -63,7 +63,7 @@ class PaperBroker(VenueProtocol):
         return order
 
     def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
-               quantity: int | None = None) -> Order:
+               quantity: int | None = None, order_type: OrderType | None = None) -> Order:
         order = self._working(order_id)
         tick = self.tick_sizes[order.request.symbol]
         for name, value in (("price", price), ("trigger price", trigger_price)):
@@ -77,6 +77,8 @@ class PaperBroker(VenueProtocol):
             order.request.trigger_price = trigger_price
         if quantity is not None:
             order.request.quantity = quantity
+        if order_type is not None:
+            order.request.order_type = order_type
         self._changed(order)
         return order
 

@@ -60,12 +60,16 @@ class KiteBroker(VenueProtocol):
         return self.order(order_id)
 
     def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
-               quantity: int | None = None) -> Order:
+               quantity: int | None = None, order_type: OrderType | None = None) -> Order:
         order = self.order(order_id)
-        changes = {"price": price, "trigger_price": trigger_price, "quantity": quantity}
+        changes = {"price": price, "trigger_price": trigger_price, "quantity": quantity, "order_type": order_type}
         for name, value in changes.items():
             if value is not None:
                 setattr(order.request, name, value)
+        if order_type is not None:
+            changes["order_type"] = str(order_type)
+            if order_type in (OrderType.MARKET, OrderType.SL_M):  # required on a modify into them too
+                changes["market_protection"] = MARKET_PROTECTION
         self._queue.put_nowait(("modify", order_id, changes))
         return order
 
