@@ -179,7 +179,14 @@ async def _connect_kite(cfg, data_dir: Path, journal: Journal, clock: Clock, tic
 def _wire_kite(rt: Runtime, live: KiteLive) -> None:
     engine = rt.engine
     live.broker.on_token_error = engine.token_expired
-    ticker = live.ticker_for(lambda i, ts, price, volume: _live_tick(rt, i, ts, price, volume))
+    resyncs: set[asyncio.Task] = set()
+
+    def on_reconnect() -> None:
+        task = asyncio.get_running_loop().create_task(_resync(rt, live, "ticker reconnected"))
+        resyncs.add(task)  # a reference, so the task is not collected mid-flight
+        task.add_done_callback(resyncs.discard)
+
+    ticker = live.ticker_for(lambda i, ts, price, volume: _live_tick(rt, i, ts, price, volume), on_reconnect)
 
     async def feed() -> None:
         try:
@@ -198,6 +205,7 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
             engine.alert(outcome.text)
             return outcome
         paused = engine.state == State.PAUSED and engine.state_reason == TOKEN_PAUSE
+        await _resync(rt, live, "new token")
         engine.token_renewed()
         resumed = paused and engine.state == State.RUNNING
         outcome = Renewal(True, f"Kite session renewed for {user}"
@@ -226,6 +234,16 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
     rt.health["feed"] = lambda: "kite connected" if ticker.connected else "kite disconnected"
     rt.login, rt.token = live.login_url, renew
     rt.on_stop.append(live.rest.close)
+
+
+async def _resync(rt: Runtime, live: KiteLive, why: str) -> None:
+    """Catch up with Kite (start, reconnect, new token): fills missed meanwhile, positions, orders."""
+    try:
+        for note in await live.resync(rt.engine.reconcile):
+            log.info("reconcile (%s): %s", why, note)
+    except KiteError as exc:
+        log.error("reconcile (%s) failed: %s", why, exc.message)
+        rt.alert(f"Could not reconcile with Kite after {why}: {exc.message}")
 
 
 async def _check_token(rt: Runtime, live: KiteLive) -> None:
@@ -287,11 +305,7 @@ async def run(args: argparse.Namespace) -> int:
              ", ".join(i.symbol for i in cfg.instruments), Path(args.config).resolve(), data_dir.resolve())
     if live:
         _wire_kite(rt, live)
-        try:
-            for note in engine.reconcile((await live.rest.positions())["net"], await live.rest.orders()):
-                log.info("reconcile: %s", note)
-        except KiteError as exc:
-            log.error("reconcile failed: %s", exc)
+        await _resync(rt, live, "start")
 
     replay = cfg.paper.feed == "replay" and not live
     if not replay:  # a replay's sessions follow its ticks' own dates

@@ -288,11 +288,23 @@ class Engine:
         self.journal.record("exit_lost", symbol=order.request.symbol, order_id=order.order_id, text=text)
 
     def reconcile(self, positions: list[dict], orders: list[dict]) -> list[str]:
-        """Live start (or a new token): adopt our instruments' open positions from the broker, keep
-        the stop and target orders an earlier run left, re-arm the missing ones. Everything else is
-        the trader's: left alone and reported (returned, and shown in /status)."""
+        """Live start, ticker reconnect or new token (after the order book's fills were applied):
+        adopt our instruments' open positions from the broker, keep the stop and target orders an
+        earlier run left, re-arm the missing ones. Everything else is the trader's: left alone and
+        reported (returned, and shown in /status). A position OTrade holds that the broker shows flat
+        is alerted, not acted on: the positions report can trail a fill, and cancelling a real
+        position's stop on a stale report would be worse than a stop left resting."""
         a, notes = self.arrays, []
         working = [o for o in orders if o.get("status") in ("OPEN", "TRIGGER PENDING")]
+        held = {f"{p['exchange']}:{p['tradingsymbol']}": int(p["quantity"]) for p in positions}
+        for j, symbol in enumerate(a.symbols):
+            pos = int(a.st[j, L.S_POS])
+            if pos and not held.get(symbol):
+                text = (f"{symbol}: OTrade holds {pos:+d} but Kite shows no position (closed outside OTrade?); "
+                        "its stop and target still rest at Kite and would open a new position if they fill: "
+                        "check Kite and cancel them there")
+                notes.append(text + ", left alone")
+                self._publish(ALERT, critical=True, level="critical", text=text)
         for p in positions:
             symbol, qty = f"{p['exchange']}:{p['tradingsymbol']}", int(p["quantity"])
             j = self.index.get(symbol)

@@ -139,3 +139,29 @@ async def test_a_resting_target_and_an_untriggered_stop_are_never_repriced(live)
     await enter(server, engine)
     seconds_later(engine, 600)
     assert engine.reprice_exits() == 0
+
+
+async def test_a_fill_missed_while_the_ticker_was_away_is_caught_up_from_the_order_book(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    target_id = legs["LIMIT"][0]
+    last = server.orders[target_id][-1]
+    server.orders[target_id].append({**last, "status": "COMPLETE", "filled_quantity": 10, "pending_quantity": 0,
+                                     "average_price": 106.6})  # no ticker message: the socket was down
+    server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 0, "average_price": 0.0}]
+    rows = await engine.broker.sync()
+    engine.reconcile(server.net_positions, rows)
+    assert [t["exit_reason"] for t in engine.trades()] == ["target"]
+    await wait(lambda: server.orders[legs["SL-M"][0]][-1]["status"] == "CANCELLED")
+
+
+async def test_a_position_kite_shows_flat_is_alerted_and_its_orders_left_resting(live):
+    server, engine, bus = live
+    legs = await enter(server, engine)
+    sub = bus.subscribe()
+    server.net_positions = []  # squared off by hand in Kite
+    notes = engine.reconcile(server.net_positions, await engine.broker.sync())
+    [alert] = [e for e in iter(sub.get_nowait, None) if e.kind == ALERT]
+    assert alert.critical and "Kite shows no position" in alert.data["text"]
+    assert any("OTrade holds +10" in n for n in engine.status()["foreign"]) and notes
+    assert set(server.working()) == {legs["LIMIT"][0], legs["SL-M"][0]}

@@ -87,6 +87,17 @@ async def test_a_dropped_connection_reconnects_resubscribes_and_skips_the_snapsh
     assert ticker.reconnects == 1 and [g[1] for g in got] == [1074.35, 1074.5] and ticker.duplicates == 1
 
 
+async def test_a_reconnect_is_announced_so_missed_order_updates_can_be_caught_up(feed):
+    server, ticker, _, _ = feed
+    announced = []
+    ticker.on_reconnect = lambda: announced.append(ticker.connected)
+    server.modes.clear()
+    await server.drop()
+    await wait(lambda: server.sockets and server.modes)
+    await wait(lambda: announced)
+    assert announced == [True]
+
+
 async def test_a_refused_token_is_a_token_exception_not_an_endless_retry():
     server = FakeKite()
     await server.start()

@@ -153,15 +153,13 @@ class KiteBroker(VenueProtocol):
             self.on_order(order)
 
     async def sync(self) -> list[dict]:
-        """Reconcile: take every known order's state from Kite's order book; return the rows the
-        engine did not send in this process (earlier runs' and the trader's own)."""
-        unknown = []
-        for row in await self.rest.orders():
+        """Take every known order's state (fills missed while the ticker was away included) from
+        Kite's order book; returns the book's rows."""
+        rows = await self.rest.orders()
+        for row in rows:
             if (row.get("tag") or "") in self._orders:
                 self.update(row)
-            else:
-                unknown.append(row)
-        return unknown
+        return rows
 
     def adopt(self, row: dict, purpose: Purpose) -> Order:
         """Take a working order from Kite's book (sent by an earlier run) under the engine's care."""

@@ -92,10 +92,16 @@ class KiteLive:
                 warnings.append(f"{symbol}: configured tick_size {configured} but Kite says "
                                 f"{known[symbol].tick_size} today; using Kite's")
                 self.broker.tick_sizes[symbol] = known[symbol].tick_size
-        await self.broker.sync()
         return warnings
 
-    def ticker_for(self, on_tick: Callable[[int, int, float, float], None]) -> KiteTicker:
+    async def resync(self, reconcile: Callable[[list[dict], list[dict]], list[str]]) -> list[str]:
+        """The order book's news (fills missed while away) first, then positions and orders for the
+        engine's ``reconcile``; returns its notes."""
+        orders = await self.broker.sync()
+        return reconcile((await self.rest.positions())["net"], orders)
+
+    def ticker_for(self, on_tick: Callable[[int, int, float, float], None],
+                   on_reconnect: Callable[[], None]) -> KiteTicker:
         rows = self.tokens
 
         def ticks(tokens: np.ndarray, prices: np.ndarray, ts: np.ndarray, traded: np.ndarray, received: int) -> None:
@@ -106,7 +112,8 @@ class KiteLive:
                     on_tick(row, stamp, price, volume)
 
         self.ticker = KiteTicker(self.creds.api_key, lambda: self.rest.access_token, list(rows), ticks,
-                                 self.broker.update, url=os.environ.get("KITE_WS_URL", DEFAULT_URL))
+                                 self.broker.update, url=os.environ.get("KITE_WS_URL", DEFAULT_URL),
+                                 on_reconnect=on_reconnect)
         return self.ticker
 
     def login_url(self) -> str:
@@ -116,5 +123,4 @@ class KiteLive:
         """Turn the trader's redirect URL (or request token) into today's access token."""
         session = await self.rest.create_session(request_token_of(text), self.creds.api_secret)
         save_token(self.data_dir, self.rest.access_token)
-        await self.broker.sync()
         return session.get("user_id", "")

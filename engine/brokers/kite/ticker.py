@@ -34,7 +34,7 @@ TickSink = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], None]
 class KiteTicker:
     def __init__(self, api_key: str, access_token: Callable[[], str], tokens: list[int], on_ticks: TickSink,
                  on_order: Callable[[dict], None], url: str = DEFAULT_URL, mode: str = "full",
-                 max_backoff_s: float = 30.0) -> None:
+                 max_backoff_s: float = 30.0, on_reconnect: Callable[[], None] = lambda: None) -> None:
         self.api_key = api_key
         self.access_token = access_token
         self.tokens = list(tokens)
@@ -43,6 +43,7 @@ class KiteTicker:
         self.url = url
         self.mode = mode
         self.max_backoff_s = max_backoff_s
+        self.on_reconnect = on_reconnect  # order updates may have been missed while away
         self.frames = self.garbled = self.reconnects = self.duplicates = 0
         self.connected = False
         self.last_tick_mono = 0.0
@@ -75,6 +76,8 @@ class KiteTicker:
                     await ws.send_str(orjson.dumps({"a": "mode", "v": [self.mode, self.tokens]}).decode())
                 self.connected, self._fresh = True, True
                 log.info("ticker connected; %d instruments in %s mode", len(self.tokens), self.mode)
+                if self.reconnects:
+                    self.on_reconnect()
                 try:
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.BINARY:
