@@ -279,6 +279,12 @@ def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
 @entry
 def cancel_entry(st, acct, i):
     """Drop a pending entry; a trade it already opened (a live entry filled in part) still counts."""
+    return _cancel_entry(st, acct, i)
+
+
+@kernel
+def _cancel_entry(st, acct, i):
+    # a kernel, so flatten (on the tick path) inlines it instead of calling another compiled entry
     if st[i, S_PEND_KIND] != ORDER_ENTRY:
         return 0
     st[i, S_PEND_SIDE] = 0.0
@@ -291,7 +297,7 @@ def cancel_entry(st, acct, i):
 @entry
 def flatten(st, acct, i, reason):
     """Drop a pending entry and send a market exit for an open position (fills at the next tick)."""
-    act = cancel_entry(st, acct, i)
+    act = _cancel_entry(st, acct, i)
     pos = st[i, S_POS]
     if pos != 0.0 and st[i, S_PEND_KIND] != ORDER_EXIT:
         _set_pending(st, acct, i, -1.0 if pos > 0.0 else 1.0, ORDER_EXIT, reason)
