@@ -223,7 +223,9 @@ class Commands:
             f"{o['order_id']} {o['side']} {o['quantity']} {o['symbol']} {o['order_type']}"
             + (f" @ {o['price']:.2f}" if o["price"] else "")
             + (f" trigger {o['trigger_price']:.2f}" if o["trigger_price"] else "")
-            + f" · {o['status']} ({o['purpose']})" for o in rows))
+            + f" · {o['status']}"
+            + (f", {o['filled_quantity']} filled @ {o['average_price']:.2f}" if o["filled_quantity"] else "")
+            + f" ({o['purpose']})" for o in rows))
 
     def trades(self, caller: Caller, args: list[str]) -> Reply:
         rows = self.s.engine.trades()[-20:]

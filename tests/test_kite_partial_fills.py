@@ -3,6 +3,8 @@ and a fill the engine no longer wants is undone."""
 
 import pytest
 
+from bot.commands import CONSOLE, Commands, Services
+from config import ConfigManager
 from engine.events import ALERT, FILL
 from tests.kite_engine import enter, entry_sent, kite_engine, prices, wait
 
@@ -160,3 +162,13 @@ async def test_after_a_refused_exit_strategy_exits_wait_and_flatten_tries_again(
     engine.flatten()
     [exit_row] = await wait(lambda: [r for r in server.working().values() if r["order_type"] == "MARKET"])
     assert (exit_row["transaction_type"], exit_row["quantity"]) == ("SELL", 10)
+
+
+async def test_orders_shows_how_much_of_a_working_order_has_filled(live, tmp_path):
+    server, engine, _ = live
+    entry = await entry_sent(server)
+    await server.fill(entry, 4, 101.5)
+    await wait(lambda: len(legs_of(server)) == 2)
+    commands = Commands(Services(engine, ConfigManager(tmp_path / "cfg.json", tmp_path), tmp_path, engine.now_ns))
+    [line] = [x for x in commands.orders(CONSOLE, []).text.splitlines() if "(entry)" in x]
+    assert line.endswith("OPEN, 4 filled @ 101.50 (entry)")
