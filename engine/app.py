@@ -304,6 +304,10 @@ async def run(args: argparse.Namespace) -> int:
     log.info("%s trading %s; config %s; data in %s", "LIVE (Kite)" if live else "paper",
              ", ".join(i.symbol for i in cfg.instruments), Path(args.config).resolve(), data_dir.resolve())
     if live:
+        def throttle(old, new, changes) -> None:
+            live.rest.orders_per_second = new.risk.max_orders_per_second
+
+        manager.subscribe(throttle)
         _wire_kite(rt, live)
         await _resync(rt, live, "start")
 

@@ -1,5 +1,7 @@
 """The Kite REST client (real aiohttp) against the local Kite server: envelopes, errors, no double orders."""
 
+import time
+
 import pytest
 
 from engine.brokers.kite.rest import InputException, KiteREST, TokenException, Unreachable, checksum
@@ -128,3 +130,12 @@ async def test_an_unreachable_server_is_reported_not_hidden():
     with pytest.raises(Unreachable, match="no answer from Kite for GET /user/profile"):
         await client.profile()
     await client.close()
+
+
+async def test_orders_are_throttled_to_the_rate_set_at_run_time(kite):
+    server, client = kite
+    client.orders_per_second = 2  # risk.max_orders_per_second changed by /set
+    started = time.monotonic()
+    for k in range(4):
+        await client.place_order(order(f"ot-rate{k}"))
+    assert time.monotonic() - started >= 0.75 and len(server.orders) == 4  # the last two waited their turn

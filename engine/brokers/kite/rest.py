@@ -97,6 +97,15 @@ class KiteREST:
         self._session: aiohttp.ClientSession | None = None
         self._order_limiter = AsyncLimiter(orders_per_second, 1)
 
+    @property
+    def orders_per_second(self) -> float:
+        return self._order_limiter.max_rate
+
+    @orders_per_second.setter
+    def orders_per_second(self, rate: float) -> None:
+        """A new throttle (risk.max_orders_per_second changed); calls waiting on the old one finish."""
+        self._order_limiter = AsyncLimiter(rate, 1)
+
     async def __aenter__(self) -> "KiteREST":
         return self
 
