@@ -28,7 +28,7 @@ from engine.brokers.kite.live import KiteLive, credentials
 from engine.brokers.kite.login import LoginCallback, LoginLinks, Renewal
 from engine.brokers.kite.rest import KiteError, TokenException
 from engine.brokers.paper import PaperBroker
-from engine.calendar import Session, TradingCalendar
+from engine.calendar import SHIPPED_OVERRIDES, Session, TradingCalendar
 from engine.clock import Clock, RehearsalClock, SystemClock
 from engine.engine import TOKEN_PAUSE, Engine, State
 from engine.events import REPORT, SESSION, Event, EventBus
@@ -137,7 +137,8 @@ def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
         rt.bus.publish(Event(SESSION, rt.clock.now_ns(), {"text": text}))
 
     def open_(session: Session) -> None:
-        engine.set_session_window(session.open, session.close, rt.scheduler.events_for(session)[2].at)
+        square_off_at = next(e.at for e in rt.scheduler.events_for(session) if e.name == SQUARE_OFF)
+        engine.set_session_window(session.open, session.close, square_off_at)
         engine.start_session()
 
     def square_off(session: Session) -> None:
@@ -288,6 +289,12 @@ async def run(args: argparse.Namespace) -> int:
         log.error("the rehearsal clock is for paper trading only; drop --clock or --live")
         return 1
     clock: Clock = RehearsalClock(datetime.fromisoformat(args.clock)) if args.clock else SystemClock()
+    overrides = Path(os.environ.get("OTRADE_CALENDAR") or SHIPPED_OVERRIDES)
+    try:
+        calendar = TradingCalendar(cfg.session.open, cfg.session.close, overrides)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.error("calendar %s is not valid: %s: %s", overrides, type(exc).__name__, exc)
+        return 1
     bus = EventBus()
     journal = Journal(data_dir, clock.now_ns)
     tick_sizes = {i.symbol: i.tick_size for i in cfg.instruments}
@@ -313,7 +320,6 @@ async def run(args: argparse.Namespace) -> int:
 
     replay = cfg.paper.feed == "replay" and not live
     if not replay:  # a replay's sessions follow its ticks' own dates
-        calendar = TradingCalendar(cfg.session.open, cfg.session.close)
         rt.scheduler = SessionScheduler(calendar, clock, {}, datetime.strptime(cfg.session.square_off, "%H:%M").time())
         rt.scheduler.hooks.update(_session_hooks(rt))
         if live:

@@ -34,7 +34,7 @@ def _hhmm(text: str) -> time:
 class TradingCalendar:
     def __init__(self, open_: str = "09:15", close: str = "15:30", overrides: Path = SHIPPED_OVERRIDES) -> None:
         self.open, self.close = _hhmm(open_), _hhmm(close)
-        data = orjson.loads(Path(overrides).read_bytes()) if Path(overrides).exists() else {}
+        data = orjson.loads(Path(overrides).read_bytes())
         self.holidays = {date.fromisoformat(d) for d in data.get("holidays", [])}
         self.special = {date.fromisoformat(s["date"]): s for s in data.get("special_sessions", [])}
 
