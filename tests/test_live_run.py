@@ -75,7 +75,7 @@ async def test_live_trades_through_kite_and_stops_cleanly(tmp_path):
     assert server.access_token not in text and API_SECRET not in text
 
 
-def all_day_session(tmp_path: Path) -> dict:
+def all_day_session(tmp_path: Path) -> None:
     """Today (IST) is a session from 00:00 to 23:59, whatever the weekday or holiday, so the process trades now."""
     today = datetime.now(IST).date().isoformat()
     (tmp_path / "calendar.json").write_bytes(orjson.dumps(
@@ -83,7 +83,6 @@ def all_day_session(tmp_path: Path) -> dict:
     data = orjson.loads((tmp_path / "otrade.json").read_bytes())
     data["session"].update({"open": "00:00", "close": "23:59", "square_off": "23:58", "token_check": "00:00"})
     (tmp_path / "otrade.json").write_bytes(orjson.dumps(data))
-    return {"OTRADE_CALENDAR": str(tmp_path / "calendar.json")}
 
 
 async def wait_for(predicate, timeout: float = 15.0):
@@ -94,27 +93,60 @@ async def wait_for(predicate, timeout: float = 15.0):
     raise AssertionError("timed out")
 
 
-async def test_the_live_process_enters_arms_its_bracket_and_closes_on_the_target(tmp_path):
+async def live_process(tmp_path: Path, server: FakeKite):
+    env = env_for(tmp_path, KITE_API_KEY=API_KEY, KITE_API_SECRET=API_SECRET, KITE_ACCESS_TOKEN=server.access_token,
+                  KITE_API_BASE=server.base, KITE_WS_URL=server.base.replace("http", "ws") + "/ws",
+                  OTRADE_CALENDAR=str(tmp_path / "calendar.json"))
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", "run", "--live", cwd=tmp_path,
+                                                env=env, stderr=asyncio.subprocess.PIPE,
+                                                stdin=asyncio.subprocess.DEVNULL)
+
+
+async def stopped(proc) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return err.decode()
+
+
+async def buy(server: FakeKite) -> str:
+    """Ticks until the session is open and the EMA cross buys; the entry's order id."""
+    await wait_for(lambda: server.sockets, 60)
+    now = int(datetime.now().timestamp())
+    for k in range(60):  # a dip and a rise, each of which buys once the scheduler has opened the session
+        for j, price in enumerate([100.0, 99.0, 101.0]):
+            await server.push([Tick(INFY, price, "full", True, exchange_timestamp=now + 3 * k + j)])
+        await asyncio.sleep(0.25)
+        if server.orders:
+            break
+    [(entry_id, entry)] = (await wait_for(lambda: server.working())).items()
+    assert (entry["transaction_type"], entry["order_type"]) == ("BUY", "MARKET")
+    return entry_id
+
+
+def journal_of(tmp_path: Path) -> list[dict]:
+    return [orjson.loads(line) for f in (tmp_path / "data" / "journal").glob("*.jsonl")
+            for line in f.read_bytes().splitlines()]
+
+
+@pytest.fixture
+async def kite_day(tmp_path):
+    """A local Kite server and a config and calendar under which the live process trades now."""
     if datetime.now(IST).time() >= time(23, 57):
         pytest.skip("the all-day test session ends at 23:58 IST")
     server = FakeKite()
-    base = await server.start()
+    await server.start()
     write_config(tmp_path)
-    env = env_for(tmp_path, KITE_API_KEY=API_KEY, KITE_API_SECRET=API_SECRET, KITE_ACCESS_TOKEN=server.access_token,
-                  KITE_API_BASE=base, KITE_WS_URL=base.replace("http", "ws") + "/ws", **all_day_session(tmp_path))
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", "run", "--live", cwd=tmp_path,
-                                                env=env, stderr=asyncio.subprocess.PIPE,
-                                                stdin=asyncio.subprocess.DEVNULL)
+    all_day_session(tmp_path)
+    yield server
+    await server.stop()
+
+
+async def test_the_live_process_enters_arms_its_bracket_and_closes_on_the_target(tmp_path, kite_day):
+    server = kite_day
+    proc = await live_process(tmp_path, server)
     try:
-        await wait_for(lambda: server.modes, 60)
-        now = int(datetime.now().timestamp())
-        for k in range(60):  # until the scheduler has opened the session: a dip and a rise, each buys
-            for j, price in enumerate([100.0, 99.0, 101.0]):
-                await server.push([Tick(INFY, price, "full", True, exchange_timestamp=now + 3 * k + j)])
-            await asyncio.sleep(0.25)
-            if server.orders:
-                break
-        [(entry_id, entry)] = (await wait_for(lambda: server.working())).items()
+        entry_id = await buy(server)
         await server.fill(entry_id, 4, 101.0)  # in two parts: the bracket follows the position
         await server.fill(entry_id, 6, 101.0)
         legs = await wait_for(lambda: len(server.working()) == 2
@@ -122,17 +154,40 @@ async def test_the_live_process_enters_arms_its_bracket_and_closes_on_the_target
         [target_id] = [k for k, r in legs.items() if r["order_type"] == "LIMIT"]
         await server.complete(target_id, 106.1)
         await wait_for(lambda: not server.working())
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 15)
+        await stopped(proc)
     finally:
         if proc.returncode is None:
             proc.kill()
-        await server.stop()
-    journal = [orjson.loads(line) for f in (tmp_path / "data" / "journal").glob("*.jsonl")
-               for line in f.read_bytes().splitlines()]
-    [trade] = [r for r in journal if r["kind"] == "trade_closed"]
+    [trade] = [r for r in journal_of(tmp_path) if r["kind"] == "trade_closed"]
     assert (trade["qty"], trade["exit_reason"], trade["pnl"]) == (10, "target", pytest.approx(51.0))
-    assert entry["transaction_type"] == "BUY" and proc.returncode == 0, err.decode()[-2000:]
+
+
+async def test_a_restart_adopts_the_open_position_and_its_bracket_without_sending_them_again(tmp_path, kite_day):
+    server = kite_day
+    first = await live_process(tmp_path, server)
+    try:
+        await server.complete(await buy(server), 101.0)
+        legs = await wait_for(lambda: len(server.working()) == 2 and server.working())
+        await stopped(first)  # session.on_shutdown "keep": the position and its bracket stay at Kite
+    finally:
+        if first.returncode is None:
+            first.kill()
+    server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 101.0}]
+    placed = len(server.orders)
+    second = await live_process(tmp_path, server)
+    try:
+        await wait_for(lambda: server.sockets, 60)
+        await asyncio.sleep(1.0)
+        assert len(server.orders) == placed and server.working() == legs
+        [stop_id] = [k for k, r in legs.items() if r["order_type"] == "SL-M"]
+        await server.complete(stop_id, 95.9)
+        await wait_for(lambda: not server.working())
+        await stopped(second)
+    finally:
+        if second.returncode is None:
+            second.kill()
+    [trade] = [r for r in journal_of(tmp_path) if r["kind"] == "trade_closed"]
+    assert (trade["qty"], trade["exit_reason"], trade["entry_price"]) == (10, "stop", 101.0)
 
 
 async def test_a_calendar_file_that_is_not_valid_stops_the_start_with_the_reason(tmp_path):
