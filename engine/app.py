@@ -190,11 +190,13 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
     ticker = live.ticker_for(lambda i, ts, price, volume: _live_tick(rt, i, ts, price, volume), on_reconnect)
 
     async def feed() -> None:
-        try:
-            await ticker.run()
-        except TokenException as exc:
-            engine.token_expired(exc.message)
-            raise  # the supervisor retries with backoff, alerting each time, until /token fixes it
+        while True:
+            try:
+                await ticker.run()
+            except TokenException as exc:
+                engine.token_expired(exc.message)
+                live.renewed.clear()
+                await live.renewed.wait()  # reconnect the moment a new token arrives, not at a backoff's end
 
     async def renew(text: str) -> Renewal:
         """/token and the login callback alike: exchange, resume what the expiry paused, tell the trader."""
@@ -254,6 +256,7 @@ async def _check_token(rt: Runtime, live: KiteLive) -> None:
         rt.engine.token_expired(exc.message)
     else:
         log.info("broker session valid for %s", profile.get("user_id"))
+        live.renewed.set()
         rt.engine.token_renewed()
 
 

@@ -1,7 +1,7 @@
 """Builders shared by the engine tests: configs from a few overrides, ticks from (time, price) rows."""
 
 import copy
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +68,20 @@ def seconds(start: str, prices, day: str = DAY):
 def cross_up():
     """ema_cross 1/2 goes long on the third tick: 100, 99, 101 (entry fills on the fourth)."""
     return [100.0, 99.0, 101.0]
+
+
+@pytest.fixture
+async def kite_day(tmp_path):
+    """A local Kite server and a config and calendar under which the live process trades now."""
+    from engine.layout import IST
+    from tests.kite_server import FakeKite
+    from tests.live_process import all_day_session, write_config
+
+    if datetime.now(IST).time() >= time(23, 57):
+        pytest.skip("the all-day test session ends at 23:58 IST")
+    server = FakeKite()
+    await server.start()
+    write_config(tmp_path)
+    all_day_session(tmp_path)
+    yield server
+    await server.stop()

@@ -1,6 +1,7 @@
 """Everything `otrade run --live` needs from Kite: credentials, the daily token, instruments, and
 the tasks that keep the order worker and the ticker running."""
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -74,6 +75,7 @@ class KiteLive:
                              orders_per_second=orders_per_second)
         self.broker = KiteBroker(self.rest, journal, tick_sizes, now_ns)
         self.tokens: dict[int, int] = {}  # instrument token -> engine row
+        self.renewed = asyncio.Event()  # set whenever the access token is known good again
         self.ticker: KiteTicker | None = None
 
     async def prepare(self) -> list[str]:
@@ -123,4 +125,5 @@ class KiteLive:
         """Turn the trader's redirect URL (or request token) into today's access token."""
         session = await self.rest.create_session(request_token_of(text), self.creds.api_secret)
         save_token(self.data_dir, self.rest.access_token)
+        self.renewed.set()
         return session.get("user_id", "")

@@ -1,0 +1,88 @@
+"""`otrade run --live` as a process against the local Kite server: the pieces tests share."""
+
+import asyncio
+import os
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from engine.brokers.kite.ticker_codec import Tick
+from engine.layout import IST
+from tests.conftest import DEFAULT
+from tests.kite_server import API_KEY, API_SECRET, FakeKite
+
+ROOT = Path(__file__).resolve().parent.parent
+INFY = 408065
+
+
+def env_for(tmp_path: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_"))}
+    env.update(OTRADE_DATA_DIR=str(tmp_path / "data"), OTRADE_CONFIG=str(tmp_path / "otrade.json"), PORT="0",
+               PYTHONPATH=str(ROOT))
+    env.update(extra)
+    return env
+
+
+def write_config(tmp_path: Path) -> None:
+    data = orjson.loads(orjson.dumps(DEFAULT))
+    data["instruments"] = [{"symbol": "NSE:INFY", "tick_size": 0.1, "quantity": 10,
+                            "strategy": {"kind": "ema_cross", "fast": 1, "slow": 2, "allow_short": False},
+                            "bracket": {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}}]
+    (tmp_path / "otrade.json").write_bytes(orjson.dumps(data))
+
+
+def all_day_session(tmp_path: Path) -> None:
+    """Today (IST) is a session from 00:00 to 23:59, whatever the weekday or holiday, so the process trades now."""
+    today = datetime.now(IST).date().isoformat()
+    (tmp_path / "calendar.json").write_bytes(orjson.dumps(
+        {"holidays": [], "special_sessions": [{"date": today, "open": "00:00", "close": "23:59", "name": "test"}]}))
+    data = orjson.loads((tmp_path / "otrade.json").read_bytes())
+    data["session"].update({"open": "00:00", "close": "23:59", "square_off": "23:58", "token_check": "00:00"})
+    (tmp_path / "otrade.json").write_bytes(orjson.dumps(data))
+
+
+async def wait_for(predicate, timeout: float = 15.0):
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return predicate()
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+async def live_process(tmp_path: Path, server: FakeKite, **env: str):
+    env = env_for(tmp_path, KITE_API_KEY=API_KEY, KITE_API_SECRET=API_SECRET, KITE_ACCESS_TOKEN=server.access_token,
+                  KITE_API_BASE=server.base, KITE_WS_URL=server.base.replace("http", "ws") + "/ws",
+                  OTRADE_CALENDAR=str(tmp_path / "calendar.json"), **env)
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", "run", "--live", cwd=tmp_path,
+                                                env=env, stderr=asyncio.subprocess.PIPE,
+                                                stdin=asyncio.subprocess.DEVNULL)
+
+
+async def stopped(proc) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return err.decode()
+
+
+async def buy(server: FakeKite) -> str:
+    """Ticks until the session is open and the EMA cross buys; the entry's order id."""
+    await wait_for(lambda: server.sockets, 60)
+    now = int(datetime.now().timestamp())
+    for k in range(60):  # a dip and a rise, each of which buys once the scheduler has opened the session
+        for j, price in enumerate([100.0, 99.0, 101.0]):
+            await server.push([Tick(INFY, price, "full", True, exchange_timestamp=now + 3 * k + j)])
+        await asyncio.sleep(0.25)
+        if server.orders:
+            break
+    [(entry_id, entry)] = (await wait_for(lambda: server.working())).items()
+    assert (entry["transaction_type"], entry["order_type"]) == ("BUY", "MARKET")
+    return entry_id
+
+
+def journal_of(tmp_path: Path) -> list[dict]:
+    return [orjson.loads(line) for f in (tmp_path / "data" / "journal").glob("*.jsonl")
+            for line in f.read_bytes().splitlines()]
