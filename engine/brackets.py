@@ -8,8 +8,13 @@ replaced by the bracket again; reconciliation adopts what an earlier run left at
 
 from dataclasses import dataclass
 
+from config import Config
 from engine import layout as L
+from engine.arrays import Arrays
+from engine.brokers.base import VenueProtocol
 from engine.events import ALERT
+from engine.fills import FillLedger
+from engine.journal import Journal
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status
 from engine.step import adopt_position, apply_entry_fill, apply_exit_fill, flatten
 
@@ -28,6 +33,17 @@ class Bracket:
 class BracketKeeper:
     """Engine methods for the orders that protect or exit a position at the venue (a mixin: they
     work on the engine's arrays, broker, journal and bus)."""
+
+    # what the engine provides
+    arrays: Arrays
+    broker: VenueProtocol
+    brackets: list[Bracket]
+    index: dict[str, int]
+    journal: Journal
+    cfg: Config
+    foreign: list[str]
+    _fills: FillLedger
+    _repriced: dict[str, tuple[int, int]]
 
     def _cancel_bracket(self, br: Bracket, keep: str | None = None) -> None:
         """One-cancels-other: cancel the resting target and stop, and what is left of a partly
