@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from engine.layout import IST
+from engine.layout import IST, IST_OFFSET_NS, NS_PER_DAY
 
 MAX_BUFFER = 10_000  # beyond this, flush on the spot: slower beats losing records
 
@@ -31,14 +31,19 @@ class Journal:
         self._fh = None  # the open file of the day being written
         self._date: str | None = None
         self._unsynced = False
+        self._day, self._day_start, self._day_end = "", 0, 0  # the IST day of the last record, in ns
 
     def record(self, kind: str, **fields: Any) -> None:
         ts = self._now_ns()
-        when = datetime.fromtimestamp(ts / 1e9, IST)
-        line = orjson.dumps({"ts": when.isoformat(timespec="microseconds"), "kind": kind, **fields},
-                            option=orjson.OPT_SERIALIZE_NUMPY)
-        self._buffer.append(line + b"\n")
-        self._dates.append(when.date().isoformat())
+        # orjson writes the datetime itself (RFC 3339, IST offset): half the cost of isoformat on
+        # the order path
+        self._buffer.append(orjson.dumps({"ts": datetime.fromtimestamp(ts / 1e9, IST), "kind": kind, **fields},
+                                         option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE))
+        if not self._day_start <= ts < self._day_end:
+            day = (ts + IST_OFFSET_NS) // NS_PER_DAY
+            self._day_start, self._day_end = day * NS_PER_DAY - IST_OFFSET_NS, (day + 1) * NS_PER_DAY - IST_OFFSET_NS
+            self._day = datetime.fromtimestamp(ts / 1e9, IST).date().isoformat()
+        self._dates.append(self._day)
         if len(self._buffer) >= MAX_BUFFER:
             self.flush()
 
