@@ -158,6 +158,27 @@ async def client(base: str, frames: int, warm: int) -> dict[str, dict[str, np.nd
     return {p: {k: np.array(v, dtype=np.int64) for k, v in samples.items()} for p, samples in phases.items()}
 
 
+def cold_cost() -> dict:
+    """This machine's price of an idle gap: the same one-packet decode back to back and after 20 ms
+    asleep (what a feed's quiet spells do to every cache the tick path uses)."""
+    from engine.brokers.kite.ticker_codec import PriceDecoder, Tick, encode_frame
+
+    decode, frame, pc = PriceDecoder(8), encode_frame([Tick(INFY, 100.0, "full", True)]), time.perf_counter_ns
+    hot, cold = [], []
+    for _ in range(2_000):
+        t = pc()
+        decode(frame)
+        hot.append(pc() - t)
+    for _ in range(100):
+        time.sleep(0.02)
+        t = pc()
+        decode(frame)
+        cold.append(pc() - t)
+    h, c = np.median(hot) / 1e3, np.median(cold) / 1e3
+    return {"metric": "machine: one decode back to back / after 20 ms idle (median)",
+            "value": f"{h:.1f} us / {c:.1f} us ({c / h:.0f}x)"}
+
+
 def rows_for(title: str, s: dict[str, np.ndarray], goals: bool) -> list[dict]:
     skip = 5  # the first orders open the keep-alive connection and warm the caches
     total = percentiles((s["written"] - s["frame"])[skip:])
@@ -198,7 +219,7 @@ def main() -> None:
     here.send("done")
     server.join(10)
     report("frame_to_order", rows_for(f"feed at 1 frame / {args.gap * 1e3:g} ms", phases["socket"], True)
-           + rows_for("back to back", phases["warm"], False))
+           + rows_for("back to back", phases["warm"], False) + [cold_cost()])
 
 
 if __name__ == "__main__":
