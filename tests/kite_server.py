@@ -18,6 +18,7 @@ INSTRUMENTS_CSV = (
     "instrument_type,segment,exchange\n"
     "408065,1594,INFY,INFOSYS,0,,0,0.1,1,EQ,NSE,NSE\n"
     "779521,3045,SBIN,STATE BANK OF INDIA,0,,0,0.05,1,EQ,NSE,NSE\n")
+STATIC_IP_REFUSAL = "Order placement is allowed only from the static IP registered for this app."
 MP_REFUSAL = ("Market orders without market protection are not allowed via API. "
               "Please set market protection or use a Limit order.")
 
@@ -27,7 +28,8 @@ class FakeKite:
         self.access_token = "tok-day-1"
         self.orders: dict[str, list[dict[str, Any]]] = {}  # order id -> history rows
         self.place_calls = 0
-        self.faults: list[str] = []  # for the next place calls: "500-after", "hang-after", "429", "500-before"
+        # for the next place calls: "500-after", "hang-after", "429", "500-before", "static-ip"
+        self.faults: list[str] = []
         self.reject_reason = ""  # when set, placed orders (of reject_types, if any) are REJECTED with it
         self.reject_types: set[str] = set()
         self.hang_s = 3.0
@@ -107,6 +109,8 @@ class FakeKite:
         fault = self.faults.pop(0) if self.faults else ""
         if fault == "429":
             return self.error(429, "NetworkException", "Too many requests")
+        if fault == "static-ip":
+            return self.error(403, "PermissionException", STATIC_IP_REFUSAL)
         if fault == "500-before":
             return self.error(502, "", "Bad gateway")
         form = dict(await request.post())

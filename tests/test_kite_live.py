@@ -7,6 +7,7 @@ import pytest
 from engine.engine import State
 from engine.events import ALERT
 from tests.kite_engine import enter, kite_engine, prices, wait
+from tests.kite_server import STATIC_IP_REFUSAL
 
 
 @pytest.fixture
@@ -165,3 +166,15 @@ async def test_a_position_kite_shows_flat_is_alerted_and_its_orders_left_resting
     assert alert.critical and "Kite shows no position" in alert.data["text"]
     assert any("OTrade holds +10" in n for n in engine.status()["foreign"]) and notes
     assert set(server.working()) == {legs["LIMIT"][0], legs["SL-M"][0]}
+
+
+async def test_an_order_refused_for_the_static_ip_is_alerted_with_kites_words_and_never_retried(live):
+    server, engine, bus = live
+    sub = bus.subscribe()
+    server.faults = ["static-ip"]
+    await prices(server, [100.0, 99.0, 101.0])
+    await wait(lambda: engine.orders(working_only=False) and not engine.orders())
+    await asyncio.sleep(0.2)
+    refusals = [e for e in iter(sub.get_nowait, None) if e.critical and STATIC_IP_REFUSAL in str(e.data)]
+    assert refusals and server.place_calls == 1 and server.orders == {} and engine.positions() == []
+    assert engine.risk()["trades_today"] == 0  # the refused entry does not count against the day's limit
