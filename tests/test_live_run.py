@@ -1,15 +1,12 @@
 """`otrade run --live` as a process against the local Kite server."""
 
 import asyncio
-import signal
 import sys
-from datetime import datetime
 
 import pytest
 
-from engine.brokers.kite.ticker_codec import Tick
-from tests.kite_server import API_KEY, API_SECRET, FakeKite
-from tests.live_process import INFY, buy, env_for, journal_of, live_process, stopped, wait_for, write_config
+from tests.kite_server import API_SECRET
+from tests.live_process import INFY, buy, env_for, journal_of, live_process, stopped, wait_for
 
 
 async def test_live_without_credentials_refuses_and_names_what_is_missing(tmp_path):
@@ -21,35 +18,16 @@ async def test_live_without_credentials_refuses_and_names_what_is_missing(tmp_pa
     assert "refusing to start live: missing KITE_API_SECRET, KITE_ACCESS_TOKEN" in err.decode()
 
 
-async def test_live_trades_through_kite_and_stops_cleanly(tmp_path):
-    server = FakeKite()
-    base = await server.start()
-    write_config(tmp_path)
-    env = env_for(tmp_path, KITE_API_KEY=API_KEY, KITE_API_SECRET=API_SECRET, KITE_ACCESS_TOKEN=server.access_token,
-                  KITE_API_BASE=base, KITE_WS_URL=base.replace("http", "ws") + "/ws")
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", "run", "--live", cwd=tmp_path,
-                                                env=env, stderr=asyncio.subprocess.PIPE,
-                                                stdin=asyncio.subprocess.DEVNULL)
+async def test_live_subscribes_its_instruments_trades_and_stops_cleanly_without_leaking_secrets(tmp_path, kite_day):
+    server = kite_day
+    proc = await live_process(tmp_path, server)
     try:
-        for _ in range(300):
-            if server.modes:
-                break
-            await asyncio.sleep(0.05)
-        now = int(datetime.now().timestamp())
-        for k, price in enumerate([100.0, 99.0, 101.0]):
-            await server.push([Tick(INFY, price, "full", True, exchange_timestamp=now + k)])
-        for _ in range(100):
-            if server.orders:
-                break
-            await asyncio.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 10)
+        await buy(server)
+        text = await stopped(proc)
     finally:
         if proc.returncode is None:
             proc.kill()
-        await server.stop()
-    text = err.decode()
-    assert proc.returncode == 0 and "LIVE (Kite) trading NSE:INFY" in text and server.modes == {INFY: "full"}
+    assert "LIVE (Kite) trading NSE:INFY" in text and server.modes == {INFY: "full"}
     assert server.access_token not in text and API_SECRET not in text
 
 
