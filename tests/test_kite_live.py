@@ -178,3 +178,16 @@ async def test_an_order_refused_for_the_static_ip_is_alerted_with_kites_words_an
     refusals = [e for e in iter(sub.get_nowait, None) if e.critical and STATIC_IP_REFUSAL in str(e.data)]
     assert refusals and server.place_calls == 1 and server.orders == {} and engine.positions() == []
     assert engine.risk()["trades_today"] == 0  # the refused entry does not count against the day's limit
+
+
+async def test_the_square_off_cancels_the_bracket_and_exits_at_market(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    assert engine.square_off() == 1
+    [(exit_id, exit_row)] = await wait(lambda: [(k, r) for k, r in server.working().items()
+                                               if r["order_type"] == "MARKET"])
+    assert (exit_row["transaction_type"], exit_row["quantity"]) == ("SELL", 10)
+    await wait(lambda: all(server.orders[oid][-1]["status"] == "CANCELLED" for oid, _ in legs.values()))
+    await server.complete(exit_id, 102.0)
+    [trade] = await wait(lambda: engine.trades())
+    assert (trade["exit_reason"], trade["pnl"]) == ("square_off", pytest.approx(5.0))
