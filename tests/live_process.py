@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import sys
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import orjson
 from engine.brokers.kite.ticker_codec import Tick
 from engine.layout import IST
 from tests.conftest import DEFAULT
+from tests.kite_engine import wait
 from tests.kite_server import API_KEY, API_SECRET, FakeKite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,21 +46,21 @@ def all_day_session(tmp_path: Path) -> None:
     (tmp_path / "otrade.json").write_bytes(orjson.dumps(data))
 
 
-async def wait_for(predicate, timeout: float = 15.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return predicate()
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
-
-
+@asynccontextmanager
 async def live_process(tmp_path: Path, server: FakeKite, **env: str):
+    """`otrade run --live` against ``server``; killed on the way out if the test did not stop it."""
     env = env_for(tmp_path, KITE_API_KEY=API_KEY, KITE_API_SECRET=API_SECRET, KITE_ACCESS_TOKEN=server.access_token,
                   KITE_API_BASE=server.base, KITE_WS_URL=server.base.replace("http", "ws") + "/ws",
                   OTRADE_CALENDAR=str(tmp_path / "calendar.json"), **env)
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", "run", "--live", cwd=tmp_path,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", "run", "--live", cwd=tmp_path,
                                                 env=env, stderr=asyncio.subprocess.PIPE,
                                                 stdin=asyncio.subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def stopped(proc) -> str:
@@ -70,7 +72,7 @@ async def stopped(proc) -> str:
 
 async def buy(server: FakeKite) -> str:
     """Ticks until the session is open and the EMA cross buys; the entry's order id."""
-    await wait_for(lambda: server.sockets, 60)
+    await wait(lambda: server.sockets, 60)
     now = int(datetime.now().timestamp())
     for k in range(60):  # a dip and a rise, each of which buys once the scheduler has opened the session
         for j, price in enumerate([100.0, 99.0, 101.0]):
@@ -78,7 +80,7 @@ async def buy(server: FakeKite) -> str:
         await asyncio.sleep(0.25)
         if server.orders:
             break
-    [(entry_id, entry)] = (await wait_for(lambda: server.working())).items()
+    [(entry_id, entry)] = (await wait(lambda: server.working(), 15)).items()
     assert (entry["transaction_type"], entry["order_type"]) == ("BUY", "MARKET")
     return entry_id
 

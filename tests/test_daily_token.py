@@ -8,9 +8,11 @@ from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 import orjson
+import pytest
 
 from tests.botapi import FakeBotAPI
-from tests.live_process import live_process, stopped, wait_for
+from tests.kite_engine import wait
+from tests.live_process import live_process, stopped
 
 TOKEN = "123456:TEST-daily-token-bot"
 CHAT, ADMIN = 1001, 77
@@ -46,15 +48,21 @@ async def status_until(api: FakeBotAPI, text: str, tries: int = 40) -> None:
     raise AssertionError(f"/status never said {text!r}")
 
 
-async def test_an_expired_token_pauses_alerts_and_one_tap_on_the_login_link_resumes(tmp_path, kite_day):
-    server = kite_day
-    with_chat_and_callback(tmp_path)
+@pytest.fixture
+async def api():
     api = FakeBotAPI(TOKEN)
     await api.start()
+    yield api
+    await api.stop()
+
+
+async def test_an_expired_token_pauses_alerts_and_one_tap_on_the_login_link_resumes(tmp_path, kite_day, api):
+    server = kite_day
+    with_chat_and_callback(tmp_path)
     port = free_port()
-    proc = await live_process(tmp_path, server, TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE=api.base, PORT=str(port))
-    try:
-        await wait_for(lambda: server.sockets, 60)
+    async with live_process(tmp_path, server, TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE=api.base,
+                            PORT=str(port)) as proc:
+        await wait(lambda: server.sockets, 60)
         await status_until(api, "Engine: RUNNING")
 
         server.access_token = "rotated-at-6am"
@@ -70,12 +78,8 @@ async def test_an_expired_token_pauses_alerts_and_one_tap_on_the_login_link_resu
             page = await r.text()
         assert r.status == 200 and "Kite session renewed for AB1234" in page and "tok-req-day-2" not in page
 
-        await wait_for(lambda: server.sockets and server.access_token == "tok-req-day-2", 20)
+        await wait(lambda: server.sockets and server.access_token == "tok-req-day-2", 20)
         await status_until(api, "Engine: RUNNING")
         assert (tmp_path / "data" / "kite_access_token").read_text() == "tok-req-day-2"
         err = await stopped(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await api.stop()
     assert "tok-req-day-2" not in err and TOKEN not in err

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
+from tests.kite_engine import wait
 from tests.kite_server import API_SECRET
-from tests.live_process import INFY, buy, env_for, journal_of, live_process, stopped, wait_for
+from tests.live_process import INFY, buy, env_for, journal_of, live_process, stopped
 
 
 async def test_live_without_credentials_refuses_and_names_what_is_missing(tmp_path):
@@ -20,61 +21,45 @@ async def test_live_without_credentials_refuses_and_names_what_is_missing(tmp_pa
 
 async def test_live_subscribes_its_instruments_trades_and_stops_cleanly_without_leaking_secrets(tmp_path, kite_day):
     server = kite_day
-    proc = await live_process(tmp_path, server)
-    try:
+    async with live_process(tmp_path, server) as proc:
         await buy(server)
         text = await stopped(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     assert "LIVE (Kite) trading NSE:INFY" in text and server.modes == {INFY: "full"}
     assert server.access_token not in text and API_SECRET not in text
 
 
 async def test_the_live_process_enters_arms_its_bracket_and_closes_on_the_target(tmp_path, kite_day):
     server = kite_day
-    proc = await live_process(tmp_path, server)
-    try:
+    async with live_process(tmp_path, server) as proc:
         entry_id = await buy(server)
         await server.fill(entry_id, 4, 101.0)  # in two parts: the bracket follows the position
         await server.fill(entry_id, 6, 101.0)
-        legs = await wait_for(lambda: len(server.working()) == 2
-                              and {r["quantity"] for r in server.working().values()} == {10} and server.working())
+        legs = await wait(lambda: len(server.working()) == 2
+                          and {r["quantity"] for r in server.working().values()} == {10} and server.working(), 15)
         [target_id] = [k for k, r in legs.items() if r["order_type"] == "LIMIT"]
         await server.complete(target_id, 106.1)
-        await wait_for(lambda: not server.working())
+        await wait(lambda: not server.working(), 15)
         await stopped(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
     [trade] = [r for r in journal_of(tmp_path) if r["kind"] == "trade_closed"]
     assert (trade["qty"], trade["exit_reason"], trade["pnl"]) == (10, "target", pytest.approx(51.0))
 
 
 async def test_a_restart_adopts_the_open_position_and_its_bracket_without_sending_them_again(tmp_path, kite_day):
     server = kite_day
-    first = await live_process(tmp_path, server)
-    try:
+    async with live_process(tmp_path, server) as first:
         await server.complete(await buy(server), 101.0)
-        legs = await wait_for(lambda: len(server.working()) == 2 and server.working())
+        legs = await wait(lambda: len(server.working()) == 2 and server.working(), 15)
         await stopped(first)  # session.on_shutdown "keep": the position and its bracket stay at Kite
-    finally:
-        if first.returncode is None:
-            first.kill()
     server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 101.0}]
     placed = len(server.orders)
-    second = await live_process(tmp_path, server)
-    try:
-        await wait_for(lambda: server.sockets, 60)
+    async with live_process(tmp_path, server) as second:
+        await wait(lambda: server.sockets, 60)
         await asyncio.sleep(1.0)
         assert len(server.orders) == placed and server.working() == legs
         [stop_id] = [k for k, r in legs.items() if r["order_type"] == "SL-M"]
         await server.complete(stop_id, 95.9)
-        await wait_for(lambda: not server.working())
+        await wait(lambda: not server.working(), 15)
         await stopped(second)
-    finally:
-        if second.returncode is None:
-            second.kill()
     [trade] = [r for r in journal_of(tmp_path) if r["kind"] == "trade_closed"]
     assert (trade["qty"], trade["exit_reason"], trade["entry_price"]) == (10, "stop", 101.0)
 
