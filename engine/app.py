@@ -180,6 +180,7 @@ async def _connect_kite(cfg, data_dir: Path, journal: Journal, clock: Clock, tic
 def _wire_kite(rt: Runtime, live: KiteLive) -> None:
     engine = rt.engine
     live.broker.on_token_error = engine.token_expired
+    live.broker.on_error = engine.alert
     resyncs: set[asyncio.Task] = set()
 
     def on_reconnect() -> None:

@@ -185,6 +185,10 @@ class BracketKeeper:
         if pos == 0 or st[L.S_PEND_KIND] == L.ORDER_EXIT:
             return  # flat, or a market exit for all of it is on its way
         exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
+        for name in ("target", "stop"):  # a leg that filled (undersized) or ended no longer protects
+            order_id = getattr(br, name)
+            if order_id and not self.broker.order(order_id).working:
+                setattr(br, name, None)
         if br.target is None:
             br.target = self._send(j, exit_side, OrderType.LIMIT, Purpose.TARGET, price=float(st[L.S_TARGET]),
                                    qty=pos).order_id

@@ -39,6 +39,7 @@ async def kite_engine(tmp_path):
     broker = KiteBroker(rest, journal, {"NSE:INFY": 0.05}, clock)
     engine = Engine(cfg, broker, bus, journal, clock)
     broker.on_token_error = engine.token_expired
+    broker.on_error = engine.alert
     engine.start_session()
     ticker = KiteTicker(API_KEY, lambda: rest.access_token, [INFY],
                         lambda t, p, ts, v, rcv: [engine.on_tick(0, int(x), float(y), float(q))

@@ -172,3 +172,26 @@ async def test_orders_shows_how_much_of_a_working_order_has_filled(live, tmp_pat
     commands = Commands(Services(engine, ConfigManager(tmp_path / "cfg.json", tmp_path), tmp_path, engine.now_ns))
     [line] = [x for x in commands.orders(CONSOLE, []).text.splitlines() if "(entry)" in x]
     assert line.endswith("OPEN, 4 filled @ 101.50 (entry)")
+
+
+async def test_a_stop_that_completes_short_of_the_position_is_replaced_for_the_rest(live):
+    server, engine, _ = live
+    legs = await enter(server, engine)
+    stop_id = legs["SL-M"][0]
+    server.orders[stop_id].append({**server.orders[stop_id][-1], "quantity": 4})  # a resize that went wrong
+    await server.complete(stop_id, 96.35)
+    stops = await wait(lambda: [r for r in legs_of(server).values() if r["order_type"] == "SL-M"])
+    assert stops[0]["quantity"] == 6 and engine.positions()[0]["qty"] == 6
+    await wait(lambda: legs_of(server)["LIMIT"]["quantity"] == 6)
+
+
+async def test_a_cancel_kite_refuses_is_alerted(live):
+    server, engine, bus = live
+    legs = await enter(server, engine)
+    sub = bus.subscribe()
+    stop_id = legs["SL-M"][0]
+    server.orders[stop_id].append({**server.orders[stop_id][-1], "status": "COMPLETE"})  # its news not yet out
+    await server.complete(legs["LIMIT"][0], 106.6)
+    seen = []
+    await wait(lambda: seen.extend(e for e in iter(sub.get_nowait, None) if e.kind == ALERT) or seen)
+    assert "Kite refused to cancel the SELL 10 NSE:INFY SL-M order" in seen[0].data["text"] and seen[0].critical

@@ -35,12 +35,14 @@ class KiteBroker(VenueProtocol):
     name = "kite"
 
     def __init__(self, rest: KiteREST, journal: Journal, tick_sizes: Mapping[str, float],
-                 now_ns: Callable[[], int], on_token_error: Callable[[str], None] = lambda text: None) -> None:
+                 now_ns: Callable[[], int], on_token_error: Callable[[str], None] = lambda text: None,
+                 on_error: Callable[[str], None] = lambda text: None) -> None:
         self.rest = rest
         self.journal = journal
         self.tick_sizes = dict(tick_sizes)
         self.on_order: Callable[[Order], None] | None = None
         self.on_token_error = on_token_error
+        self.on_error = on_error  # a modify or cancel Kite refused: the trader must know
         self._now_ns = now_ns
         self._orders: dict[str, Order] = {}  # by tag: the engine's name for an order
         self._by_kite: dict[str, str] = {}  # Kite's order id -> tag
@@ -90,6 +92,10 @@ class KiteBroker(VenueProtocol):
                 log.warning("kite %s %s: %s", action, tag, exc.message)
                 if action == "place":
                     self._final(tag, Status.REJECTED, exc.message)
+                else:  # a leg that cannot be cancelled or resized may leave the position mis-protected
+                    order = self._orders[tag].request
+                    self.on_error(f"Kite refused to {action} the {order.side} {order.quantity} {order.symbol} "
+                                  f"{order.order_type} order: {exc.message}")
             except Exception:
                 log.exception("kite %s %s failed", action, tag)
 
