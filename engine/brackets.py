@@ -15,7 +15,7 @@ from engine.brokers.base import VenueProtocol
 from engine.events import ALERT
 from engine.fills import FillLedger
 from engine.journal import Journal
-from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status
+from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
 from engine.step import adopt_position, apply_entry_fill, apply_exit_fill, flatten
 
 
@@ -152,8 +152,9 @@ class BracketKeeper:
             br = self.brackets[j]
             exit_side = "SELL" if qty > 0 else "BUY"
             for row in working:
-                if f"{row['exchange']}:{row['tradingsymbol']}" != symbol or row["transaction_type"] != exit_side:
-                    continue
+                if (f"{row['exchange']}:{row['tradingsymbol']}" != symbol or row["transaction_type"] != exit_side
+                        or not TagMaker.made_by_otrade(row.get("tag"))):
+                    continue  # only an earlier run's own stop and target are taken over
                 if row["order_type"] in ("SL", "SL-M") and br.stop is None:
                     br.stop = self.broker.adopt(row, Purpose.STOP).order_id
                 elif row["order_type"] == "LIMIT" and br.target is None:

@@ -1,6 +1,7 @@
 """Order vocabulary shared by the engine and every broker (Kite's names and statuses)."""
 
 import itertools
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -87,6 +88,9 @@ class Fill:
     ts_ns: int
 
 
+OUR_TAG = re.compile(r"ot[0-9a-f]{12}")
+
+
 class TagMaker:
     """Unique order tags within Kite's 20-character limit: a per-process prefix and a counter."""
 
@@ -96,3 +100,8 @@ class TagMaker:
 
     def __call__(self) -> str:
         return f"{self._prefix}{next(self._seq):06x}"
+
+    @staticmethod
+    def made_by_otrade(tag: str | None) -> bool:
+        """A tag of this or an earlier OTrade run (orders without one are the trader's)."""
+        return bool(tag and OUR_TAG.fullmatch(tag))

@@ -191,3 +191,14 @@ async def test_the_square_off_cancels_the_bracket_and_exits_at_market(live):
     await server.complete(exit_id, 102.0)
     [trade] = await wait(lambda: engine.trades())
     assert (trade["exit_reason"], trade["pnl"]) == ("square_off", pytest.approx(5.0))
+
+
+async def test_reconcile_leaves_the_traders_own_stop_alone_and_arms_its_own(live):
+    server, engine, _ = live
+    server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 1000.0}]
+    theirs = server.seed_order(tradingsymbol="INFY", transaction_type="SELL", order_type="SL-M", quantity=10,
+                               trigger_price=900.0, status="TRIGGER PENDING", tag=None)
+    notes = engine.reconcile((await engine.broker.rest.positions())["net"], await engine.broker.rest.orders())
+    ours = await wait(lambda: [k for k, r in server.working().items() if r["order_type"] == "SL-M" and k != theirs])
+    assert server.orders[ours[0]][-1]["trigger_price"] == 950.0 and theirs in server.working()
+    assert any(f"order {theirs}" in n and "not ours, left alone" in n for n in notes)
