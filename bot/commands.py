@@ -90,6 +90,7 @@ class Commands:
         self.s = services
         self.registry: dict[str, Command] = {c.name: c for c in COMMANDS}
         self._pending: dict[str, _Pending] = {}
+        self._running: set[asyncio.Task] = set()  # held so a running exchange is not garbage-collected
 
     # --- entry points for transports ---------------------------------------------------------
     def allowed(self, caller: Caller, command: Command | None = None) -> bool:
@@ -310,7 +311,9 @@ class Commands:
             return Reply("Paper trading: there is no broker token to set.")
         if len(args) != 1:
             raise ValueError("usage: /token <redirect URL or request_token>")
-        asyncio.get_running_loop().create_task(self.s.token(args[0]))  # it alerts how it went
+        task = asyncio.get_running_loop().create_task(self.s.token(args[0]))  # it alerts how it went
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
         return Reply("Exchanging the token with Kite…")
 
     def version(self, caller: Caller, args: list[str]) -> Reply:
