@@ -32,6 +32,7 @@ class FakeKite:
         self.faults: list[str] = []
         self.reject_reason = ""  # when set, placed orders (of reject_types, if any) are REJECTED with it
         self.reject_types: set[str] = set()
+        self.cancel_refusal = ""  # when set, cancels are refused with it
         self.hang_s = 3.0
         self._ids = itertools.count(250_000_000_000_001)
         self.sockets: list[web.WebSocketResponse] = []
@@ -159,6 +160,8 @@ class FakeKite:
             return self.refuse()
         order_id = request.match_info["order_id"]
         last = self.orders.get(order_id, [{}])[-1]
+        if self.cancel_refusal:
+            return self.error(400, "OrderException", self.cancel_refusal)
         if last.get("status") not in ("OPEN", "TRIGGER PENDING"):
             return self.error(400, "OrderException", f"Order cannot be cancelled as it is {last.get('status')}")
         self.orders[order_id].append({**last, "status": "CANCELLED"})

@@ -185,13 +185,26 @@ async def test_a_stop_that_completes_short_of_the_position_is_replaced_for_the_r
     await wait(lambda: legs_of(server)["LIMIT"]["quantity"] == 6)
 
 
-async def test_a_cancel_kite_refuses_is_alerted(live):
+async def test_a_cancel_kite_refuses_for_a_working_order_is_alerted(live):
     server, engine, bus = live
     legs = await enter(server, engine)
     sub = bus.subscribe()
-    stop_id = legs["SL-M"][0]
-    server.orders[stop_id].append({**server.orders[stop_id][-1], "status": "COMPLETE"})  # its news not yet out
+    server.cancel_refusal = "Order cannot be cancelled: the exchange is not accepting requests"
     await server.complete(legs["LIMIT"][0], 106.6)
     seen = []
     await wait(lambda: seen.extend(e for e in iter(sub.get_nowait, None) if e.kind == ALERT) or seen)
     assert "Kite refused to cancel the SELL 10 NSE:INFY SL-M order" in seen[0].data["text"] and seen[0].critical
+
+
+async def test_a_cancel_refused_because_the_leg_just_filled_is_not_an_alarm_but_undone(live):
+    server, engine, bus = live
+    legs = await enter(server, engine)
+    sub = bus.subscribe()
+    stop_id = legs["SL-M"][0]
+    last = server.orders[stop_id][-1]  # filled at the exchange; its news is not out yet
+    server.orders[stop_id].append({**last, "status": "COMPLETE", "filled_quantity": 10, "average_price": 96.35})
+    await server.complete(legs["LIMIT"][0], 106.6)
+    [repair] = await wait(lambda: list(server.working().values()))
+    assert (repair["transaction_type"], repair["quantity"], repair["order_type"]) == ("BUY", 10, "MARKET")
+    alerts = [e.data["text"] for e in iter(sub.get_nowait, None) if e.kind == ALERT]
+    assert not any("Kite refused" in t for t in alerts) and any("undo the excess" in t for t in alerts)

@@ -92,10 +92,8 @@ class KiteBroker(VenueProtocol):
                 log.warning("kite %s %s: %s", action, tag, exc.message)
                 if action == "place":
                     self._final(tag, Status.REJECTED, exc.message)
-                else:  # a leg that cannot be cancelled or resized may leave the position mis-protected
-                    order = self._orders[tag].request
-                    self.on_error(f"Kite refused to {action} the {order.side} {order.quantity} {order.symbol} "
-                                  f"{order.order_type} order: {exc.message}")
+                else:
+                    await self._refused(action, tag, exc.message)
             except Exception:
                 log.exception("kite %s %s failed", action, tag)
 
@@ -115,6 +113,21 @@ class KiteBroker(VenueProtocol):
             kite_id = self._kite_id(tag)
             if kite_id and order.working:
                 await self.rest.modify_order(kite_id, {k: v for k, v in extra.items() if v is not None})
+
+    async def _refused(self, action: str, tag: str, message: str) -> None:
+        """A modify or cancel Kite refused. Usually the order has just filled or ended, which its
+        history shows and the engine then handles; otherwise the position may be mis-protected."""
+        kite_id = self._kite_id(tag)
+        try:
+            if kite_id:
+                await self._refresh(kite_id)
+        except KiteError as exc:
+            log.warning("kite order %s: history unavailable (%s)", kite_id, exc.message)
+        order = self._orders[tag]
+        if order.working:
+            r = order.request
+            self.on_error(f"Kite refused to {action} the {r.side} {r.quantity} {r.symbol} {r.order_type} "
+                          f"order: {message}")
 
     def _kite_id(self, tag: str) -> str | None:
         return next((k for k, t in self._by_kite.items() if t == tag), None)
