@@ -114,8 +114,8 @@ class KiteTicker:
 
     def _traded(self, tokens: np.ndarray, volumes: np.ndarray, quantities: np.ndarray) -> np.ndarray:
         """What traded since each instrument's previous tick: the rise in the day's volume (trades
-        missed while disconnected included). With no earlier tick to compare, or a new day's volume,
-        the last trade's quantity; an LTP-mode packet carries no volume and weighs 1."""
+        missed while disconnected included). With no earlier tick since start to compare, or a new
+        day's volume, the last trade's quantity; an LTP-mode packet carries no volume and weighs 1."""
         traded = np.ones(len(tokens))
         for k in range(len(tokens)):
             volume = int(volumes[k])
