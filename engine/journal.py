@@ -31,7 +31,7 @@ class Journal:
         self._fh = None  # the open file of the day being written
         self._date: str | None = None
         self._unsynced = False
-        self._day, self._day_start, self._day_end = "", 0, 0  # the IST day of the last record, in ns
+        self._record_day, self._day_start, self._day_end = "", 0, 0  # the IST day of the last record, in ns
 
     def record(self, kind: str, **fields: Any) -> None:
         ts = self._now_ns()
@@ -42,28 +42,27 @@ class Journal:
         if not self._day_start <= ts < self._day_end:
             day = (ts + IST_OFFSET_NS) // NS_PER_DAY
             self._day_start, self._day_end = day * NS_PER_DAY - IST_OFFSET_NS, (day + 1) * NS_PER_DAY - IST_OFFSET_NS
-            self._day = datetime.fromtimestamp(ts / 1e9, IST).date().isoformat()
-        self._dates.append(self._day)
+            self._record_day = datetime.fromtimestamp(ts / 1e9, IST).date().isoformat()
+        self._dates.append(self._record_day)
         if len(self._buffer) >= MAX_BUFFER:
             self.flush()
 
-    def flush(self, fsync: bool = False) -> None:
-        if self._buffer:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            buffer, dates = self._buffer, self._dates
-            self._buffer, self._dates = [], []
-            start = 0
-            while start < len(buffer):
-                end = start
-                while end < len(buffer) and dates[end] == dates[start]:
-                    end += 1
-                fh = self._file(dates[start])
-                fh.write(b"".join(buffer[start:end]))
-                fh.flush()
-                start = end
-            self._unsynced = True
-        if fsync:
-            self.sync()
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        buffer, dates = self._buffer, self._dates
+        self._buffer, self._dates = [], []
+        start = 0
+        while start < len(buffer):
+            end = start
+            while end < len(buffer) and dates[end] == dates[start]:
+                end += 1
+            fh = self._file(dates[start])
+            fh.write(b"".join(buffer[start:end]))
+            fh.flush()
+            start = end
+        self._unsynced = True
 
     def _file(self, date: str):
         if self._date != date:
@@ -84,7 +83,7 @@ class Journal:
         if self._fh is not None:
             os.fsync(self._fh.fileno())
             self._fh.close()
-            self._fh, self._date = None, None
+            self._fh, self._date, self._unsynced = None, None, False
 
     async def run(self, interval: float = 0.05) -> None:
         try:

@@ -40,7 +40,7 @@ def test_a_flush_after_close_reopens_the_file_and_appends(tmp_path):
     journal.flush()
     journal.close()
     journal.record("two")
-    journal.flush(fsync=True)
+    journal.flush()
     assert [r["kind"] for r in journal.read_day("2026-11-23")] == ["one", "two"]
 
 

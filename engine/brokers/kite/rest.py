@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE = "https://api.kite.trade"
 LOGIN_URL = "https://kite.zerodha.com/connect/login?v=3&api_key={api_key}"
 FORM = "application/x-www-form-urlencoded"
+RATE_BACKOFF_S = 0.2  # first wait after a 429; tenacity doubles it from there
 
 
 class KiteError(BrokerError):
@@ -244,8 +245,9 @@ class KiteREST:
                     try:  # the first try outside tenacity, whose set-up costs ~60 us on the order's path
                         body = await self._raw("POST", f"/orders/{variety}", data=params)
                     except RateLimited:
+                        await asyncio.sleep(RATE_BACKOFF_S)  # the wait tenacity would have made before try 2
                         async for retry in AsyncRetrying(retry=retry_if_exception_type(RateLimited), reraise=True,
-                                                         wait=wait_exponential(multiplier=0.2, max=5),
+                                                         wait=wait_exponential(multiplier=2 * RATE_BACKOFF_S, max=5),
                                                          stop=stop_after_attempt(4)):
                             with retry:
                                 body = await self._raw("POST", f"/orders/{variety}", data=params)
