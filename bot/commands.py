@@ -214,7 +214,8 @@ class Commands:
             return Reply("No open positions.")
         return Reply("\n".join(f"{p['symbol']} {p['qty']:+d} @ {p['entry_price']:.2f} · LTP {p['ltp']:.2f} · "
                                f"unrealised {_money(p['unrealised'])} · target {p['target']:.2f} · "
-                               f"stop {p['stop']:.2f}{' (trailing)' if p['trailing'] else ''}" for p in rows))
+                               (f"stop {p['stop']:.2f}{' (trailing)' if p['trailing'] else ''}"
+                                if p["stop"] is not None else "NO WORKING STOP") for p in rows))
 
     def orders(self, caller: Caller, args: list[str]) -> Reply:
         rows = self.s.engine.orders()

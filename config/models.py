@@ -72,6 +72,10 @@ class Bracket(Model):
     target_pct: float = Field(0.5, gt=0, le=50)
     stop_pct: float = Field(0.25, gt=0, le=50)
     trail_pct: float | None = Field(None, gt=0, le=50)
+    # Kite allows 25 modifications per order: a trailing stop moves by at least this many ticks,
+    # and at most once per trail_interval_s (the same rule in backtest, paper and live)
+    trail_step_ticks: int = Field(1, ge=1, le=1000)
+    trail_interval_s: float = Field(0.0, ge=0, le=3600)
 
 
 class Instrument(Model):
@@ -184,6 +188,12 @@ class Risk(Model):
     # live: Kite turns market orders into limits at a protection price, which a fast move can leave
     # behind; an exit (or a triggered stop) that has not filled for this long is re-priced at market
     exit_reprice_seconds: float = Field(5.0, gt=0)
+    # live: whatever happens (refusals, re-arming, repairs), at most this many orders are placed for
+    # one instrument's position in any minute
+    max_orders_per_position_minute: int = Field(12, ge=3, le=100)
+    # live: a place call whose answer was lost is looked for in Kite's order book this long (longer
+    # than the book's lag) before it is taken as never placed
+    order_lookup_seconds: float = Field(15.0, ge=2, le=300)
 
     @field_validator("max_orders_per_second")
     @classmethod

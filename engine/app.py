@@ -34,6 +34,7 @@ from engine.engine import TOKEN_PAUSE, Engine, State
 from engine.events import REPORT, SESSION, Event, EventBus
 from engine.feeds import ReplayFeed, SyntheticFeed
 from engine.journal import Journal
+from engine.live.orders import Caps
 from engine.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, TOKEN_CHECK, SessionScheduler
 from engine.session import REPORT as REPORT_JOB
 from engine.ticks import load
@@ -166,7 +167,8 @@ async def _connect_kite(cfg, data_dir: Path, journal: Journal, clock: Clock, tic
         return None
     log.info("live mode: Kite's WebSocket ticker needs the paid market-data plan on this API key")
     live = KiteLive(creds, data_dir, journal, clock.now_ns, [i.symbol for i in cfg.instruments], tick_sizes,
-                    cfg.risk.max_orders_per_second)
+                    cfg.risk.max_orders_per_second, Caps(cfg.risk.max_orders_per_position_minute),
+                    cfg.risk.order_lookup_seconds)
     try:
         for warning in await live.prepare():
             log.warning(warning)
@@ -226,13 +228,24 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
                 engine.alert("Broker session still expired: entries paused. /login, then "
                              + ("tap the link." if rt.login_tap else "/token."))
 
-    async def reprice() -> None:
+    async def tend() -> None:
         while True:
             await asyncio.sleep(1.0)
-            engine.reprice_exits()
+            engine.tend()
 
+    def instruments_known(cfg) -> None:
+        missing = live.unknown([i.symbol for i in cfg.instruments])
+        if missing:
+            raise ConfigError([f"instruments: {', '.join(missing)} not in Kite's instruments list today"])
+
+    def follow_instruments(old, new, changes) -> None:
+        live.use_symbols([i.symbol for i in new.instruments])
+        engine.set_tick_sizes(live.tick_sizes)
+
+    rt.config.add_check(instruments_known)
+    rt.config.subscribe(follow_instruments)
     rt.tasks["kite-orders"] = live.broker.run
-    rt.tasks["exit-reprice"] = reprice
+    rt.tasks["order-tending"] = tend
     rt.tasks["token-nag"] = nag
     rt.tasks["feed"] = feed
     rt.health["feed"] = lambda: "kite connected" if ticker.connected else "kite disconnected"
@@ -309,6 +322,8 @@ async def run(args: argparse.Namespace) -> int:
             return 1
     broker = live.broker if live else PaperBroker(tick_sizes, clock.now_ns)
     engine = Engine(cfg, broker, bus, journal, clock.now_ns)
+    if live:
+        engine.set_tick_sizes(live.tick_sizes)
     manager.add_check(engine.check_config)
     manager.subscribe(lambda old, new, changes: engine.apply_config(new))
     rt = Runtime(args, manager, engine, bus, clock, data_dir, buffer, started_ns=clock.now_ns())

@@ -32,6 +32,8 @@ def params(cfg: Config) -> np.ndarray:
         row[L.P_TARGET_PCT] = ins.bracket.target_pct
         row[L.P_STOP_PCT] = ins.bracket.stop_pct
         row[L.P_TRAIL_PCT] = np.nan if ins.bracket.trail_pct is None else ins.bracket.trail_pct
+        row[L.P_TRAIL_STEP] = ins.bracket.trail_step_ticks * ins.tick_size
+        row[L.P_TRAIL_GAP_NS] = ins.bracket.trail_interval_s * L.NS_PER_S
         row[L.P_ALLOW_SHORT] = 1.0 if ins.strategy.allow_short else 0.0
         row[L.P_KIND] = strategy.kind
         row[L.P_OPEN_NS] = session.ns_after_midnight("open")

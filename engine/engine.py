@@ -6,6 +6,7 @@ the engine mirrors them into the venue as orders and fills, journals them and pu
 Nothing on this path awaits: the journal buffers and the bus only enqueues.
 """
 
+import logging
 import time
 from datetime import datetime
 from enum import StrEnum
@@ -16,7 +17,6 @@ import numpy as np
 from config import Config, ConfigError
 from engine import layout as L
 from engine.arrays import Arrays, apply_risk, build, params, ring_size
-from engine.brackets import Bracket, BracketKeeper
 from engine.brokers.base import BrokerError
 from engine.brokers.paper import PaperBroker
 from engine.events import (
@@ -31,8 +31,8 @@ from engine.events import (
     Event,
     EventBus,
 )
-from engine.fills import FillLedger
 from engine.journal import Journal
+from engine.live.brackets import Bracket, BracketKeeper
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
 from engine.step import (
     apply_entry_fill,
@@ -43,6 +43,8 @@ from engine.step import (
     on_tick,
     start_session,
 )
+
+log = logging.getLogger(__name__)
 
 
 class State(StrEnum):
@@ -78,21 +80,40 @@ class Engine(BracketKeeper):
         self.foreign: list[str] = []  # broker positions and orders OTrade did not create
         self.token_ok = True  # False from a broker's TokenException until a new token
         self._tag = TagMaker()
-        self._fills = FillLedger()
+        self._tick_sizes: dict[str, float] = {}  # the broker's tick sizes, over the config's
         self._repriced: dict[str, tuple[int, int]] = {}  # order id -> (times re-priced, when last)
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
         self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
         self._sync_entries()
         self.warm_up()
         broker.on_order = self._on_order
+        if self.live:
+            broker.tags = self._tag
+            broker.on_replaced = self._replaced
 
     # --- tick path --------------------------------------------------------------------------
     def on_tick(self, i: int, ts_ns: int, price: float, volume: float = 1.0) -> int:
         a = self.arrays
+        if not 0 <= i < len(a.symbols):  # the kernel writes row i unchecked
+            raise IndexError(f"instrument row {i} out of range ({len(a.symbols)} instruments)")
         act = on_tick(a.st, a.pr, a.ring, a.acct, a.clk, i, ts_ns, price, volume)
         if act > 0:
-            self._handle(i, act)
+            try:
+                self._handle(i, act)
+            except Exception as exc:  # never into the feed: logged, alerted, the instrument's entries paused
+                self.fault(i, exc, "tick")
         return act
+
+    def fault(self, j: int | None, exc: BaseException, where: str) -> None:
+        """An exception on the tick or order-update path: logged with its traceback, alerted as
+        critical, and no new entries on that instrument until /resume; protection stays."""
+        symbol = self.arrays.symbols[j] if j is not None and 0 <= j < len(self.arrays.symbols) else None
+        log.error("fault on the %s path%s", where, f" of {symbol}" if symbol else "", exc_info=exc)
+        if symbol:
+            self.arrays.st[j, L.S_BLOCKED] = 1.0
+        self._publish(ALERT, critical=True, level="critical",
+                      text=f"Internal fault on the {where} path ({type(exc).__name__}: {exc})"
+                           + (f": new {symbol} entries paused until /resume" if symbol else ""))
 
     def _handle(self, i: int, act: int) -> None:
         st = self.arrays.st
@@ -133,8 +154,11 @@ class Engine(BracketKeeper):
             else:
                 br.entry = order.order_id
         if act & L.ACT_EXIT_ORDER:
-            if br.exit_refused and st[L.S_PEND_REASON] == L.REASON_SIGNAL:
-                st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0  # the same refusal again: /flatten retries
+            reason = st[L.S_PEND_REASON]
+            if br.exit_refused and (reason == L.REASON_SIGNAL or (
+                    reason != L.REASON_FLATTEN and self.now_ns() < br.exit_retry_ns)):
+                # after a refusal: the strategy waits for /flatten, the square-off for its backoff
+                st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0
                 return
             self._cancel_bracket(br)
             side = Side.BUY if st[L.S_PEND_SIDE] > 0 else Side.SELL
@@ -187,10 +211,15 @@ class Engine(BracketKeeper):
         self._publish(ALERT, critical=True, level="error",
                       text=f"{order.request.symbol} entry rejected: {order.status_message}")
 
-    def _on_order(self, order: Order) -> None:
+    def _on_order(self, order: Order, qty: int, price: float) -> None:
+        try:
+            self._order_changed(order, qty, price)
+        except Exception as exc:  # never into the broker's update path
+            self.fault(self.index.get(order.request.symbol), exc, "order update")
+
+    def _order_changed(self, order: Order, qty: int, price: float) -> None:
         data = order.to_dict()
         self.journal.record("order", **data)
-        qty, price = self._fills.new(order)
         if qty:
             self._publish(FILL, last_quantity=qty, last_price=price, **data)
         else:
@@ -263,6 +292,7 @@ class Engine(BracketKeeper):
         if self.state not in (State.PAUSED, State.HALTED):
             raise ControlError(f"cannot resume: engine is {self.state}")
         self.arrays.acct[L.A_HALTED] = 0.0
+        self.arrays.st[:, L.S_BLOCKED] = 0.0
         self._set_state(State.RUNNING, "resumed")
 
     def halt(self, reason: str = "") -> None:
@@ -316,8 +346,26 @@ class Engine(BracketKeeper):
     def check_config(self, cfg: Config) -> None:
         """Veto for the config manager: instrument lists and strategy kinds change only when flat."""
         if not self._same_shape(cfg) and not self._flat():
-            raise ConfigError(["instruments: symbols and strategy kinds can change only with no open position "
-                               "or pending order (/flatten first)"])
+            busy = sorted({s for j, s in enumerate(self.arrays.symbols) if self.arrays.st[j, L.S_POS]
+                           or self.arrays.st[j, L.S_PEND_KIND]} | {o.request.symbol for o in self.broker.all_orders()
+                                                                   if o.working})
+            raise ConfigError([f"instruments: symbols and strategy kinds can change only with no open position "
+                               f"or working order ({', '.join(busy)} busy: /flatten first)"])
+
+    def set_tick_sizes(self, sizes: dict[str, float]) -> None:
+        """The broker's tick sizes (Kite's instruments file of the day) over the configured ones, for
+        the kernel's bracket levels and the venue's checks alike, across config changes too."""
+        self._tick_sizes.update(sizes)
+        self._use_tick_sizes()
+
+    def _use_tick_sizes(self) -> None:
+        pr, slip = self.arrays.pr, self.cfg.paper.slippage_ticks
+        for j, symbol in enumerate(self.arrays.symbols):
+            tick = self._tick_sizes.get(symbol)
+            if tick:
+                steps = pr[j, L.P_TRAIL_STEP] / pr[j, L.P_TICK]
+                pr[j, L.P_TICK], pr[j, L.P_SLIP], pr[j, L.P_TRAIL_STEP] = tick, slip * tick, steps * tick
+        self.broker.tick_sizes = {s: float(pr[j, L.P_TICK]) for j, s in enumerate(self.arrays.symbols)}
 
     def apply_config(self, cfg: Config) -> None:
         """Take a validated config live from the next tick."""
@@ -336,19 +384,21 @@ class Engine(BracketKeeper):
             acct = a.acct.copy()
             self.arrays = build(cfg)
             self.arrays.acct[: L.A_MAX_LOSS] = acct[: L.A_MAX_LOSS]
+            self.arrays.acct[L.A_LIVE] = acct[L.A_LIVE]
             for j in range(len(self.arrays.symbols)):
                 start_session(self.arrays.st, j, acct[L.A_DAY])
             self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
             self.brackets = [Bracket() for _ in self.arrays.symbols]
-            self.broker.tick_sizes = {i.symbol: i.tick_size for i in cfg.instruments}
         self.cfg = cfg
+        self._use_tick_sizes()
         self._sync_entries()
         self.journal.record("config_applied", config=cfg.model_dump(mode="json"))
         self._publish(CONFIG_CHANGED)
 
     def _flat(self) -> bool:
         st = self.arrays.st
-        return not (st[:, L.S_POS].any() or st[:, L.S_PEND_KIND].any())
+        return not (st[:, L.S_POS].any() or st[:, L.S_PEND_KIND].any()
+                    or any(o.working for o in self.broker.all_orders()))
 
     # --- control API: plain data for any transport ------------------------------------------
     def positions(self) -> list[dict[str, Any]]:
@@ -359,9 +409,18 @@ class Engine(BracketKeeper):
                 out.append({"symbol": symbol, "qty": int(st[L.S_POS]),
                             "entry_price": float(st[L.S_ENTRY_PRICE]),
                             "ltp": float(st[L.S_LTP]), "unrealised": float(st[L.S_UNREAL]),
-                            "target": float(st[L.S_TARGET]), "stop": float(st[L.S_STOP]),
+                            "target": float(st[L.S_TARGET]), "stop": self._stop_level(j),
                             "trailing": bool(st[L.S_TRAILED])})
         return out
+
+    def _stop_level(self, j: int) -> float | None:
+        """Live: the trigger Kite confirmed for the working stop (None: no working stop); paper: the
+        fill model's."""
+        if not self.live:
+            return float(self.arrays.st[j, L.S_STOP])
+        stop = self.brackets[j].stop
+        order = self.broker.order(stop) if stop else None
+        return order.request.trigger_price if order is not None and order.working else None
 
     def orders(self, working_only: bool = True) -> list[dict[str, Any]]:
         return [o.to_dict() for o in self.broker.all_orders() if o.working or not working_only]

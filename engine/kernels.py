@@ -138,26 +138,30 @@ def bracket_levels(side: float, fill: float, target_pct: float, stop_pct: float,
 
 @kernel
 def bracket_step(side: float, price: float, target: float, stop: float, trail_pct: float,
-                 tick: float, slip: float):
+                 tick: float, slip: float, min_step: float = 0.0):
     """One tick of a bracket: returns (BRACKET_* code, exit price, stop after this tick).
 
     Target first (fills at the target price when the tick trades at or through it), then the stop
     (fills at the tick's price moved by the slippage, so a gap through the stop costs the gap),
-    then the trailing stop tightens to ``price * (1 -/+ trail_pct%)`` rounded to the tick.
+    then the trailing stop tightens to ``price * (1 -/+ trail_pct%)`` rounded to the tick, by at
+    least ``min_step`` (NaN ``trail_pct``: no trailing, or not yet allowed to move again).
     """
     if side * (price - target) >= 0.0:
         return BRACKET_TARGET, target, stop
     if side * (price - stop) <= 0.0:
         return BRACKET_STOP, round_to_tick(price - side * slip, tick), stop
-    new_stop = trail_stop(side, price, stop, trail_pct, tick)
+    new_stop = trail_stop(side, price, stop, trail_pct, tick, min_step)
     return (BRACKET_TRAIL_MOVED if new_stop != stop else BRACKET_HOLD), 0.0, new_stop
 
 
 @kernel
-def trail_stop(side: float, price: float, stop: float, trail_pct: float, tick: float) -> float:
-    """The stop after this tick: ``price * (1 -/+ trail_pct%)`` on the tick grid when tighter."""
+def trail_stop(side: float, price: float, stop: float, trail_pct: float, tick: float,
+               min_step: float = 0.0) -> float:
+    """The stop after this tick: ``price * (1 -/+ trail_pct%)`` on the tick grid when tighter by at
+    least ``min_step`` (a tick's float noise tolerated)."""
     if trail_pct == trail_pct:
         candidate = round_to_tick(price * (1.0 - side * trail_pct / 100.0), tick)
-        if side * (candidate - stop) > 0.0:
+        move = side * (candidate - stop)
+        if move > 0.0 and move >= min_step - 1e-9:
             return candidate
     return stop

@@ -30,7 +30,9 @@ P_S0 = 11  # strategy parameters, meaning per kind
 P_S1 = 12
 P_S2 = 13
 P_S3 = 14
-N_PARAMS = 15
+P_TRAIL_STEP = 15  # the least a trailing stop moves, in rupees (trail_step_ticks * tick)
+P_TRAIL_GAP_NS = 16  # the least time between two trailing moves
+N_PARAMS = 17
 
 # --- per-instrument state ------------------------------------------------------------------
 S_DAY = 0  # IST day number of the session in progress (-1 before the first tick)
@@ -67,6 +69,7 @@ S_STD = 28  # rolling standard deviation: 5 slots (count, ring head, sum, sum of
 S_STD_N = S_STD
 S_EVENTS = 33  # ACT_* bits raised on this row while another instrument's tick was processed
 S_LTP = 34  # last traded price of any tick, in session or not (for status)
+S_BLOCKED = 35  # 1: no new entries on this instrument (a fault on its path, until /resume)
 N_STATE = 40
 
 # --- per-instrument clock (int64, exact nanoseconds) ---------------------------------------
@@ -76,7 +79,8 @@ C_EXIT = 2  # last exit fill
 C_LTP = 3  # time of S_LTP
 C_DAY0 = 4  # UTC ns of the IST midnight of this row's last tick: saves two divisions a tick
 C_DAY = 5  # its IST day number
-N_CLOCK = 6
+C_TRAIL = 6  # last trailing move of the stop
+N_CLOCK = 7
 
 # --- account -------------------------------------------------------------------------------
 A_DAY = 0

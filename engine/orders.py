@@ -21,8 +21,18 @@ class OrderType(StrEnum):
 
 
 class Status(StrEnum):
+    """Kite's order statuses, and SUBMITTED for an order Kite has not said a word about yet."""
+
+    SUBMITTED = "SUBMITTED"
+    PUT_ORDER_REQ_RECEIVED = "PUT ORDER REQ RECEIVED"
+    VALIDATION_PENDING = "VALIDATION PENDING"
+    OPEN_PENDING = "OPEN PENDING"
     OPEN = "OPEN"
     TRIGGER_PENDING = "TRIGGER PENDING"
+    MODIFY_VALIDATION_PENDING = "MODIFY VALIDATION PENDING"
+    MODIFY_PENDING = "MODIFY PENDING"
+    CANCEL_PENDING = "CANCEL PENDING"
+    AMO_REQ_RECEIVED = "AMO REQ RECEIVED"
     COMPLETE = "COMPLETE"
     CANCELLED = "CANCELLED"
     REJECTED = "REJECTED"
@@ -65,10 +75,16 @@ class Order:
     status_message: str = ""
     purpose: Purpose | None = None
     history: list[tuple[int, Status]] = field(default_factory=list)
+    # changes asked for that the venue has not confirmed yet (request holds what it confirmed)
+    pending: dict[str, Any] = field(default_factory=dict)
 
     @property
     def working(self) -> bool:
         return self.status not in FINAL
+
+    def wants(self, name: str) -> Any:
+        """The request field as it will be once the pending changes are confirmed."""
+        return self.pending.get(name, getattr(self.request, name))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self.request)

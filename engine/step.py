@@ -51,6 +51,7 @@ from engine.layout import (
     C_EXIT,
     C_LAST,
     C_LTP,
+    C_TRAIL,
     IST_OFFSET_NS,
     NS_PER_DAY,
     NS_PER_S,
@@ -66,13 +67,16 @@ from engine.layout import (
     P_STOP_PCT,
     P_TARGET_PCT,
     P_TICK,
+    P_TRAIL_GAP_NS,
     P_TRAIL_PCT,
+    P_TRAIL_STEP,
     REASON_RISK,
     REASON_SIGNAL,
     REASON_SQUARE_OFF,
     REASON_STOP,
     REASON_TARGET,
     REASON_TRAIL,
+    S_BLOCKED,
     S_DAY,
     S_EMA_FAST,
     S_EMA_SLOW,
@@ -153,12 +157,12 @@ def _set_pending(st, acct, i, side, kind, reason):
 
 
 @kernel
-def _entries_open(pr, acct, i, ts_ns):
+def _entries_open(st, pr, acct, i, ts_ns):
     sec = ts_ns // NS_PER_S
     if sec != acct[A_RATE_SEC]:
         acct[A_RATE_SEC] = sec
         acct[A_RATE_N] = 0.0
-    return (acct[A_ENTRIES_ALLOWED] == 1.0 and acct[A_HALTED] == 0.0
+    return (acct[A_ENTRIES_ALLOWED] == 1.0 and acct[A_HALTED] == 0.0 and st[i, S_BLOCKED] == 0.0
             and acct[A_TRADES] < acct[A_MAX_TRADES] and acct[A_RATE_N] < acct[A_MAX_RATE]
             and pr[i, P_QTY] <= acct[A_MAX_QTY])
 
@@ -189,8 +193,8 @@ def _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price):
     pos = st[i, S_POS]
     if pos != 0.0 and not opened:
         sgn = 1.0 if pos > 0.0 else -1.0
-        code, px, new_stop = bracket_step(sgn, price, st[i, S_TARGET], st[i, S_STOP], pr[i, P_TRAIL_PCT],
-                                          pr[i, P_TICK], pr[i, P_SLIP])
+        code, px, new_stop = bracket_step(sgn, price, st[i, S_TARGET], st[i, S_STOP], _trail(pr, clk, i, ts_ns),
+                                          pr[i, P_TICK], pr[i, P_SLIP], pr[i, P_TRAIL_STEP])
         if code == BRACKET_TARGET:
             _book_exit(st, acct, clk, i, ts_ns, px, REASON_TARGET)
             act |= ACT_EXIT_FILL
@@ -200,6 +204,7 @@ def _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price):
         elif code == BRACKET_TRAIL_MOVED:
             st[i, S_STOP] = new_stop
             st[i, S_TRAILED] = 1.0
+            clk[i, C_TRAIL] = ts_ns
             act |= ACT_STOP_MOVED
 
     if tod >= pr[i, P_SQUARE_OFF_NS]:
@@ -213,7 +218,15 @@ def _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price):
 
 
 @kernel
-def _live_orders(st, pr, acct, i, tod, price):
+def _trail(pr, clk, i, ts_ns):
+    """The trailing percentage, or NaN while the stop may not move yet (trail_interval_s)."""
+    if ts_ns - clk[i, C_TRAIL] < pr[i, P_TRAIL_GAP_NS]:
+        return np.nan
+    return pr[i, P_TRAIL_PCT]
+
+
+@kernel
+def _live_orders(st, pr, acct, clk, i, ts_ns, tod, price):
     """With a real broker the stop and target rest there: the kernel only trails the stop and sends
     the square-off; fills come back through ``apply_entry_fill``/``apply_exit_fill``."""
     act = 0
@@ -223,10 +236,11 @@ def _live_orders(st, pr, acct, i, tod, price):
             st[i, S_SQUARED] = 1.0
         return act
     sgn = 1.0 if pos > 0.0 else -1.0
-    new_stop = trail_stop(sgn, price, st[i, S_STOP], pr[i, P_TRAIL_PCT], pr[i, P_TICK])
+    new_stop = trail_stop(sgn, price, st[i, S_STOP], _trail(pr, clk, i, ts_ns), pr[i, P_TICK], pr[i, P_TRAIL_STEP])
     if new_stop != st[i, S_STOP]:
         st[i, S_STOP] = new_stop
         st[i, S_TRAILED] = 1.0
+        clk[i, C_TRAIL] = ts_ns
         act |= ACT_STOP_MOVED
     if tod >= pr[i, P_SQUARE_OFF_NS]:
         _set_pending(st, acct, i, -sgn, ORDER_EXIT, REASON_SQUARE_OFF)
@@ -240,7 +254,7 @@ def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
     """One in-session tick of one instrument (the session day is already current)."""
     act = 0
     if acct[A_LIVE] == 1.0:
-        act = _live_orders(st, pr, acct, i, tod, price)
+        act = _live_orders(st, pr, acct, clk, i, ts_ns, tod, price)
     else:
         act = _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price)
 
@@ -259,7 +273,7 @@ def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
             act |= ACT_EXIT_ORDER
     elif (pos == 0.0 and st[i, S_PEND_SIDE] == 0.0 and st[i, S_SQUARED] == 0.0
           and (sig == SIG_LONG or (sig == SIG_SHORT and pr[i, P_ALLOW_SHORT] == 1.0))
-          and _entries_open(pr, acct, i, ts_ns)):
+          and _entries_open(st, pr, acct, i, ts_ns)):
         _set_pending(st, acct, i, float(sig), ORDER_ENTRY, REASON_SIGNAL)
         acct[A_TRADES] += 1.0
         act |= ACT_ENTRY_ORDER
@@ -345,6 +359,7 @@ def _hold(st, pr, clk, i, ts_ns, qty, price):
     st[i, S_OUT_EXIT_QTY] = 0.0
     st[i, S_OUT_PNL] = 0.0
     clk[i, C_ENTRY] = ts_ns
+    clk[i, C_TRAIL] = ts_ns  # placing the stop counts as its first move
     return ACT_ENTRY_FILL
 
 

@@ -74,6 +74,8 @@ async def test_reconcile_adopts_an_open_position_keeps_its_stop_and_rearms_the_t
     server, engine, _ = live
     server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 1000.0},
                             {"exchange": "NSE", "tradingsymbol": "TCS", "quantity": 5, "average_price": 3000.0}]
+    server.seed_order(tradingsymbol="INFY", transaction_type="BUY", order_type="MARKET", quantity=10,
+                      status="COMPLETE", filled_quantity=10, average_price=1000.0, tag="otabc123000000")
     stop_id = server.seed_order(tradingsymbol="INFY", transaction_type="SELL", order_type="SL-M", quantity=10,
                                 trigger_price=950.0, status="TRIGGER PENDING", tag="otabc123000001")
     server.seed_order(tradingsymbol="SBIN", transaction_type="BUY", order_type="LIMIT", quantity=1, price=700.0,
@@ -196,6 +198,8 @@ async def test_the_square_off_cancels_the_bracket_and_exits_at_market(live):
 async def test_reconcile_leaves_the_traders_own_stop_alone_and_arms_its_own(live):
     server, engine, _ = live
     server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 1000.0}]
+    server.seed_order(tradingsymbol="INFY", transaction_type="BUY", order_type="MARKET", quantity=10,
+                      status="COMPLETE", filled_quantity=10, average_price=1000.0, tag="otabc123000000")
     theirs = server.seed_order(tradingsymbol="INFY", transaction_type="SELL", order_type="SL-M", quantity=10,
                                trigger_price=900.0, status="TRIGGER PENDING", tag=None)
     notes = engine.reconcile((await engine.broker.rest.positions())["net"], await engine.broker.rest.orders())

@@ -4,11 +4,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.live.ledger import FillLedger
 from engine.orders import Fill, Order, OrderRequest, OrderType
 
 
 class BrokerError(Exception):
     """A broker refused or failed a call; the message is safe to show the trader."""
+
+
+class Refused(BrokerError):
+    """The broker answered no: the request was not carried out."""
+
+
+class OutcomeUnknown(BrokerError):
+    """No clear answer (timeout, 5xx, network): the request may or may not have been carried out."""
+
+
+class SessionExpired(Refused):
+    """The broker refused our session: log in again."""
 
 
 class OrderRejected(BrokerError):
@@ -27,8 +40,9 @@ class Position:
 
 class Broker(Protocol):
     name: str
-    # Set by the engine: called with every order whose status or fill changed.
-    on_order: Callable[[Order], None] | None
+    # Set by the engine: called with every order whose status or fill changed, with the quantity
+    # newly filled (0 for none) and that quantity's price, from the venue's fill ledger.
+    on_order: Callable[[Order, int, float], None] | None
 
     async def connect(self) -> None: ...
 
@@ -47,12 +61,15 @@ class Broker(Protocol):
 
     async def positions(self) -> list[Position]: ...
 
+    def filled(self, order_id: str) -> int: ...
+
 
 class VenueProtocol:
     """The order book and the async ``Broker`` order calls for a venue whose own calls are
     synchronous and queue or simulate the work (paper, and the Kite adapter's order worker)."""
 
     _orders: dict[str, Order]
+    ledger: FillLedger
 
     def submit(self, request: OrderRequest, purpose=None) -> Order: ...
     def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
@@ -64,6 +81,9 @@ class VenueProtocol:
             return self._orders[order_id]
         except KeyError:
             raise BrokerError(f"unknown order {order_id}") from None
+
+    def filled(self, order_id: str) -> int:
+        return self.ledger.filled(order_id)
 
     def all_orders(self) -> list[Order]:
         return list(self._orders.values())

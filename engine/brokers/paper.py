@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 
 from engine.brokers.base import BrokerError, OrderRejected, Position, VenueProtocol
+from engine.live.ledger import FillLedger
 from engine.orders import Fill, Order, OrderRequest, OrderType, Purpose, Side, Status
 
 
@@ -24,7 +25,8 @@ class PaperBroker(VenueProtocol):
 
     def __init__(self, tick_sizes: Mapping[str, float], now_ns: Callable[[], int]) -> None:
         self.tick_sizes = dict(tick_sizes)
-        self.on_order: Callable[[Order], None] | None = None
+        self.on_order: Callable[[Order, int, float], None] | None = None
+        self.ledger = FillLedger()
         self._now_ns = now_ns
         self._ids = itertools.count(1)
         self._orders: dict[str, Order] = {}
@@ -121,8 +123,9 @@ class PaperBroker(VenueProtocol):
     def _changed(self, order: Order) -> None:
         order.updated_ns = self._now_ns()
         order.history.append((order.updated_ns, order.status))
+        qty, price = self.ledger.apply(order.order_id, order.filled_quantity, order.average_price)
         if self.on_order is not None:
-            self.on_order(order)
+            self.on_order(order, qty, price)
 
     # --- the Broker protocol ---------------------------------------------------------------
     async def connect(self) -> None:

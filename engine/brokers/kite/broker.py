@@ -1,24 +1,26 @@
-"""The Kite venue behind the engine: orders go out through one worker task, updates come back.
+"""The Kite venue: the live order state machine (``engine.live.orders``) speaking Kite Connect v3.
 
-The engine's tick path only calls the synchronous methods, which record the order under its tag
-and queue the request; the worker journals the intent to disk, then talks to Kite. Updates (the
-ticker's order messages, or a poll of the order book) are matched by tag and handed to the
-engine, which is what moves positions in live trading.
+What is Kite's here: the form of an order, which status of Kite's is which state, and the calls.
+Everything about an order's life (lanes, look-ups, the ledger) is the state machine's.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
-from engine.brokers.base import BrokerError, Position, VenueProtocol
-from engine.brokers.kite.rest import KiteError, KiteREST, TokenException
+from engine.brokers.base import Position
+from engine.brokers.kite.rest import KiteREST
 from engine.journal import Journal
-from engine.orders import FINAL, Fill, Order, OrderRequest, OrderType, Purpose, Side, Status
+from engine.live.orders import Caps, LiveOrder, LiveOrders, OrderState, Report
+from engine.orders import Fill, OrderRequest, OrderType, Purpose, Side, Status
 
 log = logging.getLogger(__name__)
 
-STATUSES = {s.value: s for s in Status}
 MARKET_PROTECTION = -1  # Kite's automatic protection, required on MARKET and SL-M since April 2026
+_RECEIVED = frozenset({"PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING", "AMO REQ RECEIVED"})
+_STATES = {"TRIGGER PENDING": OrderState.ACCEPTED, "MODIFY VALIDATION PENDING": OrderState.PENDING_UPDATE,
+           "MODIFY PENDING": OrderState.PENDING_UPDATE, "CANCEL PENDING": OrderState.PENDING_CANCEL,
+           "COMPLETE": OrderState.FILLED, "CANCELLED": OrderState.CANCELED, "REJECTED": OrderState.REJECTED}
 
 
 def kite_params(request: OrderRequest) -> dict:
@@ -31,169 +33,95 @@ def kite_params(request: OrderRequest) -> dict:
     return params
 
 
-class KiteBroker(VenueProtocol):
+def state_of(status: str, order_type: str, filled: int) -> OrderState | None:
+    if status in _RECEIVED:
+        return OrderState.SUBMITTED
+    if status == "OPEN":
+        if filled:
+            return OrderState.PARTIALLY_FILLED
+        # an SL or SL-M order is OPEN once its trigger was reached
+        return OrderState.TRIGGERED if order_type in ("SL", "SL-M") else OrderState.ACCEPTED
+    return _STATES.get(status)
+
+
+def _price(value: Any) -> float | None:
+    return float(value) if value else None
+
+
+class KiteBroker(LiveOrders):
     name = "kite"
 
     def __init__(self, rest: KiteREST, journal: Journal, tick_sizes: Mapping[str, float],
-                 now_ns: Callable[[], int], on_token_error: Callable[[str], None] = lambda text: None,
-                 on_error: Callable[[str], None] = lambda text: None) -> None:
+                 now_ns: Callable[[], int], caps: Caps | None = None, lookup_seconds: float = 15.0) -> None:
+        super().__init__(journal, dict(tick_sizes), now_ns, caps, lookup_seconds)
         self.rest = rest
-        self.journal = journal
-        self.tick_sizes = dict(tick_sizes)
-        self.on_order: Callable[[Order], None] | None = None
-        self.on_token_error = on_token_error
-        self.on_error = on_error  # a modify or cancel Kite refused: the trader must know
-        self._now_ns = now_ns
-        self._orders: dict[str, Order] = {}  # by tag: the engine's name for an order
-        self._by_kite: dict[str, str] = {}  # Kite's order id -> tag
-        self._queue: asyncio.Queue[tuple[str, str, dict]] = asyncio.Queue()
 
-    # --- what the engine calls on the tick path (no I/O) ---------------------------------------
-    def submit(self, request: OrderRequest, purpose: Purpose | None = None) -> Order:
-        now = self._now_ns()
-        order = Order(request.tag, request, Status.OPEN, now, now, purpose=purpose,
-                      status_message="sent to Kite")
-        self._orders[request.tag] = order
-        self._queue.put_nowait(("place", request.tag, {}))
-        return order
+    # --- calls ---------------------------------------------------------------------------------
+    async def _place_call(self, request: OrderRequest) -> str:
+        return await self.rest.place_order(kite_params(request))
 
-    def cancel(self, order_id: str) -> Order:
-        self._queue.put_nowait(("cancel", order_id, {}))
-        return self.order(order_id)
+    async def _modify_call(self, broker_id: str, changes: dict[str, Any]) -> None:
+        params = {k: str(v) for k, v in changes.items()}
+        if changes.get("order_type") in (OrderType.MARKET, OrderType.SL_M):  # required on a modify into them too
+            params["market_protection"] = str(MARKET_PROTECTION)
+        await self.rest.modify_order(broker_id, params)
 
-    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
-               quantity: int | None = None, order_type: OrderType | None = None) -> Order:
-        order = self.order(order_id)
-        changes = {"price": price, "trigger_price": trigger_price, "quantity": quantity, "order_type": order_type}
-        for name, value in changes.items():
-            if value is not None:
-                setattr(order.request, name, value)
-        if order_type is not None:
-            changes["order_type"] = str(order_type)
-            if order_type in (OrderType.MARKET, OrderType.SL_M):  # required on a modify into them too
-                changes["market_protection"] = MARKET_PROTECTION
-        self._queue.put_nowait(("modify", order_id, changes))
-        return order
+    async def _cancel_call(self, broker_id: str) -> None:
+        await self.rest.cancel_order(broker_id)
 
-    def fill(self, order_id: str, price: float) -> Fill:
-        raise BrokerError("Kite fills orders itself")
+    async def _history(self, broker_id: str) -> list[dict]:
+        return await self.rest.order_history(broker_id)
 
-    # --- the worker ----------------------------------------------------------------------------
-    async def run(self) -> None:
-        while True:
-            action, tag, extra = await self._queue.get()
-            try:
-                await self._do(action, tag, extra)
-            except TokenException as exc:
-                self.on_token_error(exc.message)
-                if action == "place":
-                    self._final(tag, Status.REJECTED, f"not sent: {exc.message}")
-            except KiteError as exc:
-                log.warning("kite %s %s: %s", action, tag, exc.message)
-                if action == "place":
-                    self._final(tag, Status.REJECTED, exc.message)
-                else:
-                    await self._refused(action, tag, exc.message)
-            except Exception:
-                log.exception("kite %s %s failed", action, tag)
+    async def _book(self) -> list[dict]:
+        return await self.rest.orders()
 
-    async def _do(self, action: str, tag: str, extra: dict) -> None:
-        order = self._orders[tag]
-        if action == "place":
-            self.journal.flush()  # the intent is written before the order leaves (synced to disk within 50 ms)
-            kite_id = await self.rest.place_order(kite_params(order.request))
-            self._by_kite[kite_id] = tag
-            order.status_message = f"Kite order {kite_id}"
-            await self._refresh(kite_id)
-        elif action == "cancel":
-            kite_id = self._kite_id(tag)
-            if kite_id and order.working:
-                await self.rest.cancel_order(kite_id)
-        elif action == "modify":
-            kite_id = self._kite_id(tag)
-            if kite_id and order.working:
-                await self.rest.modify_order(kite_id, {k: v for k, v in extra.items() if v is not None})
-
-    async def _refused(self, action: str, tag: str, message: str) -> None:
-        """A modify or cancel Kite refused. Usually the order has just filled or ended, which its
-        history shows and the engine then handles; otherwise the position may be mis-protected."""
-        kite_id = self._kite_id(tag)
+    def report(self, row: dict) -> Report | None:
         try:
-            if kite_id:
-                await self._refresh(kite_id)
-        except KiteError as exc:
-            log.warning("kite order %s: history unavailable (%s)", kite_id, exc.message)
-        order = self._orders[tag]
-        if order.working:
-            r = order.request
-            self.on_error(f"Kite refused to {action} the {r.side} {r.quantity} {r.symbol} {r.order_type} "
-                          f"order: {message}")
+            filled = int(row.get("filled_quantity") or 0)
+            state = state_of(row.get("status", ""), row.get("order_type", ""), filled)
+            if state is None:
+                return None
+            return Report(str(row["order_id"]), row.get("tag") or "", state, row["status"], filled,
+                          float(row.get("average_price") or 0.0), int(row.get("quantity") or 0),
+                          _price(row.get("price")), _price(row.get("trigger_price")),
+                          OrderType(row.get("order_type") or "MARKET"), row.get("status_message") or "",
+                          str(row.get("exchange_update_timestamp") or row.get("order_timestamp") or ""))
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("order row not understood (%s): skipped", exc)
+            return None
 
-    def _kite_id(self, tag: str) -> str | None:
-        return next((k for k, t in self._by_kite.items() if t == tag), None)
-
-    async def _refresh(self, kite_id: str) -> None:
-        history = await self.rest.order_history(kite_id)
-        if history:
-            self.update(history[-1])
-
-    def _final(self, tag: str, status: Status, message: str) -> None:
-        order = self._orders[tag]
-        order.status, order.status_message = status, message
-        self._changed(order)
-
-    # --- updates from Kite ---------------------------------------------------------------------
-    def update(self, row: dict) -> None:
-        """An order row from Kite (ticker message, postback or order book); unknown tags are left
-        alone: orders the engine did not create are the trader's."""
-        tag = row.get("tag") or self._by_kite.get(str(row.get("order_id")))
-        order = self._orders.get(tag or "")
-        if order is None:
-            return
-        self._by_kite.setdefault(str(row["order_id"]), order.order_id)
-        status = STATUSES.get(row.get("status", ""))
-        if status is None:  # transient states: PUT ORDER REQ RECEIVED, VALIDATION PENDING, ...
-            return
-        filled = int(row.get("filled_quantity") or 0)
-        if order.status in FINAL or filled < order.filled_quantity:
-            return  # a stale report: fills only grow, and a final order stays final
-        if (status, filled) == (order.status, order.filled_quantity):
-            return
-        order.status = status
-        order.filled_quantity = filled
-        order.average_price = float(row.get("average_price") or 0.0)
-        order.status_message = row.get("status_message") or order.status_message
-        self._changed(order)
-
-    def _changed(self, order: Order) -> None:
-        order.updated_ns = self._now_ns()
-        order.history.append((order.updated_ns, order.status))
-        if self.on_order is not None:
-            self.on_order(order)
-
+    # --- reconciliation ------------------------------------------------------------------------
     async def sync(self) -> list[dict]:
-        """Take every known order's state (fills missed while the ticker was away included) from
-        Kite's order book; returns the book's rows."""
+        """Every known order's state (fills missed while the ticker was away included) from Kite's
+        order book; returns the book's rows."""
         rows = await self.rest.orders()
-        for row in rows:
-            if (row.get("tag") or "") in self._orders:
-                self.update(row)
+        self.sync_rows(rows)
         return rows
 
-    def adopt(self, row: dict, purpose: Purpose) -> Order:
-        """Take a working order from Kite's book (sent by an earlier run) under the engine's care."""
+    def adopt(self, row: dict, purpose: Purpose | None) -> LiveOrder:
+        """Take an order from Kite's book (sent by an earlier run) under the state machine's care;
+        its fills go into the ledger, its state is Kite's."""
         tag = row.get("tag") or f"kite-{row['order_id']}"
+        if tag in self._orders:
+            return self._orders[tag]
         request = OrderRequest(f"{row['exchange']}:{row['tradingsymbol']}", Side(row["transaction_type"]),
-                               int(row["quantity"]), OrderType(row["order_type"]), price=row.get("price") or None,
-                               trigger_price=row.get("trigger_price") or None, tag=tag)
+                               int(row["quantity"]), OrderType(row["order_type"]), price=_price(row.get("price")),
+                               trigger_price=_price(row.get("trigger_price")), tag=tag)
         now = self._now_ns()
-        order = Order(tag, request, STATUSES[row["status"]], now, now, purpose=purpose,
-                      status_message=f"Kite order {row['order_id']} (adopted)")
+        order = LiveOrder(tag, request, Status.SUBMITTED, now, now, purpose=purpose,
+                          status_message=f"Kite order {row['order_id']} (adopted)", state=OrderState.SUBMITTED,
+                          word_mono=self._mono())
         self._orders[tag] = order
-        self._by_kite[str(row["order_id"])] = tag
+        report = self.report(row)
+        if report is not None:
+            self._bind(order, report.broker_id)
+            self.ledger.apply(tag, report.filled, report.average)
+            order.filled_quantity = self.ledger.filled(tag)
+            order.average_price = self.ledger.average(tag)
+            self._take(order, report)
         return order
 
-    # --- the Broker protocol ---------------------------------------------------------------------
+    # --- the Broker protocol -------------------------------------------------------------------
     async def connect(self) -> None:
         await self.rest.profile()
 

@@ -6,15 +6,18 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
 from engine.brokers.kite.broker import KiteBroker
-from engine.brokers.kite.rest import DEFAULT_BASE, KiteREST
+from engine.brokers.kite.rest import DEFAULT_BASE, Instrument, KiteREST
 from engine.brokers.kite.ticker import DEFAULT_URL, KiteTicker
 from engine.journal import Journal
+from engine.layout import IST
+from engine.live.orders import Caps
 
 log = logging.getLogger(__name__)
 TOKEN_FILE = "kite_access_token"
@@ -27,13 +30,29 @@ class Credentials:
     access_token: str
 
 
-def credentials(data_dir: Path) -> tuple[Credentials | None, list[str]]:
-    """From the environment (the token may come from the saved file); else what is missing."""
+def token_day_start(now: datetime | None = None, flush_hour: int = 6) -> datetime:
+    """The most recent 06:00 IST at or before ``now`` (a naive ``now`` is local time): Kite
+    invalidates every access token around then, so a token issued before it is yesterday's."""
+    now = (now or datetime.now(UTC)).astimezone(IST)
+    flush = now.replace(hour=flush_hour, minute=0, second=0, microsecond=0)
+    return flush if now >= flush else flush - timedelta(days=1)
+
+
+def credentials(data_dir: Path, now: datetime | None = None) -> tuple[Credentials | None, list[str]]:
+    """From the environment, else what is missing. The access token: one saved by /token since the
+    last 06:00 IST (today's) wins over ``KITE_ACCESS_TOKEN``, which may be a stale one from the
+    deploy; an older saved token is used only when the environment has none."""
     key, secret = os.environ.get("KITE_API_KEY", ""), os.environ.get("KITE_API_SECRET", "")
-    token = os.environ.get("KITE_ACCESS_TOKEN", "")
-    saved = Path(data_dir) / TOKEN_FILE
-    if not token and saved.exists():
-        token = saved.read_text().strip()
+    token = os.environ.get("KITE_ACCESS_TOKEN", "").strip()
+    saved_path = Path(data_dir) / TOKEN_FILE
+    try:
+        saved, written = saved_path.read_text().strip(), saved_path.stat().st_mtime
+    except FileNotFoundError:
+        saved, written = "", 0.0
+    if saved and (not token or written > token_day_start(now).timestamp()):
+        if token and token != saved:
+            log.info("using the access token saved by /token today instead of KITE_ACCESS_TOKEN")
+        token = saved
     missing = [name for name, value in (("KITE_API_KEY", key), ("KITE_API_SECRET", secret),
                                         ("KITE_ACCESS_TOKEN (or a token saved by /token)", token)) if not value]
     return (None, missing) if missing else (Credentials(key, secret, token), [])
@@ -67,34 +86,51 @@ def request_token_of(text: str) -> str:
 
 class KiteLive:
     def __init__(self, creds: Credentials, data_dir: Path, journal: Journal, now_ns: Callable[[], int],
-                 symbols: list[str], tick_sizes: dict[str, float], orders_per_second: int) -> None:
+                 symbols: list[str], tick_sizes: dict[str, float], orders_per_second: int,
+                 caps: Caps | None = None, lookup_seconds: float = 15.0) -> None:
         self.creds = creds
         self.data_dir = Path(data_dir)
-        self.symbols = symbols
+        self.symbols = list(symbols)
         self.rest = KiteREST(creds.api_key, creds.access_token, os.environ.get("KITE_API_BASE", DEFAULT_BASE),
                              orders_per_second=orders_per_second)
-        self.broker = KiteBroker(self.rest, journal, tick_sizes, now_ns)
+        self.broker = KiteBroker(self.rest, journal, tick_sizes, now_ns, caps, lookup_seconds)
         self.tokens: dict[int, int] = {}  # instrument token -> engine row
+        self.known: dict[str, Instrument] = {}  # today's instruments file, for the exchanges traded
         self.renewed = asyncio.Event()  # set whenever the access token is known good again
         self.ticker: KiteTicker | None = None
 
     async def prepare(self) -> list[str]:
         """Instrument tokens and tick sizes from today's instruments file; returns warnings."""
+        for exchange in sorted({s.split(":")[0] for s in self.symbols}):
+            self.known.update(await self.rest.instruments(exchange))
         warnings = []
-        exchanges = sorted({s.split(":")[0] for s in self.symbols})
-        known = {}
-        for exchange in exchanges:
-            known.update(await self.rest.instruments(exchange))
-        for row, symbol in enumerate(self.symbols):
-            if symbol not in known:
-                raise LookupError(f"{symbol} is not in Kite's instruments list")
-            self.tokens[known[symbol].token] = row
-            configured = self.broker.tick_sizes[symbol]
-            if abs(known[symbol].tick_size - configured) > 1e-9:
+        for symbol in self.symbols:
+            configured = self.broker.tick_sizes.get(symbol)
+            if symbol in self.known and configured and abs(self.known[symbol].tick_size - configured) > 1e-9:
                 warnings.append(f"{symbol}: configured tick_size {configured} but Kite says "
-                                f"{known[symbol].tick_size} today; using Kite's")
-                self.broker.tick_sizes[symbol] = known[symbol].tick_size
+                                f"{self.known[symbol].tick_size} today; using Kite's")
+        self.use_symbols(self.symbols)
         return warnings
+
+    def unknown(self, symbols: list[str]) -> list[str]:
+        return [s for s in symbols if s not in self.known]
+
+    @property
+    def tick_sizes(self) -> dict[str, float]:
+        """Kite's tick sizes for the symbols traded: the authority in live mode."""
+        return {s: self.known[s].tick_size for s in self.symbols}
+
+    def use_symbols(self, symbols: list[str]) -> None:
+        """Trade these instruments (rows in this order): the token map and the ticker's subscription
+        follow. Every symbol must be in today's instruments file."""
+        missing = self.unknown(symbols)
+        if missing:
+            raise LookupError(f"{', '.join(missing)} not in Kite's instruments list")
+        self.symbols = list(symbols)
+        self.tokens.clear()  # in place: the ticker's callback holds this map
+        self.tokens.update({self.known[s].token: row for row, s in enumerate(symbols)})
+        if self.ticker is not None:
+            self.ticker.set_tokens(list(self.tokens))
 
     async def resync(self, reconcile: Callable[[list[dict], list[dict]], list[str]]) -> list[str]:
         """The order book's news (fills missed while away) first, then positions and orders for the

@@ -1,9 +1,9 @@
-"""Kite Connect v3 REST on aiohttp: typed errors, throttled orders, and places that never double.
+"""Kite Connect v3 REST on aiohttp: typed errors and throttled orders.
 
-Every order carries a unique tag, recorded before it is sent. A place call that fails without a
-clear answer (timeout, 5xx, network) is not retried blindly: the order book is searched for the
-tag first, and only an order that is provably absent is sent again. 429 answers are refusals, so
-they are retried after a backoff; modify and cancel are idempotent and retried with tenacity.
+Errors are typed by what they mean for an order: ``Refused`` (Kite said no: nothing was done),
+``OutcomeUnknown`` (timeout, 5xx, network: it may have been done) and ``SessionExpired``. Order
+calls are never retried on an unknown outcome here; the order's owner looks it up instead. 429s
+are refusals and are retried after a backoff; reads are retried with tenacity.
 """
 
 import asyncio
@@ -21,7 +21,7 @@ import orjson
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from engine.brokers.base import BrokerError
+from engine.brokers.base import BrokerError, OutcomeUnknown, Refused, SessionExpired
 
 log = logging.getLogger(__name__)
 
@@ -39,35 +39,39 @@ class KiteError(BrokerError):
         self.message, self.status, self.error_type = message, status, error_type
 
 
-class TokenException(KiteError):
+class TokenException(KiteError, SessionExpired):
     """The session expired or was invalidated: log in again."""
 
 
-class InputException(KiteError): ...
+class InputException(KiteError, Refused): ...
 
 
-class OrderException(KiteError): ...
+class OrderException(KiteError, Refused): ...
 
 
-class MarginException(KiteError): ...
+class MarginException(KiteError, Refused): ...
 
 
-class PermissionException(KiteError): ...
+class PermissionException(KiteError, Refused): ...
 
 
-class NetworkException(KiteError):
+class NetworkException(KiteError, OutcomeUnknown):
     """Kite could not reach the exchange/OMS: the outcome of an order call is unknown."""
 
 
-class RateLimited(KiteError):
+class RateLimited(KiteError, Refused):
     """429: the request was refused, not executed."""
 
 
-class ServerError(KiteError):
+class ServerError(KiteError, OutcomeUnknown):
     """5xx: the outcome of an order call is unknown."""
 
 
-class Unreachable(KiteError):
+class KiteRefusal(KiteError, Refused):
+    """Any other error answer below 500: refused, not carried out."""
+
+
+class Unreachable(KiteError, OutcomeUnknown):
     """No answer at all (timeout, connection reset): the outcome is unknown."""
 
 
@@ -165,7 +169,7 @@ class KiteREST:
             raise error(message, status, envelope["error_type"])
         if status >= 500:
             raise ServerError(message, status)
-        raise KiteError(message, status, envelope.get("error_type", ""))
+        raise KiteRefusal(message, status, envelope.get("error_type", ""))
 
     async def _call(self, method: str, path: str, params: Any = None, data: Mapping | None = None,
                     retry: bool = True) -> Any:
@@ -227,48 +231,30 @@ class KiteREST:
         return out
 
     # --- orders --------------------------------------------------------------------------------
-    async def find_by_tag(self, tag: str) -> dict[str, Any] | None:
-        for order in await self.orders():
-            if order.get("tag") == tag:
-                return order
-        return None
-
-    async def place_order(self, params: Mapping[str, Any], variety: str = "regular",
-                          lookups: int = 3, lookup_gap: float = 0.5) -> str:
-        """Place once. When the answer is lost, the tag decides: found → that order; absent after
-        ``lookups`` looks → sent again (at most once more). Returns the order id."""
-        tag = params["tag"]
-        lost: KiteError | None = None
-        for _ in range(2):
-            async with self._order_limiter:
-                try:
-                    try:  # the first try outside tenacity, whose set-up costs ~60 us on the order's path
+    async def place_order(self, params: Mapping[str, Any], variety: str = "regular") -> str:
+        """Place once; returns Kite's order id. A 429 is a refusal (nothing was placed), so it is
+        retried after a backoff. A lost answer (``OutcomeUnknown``) is raised, never retried here:
+        only a look at the order book for the tag can tell whether the order exists."""
+        async with self._order_limiter:
+            try:  # the first try outside tenacity, whose set-up costs ~60 us on the order's path
+                body = await self._raw("POST", f"/orders/{variety}", data=params)
+            except RateLimited:
+                await asyncio.sleep(RATE_BACKOFF_S)  # the wait tenacity would have made before try 2
+                async for retry in AsyncRetrying(retry=retry_if_exception_type(RateLimited), reraise=True,
+                                                 wait=wait_exponential(multiplier=2 * RATE_BACKOFF_S, max=5),
+                                                 stop=stop_after_attempt(4)):
+                    with retry:
                         body = await self._raw("POST", f"/orders/{variety}", data=params)
-                    except RateLimited:
-                        await asyncio.sleep(RATE_BACKOFF_S)  # the wait tenacity would have made before try 2
-                        async for retry in AsyncRetrying(retry=retry_if_exception_type(RateLimited), reraise=True,
-                                                         wait=wait_exponential(multiplier=2 * RATE_BACKOFF_S, max=5),
-                                                         stop=stop_after_attempt(4)):
-                            with retry:
-                                body = await self._raw("POST", f"/orders/{variety}", data=params)
-                    return orjson.loads(body)["data"]["order_id"]
-                except UNKNOWN_OUTCOME as exc:
-                    log.warning("place %s: %s; looking the tag up before anything else", tag, exc)
-                    lost = exc
-            for _ in range(lookups):
-                found = await self.find_by_tag(tag)
-                if found is not None:
-                    log.info("place %s: found as order %s", tag, found["order_id"])
-                    return found["order_id"]
-                await asyncio.sleep(lookup_gap)
-        raise lost
+        return orjson.loads(body)["data"]["order_id"]
 
     async def modify_order(self, order_id: str, params: Mapping[str, Any], variety: str = "regular") -> str:
+        """One modify (each one Kite takes counts towards its 25 per order): 429s are retried, a lost
+        answer is raised for the caller to look the order up."""
         async with self._order_limiter:
-            data = await self._call("PUT", f"/orders/{variety}/{order_id}", data=params)
+            data = await self._call("PUT", f"/orders/{variety}/{order_id}", data=params, retry=False)
         return data["order_id"]
 
     async def cancel_order(self, order_id: str, variety: str = "regular") -> str:
         async with self._order_limiter:
-            data = await self._call("DELETE", f"/orders/{variety}/{order_id}")
+            data = await self._call("DELETE", f"/orders/{variety}/{order_id}", retry=False)
         return data["order_id"]

@@ -1,0 +1,342 @@
+"""The orders that protect or exit a position at the venue, kept whole for the position it holds.
+
+Paper and live alike: a LIMIT target and an SL-M stop rest for the whole position. Live, the
+broker's word moves positions: fills arrive in parts and the bracket follows the position; fills
+the engine no longer wants are undone; a stop that would already be through the market becomes a
+market exit; exits that do not fill are re-priced; refusals are retried with backoff, bounded and
+loud; reconciliation derives positions from the fill ledger. Order state is the venue's
+(``engine.live.orders``): the keeper only names which orders protect which position.
+"""
+
+from dataclasses import dataclass, field
+
+from config import Config
+from engine import layout as L
+from engine.arrays import Arrays
+from engine.brokers.base import VenueProtocol
+from engine.events import ALERT
+from engine.journal import Journal
+from engine.live import rules
+from engine.live.orders import LiveOrder, OrderState
+from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, TagMaker
+from engine.step import adopt_position, apply_entry_fill, apply_exit_fill, flatten
+
+NS = 1_000_000_000
+MAX_BACKOFF_S = 60
+UNPROTECTED_REPEAT_S = 60  # a position without a working stop is alerted again this often
+
+
+@dataclass
+class Bracket:
+    """The broker orders protecting or exiting one instrument's position."""
+
+    entry: str | None = None
+    target: str | None = None
+    stop: str | None = None
+    exit: str | None = None
+    former: set[str] = field(default_factory=set)  # legs replaced (modification cap) that may still fill
+    exit_refused: bool = False  # the broker refused an exit: strategy exits wait for the trader
+    failures: int = 0  # refusals in a row of this position's protecting or exiting orders
+    rearm_ns: int = 0  # after a refusal, a missing stop or target is not sent again before this
+    exit_retry_ns: int = 0  # after a refused exit, the square-off's (or loss limit's) next try
+    unprotected_ns: int = 0  # when the position was last alerted as without a stop
+
+    def backoff(self) -> int:
+        """Seconds to wait before the next try after one more refusal: 0, 1, 2, 4 ... 60."""
+        self.failures += 1
+        return 0 if self.failures == 1 else min(MAX_BACKOFF_S, 2 ** (self.failures - 2))
+
+
+class BracketKeeper:
+    """Engine methods for the orders that protect or exit a position at the venue (a mixin: they
+    work on the engine's arrays, broker, journal and bus)."""
+
+    # what the engine provides
+    arrays: Arrays
+    broker: VenueProtocol
+    brackets: list[Bracket]
+    index: dict[str, int]
+    journal: Journal
+    cfg: Config
+    foreign: list[str]
+    _repriced: dict[str, tuple[int, int]]
+
+    def _cancel_bracket(self, br: Bracket, keep: str | None = None) -> None:
+        """One-cancels-other: cancel the resting target and stop, and what is left of a partly
+        filled entry, except ``keep`` (the one that filled). Their fills from now on are excess."""
+        for order_id in (br.entry, br.target, br.stop, *br.former):
+            if order_id and order_id != keep and self.broker.order(order_id).working:
+                self.broker.cancel(order_id)
+        br.entry = br.target = br.stop = None
+        br.former.clear()
+
+    def _broker_update(self, order: Order, qty: int, price: float) -> None:
+        """Live: the broker's word moves positions, ``qty`` newly filled at ``price`` at a time."""
+        j = self.index.get(order.request.symbol)
+        if j is None or order.purpose == Purpose.REPAIR:
+            return
+        if order.purpose == Purpose.ENTRY:
+            self._entry_update(j, order, qty, price)
+        elif order.purpose in (Purpose.TARGET, Purpose.STOP, Purpose.EXIT):
+            self._exit_update(j, order, qty, price)
+
+    def _entry_update(self, j: int, order: Order, qty: int, price: float) -> None:
+        """Each entry fill grows the position and its bracket; an entry the engine has given up on
+        (exit, flatten, halt, taken for never placed) must not grow it: its late fills are undone."""
+        a, br = self.arrays, self.brackets[j]
+        if order.order_id != br.entry:
+            if qty:
+                self._repair(j, order, qty, "filled after it was given up")
+            return
+        done = not order.working
+        if done:
+            br.entry = None
+            if order.filled_quantity == 0:  # rejected, or cancelled outside OTrade: nothing to hold
+                self._apply(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
+                return
+        signed = float(qty if order.request.side == Side.BUY else -qty)
+        self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, j, self.now_ns(), signed, price, done))
+
+    def _exit_update(self, j: int, order: Order, qty: int, price: float) -> None:
+        """Exit fills shrink the position; the last one closes the trade and cancels the rest. A
+        fill beyond the position (both legs filled in a race) is undone at market."""
+        a, br, oid = self.arrays, self.brackets[j], order.order_id
+        ours = oid in (br.target, br.stop, br.exit) or oid in br.former
+        if qty:
+            closing = min(qty, int(abs(a.st[j, L.S_POS]))) if ours else 0
+            if closing:
+                reason = {Purpose.TARGET: L.REASON_TARGET, Purpose.STOP: L.REASON_STOP}.get(
+                    order.purpose, int(a.st[j, L.S_PEND_REASON]))
+                act = apply_exit_fill(a.st, a.acct, a.clk, j, self.now_ns(), float(closing), price, reason)
+                if act & L.ACT_EXIT_FILL:
+                    self._cancel_bracket(br, keep=oid)
+                self._apply(j, act)
+            if qty > closing:
+                self._repair(j, order, qty - closing, "both bracket legs filled")
+        if not order.working:
+            br.former.discard(oid)
+            if ours and oid != br.exit and order.filled_quantity:
+                br.failures = 0  # it worked: protection is not failing
+            if ours and a.st[j, L.S_POS] != 0.0 and oid in (br.target, br.stop, br.exit):
+                self._lost_exit(j, order)
+
+    def _lost_exit(self, j: int, order: Order) -> None:
+        """An exit order ended unfilled (refused, or cancelled outside OTrade) with the position open.
+        A refused market exit restores the bracket it replaced; a lost stop or target is re-armed.
+        Either way after a backoff once it keeps failing, and loudly."""
+        br, st, now = self.brackets[j], self.arrays.st[j], self.now_ns()
+        what = f"{order.request.symbol} {order.purpose} order {str(order.status).lower()}"
+        why = f": {order.status_message}" if order.status_message else ""
+        wait = br.backoff() if order.filled_quantity == 0 else 0
+        if order.order_id == br.exit:
+            br.exit, br.exit_refused = None, True
+            st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0
+            br.exit_retry_ns = now + max(1, wait) * NS
+            self._protect(j, br)  # the bracket it replaced comes back at once
+            text = (f"{what}{why}; position {int(st[L.S_POS]):+d} still open, stop and target re-armed. "
+                    f"Strategy exits wait: /flatten to try again (a square-off waits {max(1, wait)} s)")
+        else:
+            if order.order_id == br.target:
+                br.target = None
+            else:
+                br.stop = None
+            br.rearm_ns = now + wait * NS
+            text = (f"{what}{why}; position {int(st[L.S_POS]):+d} is not fully protected: "
+                    + (f"re-arming in {wait} s" if wait else "re-arming now"))
+            self._protect(j, br)
+        self._publish(ALERT, critical=True, level="critical", text=text)
+        self.journal.record("exit_lost", symbol=order.request.symbol, order_id=order.order_id, text=text)
+
+    def _replaced(self, old: LiveOrder, new: LiveOrder) -> None:
+        """The venue replaced a leg near the broker's modification cap (place new, cancel old)."""
+        j = self.index.get(old.request.symbol)
+        if j is None:
+            return
+        br = self.brackets[j]
+        for name in ("target", "stop"):
+            if getattr(br, name) == old.order_id:
+                setattr(br, name, new.order_id)
+                br.former.add(old.order_id)
+        self.journal.record("replaced", old=old.order_id, new=new.order_id, modifications=old.modifications)
+
+    def reconcile(self, positions: list[dict], orders: list[dict]) -> list[str]:
+        """Live start, ticker reconnect or new token: positions come from the fill ledger (our
+        orders of the day, adopted from the book when an earlier run sent them), never from the
+        positions report, which is only checked against it (it lags fills). An earlier run's stop and
+        target are kept; missing legs are armed. Everything else is the trader's: left alone and
+        reported (returned, and shown in /status)."""
+        a, notes = self.arrays, []
+        broker = self.broker
+        working = [o for o in orders if o.get("status") in ("OPEN", "TRIGGER PENDING")]
+        known = {o.request.tag for o in broker.all_orders()}
+        for row in sorted(orders, key=lambda r: str(r.get("order_timestamp") or "")):
+            tag = row.get("tag") or ""
+            symbol = f"{row.get('exchange')}:{row.get('tradingsymbol')}"
+            if tag not in known and TagMaker.made_by_otrade(tag) and symbol in self.index:
+                broker.adopt(row, None)  # its fills join the ledger; its role is settled below
+        held = {f"{p['exchange']}:{p['tradingsymbol']}": (int(p["quantity"]), float(p["average_price"]))
+                for p in positions}
+        for j, symbol in enumerate(a.symbols):
+            ours = broker.position(symbol)
+            pos = int(a.st[j, L.S_POS])
+            reported, average = held.get(symbol, (0, 0.0))
+            if any(o.working and o.purpose == Purpose.REPAIR and o.request.symbol == symbol
+                   for o in broker.all_orders()):
+                notes.append(f"{symbol}: a repair order is working; left as it is until it fills")
+                continue
+            if ours != pos:
+                if ours == 0:
+                    self.apply_position(j, 0, 0.0)
+                    notes.append(f"{symbol}: OTrade's orders leave no position (OTrade showed {pos:+d}); flat now")
+                else:
+                    price = self._entry_average(symbol, ours) or average
+                    self.apply_position(j, ours, price)
+                    self._adopt_legs(j, symbol, working)
+                    br = self.brackets[j]
+                    kept = [n for n, oid in (("stop", br.stop), ("target", br.target)) if oid]
+                    self._protect(j, br)
+                    notes.append(f"{symbol}: adopted position {ours:+d} @ {price:.2f}"
+                                 + (f", kept its {' and '.join(kept)}" if kept else "") + ", bracket armed")
+            if ours and not reported:
+                text = (f"{symbol}: OTrade holds {ours:+d} but Kite shows no position (closed outside OTrade?); "
+                        "its stop and target still rest at Kite and would open a new position if they fill: "
+                        "check Kite and cancel them there")
+                notes.append(text + ", left alone")
+                self._publish(ALERT, critical=True, level="critical", text=text)
+            elif reported != ours:
+                notes.append(f"{symbol}: Kite's positions show {reported:+d}, OTrade's orders {ours:+d} (the report "
+                             "can trail a fill; a difference that stays was made outside OTrade), left alone")
+        for p in positions:
+            symbol, qty = f"{p['exchange']}:{p['tradingsymbol']}", int(p["quantity"])
+            if qty and symbol not in self.index:
+                notes.append(f"{symbol}: position {qty:+d} not traded by OTrade, left alone")
+        adopted = {o.request.tag for o in broker.all_orders()}
+        for row in working:
+            if (row.get("tag") or f"kite-{row['order_id']}") not in adopted:
+                notes.append(f"{row['exchange']}:{row['tradingsymbol']}: order {row['order_id']} "
+                             f"({row['transaction_type']} {row['quantity']} {row['order_type']}) not ours, left alone")
+        self.foreign = [n for n in notes if "left alone" in n]
+        for note in notes:
+            self.journal.record("reconcile", note=note)
+        return notes
+
+    def _entry_average(self, symbol: str, position: int) -> float:
+        """The average price of the fills on the position's side, when they are all of it."""
+        side = Side.BUY if position > 0 else Side.SELL
+        legs = [o for o in self.broker.all_orders() if o.request.symbol == symbol and o.request.side == side]
+        qty = sum(self.broker.filled(o.order_id) for o in legs)
+        if qty != abs(position):
+            return 0.0
+        return sum(self.broker.filled(o.order_id) * o.average_price for o in legs) / qty
+
+    def _adopt_legs(self, j: int, symbol: str, working: list[dict]) -> None:
+        """An earlier run's working stop and target for this position (known by OTrade's tag)."""
+        br, exit_side = self.brackets[j], "SELL" if self.arrays.st[j, L.S_POS] > 0 else "BUY"
+        for row in working:
+            if (f"{row['exchange']}:{row['tradingsymbol']}" != symbol or row["transaction_type"] != exit_side
+                    or not TagMaker.made_by_otrade(row.get("tag"))):
+                continue  # only an earlier run's own stop and target are taken over
+            order = self.broker.adopt(row, None)
+            if row["order_type"] in ("SL", "SL-M") and br.stop is None:
+                br.stop, order.purpose = order.order_id, Purpose.STOP
+            elif row["order_type"] == "LIMIT" and br.target is None:
+                br.target, order.purpose = order.order_id, Purpose.TARGET
+
+    def apply_position(self, j: int, qty: int, price: float) -> None:
+        a = self.arrays
+        adopt_position(a.st, a.pr, a.clk, j, self.now_ns(), float(qty), price)
+        a.st[j, L.S_PEND_SIDE] = a.st[j, L.S_PEND_KIND] = 0.0
+
+    def _protect(self, j: int, br: Bracket) -> None:
+        """Rest a target and a stop for the whole open position: send the missing ones, resize the
+        working ones to what the position is now (a leg keeps what it already filled). A stop that
+        the market is already through would be refused: the position exits at market instead."""
+        st = self.arrays.st[j]
+        pos = int(abs(st[L.S_POS]))
+        if pos == 0 or st[L.S_PEND_KIND] == L.ORDER_EXIT:
+            return  # flat, or a market exit for all of it is on its way
+        exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
+        for name in ("target", "stop"):  # a leg that filled (undersized) or ended no longer protects
+            order_id = getattr(br, name)
+            if order_id and not self.broker.order(order_id).working:
+                setattr(br, name, None)
+        if (br.stop is None or br.target is None) and self.now_ns() < br.rearm_ns:
+            return  # after a refusal: tend() re-arms once the backoff is over
+        if br.stop is None:
+            request = OrderRequest(self.arrays.symbols[j], exit_side, pos, OrderType.SL_M,
+                                   trigger_price=float(st[L.S_STOP]))
+            problem = rules.trigger_problem(request, float(st[L.S_LTP])) if self.live else ""
+            if problem:
+                self._publish(ALERT, critical=True, level="critical",
+                              text=f"{request.symbol}: {problem}, so Kite would refuse the stop: exiting "
+                                   f"{int(st[L.S_POS]):+d} at market instead")
+                self._apply(j, flatten(self.arrays.st, self.arrays.acct, j, L.REASON_STOP))
+                return
+            br.stop = self._send(j, exit_side, OrderType.SL_M, Purpose.STOP, trigger=float(st[L.S_STOP]),
+                                 qty=pos).order_id
+        if br.target is None:
+            br.target = self._send(j, exit_side, OrderType.LIMIT, Purpose.TARGET, price=float(st[L.S_TARGET]),
+                                   qty=pos).order_id
+        for order_id in (br.stop, br.target):
+            order = self.broker.order(order_id)
+            size = self.broker.filled(order_id) + pos
+            if order.working and order.wants("quantity") != size:
+                self.broker.modify(order_id, quantity=size)
+                self.journal.record("resized", order_id=order_id, quantity=size)
+
+    def _repair(self, j: int, order: Order, qty: int, why: str) -> None:
+        """Undo ``qty`` the engine did not want filled, at market, and tell the trader."""
+        side = Side.BUY if order.request.side == Side.SELL else Side.SELL
+        request = OrderRequest(order.request.symbol, side, qty, OrderType.MARKET, tag=self._tag())
+        self.journal.record("intent", purpose=str(Purpose.REPAIR), **request.__dict__)
+        self.broker.submit(request, Purpose.REPAIR)
+        self._publish(ALERT, critical=True, level="critical",
+                      text=f"{order.request.symbol}: {order.purpose} order {why}; sent {side} {qty} "
+                           "at market to undo the excess")
+
+    def tend(self) -> None:
+        """Live, every second: re-price exits that do not fill, re-arm protection whose backoff is
+        over, and repeat the alarm for a position that has no working stop."""
+        self.reprice_exits()
+        now = self.now_ns()
+        for j, br in enumerate(self.brackets):
+            st = self.arrays.st[j]
+            if st[L.S_POS] == 0.0 or st[L.S_PEND_KIND] == L.ORDER_EXIT or br.exit:
+                continue
+            if (br.stop is None or br.target is None) and now >= br.rearm_ns:
+                self._protect(j, br)
+            stop = self.broker.order(br.stop) if br.stop else None
+            if (stop is None or not stop.working) and now - br.unprotected_ns >= UNPROTECTED_REPEAT_S * NS:
+                br.unprotected_ns = now
+                self._publish(ALERT, critical=True, level="critical",
+                              text=f"{self.arrays.symbols[j]}: position {int(st[L.S_POS]):+d} has no working stop "
+                                   "at Kite; OTrade keeps trying. Check Kite, or /flatten")
+
+    def reprice_exits(self) -> int:
+        """Live: an exit, repair or stop that Kite reports as triggered or working at market, and
+        that has not filled for ``risk.exit_reprice_seconds`` since Kite last said so (Kite parks
+        them as limits at the protection price, which a fast move leaves behind), is re-priced at
+        market. An order Kite has not acknowledged is never touched. Returns how many were."""
+        now, wait_ns = self.now_ns(), int(self.cfg.risk.exit_reprice_seconds * 1e9)
+        stops = {br.stop for br in self.brackets if br.stop}
+        repriced = 0
+        for order in self.broker.all_orders():
+            if not isinstance(order, LiveOrder) or order.pending or order.reprice:
+                continue
+            exiting = order.purpose in (Purpose.EXIT, Purpose.REPAIR) or order.order_id in stops
+            executable = order.state in (OrderState.TRIGGERED, OrderState.PARTIALLY_FILLED) or (
+                order.state == OrderState.ACCEPTED and order.request.order_type == OrderType.MARKET)
+            if not exiting or not executable:
+                continue
+            attempts, last_ns = self._repriced.get(order.order_id, (0, 0))
+            if now - max(order.updated_ns, last_ns) < wait_ns:
+                continue
+            self.broker.reprice(order.order_id)
+            self._repriced[order.order_id] = (attempts + 1, now)
+            repriced += 1
+            left = order.request.quantity - order.filled_quantity
+            text = (f"{order.request.symbol} {order.purpose} order: {left} unfilled after "
+                    f"{self.cfg.risk.exit_reprice_seconds:g} s, re-priced at market (attempt {attempts + 1})")
+            self.journal.record("repriced", order_id=order.order_id, attempt=attempts + 1)
+            self._publish(ALERT, critical=attempts >= 2, level="critical" if attempts >= 2 else "warning", text=text)
+        return repriced

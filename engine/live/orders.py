@@ -1,0 +1,485 @@
+"""Every live order's life, on the broker's word: the one owner of live order state.
+
+An order moves through an explicit state machine (NautilusTrader's): INITIALIZED → SUBMITTED →
+ACCEPTED → TRIGGERED / PARTIALLY_FILLED → FILLED, or CANCELED / REJECTED, with PENDING_UPDATE and
+PENDING_CANCEL; DENIED is an order refused here, before it was sent. Local state never runs ahead
+of the broker: an order without an answer is SUBMITTED, its fate unknown; only the broker's word (a
+REST answer, a ticker order message, an order-book or history row) moves it, and only that word
+makes it final. A lost answer is resolved by looking the order up by its tag, never by assuming;
+a failed look changes nothing. Fills go into one ledger keyed by the broker's order id.
+
+Requests run concurrently, one lane per order: an order's own requests stay in order (place →
+modify → cancel), and a hung call never delays another order. A modify or cancel of an order the
+broker has not accepted yet waits for it. Changes asked for while one is in flight are merged: the
+broker gets the latest wish, once.
+
+The broker side (which calls, which rows mean what) is a subclass's: ``_place_call``,
+``_modify_call``, ``_cancel_call``, ``_history``, ``_book`` and ``report``.
+"""
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from engine.brokers.base import OutcomeUnknown, Refused, SessionExpired, VenueProtocol
+from engine.journal import Journal
+from engine.live import rules
+from engine.live.ledger import FillLedger
+from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
+
+log = logging.getLogger(__name__)
+
+
+class OrderState(StrEnum):
+    INITIALIZED = "INITIALIZED"
+    DENIED = "DENIED"  # refused here, never sent
+    SUBMITTED = "SUBMITTED"  # sent; the broker has not accepted it (or its answer was lost)
+    ACCEPTED = "ACCEPTED"
+    TRIGGERED = "TRIGGERED"  # a stop whose trigger was reached: working at the exchange
+    PENDING_UPDATE = "PENDING_UPDATE"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+
+
+FINAL_STATES = frozenset({OrderState.DENIED, OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED})
+# how far along an order is: a report never moves it back (rows race across channels)
+_RANK = {OrderState.INITIALIZED: 0, OrderState.SUBMITTED: 1, OrderState.DENIED: 3, OrderState.FILLED: 3,
+         OrderState.CANCELED: 3, OrderState.REJECTED: 3}
+SETTLE_S = 1.0  # an order unconfirmed this long is looked up
+LOOK_EVERY_S = 0.5
+FIELDS = ("quantity", "price", "trigger_price", "order_type")
+
+
+@dataclass(frozen=True)
+class Report:
+    """One order row from the broker, in the state machine's words."""
+
+    broker_id: str
+    tag: str
+    state: OrderState
+    status: str  # the broker's own word, shown to the trader
+    filled: int
+    average: float
+    quantity: int
+    price: float | None
+    trigger_price: float | None
+    order_type: OrderType
+    message: str
+    stamp: str  # the broker's time of this row ('' when it gives none): older rows are stale
+
+
+@dataclass(eq=False)
+class LiveOrder(Order):
+    state: OrderState = OrderState.INITIALIZED
+    broker_id: str | None = None
+    cancel_wanted: bool = False
+    reprice: bool = False  # wanted: modified to MARKET again (a new protection price), even if it is one
+    modifications: int = 0  # modifications the broker took
+    lost_mono: float = 0.0  # when the place call's answer was lost (0: it was not)
+    word_mono: float = 0.0  # when the broker last said something about it (or it was sent)
+    stamp: str = ""
+    replaced_by: str | None = None
+    lane: asyncio.Lock = field(default_factory=asyncio.Lock)
+    acked: asyncio.Event = field(default_factory=asyncio.Event)  # set once the broker accepted or ended it
+
+    @property
+    def working(self) -> bool:
+        return self.state not in FINAL_STATES
+
+    @property
+    def unsure(self) -> bool:
+        """Its fate or its last request's is not known yet."""
+        return self.working and (self.broker_id is None or self.state in (
+            OrderState.SUBMITTED, OrderState.PENDING_UPDATE, OrderState.PENDING_CANCEL))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "state": str(self.state), "broker_id": self.broker_id,
+                "modifications": self.modifications}
+
+
+class Caps:
+    """Order placements within the broker's caps and ours: per minute, per day, per position."""
+
+    def __init__(self, per_position_minute: int, per_minute: int = 200, per_day: int = 5000) -> None:
+        self.per_position_minute, self.per_minute, self.per_day = per_position_minute, per_minute, per_day
+        self._minute: deque[float] = deque()
+        self._by_symbol: dict[str, deque[float]] = {}
+        self.today = 0
+
+    def refusal(self, symbol: str, now: float) -> str:
+        """Why one more order for ``symbol`` may not be placed now ('' when it may); counts it if so."""
+        for window in (self._minute, self._by_symbol.setdefault(symbol, deque())):
+            while window and now - window[0] >= 60.0:
+                window.popleft()
+        if self.today >= self.per_day:
+            return f"{self.per_day} orders today: Kite's daily cap"
+        if len(self._minute) >= self.per_minute:
+            return f"{self.per_minute} orders in the last minute: Kite's cap"
+        if len(self._by_symbol[symbol]) >= self.per_position_minute:
+            return (f"{self.per_position_minute} orders for {symbol} in the last minute "
+                    "(risk.max_orders_per_position_minute)")
+        self.today += 1
+        self._minute.append(now)
+        self._by_symbol[symbol].append(now)
+        return ""
+
+
+class LiveOrders(VenueProtocol):
+    name = "live"
+
+    def __init__(self, journal: Journal, tick_sizes: dict[str, float], now_ns: Callable[[], int],
+                 caps: Caps | None = None, lookup_seconds: float = 15.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.journal = journal
+        self.tick_sizes = dict(tick_sizes)
+        self.caps = caps or Caps(12)
+        self.lookup_seconds = lookup_seconds
+        self.ledger = FillLedger()
+        self.tags = TagMaker()
+        self.on_order: Callable[[Order, int, float], None] | None = None
+        self.on_token_error: Callable[[str], None] = lambda text: None
+        self.on_error: Callable[[str], None] = lambda text: None  # the trader must know (critical)
+        self.on_replaced: Callable[[LiveOrder, LiveOrder], None] = lambda old, new: None
+        self._now_ns = now_ns
+        self._mono = monotonic
+        self._orders: dict[str, LiveOrder] = {}  # by tag: the engine's name for an order
+        self._by_broker: dict[str, str] = {}  # broker's order id -> tag
+        self._tasks: set[asyncio.Task] = set()
+        self._lanes_waiting: dict[str, int] = {}  # tag -> lane tasks queued or running
+
+    # --- the broker's side (a subclass) --------------------------------------------------------
+    async def _place_call(self, request: OrderRequest) -> str: ...
+    async def _modify_call(self, broker_id: str, changes: dict[str, Any]) -> None: ...
+    async def _cancel_call(self, broker_id: str) -> None: ...
+    async def _history(self, broker_id: str) -> list[dict]: ...
+    async def _book(self) -> list[dict]: ...
+    def report(self, row: dict) -> Report | None: ...
+
+    # --- what the engine calls (synchronous, no I/O) -------------------------------------------
+    def submit(self, request: OrderRequest, purpose: Purpose | None = None) -> LiveOrder:
+        now = self._now_ns()
+        order = LiveOrder(request.tag, request, Status.SUBMITTED, now, now, purpose=purpose, word_mono=self._mono())
+        self._orders[request.tag] = order
+        tick = self.tick_sizes.get(request.symbol)
+        if tick:
+            rules.on_the_grid(request, tick)
+        refusal = self.caps.refusal(request.symbol, self._mono())
+        if refusal:
+            self._deny(order, f"not sent: {refusal}")
+            return order
+        order.state = OrderState.SUBMITTED
+        self._lane(order, self._place)
+        return order
+
+    def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
+               quantity: int | None = None, order_type: OrderType | None = None) -> LiveOrder:
+        """Ask for a change; ``request`` keeps what the broker confirmed until it confirms this."""
+        order = self.order(order_id)
+        wanted = {"price": price, "trigger_price": trigger_price, "quantity": quantity, "order_type": order_type}
+        order.pending.update({k: v for k, v in wanted.items() if v is not None})
+        if order.working and self._lanes_waiting.get(order.order_id, 0) < 2:  # one running, one to pick up more
+            self._lane(order, self._sync)
+        return order
+
+    def reprice(self, order_id: str) -> LiveOrder:
+        """Ask for the order at market again: Kite sets a new protection price on every such modify."""
+        order = self.order(order_id)
+        order.reprice = True
+        return self.modify(order_id, order_type=OrderType.MARKET)
+
+    def cancel(self, order_id: str) -> LiveOrder:
+        order = self.order(order_id)
+        if order.working and not order.cancel_wanted:
+            order.cancel_wanted = True
+            self._lane(order, self._sync)
+        return order
+
+    def position(self, symbol: str) -> int:
+        """The signed quantity our orders for ``symbol`` have filled, from the ledger."""
+        return sum(self.ledger.filled(o.order_id) * (1 if o.request.side == Side.BUY else -1)
+                   for o in self._orders.values() if o.request.symbol == symbol)
+
+    # --- lanes ---------------------------------------------------------------------------------
+    def _lane(self, order: LiveOrder, step: Callable[[LiveOrder], Any]) -> None:
+        tag = order.order_id
+        self._lanes_waiting[tag] = self._lanes_waiting.get(tag, 0) + 1
+        task = asyncio.get_running_loop().create_task(self._in_lane(order, step))
+        self._tasks.add(task)  # a reference, so the task is not collected mid-flight
+        task.add_done_callback(self._tasks.discard)
+
+    async def _in_lane(self, order: LiveOrder, step: Callable[[LiveOrder], Any]) -> None:
+        try:
+            async with order.lane:
+                await step(order)
+        except SessionExpired as exc:
+            self.on_token_error(str(exc))
+        except Exception as exc:  # contained: logged and alerted, the order stays as the broker last said
+            log.exception("order %s: %s failed", order.order_id, step.__name__)
+            self.on_error(f"{order.request.symbol} {order.purpose} order: {type(exc).__name__}: {exc}")
+        finally:
+            self._lanes_waiting[order.order_id] -= 1
+
+    async def _place(self, order: LiveOrder) -> None:
+        self.journal.flush()  # the intent is written before the order leaves (synced to disk within 50 ms)
+        try:
+            broker_id = await self._place_call(order.request)
+        except SessionExpired as exc:
+            self.on_token_error(str(exc))
+            self._end(order, OrderState.REJECTED, Status.REJECTED, f"not sent: {exc}")
+            return
+        except OutcomeUnknown as exc:
+            order.lost_mono = self._mono()
+            log.warning("place %s: %s; looking for it in the order book", order.order_id, exc)
+            return
+        except Refused as exc:
+            self._end(order, OrderState.REJECTED, Status.REJECTED, str(exc))
+            return
+        self._bind(order, broker_id)
+        await self._look(order)
+
+    async def _sync(self, order: LiveOrder) -> None:
+        """Bring the broker's order to what is wanted of it: cancelled, or the pending changes."""
+        while order.working and (order.cancel_wanted or order.pending or order.reprice):
+            if order.broker_id is None:
+                return  # the place answer was lost: the look-up picks this up once it knows the order
+            if order.state == OrderState.SUBMITTED:
+                try:
+                    await asyncio.wait_for(order.acked.wait(), SETTLE_S)
+                except TimeoutError:
+                    return  # not accepted yet: the look-up picks this up
+                continue
+            if order.cancel_wanted:
+                await self._send_cancel(order)
+                return
+            changes = {k: v for k, v in order.pending.items() if v != getattr(order.request, k)}
+            if order.reprice:
+                changes["order_type"], order.reprice = OrderType.MARKET, False
+            if not changes:
+                order.pending.clear()
+                return
+            if order.modifications >= rules.REPLACE_AT:
+                self._replace(order)
+                return
+            if not await self._send_modify(order, changes):
+                return
+
+    async def _send_modify(self, order: LiveOrder, changes: dict[str, Any]) -> bool:
+        """One modify; True when the broker took it (the changes are then confirmed by its rows)."""
+        params = dict(changes)
+        if changes.get("order_type") in (OrderType.MARKET, OrderType.SL_M) or (
+                "quantity" in changes and order.request.order_type in (OrderType.MARKET, OrderType.SL_M)):
+            params.setdefault("order_type", order.wants("order_type"))
+        try:
+            await self._modify_call(order.broker_id, params)
+        except Refused as exc:
+            for k, v in changes.items():  # refused: the order stays as it was
+                if order.pending.get(k) == v:
+                    del order.pending[k]
+            await self._refused(order, "modify", str(exc))
+            return False
+        except OutcomeUnknown as exc:
+            log.warning("modify %s: %s; looking at the order", order.order_id, exc)
+            order.state = OrderState.PENDING_UPDATE
+            await self._look(order)
+            return False
+        order.modifications += 1
+        order.state = OrderState.PENDING_UPDATE
+        order.word_mono = self._mono()
+        for k, v in changes.items():
+            if order.pending.get(k) == v:
+                setattr(order.request, k, v)  # the broker took it; its rows will say so too
+                del order.pending[k]
+        self.journal.record("modified", order_id=order.order_id, **{k: str(v) for k, v in changes.items()})
+        await self._look(order)
+        return True
+
+    async def _send_cancel(self, order: LiveOrder) -> None:
+        try:
+            await self._cancel_call(order.broker_id)
+        except Refused as exc:
+            order.cancel_wanted = False
+            await self._refused(order, "cancel", str(exc))
+            return
+        except OutcomeUnknown as exc:
+            log.warning("cancel %s: %s; looking at the order", order.order_id, exc)
+            order.state = OrderState.PENDING_CANCEL
+            await self._look(order)
+            return
+        order.cancel_wanted = False
+        order.state = OrderState.PENDING_CANCEL
+        order.word_mono = self._mono()
+        await self._look(order)
+
+    async def _refused(self, order: LiveOrder, action: str, message: str) -> None:
+        """A modify or cancel the broker refused. Usually the order has just filled or ended, which
+        its history shows and the engine then handles; otherwise the trader must know."""
+        await self._look(order)
+        if order.working:
+            r = order.request
+            self.on_error(f"Kite refused to {action} the {r.side} {r.quantity} {r.symbol} {r.order_type} "
+                          f"order: {message}")
+
+    def _replace(self, order: LiveOrder) -> None:
+        """Near the broker's modification cap: place the order anew as wanted, then cancel the old
+        one, so what it protects is never without it in between."""
+        wanted = {k: order.wants(k) for k in FIELDS}
+        wanted["quantity"] -= self.ledger.filled(order.order_id)
+        if wanted["quantity"] <= 0:
+            return
+        request = replace(order.request, tag=self.tags(), **wanted)
+        self.journal.record("intent", purpose=str(order.purpose), replaces=order.order_id, **request.__dict__)
+        new = self.submit(request, order.purpose)
+        if not new.working:
+            return  # denied (alerted): the old order keeps protecting as it is
+        order.pending.clear()
+        order.replaced_by = new.order_id
+        log.info("order %s took %d modifications: replaced by %s", order.order_id, order.modifications,
+                 new.order_id)
+        self.on_replaced(order, new)
+        order.cancel_wanted = True
+        self._lane(order, self._sync)
+
+    # --- the broker's word ---------------------------------------------------------------------
+    def _bind(self, order: LiveOrder, broker_id: str) -> None:
+        if order.broker_id is None:
+            order.broker_id = broker_id
+            order.status_message = order.status_message or f"Kite order {broker_id}"
+        self._by_broker[broker_id] = order.order_id
+
+    async def _look(self, order: LiveOrder) -> None:
+        """Read the order's history; a failed read changes nothing (the look-up tries again)."""
+        try:
+            rows = await self._history(order.broker_id)
+        except SessionExpired:
+            raise
+        except Exception as exc:
+            log.warning("order %s: history unavailable (%s); looking again later", order.order_id, exc)
+            return
+        if rows:
+            self.update(rows[-1])
+
+    def update(self, row: dict) -> None:
+        """An order row from the broker (ticker message, order book, history). Orders the engine did
+        not create are left alone: they are the trader's."""
+        report = self.report(row)
+        if report is None:
+            return
+        tag = report.tag if report.tag in self._orders else self._by_broker.get(report.broker_id)
+        order = self._orders.get(tag or "")
+        if order is None:
+            return
+        self._bind(order, report.broker_id)
+        qty, price = self.ledger.apply(order.order_id, report.filled, report.average)
+        order.filled_quantity = self.ledger.filled(order.order_id)
+        order.average_price = self.ledger.average(order.order_id)
+        if not self._take(order, report) and not qty:
+            return
+        order.word_mono = self._mono()
+        self._changed(order, qty, price)
+
+    def _take(self, order: LiveOrder, report: Report) -> bool:
+        """Move the order to what the report says, unless the report is older than what is known."""
+        if not order.working:
+            if order.lost_mono and report.state not in FINAL_STATES:
+                self._revive(order)  # taken for never placed, yet there it is
+            return False
+        if report.stamp and order.stamp and report.stamp < order.stamp:
+            return False
+        rank = _RANK.get(report.state, 2)
+        if rank < _RANK.get(order.state, 2) or report.filled < self.ledger.filled(order.order_id):
+            return False
+        order.stamp = report.stamp or order.stamp
+        before = (order.state, order.status, order.request.quantity, order.request.price,
+                  order.request.trigger_price, order.request.order_type)
+        if rank >= 2:
+            order.acked.set()
+        order.state = report.state
+        order.status = Status._value2member_map_.get(report.status, order.status)
+        order.status_message = report.message or order.status_message
+        if rank >= 2:  # the broker's values are what the order is
+            order.request.quantity = report.quantity
+            order.request.price = report.price
+            order.request.trigger_price = report.trigger_price
+            order.request.order_type = report.order_type
+            for k in [k for k, v in order.pending.items() if getattr(order.request, k) == v]:
+                del order.pending[k]
+        if order.working and (order.pending or order.cancel_wanted) and not self._lanes_waiting.get(order.order_id):
+            self._lane(order, self._sync)
+        return before != (order.state, order.status, order.request.quantity, order.request.price,
+                          order.request.trigger_price, order.request.order_type)
+
+    def _revive(self, order: LiveOrder) -> None:
+        """An order taken for never placed turned up working: it is a duplicate now, so cancel it."""
+        order.lost_mono = 0.0
+        order.state, order.status = OrderState.SUBMITTED, Status.SUBMITTED
+        order.cancel_wanted = True
+        self.on_error(f"{order.request.symbol} {order.purpose} order {order.order_id} that Kite's book did not "
+                      "show turned up late; cancelling it")
+        self._lane(order, self._sync)
+
+    def _deny(self, order: LiveOrder, message: str) -> None:
+        """Refused before sending; the engine hears of it once the caller has filed the order."""
+        order.state, order.status, order.status_message = OrderState.DENIED, Status.REJECTED, message
+        self.on_error(f"{order.request.symbol} {order.purpose} order {message}")
+        asyncio.get_running_loop().call_soon(self._changed, order, 0, 0.0)
+
+    def _end(self, order: LiveOrder, state: OrderState, status: Status, message: str) -> None:
+        order.state, order.status, order.status_message = state, status, message
+        order.acked.set()
+        order.word_mono = self._mono()
+        self._changed(order, 0, 0.0)
+
+    def _changed(self, order: LiveOrder, qty: int, price: float) -> None:
+        order.updated_ns = self._now_ns()
+        order.history.append((order.updated_ns, order.status))
+        if self.on_order is not None:
+            self.on_order(order, qty, price)
+
+    # --- looking up what is not known ----------------------------------------------------------
+    async def run(self, every: float = LOOK_EVERY_S) -> None:
+        """Look up orders whose fate or last request is unknown, for as long as the process runs."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.look_up()
+            except SessionExpired as exc:
+                self.on_token_error(str(exc))
+            except Exception:
+                log.exception("order look-up failed; trying again")
+
+    async def look_up(self) -> None:
+        now = self._mono()
+        unsure = [o for o in self._orders.values() if o.unsure and now - o.word_mono >= SETTLE_S]
+        if not unsure:
+            return
+        try:
+            rows = await self._book()
+        except SessionExpired:
+            raise
+        except Exception as exc:
+            log.warning("order book unavailable (%s): %d order(s) still unconfirmed", exc, len(unsure))
+            return
+        self.sync_rows(rows)
+        now = self._mono()
+        for order in unsure:
+            if order.broker_id is None and order.lost_mono and now - order.lost_mono >= self.lookup_seconds:
+                self._end(order, OrderState.REJECTED, Status.REJECTED,
+                          f"not placed: Kite's order book shows no order tagged {order.order_id} "
+                          f"{self.lookup_seconds:g} s after its answer was lost")
+                order.lost_mono = now  # a late appearance is cancelled as a duplicate
+            elif order.working and (order.pending or order.cancel_wanted) and not self._lanes_waiting.get(
+                    order.order_id):
+                self._lane(order, self._sync)
+
+    def sync_rows(self, rows: list[dict]) -> None:
+        """Apply the order book's rows to the orders they are about."""
+        for row in rows:
+            self.update(row)
