@@ -190,7 +190,8 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
         resyncs.add(task)  # a reference, so the task is not collected mid-flight
         task.add_done_callback(resyncs.discard)
 
-    ticker = live.ticker_for(lambda i, ts, price, volume: _live_tick(rt, i, ts, price, volume), on_reconnect)
+    ticker = live.ticker_for(lambda i, ts, price, volume: _live_tick(rt, i, ts, price, volume), on_reconnect,
+                             lambda exc: engine.fault(None, exc, "ticker"))
 
     async def feed() -> None:
         while True:

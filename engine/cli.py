@@ -2,10 +2,13 @@
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -92,10 +95,29 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """Run the process's asyncio main on uvloop where it is installed, else on asyncio's own loop,
+    and say which (once logging is set up: the line is logged when ``main`` first waits)."""
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+
+    async def announced() -> int:
+        loop = asyncio.get_running_loop()
+        loop.call_soon(logging.getLogger("engine.cli").info, "event loop: %s", type(loop).__module__.split(".")[0])
+        return await main
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(announced())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.app import run
 
-    return asyncio.run(run(args))
+    return run_async(run(args))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -98,6 +98,7 @@ class KiteLive:
         self.known: dict[str, Instrument] = {}  # today's instruments file, for the exchanges traded
         self.renewed = asyncio.Event()  # set whenever the access token is known good again
         self.ticker: KiteTicker | None = None
+        self._resubscribing: asyncio.Task | None = None
 
     async def prepare(self) -> list[str]:
         """Instrument tokens and tick sizes from today's instruments file; returns warnings."""
@@ -130,7 +131,8 @@ class KiteLive:
         self.tokens.clear()  # in place: the ticker's callback holds this map
         self.tokens.update({self.known[s].token: row for row, s in enumerate(symbols)})
         if self.ticker is not None:
-            self.ticker.set_tokens(list(self.tokens))
+            task = asyncio.get_running_loop().create_task(self.ticker.set_tokens(list(self.tokens)))
+            self._resubscribing = task  # a reference, so the task is not collected mid-flight
 
     async def resync(self, reconcile: Callable[[list[dict], list[dict]], list[str]]) -> list[str]:
         """The order book's news (fills missed while away) first, then positions and orders for the
@@ -138,8 +140,8 @@ class KiteLive:
         orders = await self.broker.sync()
         return reconcile((await self.rest.positions())["net"], orders)
 
-    def ticker_for(self, on_tick: Callable[[int, int, float, float], None],
-                   on_reconnect: Callable[[], None]) -> KiteTicker:
+    def ticker_for(self, on_tick: Callable[[int, int, float, float], None], on_reconnect: Callable[[], None],
+                   on_fault: Callable[[Exception], None] = lambda exc: None) -> KiteTicker:
         rows = self.tokens
 
         def ticks(tokens: np.ndarray, prices: np.ndarray, ts: np.ndarray, traded: np.ndarray, received: int) -> None:
@@ -151,7 +153,7 @@ class KiteLive:
 
         self.ticker = KiteTicker(self.creds.api_key, lambda: self.rest.access_token, list(rows), ticks,
                                  self.broker.update, url=os.environ.get("KITE_WS_URL", DEFAULT_URL),
-                                 on_reconnect=on_reconnect)
+                                 on_reconnect=on_reconnect, on_callback_error=on_fault)
         return self.ticker
 
     def login_url(self) -> str:
