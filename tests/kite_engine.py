@@ -27,16 +27,19 @@ async def wait(predicate, timeout: float = 5.0):
 
 
 @asynccontextmanager
-async def kite_engine(tmp_path):
-    """Yields (server, engine, bus): INFY, 10 a trade, a 5% target and stop, the session open."""
-    server = FakeKite()
+async def kite_engine(tmp_path, server: FakeKite | None = None, bracket: dict | None = None, timeout: float = 2.0,
+                      tick_size: float = 0.05):
+    """Yields (server, engine, bus): INFY, 10 a trade, a 5% target and stop, the session open, a
+    clock standing at 10:00 IST (tests move it by hand)."""
+    server = server or FakeKite()
     await server.start()
-    rest = KiteREST(API_KEY, server.access_token, server.base, timeout=2.0)
-    cfg = make_config(bracket={"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None})
+    rest = KiteREST(API_KEY, server.access_token, server.base, timeout=timeout)
+    cfg = make_config(bracket=bracket or {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None},
+                      tick_size=tick_size)
     clock = lambda: T0 * 10**9  # noqa: E731
     bus = EventBus()
     journal = Journal(tmp_path, clock)
-    broker = KiteBroker(rest, journal, {"NSE:INFY": 0.05}, clock)
+    broker = KiteBroker(rest, journal, {"NSE:INFY": tick_size}, clock)
     engine = Engine(cfg, broker, bus, journal, clock)
     broker.on_token_error = engine.token_expired
     broker.on_error = engine.alert

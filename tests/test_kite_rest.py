@@ -94,7 +94,7 @@ async def test_a_rejected_order_keeps_kites_reason(kite):
     server, client = kite
     server.reject_reason = "Insufficient funds. Required margin is 10743.00 but available margin is 0.00."
     order_id = await client.place_order(order("ot8"))
-    [row] = await client.order_history(order_id)
+    *_, row = await client.order_history(order_id)
     assert (row["status"], row["status_message"]) == ("REJECTED", server.reject_reason)
 
 
@@ -106,7 +106,9 @@ async def test_modify_and_cancel_move_the_order_through_its_history(kite):
     await client.cancel_order(order_id)
     history = await client.order_history(order_id)
     assert [(r["status"], r["trigger_price"]) for r in history] == [
-        ("TRIGGER PENDING", 1070.0), ("TRIGGER PENDING", 1071.5), ("CANCELLED", 1071.5)]
+        ("PUT ORDER REQ RECEIVED", 1070.0), ("VALIDATION PENDING", 1070.0), ("OPEN PENDING", 1070.0),
+        ("TRIGGER PENDING", 1070.0), ("MODIFY VALIDATION PENDING", 1070.0), ("MODIFY PENDING", 1071.5),
+        ("TRIGGER PENDING", 1071.5), ("CANCEL PENDING", 1071.5), ("CANCELLED", 1071.5)]
 
 
 async def test_instruments_give_tokens_and_tick_sizes(kite):

@@ -55,6 +55,7 @@ _RANK = {OrderState.INITIALIZED: 0, OrderState.SUBMITTED: 1, OrderState.DENIED: 
          OrderState.CANCELED: 3, OrderState.REJECTED: 3}
 SETTLE_S = 1.0  # an order unconfirmed this long is looked up
 LOOK_EVERY_S = 0.5
+BOOK_EVERY_S = 3.0  # the book is read this often while an order of ours works: ticker messages get lost
 FIELDS = ("quantity", "price", "trigger_price", "order_type")
 
 
@@ -154,6 +155,8 @@ class LiveOrders(VenueProtocol):
         self._by_broker: dict[str, str] = {}  # broker's order id -> tag
         self._tasks: set[asyncio.Task] = set()
         self._lanes_waiting: dict[str, int] = {}  # tag -> lane tasks queued or running
+        self.book_every_s = BOOK_EVERY_S
+        self._book_read = 0.0  # when the book was last read (monotonic)
 
     # --- the broker's side (a subclass) --------------------------------------------------------
     async def _place_call(self, request: OrderRequest) -> str: ...
@@ -183,6 +186,11 @@ class LiveOrders(VenueProtocol):
                quantity: int | None = None, order_type: OrderType | None = None) -> LiveOrder:
         """Ask for a change; ``request`` keeps what the broker confirmed until it confirms this."""
         order = self.order(order_id)
+        tick = self.tick_sizes.get(order.request.symbol)
+        if tick:
+            sell = order.request.side == Side.SELL
+            price = None if price is None else rules.snap(price, tick, up=sell)
+            trigger_price = None if trigger_price is None else rules.snap(trigger_price, tick, up=not sell)
         wanted = {"price": price, "trigger_price": trigger_price, "quantity": quantity, "order_type": order_type}
         order.pending.update({k: v for k, v in wanted.items() if v is not None})
         if order.working and self._lanes_waiting.get(order.order_id, 0) < 2:  # one running, one to pick up more
@@ -287,6 +295,7 @@ class LiveOrders(VenueProtocol):
             return False
         except OutcomeUnknown as exc:
             log.warning("modify %s: %s; looking at the order", order.order_id, exc)
+            order.modifications += 1  # Kite may have counted it: the cap is kept on the safe side
             order.state = OrderState.PENDING_UPDATE
             await self._look(order)
             return False
@@ -456,10 +465,14 @@ class LiveOrders(VenueProtocol):
                 log.exception("order look-up failed; trying again")
 
     async def look_up(self) -> None:
+        """Read the book when an order's fate is unknown, and every ``book_every_s`` while one works
+        (a lost ticker message must not leave a fill unseen)."""
         now = self._mono()
         unsure = [o for o in self._orders.values() if o.unsure and now - o.word_mono >= SETTLE_S]
-        if not unsure:
+        due = now - self._book_read >= self.book_every_s and any(o.working for o in self._orders.values())
+        if not unsure and not due:
             return
+        self._book_read = now
         try:
             rows = await self._book()
         except SessionExpired:
