@@ -1,5 +1,6 @@
 """The Kite REST client (real aiohttp) against the local Kite server: envelopes, errors, no double orders."""
 
+import asyncio
 import time
 
 import pytest
@@ -137,3 +138,15 @@ async def test_orders_are_throttled_to_the_rate_set_at_run_time(kite):
     for k in range(4):
         await client.place_order(order(f"ot-rate{k}"))
     assert time.monotonic() - started >= 0.75 and len(server.orders) == 4  # the last two waited their turn
+
+
+async def test_an_urgent_order_does_not_wait_behind_a_burst_of_others(kite):
+    _server, client = kite
+    client.orders_per_second = 10
+    burst = [asyncio.create_task(client.place_order(order(f"ot-burst{k}"))) for k in range(16)]
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await client.place_order({**order("ot-stop", transaction_type="SELL", order_type="SL-M", trigger_price=1000.0,
+                                      price=None), "market_protection": -1}, urgent=True)
+    assert time.monotonic() - started < 0.3 and client.orders_per_second == 10
+    await asyncio.gather(*burst)

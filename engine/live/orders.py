@@ -159,7 +159,7 @@ class LiveOrders(VenueProtocol):
         self._book_read = 0.0  # when the book was last read (monotonic)
 
     # --- the broker's side (a subclass) --------------------------------------------------------
-    async def _place_call(self, request: OrderRequest) -> str: ...
+    async def _place_call(self, request: OrderRequest, urgent: bool) -> str: ...
     async def _modify_call(self, broker_id: str, changes: dict[str, Any]) -> None: ...
     async def _cancel_call(self, broker_id: str) -> None: ...
     async def _history(self, broker_id: str) -> list[dict]: ...
@@ -238,7 +238,7 @@ class LiveOrders(VenueProtocol):
     async def _place(self, order: LiveOrder) -> None:
         self.journal.flush()  # the intent is written before the order leaves (synced to disk within 50 ms)
         try:
-            broker_id = await self._place_call(order.request)
+            broker_id = await self._place_call(order.request, order.purpose == Purpose.STOP)
         except SessionExpired as exc:
             self.on_token_error(str(exc))
             self._end(order, OrderState.REJECTED, Status.REJECTED, f"not sent: {exc}")

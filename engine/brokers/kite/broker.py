@@ -57,8 +57,8 @@ class KiteBroker(LiveOrders):
         self.rest = rest
 
     # --- calls ---------------------------------------------------------------------------------
-    async def _place_call(self, request: OrderRequest) -> str:
-        return await self.rest.place_order(kite_params(request))
+    async def _place_call(self, request: OrderRequest, urgent: bool) -> str:
+        return await self.rest.place_order(kite_params(request), urgent=urgent)
 
     async def _modify_call(self, broker_id: str, changes: dict[str, Any]) -> None:
         params = {k: str(v) for k, v in changes.items()}
