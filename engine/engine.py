@@ -334,7 +334,7 @@ class Engine(BracketKeeper):
         now = self.now_ns()
         on_tick(st, a.pr, ring, acct, clk, 0, now, 1.0, 1.0)
         apply_entry_fill(st, a.pr, acct, clk, 0, now, 1.0, 1.0, True)
-        apply_exit_fill(st, acct, clk, 0, now, 1.0, 1.0, L.REASON_FLATTEN)
+        apply_exit_fill(st, a.pr, acct, clk, 0, now, 1.0, 1.0, L.REASON_FLATTEN)
         cancel_entry(st, acct, 0)
         flatten(st, acct, 0, L.REASON_FLATTEN)
         close_session(st, acct, clk, 0)

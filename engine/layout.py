@@ -70,6 +70,7 @@ S_STD_N = S_STD
 S_EVENTS = 33  # ACT_* bits raised on this row while another instrument's tick was processed
 S_LTP = 34  # last traded price of any tick, in session or not (for status)
 S_BLOCKED = 35  # 1: no new entries on this instrument (a fault on its path, until /resume)
+S_SIG = 36  # live: the last in-session tick's signal, decided again on the position a later fill leaves
 N_STATE = 40
 
 # --- per-instrument clock (int64, exact nanoseconds) ---------------------------------------

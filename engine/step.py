@@ -98,6 +98,7 @@ from engine.layout import (
     S_POS,
     S_PREV_PRICE,
     S_REALISED,
+    S_SIG,
     S_SQUARED,
     S_STD,
     S_STOP,
@@ -226,12 +227,24 @@ def _trail(pr, clk, i, ts_ns):
 
 
 @kernel
-def _live_orders(st, pr, acct, clk, i, ts_ns, tod, price):
-    """With a real broker the stop and target rest there: the kernel only trails the stop and sends
-    the square-off; fills come back through ``apply_entry_fill``/``apply_exit_fill``."""
-    act = 0
+def _leg_crossed(st, i, price):
+    """Live: this tick trades at or through the resting target or stop, so the broker is filling
+    that leg now; what the tick decides waits for that fill (as the fill model's exit comes first)."""
     pos = st[i, S_POS]
     if pos == 0.0 or st[i, S_PEND_KIND] == ORDER_EXIT:
+        return False
+    sgn = 1.0 if pos > 0.0 else -1.0
+    return sgn * (price - st[i, S_TARGET]) >= 0.0 or sgn * (price - st[i, S_STOP]) <= 0.0
+
+
+@kernel
+def _live_orders(st, pr, acct, clk, i, ts_ns, tod, price, crossed):
+    """With a real broker the stop and target rest there: the kernel only trails the stop (not on a
+    tick that fills a leg) and sends the square-off; fills come back through
+    ``apply_entry_fill``/``apply_exit_fill``."""
+    act = 0
+    pos = st[i, S_POS]
+    if pos == 0.0 or st[i, S_PEND_KIND] == ORDER_EXIT or crossed:
         if tod >= pr[i, P_SQUARE_OFF_NS]:
             st[i, S_SQUARED] = 1.0
         return act
@@ -253,30 +266,18 @@ def _live_orders(st, pr, acct, clk, i, ts_ns, tod, price):
 def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
     """One in-session tick of one instrument (the session day is already current)."""
     act = 0
+    crossed = False
     if acct[A_LIVE] == 1.0:
-        act = _live_orders(st, pr, acct, clk, i, ts_ns, tod, price)
+        crossed = _leg_crossed(st, i, price)
+        act = _live_orders(st, pr, acct, clk, i, ts_ns, tod, price, crossed)
     else:
         act = _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price)
 
     st[i, S_TICKS] += 1.0
     sig = signal(pr[i, P_KIND], st, pr, ring, i, tod, price, volume)
-    pos = st[i, S_POS]
-    if st[i, S_PEND_KIND] == ORDER_EXIT:
-        pass  # an exit is already on its way (live: until the broker fills it)
-    elif pos > 0.0:
-        if sig in (SIG_SHORT, SIG_EXIT_LONG, SIG_EXIT_ANY):
-            _set_pending(st, acct, i, -1.0, ORDER_EXIT, REASON_SIGNAL)
-            act |= ACT_EXIT_ORDER
-    elif pos < 0.0:
-        if sig in (SIG_LONG, SIG_EXIT_SHORT, SIG_EXIT_ANY):
-            _set_pending(st, acct, i, 1.0, ORDER_EXIT, REASON_SIGNAL)
-            act |= ACT_EXIT_ORDER
-    elif (pos == 0.0 and st[i, S_PEND_SIDE] == 0.0 and st[i, S_SQUARED] == 0.0
-          and (sig == SIG_LONG or (sig == SIG_SHORT and pr[i, P_ALLOW_SHORT] == 1.0))
-          and _entries_open(st, pr, acct, i, ts_ns)):
-        _set_pending(st, acct, i, float(sig), ORDER_ENTRY, REASON_SIGNAL)
-        acct[A_TRADES] += 1.0
-        act |= ACT_ENTRY_ORDER
+    decided = 0 if crossed else _decide(st, pr, acct, i, ts_ns, sig)
+    st[i, S_SIG] = 0.0 if decided else sig  # a signal acted on is spent; one not yet may be after a fill
+    act |= decided
 
     st[i, S_PREV_PRICE] = price
     st[i, S_LAST_PRICE] = price
@@ -287,6 +288,39 @@ def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
     if acct[A_HALTED] == 0.0 and acct[A_REALISED] + acct[A_UNREAL] <= -acct[A_MAX_LOSS]:
         acct[A_HALTED] = 1.0
         act |= ACT_HALT
+    return act
+
+
+@kernel
+def _decide(st, pr, acct, i, ts_ns, sig):
+    """What a signal does to the position: exit it, enter one, or nothing."""
+    pos = st[i, S_POS]
+    if st[i, S_PEND_KIND] == ORDER_EXIT:
+        return 0  # an exit is already on its way (live: until the broker fills it)
+    if pos > 0.0:
+        if sig in (SIG_SHORT, SIG_EXIT_LONG, SIG_EXIT_ANY):
+            _set_pending(st, acct, i, -1.0, ORDER_EXIT, REASON_SIGNAL)
+            return ACT_EXIT_ORDER
+    elif pos < 0.0:
+        if sig in (SIG_LONG, SIG_EXIT_SHORT, SIG_EXIT_ANY):
+            _set_pending(st, acct, i, 1.0, ORDER_EXIT, REASON_SIGNAL)
+            return ACT_EXIT_ORDER
+    elif (st[i, S_PEND_SIDE] == 0.0 and st[i, S_SQUARED] == 0.0
+          and (sig == SIG_LONG or (sig == SIG_SHORT and pr[i, P_ALLOW_SHORT] == 1.0))
+          and _entries_open(st, pr, acct, i, ts_ns)):
+        _set_pending(st, acct, i, float(sig), ORDER_ENTRY, REASON_SIGNAL)
+        acct[A_TRADES] += 1.0
+        return ACT_ENTRY_ORDER
+    return 0
+
+
+@kernel
+def _decide_again(st, pr, acct, clk, i):
+    """Live: a fill arrived after the tick it belongs to; that tick's signal is decided on the
+    position the fill left, once (the fill model fills first, then decides)."""
+    act = _decide(st, pr, acct, i, clk[i, C_LAST], st[i, S_SIG])
+    if act:
+        st[i, S_SIG] = 0.0
     return act
 
 
@@ -331,7 +365,7 @@ def apply_entry_fill(st, pr, acct, clk, i, ts_ns, qty, price, done):
         return 0
     pos = st[i, S_POS]
     if pos == 0.0:
-        return _hold(st, pr, clk, i, ts_ns, qty, price)
+        return _hold(st, pr, clk, i, ts_ns, qty, price) | _decide_again(st, pr, acct, clk, i)
     avg = (st[i, S_ENTRY_PRICE] * pos + price * qty) / (pos + qty)
     st[i, S_POS] = pos + qty
     st[i, S_ENTRY_PRICE] = avg
@@ -364,9 +398,10 @@ def _hold(st, pr, clk, i, ts_ns, qty, price):
 
 
 @entry
-def apply_exit_fill(st, acct, clk, i, ts_ns, qty, price, reason):
+def apply_exit_fill(st, pr, acct, clk, i, ts_ns, qty, price, reason):
     """A real broker filled ``qty`` (unsigned, at most the position) of an exit at ``price``: book
-    it; the trade is closed (ACT_EXIT_FILL) once the position is flat, else ACT_EXIT_PART."""
+    it; the trade is closed (ACT_EXIT_FILL) once the position is flat, else ACT_EXIT_PART. Once
+    flat, the last tick's signal may enter again, as it would have on that tick."""
     if reason == REASON_STOP and st[i, S_TRAILED] == 1.0:
         reason = REASON_TRAIL
     sgn = 1.0 if st[i, S_POS] > 0.0 else -1.0
@@ -374,7 +409,7 @@ def apply_exit_fill(st, acct, clk, i, ts_ns, qty, price, reason):
         return ACT_EXIT_PART
     st[i, S_PEND_SIDE] = 0.0
     st[i, S_PEND_KIND] = 0.0
-    return ACT_EXIT_FILL
+    return ACT_EXIT_FILL | _decide_again(st, pr, acct, clk, i)
 
 
 @entry

@@ -8,23 +8,15 @@ fill model"), the live square-off sends a market order that fills at the next ti
 of the data the backtest closes what is open at the last tick, while the live position stays at
 Kite (both are compared as "held").
 
-Finding (the xfail tests below): a strategy signal on the very tick that fills an order is
-lost or misapplied live. The backtest fills first and then signals on the new position
-(engine/step.py, ``_simulated_fills`` before the signal in ``step``); live, the tick goes through
-``step`` (``_live_orders``) before Kite's fill of that tick is applied (engine/live/brackets.py,
-``BracketKeeper._entry_update``/``_exit_update`` → ``apply_entry_fill``/``apply_exit_fill``), so
-``step`` judges the signal on the position before the fill: with a market entry or exit still
-pending it drops the signal, and with a bracket leg that has just filled at Kite it sends a signal
-exit that cancels (forgets) that leg, whose fill is then undone as excess. The random walks of the
-parity tests are checked to have no signal on a fill tick, so they specify everything else.
+A signal on the very tick that fills an order is decided on the position that fill leaves, live
+as in the backtest (engine/step.py ``_decide_again``), and a tick that trades through a resting
+leg waits for that leg's fill before it decides (``_leg_crossed``).
 """
 
 import pytest
 
 from tests.conftest import make_config
 from tests.parity import (
-    Book,
-    TradesDiffer,
     assert_same,
     backtest_book,
     ema_cross_signal_ticks,
@@ -35,10 +27,6 @@ from tests.parity import (
 TICK = 0.1  # Kite's tick size for INFY
 FAST, SLOW = 5, 20
 WIDE = {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}
-FILL_TICK_SIGNAL = pytest.mark.xfail(
-    raises=TradesDiffer, strict=True,
-    reason="finding: live, a signal on the tick that fills an order is judged on the position before "
-           "the fill (engine/step.py step/_live_orders run before BracketKeeper._entry_update/_exit_update)")
 
 
 def config(bracket: dict, allow_short: bool = False, fast: int = FAST, slow: int = SLOW):
@@ -46,15 +34,10 @@ def config(bracket: dict, allow_short: bool = False, fast: int = FAST, slow: int
                        bracket=bracket, tick_size=TICK, risk={"max_trades_per_day": 1000})
 
 
-def no_signal_on_a_fill_tick(book: Book, values: list[float]) -> bool:
-    return not book.fill_ticks() & ema_cross_signal_ticks(values, FAST, SLOW)
-
-
 async def test_a_bracket_trades_the_same_live_as_in_the_backtest(tmp_path):
     cfg = config({"target_pct": 0.2, "stop_pct": 0.05, "trail_pct": None})
     values = walk(400, seed=33)
     backtested = backtest_book(cfg, values)
-    assert no_signal_on_a_fill_tick(backtested, values)
     assert {t.reason for t in backtested.trades} == {"target", "stop", "signal"}
     live, _ = await live_run(tmp_path, cfg, values)
     assert_same(live, backtested)
@@ -64,7 +47,6 @@ async def test_a_trailing_stop_trades_the_same_live_as_in_the_backtest(tmp_path)
     cfg = config({"target_pct": 0.3, "stop_pct": 0.1, "trail_pct": 0.05}, allow_short=True)
     values = walk(400, seed=19)
     backtested = backtest_book(cfg, values)
-    assert no_signal_on_a_fill_tick(backtested, values)
     assert {t.reason for t in backtested.trades} == {"trail", "signal"}
     assert {t.side for t in backtested.trades} == {"long", "short"}
     live, run = await live_run(tmp_path, cfg, values)
@@ -72,7 +54,6 @@ async def test_a_trailing_stop_trades_the_same_live_as_in_the_backtest(tmp_path)
     assert_same(live, backtested)
 
 
-@FILL_TICK_SIGNAL
 async def test_a_crossover_on_the_tick_that_fills_the_entry_exits_at_the_next_tick(tmp_path):
     cfg = config(WIDE, fast=1, slow=2)
     values = [100.0, 99.0, 101.0, 100.0, 100.0, 100.0]  # up on tick 2; down on tick 3, where the entry fills
@@ -82,7 +63,6 @@ async def test_a_crossover_on_the_tick_that_fills_the_entry_exits_at_the_next_ti
     assert_same(live, backtested)
 
 
-@FILL_TICK_SIGNAL
 async def test_a_crossover_on_the_tick_that_fills_the_exit_enters_at_the_next_tick(tmp_path):
     cfg = config(WIDE, fast=1, slow=2)
     values = [100.0, 99.0, 101.0, 101.5, 100.0, 102.0, 102.5, 102.6]  # down on tick 4; up on 5, where the exit fills
@@ -92,12 +72,21 @@ async def test_a_crossover_on_the_tick_that_fills_the_exit_enters_at_the_next_ti
     assert_same(live, backtested)
 
 
-@FILL_TICK_SIGNAL
 async def test_a_stop_and_a_crossover_on_one_tick_exit_at_the_stop(tmp_path):
     cfg = config({"target_pct": 5.0, "stop_pct": 1.0, "trail_pct": None}, fast=1, slow=2)
     # the entry fills at 101.5 (stop 100.5); tick 4 trades through the stop and crosses down
     values = [100.0, 99.0, 101.0, 101.5, 100.0, 100.2, 100.2]
     backtested = backtest_book(cfg, values)
     assert [(t.exit_price, t.reason) for t in backtested.trades] == [(100.0, "stop")]
+    live, _ = await live_run(tmp_path, cfg, values)
+    assert_same(live, backtested)
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_random_walks_with_signals_on_fill_ticks_trade_the_same_live(tmp_path, seed):
+    cfg = config({"target_pct": 0.2, "stop_pct": 0.1, "trail_pct": 0.05}, allow_short=True, fast=2, slow=5)
+    values = walk(300, seed=100 + seed)
+    backtested = backtest_book(cfg, values)
+    assert backtested.fill_ticks() & ema_cross_signal_ticks(values, 2, 5)  # the hard case is in the walk
     live, _ = await live_run(tmp_path, cfg, values)
     assert_same(live, backtested)

@@ -107,7 +107,7 @@ class BracketKeeper:
             if closing:
                 reason = {Purpose.TARGET: L.REASON_TARGET, Purpose.STOP: L.REASON_STOP}.get(
                     order.purpose, int(a.st[j, L.S_PEND_REASON]))
-                act = apply_exit_fill(a.st, a.acct, a.clk, j, self.now_ns(), float(closing), price, reason)
+                act = apply_exit_fill(a.st, a.pr, a.acct, a.clk, j, self.now_ns(), float(closing), price, reason)
                 if act & L.ACT_EXIT_FILL:
                     self._cancel_bracket(br, keep=oid)
                 self._apply(j, act)

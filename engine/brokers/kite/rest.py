@@ -11,6 +11,8 @@ import csv
 import hashlib
 import io
 import logging
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +20,6 @@ from urllib.parse import urlencode
 
 import aiohttp
 import orjson
-from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from engine.brokers.base import BrokerError, OutcomeUnknown, Refused, SessionExpired
@@ -88,6 +89,35 @@ class Instrument:
     lot_size: int
 
 
+class RollingLimit:
+    """At most ``max_rate`` entries in any rolling second, as Kite counts (a leaky bucket lets a
+    burst of the rate through and then more within the same second: 429s on an exit)."""
+
+    def __init__(self, max_rate: int) -> None:
+        self.max_rate = max_rate
+        self._times: deque[float] = deque()
+
+    def _prune(self, now: float) -> None:
+        while self._times and now - self._times[0] >= 1.0:
+            self._times.popleft()
+
+    def has_capacity(self) -> bool:
+        self._prune(time.monotonic())
+        return len(self._times) < self.max_rate
+
+    async def __aenter__(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._prune(now)
+            if len(self._times) < self.max_rate:
+                self._times.append(now)
+                return
+            await asyncio.sleep(1.0 - (now - self._times[0]))
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
 def checksum(api_key: str, request_token: str, api_secret: str) -> str:
     return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
 
@@ -112,9 +142,10 @@ class KiteREST:
         """A new throttle (risk.max_orders_per_second changed); calls waiting on the old one finish.
         A fifth of the rate is kept for urgent orders (a stop for a filled entry), so a burst of
         other order calls never makes protection wait for a slot."""
-        reserve = rate / 5 if rate >= 5 else 0.0
-        self._order_limiter = AsyncLimiter(rate - reserve, 1)
-        self._urgent_limiter = AsyncLimiter(reserve, 1) if reserve else self._order_limiter
+        rate = int(rate)
+        reserve = rate // 5
+        self._order_limiter = RollingLimit(rate - reserve)
+        self._urgent_limiter = RollingLimit(reserve) if reserve else self._order_limiter
 
     async def __aenter__(self) -> "KiteREST":
         return self
