@@ -206,3 +206,27 @@ async def test_reconcile_leaves_the_traders_own_stop_alone_and_arms_its_own(live
     ours = await wait(lambda: [k for k, r in server.working().items() if r["order_type"] == "SL-M" and k != theirs])
     assert server.orders[ours[0]][-1]["trigger_price"] == 950.0 and theirs in server.working()
     assert any(f"order {theirs}" in n and "not ours, left alone" in n for n in notes)
+
+
+async def test_an_earlier_runs_working_entry_is_taken_over_and_its_fill_protected(live):
+    server, engine, _ = live
+    entry = server.seed_order(tradingsymbol="INFY", transaction_type="BUY", order_type="MARKET", quantity=10,
+                              status="OPEN", tag="otabc123000007")
+    notes = engine.reconcile([], await engine.broker.rest.orders())
+    assert notes == ["NSE:INFY: kept its entry"] and engine.brackets[0].entry == "otabc123000007"
+    await server.complete(entry, 101.5)
+    legs = await wait(lambda: len(server.working()) == 2 and server.working())
+    assert {r["quantity"] for r in legs.values()} == {10} and engine.positions()[0]["qty"] == 10
+
+
+async def test_a_second_stop_an_earlier_run_left_is_cancelled_not_kept_beside_the_first(live):
+    server, engine, _ = live
+    server.seed_order(tradingsymbol="INFY", transaction_type="BUY", order_type="MARKET", quantity=10,
+                      status="COMPLETE", filled_quantity=10, average_price=1000.0, tag="otabc123000000")
+    stops = [server.seed_order(tradingsymbol="INFY", transaction_type="SELL", order_type="SL-M", quantity=10,
+                               trigger_price=950.0 + k, status="TRIGGER PENDING", tag=f"otabc12300000{k + 1}")
+             for k in range(2)]
+    server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 1000.0}]
+    engine.reconcile(server.net_positions, await engine.broker.rest.orders())
+    await wait(lambda: server.orders[stops[1]][-1]["status"] == "CANCELLED")
+    assert stops[0] in server.working() and engine.positions()[0]["stop"] == 950.0

@@ -169,11 +169,12 @@ class BracketKeeper:
         broker = self.broker
         working = [o for o in orders if o.get("status") in ("OPEN", "TRIGGER PENDING")]
         known = {o.request.tag for o in broker.all_orders()}
+        fresh: list[LiveOrder] = []  # an earlier run's orders: their fills join the ledger, roles below
         for row in sorted(orders, key=lambda r: str(r.get("order_timestamp") or "")):
             tag = row.get("tag") or ""
             symbol = f"{row.get('exchange')}:{row.get('tradingsymbol')}"
             if tag not in known and TagMaker.made_by_otrade(tag) and symbol in self.index:
-                broker.adopt(row, None)  # its fills join the ledger; its role is settled below
+                fresh.append(broker.adopt(row, None))
         held = {f"{p['exchange']}:{p['tradingsymbol']}": (int(p["quantity"]), float(p["average_price"]))
                 for p in positions}
         for j, symbol in enumerate(a.symbols):
@@ -184,19 +185,18 @@ class BracketKeeper:
                    for o in broker.all_orders()):
                 notes.append(f"{symbol}: a repair order is working; left as it is until it fills")
                 continue
+            note = ""
             if ours != pos:
-                if ours == 0:
-                    self.apply_position(j, 0, 0.0)
-                    notes.append(f"{symbol}: OTrade's orders leave no position (OTrade showed {pos:+d}); flat now")
-                else:
-                    price = self._entry_average(symbol, ours) or average
-                    self.apply_position(j, ours, price)
-                    self._adopt_legs(j, symbol, working)
-                    br = self.brackets[j]
-                    kept = [n for n, oid in (("stop", br.stop), ("target", br.target)) if oid]
-                    self._protect(j, br)
-                    notes.append(f"{symbol}: adopted position {ours:+d} @ {price:.2f}"
-                                 + (f", kept its {' and '.join(kept)}" if kept else "") + ", bracket armed")
+                price = self._entry_average(symbol, ours) or average
+                self.apply_position(j, ours, price if ours else 0.0)
+                note = (f"adopted position {ours:+d} @ {price:.2f}" if ours
+                        else f"OTrade's orders leave no position (OTrade showed {pos:+d}); flat now")
+            roles = self._adopt_working(j, [o for o in fresh if o.working and o.request.symbol == symbol])
+            if ours != pos and ours:
+                self._protect(j, self.brackets[j])
+            if note or roles:
+                notes.append(f"{symbol}: " + ", ".join(filter(None, [note, *(f"kept {r}" for r in roles)]))
+                             + (", bracket armed" if ours != pos and ours else ""))
             if ours and not reported:
                 text = (f"{symbol}: OTrade holds {ours:+d} but Kite shows no position (closed outside OTrade?); "
                         "its stop and target still rest at Kite and would open a new position if they fill: "
@@ -229,18 +229,34 @@ class BracketKeeper:
             return 0.0
         return sum(self.broker.filled(o.order_id) * o.average_price for o in legs) / qty
 
-    def _adopt_legs(self, j: int, symbol: str, working: list[dict]) -> None:
-        """An earlier run's working stop and target for this position (known by OTrade's tag)."""
-        br, exit_side = self.brackets[j], "SELL" if self.arrays.st[j, L.S_POS] > 0 else "BUY"
-        for row in working:
-            if (f"{row['exchange']}:{row['tradingsymbol']}" != symbol or row["transaction_type"] != exit_side
-                    or not TagMaker.made_by_otrade(row.get("tag"))):
-                continue  # only an earlier run's own stop and target are taken over
-            order = self.broker.adopt(row, None)
-            if row["order_type"] in ("SL", "SL-M") and br.stop is None:
+    def _adopt_working(self, j: int, orders: list[LiveOrder]) -> list[str]:
+        """Give an earlier run's working orders (known by OTrade's tag) their roles: on the exit side
+        the stop, the target or a market exit; on the opening side a pending entry. A second one of
+        a role would double it: it is cancelled."""
+        st, br, roles = self.arrays.st[j], self.brackets[j], []
+        for order in orders:
+            pos, kind = st[L.S_POS], order.request.order_type
+            opening = pos == 0.0 or (order.request.side == Side.BUY) == (pos > 0.0)
+            if not opening and kind in (OrderType.SL, OrderType.SL_M) and br.stop is None:
                 br.stop, order.purpose = order.order_id, Purpose.STOP
-            elif row["order_type"] == "LIMIT" and br.target is None:
+                roles.append("its stop")
+            elif not opening and kind == OrderType.LIMIT and br.target is None:
                 br.target, order.purpose = order.order_id, Purpose.TARGET
+                roles.append("its target")
+            elif not opening and kind == OrderType.MARKET and br.exit is None:
+                br.exit, order.purpose = order.order_id, Purpose.EXIT
+                st[L.S_PEND_SIDE], st[L.S_PEND_KIND] = (-1.0 if pos > 0 else 1.0), L.ORDER_EXIT
+                st[L.S_PEND_REASON] = L.REASON_FLATTEN
+                roles.append("its market exit")
+            elif opening and kind in (OrderType.MARKET, OrderType.LIMIT) and br.entry is None and not st[L.S_PEND_KIND]:
+                br.entry, order.purpose = order.order_id, Purpose.ENTRY
+                st[L.S_PEND_SIDE], st[L.S_PEND_KIND] = (1.0 if order.request.side == Side.BUY else -1.0), L.ORDER_ENTRY
+                roles.append("its entry")
+            else:
+                order.purpose = Purpose.REPAIR  # its fills are the ledger's, not a trade's
+                self.broker.cancel(order.order_id)
+                roles.append(f"a second {order.request.order_type} {order.request.side} (cancelled)")
+        return roles
 
     def apply_position(self, j: int, qty: int, price: float) -> None:
         a = self.arrays
