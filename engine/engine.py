@@ -90,6 +90,7 @@ class Engine(BracketKeeper):
         if self.live:
             broker.tags = self._tag
             broker.on_replaced = self._replaced
+            broker.on_unknown = lambda rows: self.reconcile(None, rows)
 
     # --- tick path --------------------------------------------------------------------------
     def on_tick(self, i: int, ts_ns: int, price: float, volume: float = 1.0) -> int:
@@ -160,7 +161,10 @@ class Engine(BracketKeeper):
                 # after a refusal: the strategy waits for /flatten, the square-off for its backoff
                 st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0
                 return
-            self._cancel_bracket(br)
+            if self.live:  # the stop keeps protecting until Kite has accepted the exit
+                self._cancel_entry_rest(br)
+            else:
+                self._cancel_bracket(br)
             side = Side.BUY if st[L.S_PEND_SIDE] > 0 else Side.SELL
             br.exit = self._send(j, side, OrderType.MARKET, Purpose.EXIT, qty=int(abs(st[L.S_POS]))).order_id
         if act & L.ACT_ENTRY_CANCELLED and br.entry:

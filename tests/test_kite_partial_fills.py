@@ -134,18 +134,18 @@ async def test_a_stop_filling_beyond_a_partly_filled_target_undoes_only_the_exce
     assert net_filled(server) == 0
 
 
-async def test_a_refused_exit_rearms_the_bracket_and_alerts_with_kites_reason(live):
+async def test_a_refused_exit_leaves_the_bracket_protecting_and_alerts_with_kites_reason(live):
     server, engine, bus = live
     legs = await enter(server, engine)
     sub = bus.subscribe()
     server.reject_reason = "Order placement is allowed only from the registered static IP"
     server.reject_types = {"MARKET"}
     engine.flatten()
-    await wait(lambda: legs["LIMIT"][0] not in server.working())
-    rearmed = await wait(lambda: len(legs_of(server)) == 2 and legs_of(server))
-    assert {r["quantity"] for r in rearmed.values()} == {10} and engine.positions()[0]["qty"] == 10
+    await wait(lambda: not engine.brackets[0].exit)
+    assert set(legs_of(server)) == {"LIMIT", "SL-M"} and all(oid in server.working() for oid, _ in legs.values())
+    assert engine.positions()[0]["qty"] == 10
     alerts = [e.data["text"] for e in iter(sub.get_nowait, None) if e.kind == ALERT]
-    assert any("static IP" in t and "re-armed" in t for t in alerts)
+    assert any("static IP" in t and "still open" in t for t in alerts)
 
 
 async def test_after_a_refused_exit_strategy_exits_wait_and_flatten_tries_again(live):

@@ -112,9 +112,8 @@ async def test_a_modify_asked_before_kite_accepted_the_order_waits_and_is_then_a
     tag = venue.submit()
     venue.broker.modify(tag, trigger_price=995.0)
     assert venue.broker.order(tag).request.trigger_price == 990.0  # what Kite confirmed, not what we asked
+    await wait(lambda: [r["trigger_price"] for r in venue.at_kite(tag)] == [995.0])
     await wait(lambda: venue.broker.order(tag).request.trigger_price == 995.0)
-    [row] = venue.at_kite(tag)
-    assert row["trigger_price"] == 995.0
 
 
 async def test_changes_asked_while_a_modify_is_in_flight_reach_kite_as_the_latest_wish(venue):

@@ -70,6 +70,12 @@ class BracketKeeper:
         br.entry = br.target = br.stop = None
         br.former.clear()
 
+    def _cancel_entry_rest(self, br: Bracket) -> None:
+        """What is left of a partly filled entry must not grow the position being exited."""
+        if br.entry and self.broker.order(br.entry).working:
+            self.broker.cancel(br.entry)
+        br.entry = None
+
     def _broker_update(self, order: Order, qty: int, price: float) -> None:
         """Live: the broker's word moves positions, ``qty`` newly filled at ``price`` at a time."""
         j = self.index.get(order.request.symbol)
@@ -102,6 +108,9 @@ class BracketKeeper:
         fill beyond the position (both legs filled in a race) is undone at market."""
         a, br, oid = self.arrays, self.brackets[j], order.order_id
         ours = oid in (br.target, br.stop, br.exit) or oid in br.former
+        if oid == br.exit and (br.target or br.stop) and isinstance(order, LiveOrder) and order.state not in (
+                OrderState.SUBMITTED, OrderState.REJECTED, OrderState.DENIED):
+            self._cancel_bracket(br, keep=oid)  # Kite took the exit: the legs would only double it now
         if qty:
             closing = min(qty, int(abs(a.st[j, L.S_POS]))) if ours else 0
             if closing:
@@ -122,7 +131,8 @@ class BracketKeeper:
 
     def _lost_exit(self, j: int, order: Order) -> None:
         """An exit order ended unfilled (refused, or cancelled outside OTrade) with the position open.
-        A refused market exit restores the bracket it replaced; a lost stop or target is re-armed.
+        A refused market exit leaves the bracket protecting (re-armed where a leg is gone); a lost stop or
+        target is re-armed.
         Either way after a backoff once it keeps failing, and loudly."""
         br, st, now = self.brackets[j], self.arrays.st[j], self.now_ns()
         what = f"{order.request.symbol} {order.purpose} order {str(order.status).lower()}"
@@ -133,7 +143,7 @@ class BracketKeeper:
             st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0
             br.exit_retry_ns = now + max(1, wait) * NS
             self._protect(j, br)  # the bracket it replaced comes back at once
-            text = (f"{what}{why}; position {int(st[L.S_POS]):+d} still open, stop and target re-armed. "
+            text = (f"{what}{why}; position {int(st[L.S_POS]):+d} still open, stop and target kept. "
                     f"Strategy exits wait: /flatten to try again (a square-off waits {max(1, wait)} s)")
         else:
             if order.order_id == br.target:
@@ -159,12 +169,13 @@ class BracketKeeper:
                 br.former.add(old.order_id)
         self.journal.record("replaced", old=old.order_id, new=new.order_id, modifications=old.modifications)
 
-    def reconcile(self, positions: list[dict], orders: list[dict]) -> list[str]:
-        """Live start, ticker reconnect or new token: positions come from the fill ledger (our
-        orders of the day, adopted from the book when an earlier run sent them), never from the
-        positions report, which is only checked against it (it lags fills). An earlier run's stop and
-        target are kept; missing legs are armed. Everything else is the trader's: left alone and
-        reported (returned, and shown in /status)."""
+    def reconcile(self, positions: list[dict] | None, orders: list[dict]) -> list[str]:
+        """Live start, ticker reconnect, new token, or a book read showing an earlier run's orders:
+        positions come from the fill ledger (our orders of the day, adopted from the book when an
+        earlier run sent them), never from the positions report, which is only checked against it
+        (it lags fills; None: not read). An earlier run's stop and target are kept; missing legs are
+        armed. Everything else is the trader's: left alone and reported (returned, and shown in
+        /status)."""
         a, notes = self.arrays, []
         broker = self.broker
         working = [o for o in orders if o.get("status") in ("OPEN", "TRIGGER PENDING")]
@@ -176,7 +187,7 @@ class BracketKeeper:
             if tag not in known and TagMaker.made_by_otrade(tag) and symbol in self.index:
                 fresh.append(broker.adopt(row, None))
         held = {f"{p['exchange']}:{p['tradingsymbol']}": (int(p["quantity"]), float(p["average_price"]))
-                for p in positions}
+                for p in positions or ()}
         for j, symbol in enumerate(a.symbols):
             ours = broker.position(symbol)
             pos = int(a.st[j, L.S_POS])
@@ -187,6 +198,13 @@ class BracketKeeper:
                 continue
             note = ""
             if ours != pos:
+                br = self.brackets[j]
+                legs = [oid for oid in (br.entry, br.target, br.stop, br.exit) if oid]
+                if legs:  # sized and sided for a position that is not Kite's: armed anew below
+                    self._cancel_bracket(br)
+                    if br.exit and self.broker.order(br.exit).working:
+                        self.broker.cancel(br.exit)
+                    br.exit = None
                 price = self._entry_average(symbol, ours) or average
                 self.apply_position(j, ours, price if ours else 0.0)
                 note = (f"adopted position {ours:+d} @ {price:.2f}" if ours
@@ -197,6 +215,8 @@ class BracketKeeper:
             if note or roles:
                 notes.append(f"{symbol}: " + ", ".join(filter(None, [note, *(f"kept {r}" for r in roles)]))
                              + (", bracket armed" if ours != pos and ours else ""))
+            if positions is None:
+                continue
             if ours and not reported:
                 text = (f"{symbol}: OTrade holds {ours:+d} but Kite shows no position (closed outside OTrade?); "
                         "its stop and target still rest at Kite and would open a new position if they fill: "
@@ -206,6 +226,10 @@ class BracketKeeper:
             elif reported != ours:
                 notes.append(f"{symbol}: Kite's positions show {reported:+d}, OTrade's orders {ours:+d} (the report "
                              "can trail a fill; a difference that stays was made outside OTrade), left alone")
+        if positions is None:
+            for note in notes:
+                self.journal.record("reconcile", note=note)
+            return notes
         for p in positions:
             symbol, qty = f"{p['exchange']}:{p['tradingsymbol']}", int(p["quantity"])
             if qty and symbol not in self.index:
@@ -269,7 +293,7 @@ class BracketKeeper:
         the market is already through would be refused: the position exits at market instead."""
         st = self.arrays.st[j]
         pos = int(abs(st[L.S_POS]))
-        if pos == 0 or st[L.S_PEND_KIND] == L.ORDER_EXIT:
+        if pos == 0 or self._exiting(j, br):
             return  # flat, or a market exit for all of it is on its way
         exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
         for name in ("target", "stop"):  # a leg that filled (undersized) or ended no longer protects
@@ -300,6 +324,14 @@ class BracketKeeper:
                 self.broker.modify(order_id, quantity=size)
                 self.journal.record("resized", order_id=order_id, quantity=size)
 
+    def _exiting(self, j: int, br: Bracket) -> bool:
+        """A market exit for the whole position is on its way: paper's fills at the next tick; live
+        only once Kite has accepted it (until then the stop keeps protecting)."""
+        if not self.live:
+            return self.arrays.st[j, L.S_PEND_KIND] == L.ORDER_EXIT
+        order = self.broker.order(br.exit) if br.exit else None
+        return isinstance(order, LiveOrder) and order.working and order.state != OrderState.SUBMITTED
+
     def _repair(self, j: int, order: Order, qty: int, why: str) -> None:
         """Undo ``qty`` the engine did not want filled, at market, and tell the trader."""
         side = Side.BUY if order.request.side == Side.SELL else Side.SELL
@@ -317,7 +349,7 @@ class BracketKeeper:
         now = self.now_ns()
         for j, br in enumerate(self.brackets):
             st = self.arrays.st[j]
-            if st[L.S_POS] == 0.0 or st[L.S_PEND_KIND] == L.ORDER_EXIT or br.exit:
+            if st[L.S_POS] == 0.0 or self._exiting(j, br):
                 continue
             if (br.stop is None or br.target is None) and now >= br.rearm_ns:
                 self._protect(j, br)

@@ -18,6 +18,7 @@ The broker side (which calls, which rows mean what) is a subclass's: ``_place_ca
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -55,7 +56,7 @@ _RANK = {OrderState.INITIALIZED: 0, OrderState.SUBMITTED: 1, OrderState.DENIED: 
          OrderState.CANCELED: 3, OrderState.REJECTED: 3}
 SETTLE_S = 1.0  # an order unconfirmed this long is looked up
 LOOK_EVERY_S = 0.5
-BOOK_EVERY_S = 3.0  # the book is read this often while an order of ours works: ticker messages get lost
+BOOK_EVERY_S = 1.0  # the book is read this often while an order of ours works: ticker messages get lost
 FIELDS = ("quantity", "price", "trigger_price", "order_type")
 
 
@@ -82,6 +83,8 @@ class LiveOrder(Order):
     state: OrderState = OrderState.INITIALIZED
     broker_id: str | None = None
     cancel_wanted: bool = False
+    cancel_refusals: int = 0  # refused cancels in a row: the next try waits 1, 2, 4 ... 30 s
+    retry_mono: float = 0.0  # when a refused cancel may be tried again
     reprice: bool = False  # wanted: modified to MARKET again (a new protection price), even if it is one
     modifications: int = 0  # modifications the broker took
     lost_mono: float = 0.0  # when the place call's answer was lost (0: it was not)
@@ -90,6 +93,7 @@ class LiveOrder(Order):
     replaced_by: str | None = None
     lane: asyncio.Lock = field(default_factory=asyncio.Lock)
     acked: asyncio.Event = field(default_factory=asyncio.Event)  # set once the broker accepted or ended it
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a modify or cancel is with Kite
 
     @property
     def working(self) -> bool:
@@ -149,6 +153,9 @@ class LiveOrders(VenueProtocol):
         self.on_token_error: Callable[[str], None] = lambda text: None
         self.on_error: Callable[[str], None] = lambda text: None  # the trader must know (critical)
         self.on_replaced: Callable[[LiveOrder, LiveOrder], None] = lambda old, new: None
+        # rows of OTrade's orders this process does not know (an earlier run's, which a lagging book
+        # hid at start): the engine gives them their roles
+        self.on_unknown: Callable[[list[dict]], None] = lambda rows: None
         self._now_ns = now_ns
         self._mono = monotonic
         self._orders: dict[str, LiveOrder] = {}  # by tag: the engine's name for an order
@@ -156,6 +163,7 @@ class LiveOrders(VenueProtocol):
         self._tasks: set[asyncio.Task] = set()
         self._lanes_waiting: dict[str, int] = {}  # tag -> lane tasks queued or running
         self.book_every_s = BOOK_EVERY_S
+        self.messages_flowing: Callable[[], bool] = lambda: True  # the ticker's order messages reach us
         self._book_read = 0.0  # when the book was last read (monotonic)
 
     # --- the broker's side (a subclass) --------------------------------------------------------
@@ -246,6 +254,9 @@ class LiveOrders(VenueProtocol):
         except OutcomeUnknown as exc:
             order.lost_mono = self._mono()
             log.warning("place %s: %s; looking for it in the order book", order.order_id, exc)
+            if order.purpose == Purpose.STOP:  # the position may be unprotected until the book says
+                self.on_error(f"{order.request.symbol}: Kite's answer to the stop order was lost ({exc}); "
+                              "looking for it in the order book, the position may be unprotected meanwhile")
             return
         except Refused as exc:
             self._end(order, OrderState.REJECTED, Status.REJECTED, str(exc))
@@ -264,6 +275,9 @@ class LiveOrders(VenueProtocol):
                 except TimeoutError:
                     return  # not accepted yet: the look-up picks this up
                 continue
+            if order.state in (OrderState.PENDING_UPDATE, OrderState.PENDING_CANCEL) and not order.settled.is_set():
+                with contextlib.suppress(TimeoutError):  # Kite refuses a request while one is in flight
+                    await asyncio.wait_for(order.settled.wait(), SETTLE_S)
             if order.cancel_wanted:
                 await self._send_cancel(order)
                 return
@@ -301,6 +315,7 @@ class LiveOrders(VenueProtocol):
             return False
         order.modifications += 1
         order.state = OrderState.PENDING_UPDATE
+        order.settled.clear()
         order.word_mono = self._mono()
         for k, v in changes.items():
             if order.pending.get(k) == v:
@@ -311,11 +326,15 @@ class LiveOrders(VenueProtocol):
         return True
 
     async def _send_cancel(self, order: LiveOrder) -> None:
+        if self._mono() < order.retry_mono:
+            return  # after a refusal: the look-up tries again once the backoff is over
         try:
             await self._cancel_call(order.broker_id)
         except Refused as exc:
-            order.cancel_wanted = False
             await self._refused(order, "cancel", str(exc))
+            if order.working:  # an order we no longer want must go: tried again, with backoff
+                order.cancel_refusals += 1
+                order.retry_mono = self._mono() + min(30.0, 2.0 ** (order.cancel_refusals - 1))
             return
         except OutcomeUnknown as exc:
             log.warning("cancel %s: %s; looking at the order", order.order_id, exc)
@@ -411,6 +430,10 @@ class LiveOrders(VenueProtocol):
         if rank >= 2:
             order.acked.set()
         order.state = report.state
+        if order.state in (OrderState.PENDING_UPDATE, OrderState.PENDING_CANCEL):
+            order.settled.clear()
+        else:
+            order.settled.set()
         order.status = Status._value2member_map_.get(report.status, order.status)
         order.status_message = report.message or order.status_message
         if rank >= 2:  # the broker's values are what the order is
@@ -469,8 +492,11 @@ class LiveOrders(VenueProtocol):
         (a lost ticker message must not leave a fill unseen)."""
         now = self._mono()
         unsure = [o for o in self._orders.values() if o.unsure and now - o.word_mono >= SETTLE_S]
-        due = now - self._book_read >= self.book_every_s and any(o.working for o in self._orders.values())
-        if not unsure and not due:
+        every = self.book_every_s if self.messages_flowing() else LOOK_EVERY_S
+        due = now - self._book_read >= every and any(o.working for o in self._orders.values())
+        retries = any(o.working and o.cancel_wanted and o.retry_mono and now >= o.retry_mono
+                      for o in self._orders.values())
+        if not unsure and not due and not retries:
             return
         self._book_read = now
         try:
@@ -491,8 +517,23 @@ class LiveOrders(VenueProtocol):
             elif order.working and (order.pending or order.cancel_wanted) and not self._lanes_waiting.get(
                     order.order_id):
                 self._lane(order, self._sync)
+        for order in self._orders.values():  # refused cancels whose backoff is over
+            if (order.working and order.cancel_wanted and order.retry_mono and now >= order.retry_mono
+                    and not self._lanes_waiting.get(order.order_id)):
+                order.retry_mono = 0.0
+                self._lane(order, self._sync)
 
     def sync_rows(self, rows: list[dict]) -> None:
-        """Apply the order book's rows to the orders they are about."""
+        """Apply the order book's rows to the orders they are about; rows of OTrade's orders that this
+        process does not know go to ``on_unknown``."""
+        unknown = []
         for row in rows:
-            self.update(row)
+            report = self.report(row)
+            if report is None:
+                continue
+            if report.tag in self._orders or report.broker_id in self._by_broker:
+                self.update(row)
+            elif TagMaker.made_by_otrade(report.tag):
+                unknown.append(row)
+        if unknown:
+            self.on_unknown(unknown)

@@ -154,6 +154,7 @@ class KiteLive:
         self.ticker = KiteTicker(self.creds.api_key, lambda: self.rest.access_token, list(rows), ticks,
                                  self.broker.update, url=os.environ.get("KITE_WS_URL", DEFAULT_URL),
                                  on_reconnect=on_reconnect, on_callback_error=on_fault)
+        self.broker.messages_flowing = lambda: self.ticker is not None and self.ticker.connected
         return self.ticker
 
     def login_url(self) -> str:
