@@ -40,6 +40,8 @@ class Bracket:
     rearm_ns: int = 0  # after a refusal, a missing stop or target is not sent again before this
     exit_retry_ns: int = 0  # after a refused exit, the square-off's (or loss limit's) next try
     unprotected_ns: int = 0  # when the position was last alerted as without a stop
+    unrepaired: int = 0  # signed quantity a repair still has to trade (one ended short of it)
+    repair_ns: int = 0  # when that repair is sent again
 
     def backoff(self) -> int:
         """Seconds to wait before the next try after one more refusal: 0, 1, 2, 4 ... 60."""
@@ -79,12 +81,28 @@ class BracketKeeper:
     def _broker_update(self, order: Order, qty: int, price: float) -> None:
         """Live: the broker's word moves positions, ``qty`` newly filled at ``price`` at a time."""
         j = self.index.get(order.request.symbol)
-        if j is None or order.purpose == Purpose.REPAIR:
+        if j is None:
+            return
+        if order.purpose == Purpose.REPAIR:
+            self._repair_update(j, order)
             return
         if order.purpose == Purpose.ENTRY:
             self._entry_update(j, order, qty, price)
         elif order.purpose in (Purpose.TARGET, Purpose.STOP, Purpose.EXIT):
             self._exit_update(j, order, qty, price)
+
+    def _repair_update(self, j: int, order: Order) -> None:
+        """A repair that ended short of its quantity (refused, lost, cancelled) leaves Kite apart from
+        the position: what is left is sent again from tend(), after a backoff while it keeps failing."""
+        left = order.request.quantity - order.filled_quantity
+        if order.working or left <= 0:
+            return
+        br = self.brackets[j]
+        br.unrepaired += left if order.request.side == Side.BUY else -left
+        br.repair_ns = self.now_ns() + br.backoff() * NS
+        self._publish(ALERT, critical=True, level="critical",
+                      text=f"{order.request.symbol}: the repair order ended {str(order.status).lower()} with {left} "
+                           f"not traded ({order.status_message}); Kite holds {left} more than OTrade: sending it again")
 
     def _entry_update(self, j: int, order: Order, qty: int, price: float) -> None:
         """Each entry fill grows the position and its bracket; an entry the engine has given up on
@@ -205,7 +223,8 @@ class BracketKeeper:
                     if br.exit and self.broker.order(br.exit).working:
                         self.broker.cancel(br.exit)
                     br.exit = None
-                price = self._entry_average(symbol, ours) or average
+                ltp = float(a.st[j, L.S_LTP])
+                price = self._entry_average(symbol, ours) or average or (ltp if ltp == ltp else 0.0)
                 self.apply_position(j, ours, price if ours else 0.0)
                 note = (f"adopted position {ours:+d} @ {price:.2f}" if ours
                         else f"OTrade's orders leave no position (OTrade showed {pos:+d}); flat now")
@@ -245,13 +264,12 @@ class BracketKeeper:
         return notes
 
     def _entry_average(self, symbol: str, position: int) -> float:
-        """The average price of the fills on the position's side, when they are all of it."""
+        """The average price of the day's fills on the position's side (exact when they are all of
+        it, a fair estimate after earlier round trips); 0 when there are none."""
         side = Side.BUY if position > 0 else Side.SELL
         legs = [o for o in self.broker.all_orders() if o.request.symbol == symbol and o.request.side == side]
         qty = sum(self.broker.filled(o.order_id) for o in legs)
-        if qty != abs(position):
-            return 0.0
-        return sum(self.broker.filled(o.order_id) * o.average_price for o in legs) / qty
+        return sum(self.broker.filled(o.order_id) * o.average_price for o in legs) / qty if qty else 0.0
 
     def _adopt_working(self, j: int, orders: list[LiveOrder]) -> list[str]:
         """Give an earlier run's working orders (known by OTrade's tag) their roles: on the exit side
@@ -277,7 +295,7 @@ class BracketKeeper:
                 st[L.S_PEND_SIDE], st[L.S_PEND_KIND] = (1.0 if order.request.side == Side.BUY else -1.0), L.ORDER_ENTRY
                 roles.append("its entry")
             else:
-                order.purpose = Purpose.REPAIR  # its fills are the ledger's, not a trade's
+                order.purpose = None  # a duplicate: cancelled; its fills are the ledger's, not a trade's
                 self.broker.cancel(order.order_id)
                 roles.append(f"a second {order.request.order_type} {order.request.side} (cancelled)")
         return roles
@@ -349,6 +367,12 @@ class BracketKeeper:
         now = self.now_ns()
         for j, br in enumerate(self.brackets):
             st = self.arrays.st[j]
+            if br.unrepaired and now >= br.repair_ns:
+                side, qty = (Side.BUY if br.unrepaired > 0 else Side.SELL), abs(br.unrepaired)
+                br.unrepaired = 0
+                request = OrderRequest(self.arrays.symbols[j], side, qty, OrderType.MARKET, tag=self._tag())
+                self.journal.record("intent", purpose=str(Purpose.REPAIR), **request.__dict__)
+                self.broker.submit(request, Purpose.REPAIR)
             if st[L.S_POS] == 0.0 or self._exiting(j, br):
                 continue
             if (br.stop is None or br.target is None) and now >= br.rearm_ns:

@@ -58,6 +58,7 @@ SETTLE_S = 1.0  # an order unconfirmed this long is looked up
 LOOK_EVERY_S = 0.5
 BOOK_EVERY_S = 1.0  # the book is read this often while an order of ours works: ticker messages get lost
 FIELDS = ("quantity", "price", "trigger_price", "order_type")
+URGENT = frozenset({Purpose.STOP, Purpose.EXIT, Purpose.REPAIR})  # orders that take the reserved slots
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class LiveOrders(VenueProtocol):
     # --- the broker's side (a subclass) --------------------------------------------------------
     async def _place_call(self, request: OrderRequest, urgent: bool) -> str: ...
     async def _modify_call(self, broker_id: str, changes: dict[str, Any]) -> None: ...
-    async def _cancel_call(self, broker_id: str) -> None: ...
+    async def _cancel_call(self, broker_id: str, urgent: bool) -> None: ...
     async def _history(self, broker_id: str) -> list[dict]: ...
     async def _book(self) -> list[dict]: ...
     def report(self, row: dict) -> Report | None: ...
@@ -246,7 +247,7 @@ class LiveOrders(VenueProtocol):
     async def _place(self, order: LiveOrder) -> None:
         self.journal.flush()  # the intent is written before the order leaves (synced to disk within 50 ms)
         try:
-            broker_id = await self._place_call(order.request, order.purpose == Purpose.STOP)
+            broker_id = await self._place_call(order.request, order.purpose in URGENT)
         except SessionExpired as exc:
             self.on_token_error(str(exc))
             self._end(order, OrderState.REJECTED, Status.REJECTED, f"not sent: {exc}")
@@ -270,6 +271,8 @@ class LiveOrders(VenueProtocol):
             if order.broker_id is None:
                 return  # the place answer was lost: the look-up picks this up once it knows the order
             if order.state == OrderState.SUBMITTED:
+                if order.acked.is_set():
+                    return  # a report moved it back: the look-up picks this up
                 try:
                     await asyncio.wait_for(order.acked.wait(), SETTLE_S)
                 except TimeoutError:
@@ -329,7 +332,7 @@ class LiveOrders(VenueProtocol):
         if self._mono() < order.retry_mono:
             return  # after a refusal: the look-up tries again once the backoff is over
         try:
-            await self._cancel_call(order.broker_id)
+            await self._cancel_call(order.broker_id, order.purpose != Purpose.ENTRY)
         except Refused as exc:
             await self._refused(order, "cancel", str(exc))
             if order.working:  # an order we no longer want must go: tried again, with backoff
@@ -452,6 +455,7 @@ class LiveOrders(VenueProtocol):
         """An order taken for never placed turned up working: it is a duplicate now, so cancel it."""
         order.lost_mono = 0.0
         order.state, order.status = OrderState.SUBMITTED, Status.SUBMITTED
+        order.acked.clear()
         order.cancel_wanted = True
         self.on_error(f"{order.request.symbol} {order.purpose} order {order.order_id} that Kite's book did not "
                       "show turned up late; cancelling it")

@@ -66,8 +66,8 @@ class KiteBroker(LiveOrders):
             params["market_protection"] = str(MARKET_PROTECTION)
         await self.rest.modify_order(broker_id, params)
 
-    async def _cancel_call(self, broker_id: str) -> None:
-        await self.rest.cancel_order(broker_id)
+    async def _cancel_call(self, broker_id: str, urgent: bool) -> None:
+        await self.rest.cancel_order(broker_id, urgent=urgent)
 
     async def _history(self, broker_id: str) -> list[dict]:
         return await self.rest.order_history(broker_id)

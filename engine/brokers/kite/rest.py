@@ -147,6 +147,10 @@ class KiteREST:
         self._order_limiter = RollingLimit(rate - reserve)
         self._urgent_limiter = RollingLimit(reserve) if reserve else self._order_limiter
 
+    def _limiter(self, urgent: bool) -> RollingLimit:
+        """Urgent calls (protection, exits) take the reserved slots while there are any."""
+        return self._urgent_limiter if urgent and self._urgent_limiter.has_capacity() else self._order_limiter
+
     async def __aenter__(self) -> "KiteREST":
         return self
 
@@ -272,8 +276,7 @@ class KiteREST:
         retried after a backoff. A lost answer (``OutcomeUnknown``) is raised, never retried here:
         only a look at the order book for the tag can tell whether the order exists. ``urgent``
         orders take the reserved slots first."""
-        limiter = self._urgent_limiter if urgent and self._urgent_limiter.has_capacity() else self._order_limiter
-        async with limiter:
+        async with self._limiter(urgent):
             try:  # the first try outside tenacity, whose set-up costs ~60 us on the order's path
                 body = await self._raw("POST", f"/orders/{variety}", data=params)
             except RateLimited:
@@ -292,7 +295,7 @@ class KiteREST:
             data = await self._call("PUT", f"/orders/{variety}/{order_id}", data=params, retry=False)
         return data["order_id"]
 
-    async def cancel_order(self, order_id: str, variety: str = "regular") -> str:
-        async with self._order_limiter:
+    async def cancel_order(self, order_id: str, variety: str = "regular", urgent: bool = False) -> str:
+        async with self._limiter(urgent):
             data = await self._call("DELETE", f"/orders/{variety}/{order_id}", retry=False)
         return data["order_id"]

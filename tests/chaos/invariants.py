@@ -1,0 +1,296 @@
+"""The invariants of a live session, checked against what Kite (the local server) knows.
+
+Each checker works on plain data (a ``BookView`` of the server's book, the engine's positions,
+alerts, log records), so a test can feed it a made-up situation and see it fire. A checker reports
+a breach once per episode (a mismatch that stays is one violation, not one per check).
+"""
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.orders import TagMaker
+from tests.kite_server import TRANSIENT, FakeKite
+
+INVARIANTS = ("position", "stop", "tag", "rate", "exception", "journal", "end")
+# a stop rests at the exchange in these (a modify in flight leaves it resting)
+RESTING = ("OPEN", "TRIGGER PENDING", "MODIFY VALIDATION PENDING", "MODIFY PENDING")
+STOP_LIMIT_S = 2.0  # a position must have its stop at Kite within this long
+# the engine's alerts that say a stop is missing or refused (not, e.g., an exit refused "stop and target re-armed")
+STOP_ALERT = re.compile(r"stop order|SL-M? order|no working stop|refuse the stop")
+# ERROR records with a traceback that an injected fault explains (none so far: every one is a bug)
+EXPECTED_ERRORS: tuple[re.Pattern[str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    t: float  # seconds since the seed started
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.t:7.3f}s] {self.invariant}: {self.detail}"
+
+
+@dataclass
+class BookView:
+    """Kite's side: what the exchange holds for every symbol, from the order book's current rows."""
+
+    positions: dict[str, int] = field(default_factory=dict)  # net filled quantity, signed, all orders
+    cover: dict[tuple[str, str], int] = field(default_factory=dict)  # (symbol, side) -> qty left on our stops
+    transient: list[str] = field(default_factory=list)  # our orders in a transient status (answer not settled)
+    working: list[str] = field(default_factory=list)  # our orders resting at the exchange
+    tags: dict[str, list[str]] = field(default_factory=dict)  # tag -> order ids (ours)
+    placed: dict[str, list[float]] = field(default_factory=dict)  # symbol -> when our orders reached Kite
+    stamps: dict[str, str] = field(default_factory=dict)  # our order id -> its newest row's stamp
+
+
+def book_view(server: FakeKite) -> BookView:
+    view = BookView()
+    for order_id, rows in server.orders.items():
+        row, first = rows[-1], rows[0]
+        symbol = f"{row.get('exchange')}:{row.get('tradingsymbol')}"
+        sign = 1 if row["transaction_type"] == "BUY" else -1
+        view.positions[symbol] = view.positions.get(symbol, 0) + sign * int(row.get("filled_quantity") or 0)
+        if not TagMaker.made_by_otrade(row.get("tag")):
+            continue
+        view.tags.setdefault(row["tag"], []).append(order_id)
+        view.stamps[order_id] = str(row.get("exchange_update_timestamp") or "")
+        view.placed.setdefault(symbol, []).append(float(first.get("_at", float("-inf"))))
+        status = row["status"]
+        if status in TRANSIENT:
+            view.transient.append(order_id)
+        if status in RESTING or status == "CANCEL PENDING":
+            view.working.append(order_id)
+        if row["order_type"] in ("SL", "SL-M") and status in RESTING:
+            key = (symbol, row["transaction_type"])
+            left = int(row["quantity"]) - int(row.get("filled_quantity") or 0)
+            view.cover[key] = view.cover.get(key, 0) + left
+    for times in view.placed.values():
+        times.sort()
+    return view
+
+
+class PositionCheck:
+    """1. Once the book has settled, OTrade's position per instrument is Kite's."""
+
+    name = "position"
+
+    def __init__(self) -> None:
+        self._reported: dict[str, tuple[int, int]] = {}  # symbol -> (otrade, kite) already reported
+
+    def check(self, now: float, settled: bool, kite: dict[str, int], otrade: dict[str, int] | None) -> list[Violation]:
+        if not settled or otrade is None:
+            return []
+        out = []
+        for symbol in sorted(set(kite) | set(otrade)):
+            mine, theirs = otrade.get(symbol, 0), kite.get(symbol, 0)
+            if mine == theirs:
+                self._reported.pop(symbol, None)
+            elif self._reported.get(symbol) != (mine, theirs):
+                self._reported[symbol] = (mine, theirs)
+                out.append(Violation(self.name, now, f"{symbol}: settled book, OTrade holds {mine:+d}, "
+                                                      f"Kite {theirs:+d}"))
+        return out
+
+
+class StopCheck:
+    """2. Every open position at Kite has a working stop of ours (opposite side, SL/SL-M, resting,
+    covering the quantity) within ``limit_s`` of the fill, unless a critical alert says the symbol's
+    stop is refused or missing (``STOP_ALERT``). The clock runs only while an OTrade process is up
+    (``watching``): one that is down or still starting cannot place anything. Measures the longest
+    time a position was without a stop (down time included)."""
+
+    name = "stop"
+
+    def __init__(self, limit_s: float = STOP_LIMIT_S, alert_slack_s: float = 1.0) -> None:
+        self.limit_s, self.alert_slack_s = limit_s, alert_slack_s
+        self._since: dict[str, float] = {}  # symbol -> when its position became uncovered
+        # symbol -> since when the OTrade process now up has let it be uncovered (its alerts count from then)
+        self._clock: dict[str, float] = {}
+        self._done: set[str] = set()  # symbols whose current gap is reported or excused
+        self.longest = (0.0, "")  # (seconds, symbol) over all gaps
+        self.longest_unalerted = (0.0, "")  # over the gaps no alert explained
+
+    def check(self, now: float, view: BookView, alerts: Iterable[tuple[float, str]],
+              watching: bool = True) -> list[Violation]:
+        out = []
+        for symbol in sorted(set(view.positions) | set(self._since)):
+            pos = view.positions.get(symbol, 0)
+            side = "SELL" if pos > 0 else "BUY"
+            covered = view.cover.get((symbol, side), 0)
+            if pos == 0 or covered >= abs(pos):
+                self._close(symbol, now, alerts)
+                continue
+            since = self._since.setdefault(symbol, now)
+            if not watching:  # a new process must see to it (and say so) itself: its clock starts when it is up
+                self._clock[symbol] = now
+                self._done.discard(symbol)
+            clock = self._clock.setdefault(symbol, now)
+            self.longest = max(self.longest, (now - since, symbol))
+            if now - clock <= self.limit_s or symbol in self._done:
+                continue
+            self._done.add(symbol)
+            if not self._alerted(symbol, since, clock, alerts):
+                out.append(Violation(self.name, now, f"{symbol}: position {pos:+d} at Kite with {covered} covered "
+                                                      f"by working stops for {now - clock:.2f} s (OTrade up), "
+                                                      "and no critical alert about it"))
+        return out
+
+    def _alerted(self, symbol: str, since: float, clock: float, alerts: Iterable[tuple[float, str]]) -> bool:
+        """A stop alert about ``symbol`` from the process now up: since its clock started (or just
+        before the gap, when the gap began under it: the refusal comes with the fill)."""
+        start = clock - self.alert_slack_s if clock == since else clock
+        return any(t >= start and symbol in text and STOP_ALERT.search(text) for t, text in alerts)
+
+    def _close(self, symbol: str, now: float, alerts: Iterable[tuple[float, str]]) -> None:
+        since = self._since.pop(symbol, None)
+        self._done.discard(symbol)
+        if since is None:
+            return
+        clock = self._clock.pop(symbol, since)
+        gap = now - since
+        self.longest = max(self.longest, (gap, symbol))
+        if not self._alerted(symbol, since, clock, alerts):
+            self.longest_unalerted = max(self.longest_unalerted, (now - clock, symbol))
+
+    def finish(self, now: float, alerts: Iterable[tuple[float, str]]) -> None:
+        for symbol in list(self._since):
+            self._close(symbol, now, alerts)
+
+
+class TagCheck:
+    """3. No tag is placed twice: Kite's book never holds two orders with one tag of ours."""
+
+    name = "tag"
+
+    def __init__(self) -> None:
+        self._reported: set[str] = set()
+
+    def check(self, now: float, view: BookView) -> list[Violation]:
+        out = []
+        for tag, ids in view.tags.items():
+            if len(ids) > 1 and tag not in self._reported:
+                self._reported.add(tag)
+                out.append(Violation(self.name, now, f"tag {tag} placed {len(ids)} times: orders {', '.join(ids)}"))
+        return out
+
+
+class RateCheck:
+    """4. Orders placed per instrument in any minute stay within ``risk.max_orders_per_position_minute``."""
+
+    name = "rate"
+
+    def __init__(self, cap: int, window_s: float = 60.0) -> None:
+        self.cap, self.window_s = cap, window_s
+        self._reported: set[str] = set()
+
+    def check(self, now: float, view: BookView) -> list[Violation]:
+        out = []
+        for symbol, times in view.placed.items():
+            if symbol in self._reported:
+                continue
+            most, lo = 0, 0
+            for hi, t in enumerate(times):
+                while t - times[lo] >= self.window_s:
+                    lo += 1
+                most = max(most, hi - lo + 1)
+            if most > self.cap:
+                self._reported.add(symbol)
+                out.append(Violation(self.name, now, f"{symbol}: {most} orders placed within {self.window_s:g} s "
+                                                      f"(cap {self.cap})"))
+        return out
+
+
+class ExceptionCheck:
+    """5. No exception escaped: an ERROR record with a traceback from an ``engine.*`` logger, a task
+    that died, or an "Internal fault" alert."""
+
+    name = "exception"
+
+    def __init__(self, expected: tuple[re.Pattern[str], ...] = EXPECTED_ERRORS) -> None:
+        self.expected = expected
+
+    def log_record(self, now: float, record: logging.LogRecord) -> list[Violation]:
+        if record.levelno < logging.ERROR or not record.exc_info or not record.name.startswith("engine"):
+            return []
+        message = record.getMessage()
+        if any(p.search(message) for p in self.expected):
+            return []
+        exc = record.exc_info[1]
+        return [Violation(self.name, now, f"{record.name}: {message} ({type(exc).__name__}: {exc})"
+                                          f"{_where(record)}")]
+
+    def alert(self, now: float, text: str) -> list[Violation]:
+        return [Violation(self.name, now, f"alert: {text}")] if "Internal fault" in text else []
+
+    def task_died(self, now: float, name: str, exc: BaseException) -> list[Violation]:
+        return [Violation(self.name, now, f"task {name} died: {type(exc).__name__}: {exc}")]
+
+
+def _where(record: logging.LogRecord) -> str:
+    """Where the exception was raised (the innermost frame of the engine's), for the report."""
+    tb = record.exc_info[2] if record.exc_info else None
+    where = ""
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename
+        if "/engine/" in path:
+            where = f" at {path[path.rindex('/engine/') + 1:]}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return where
+
+
+def _trade_key(trade: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, v) for k, v in trade.items() if k not in ("ts", "kind")))
+
+
+def journal_check(now: float, journal: list[dict[str, Any]], runs: list[list[dict[str, Any]]],
+                  lost: list[dict[str, Any]]) -> list[Violation]:
+    """6. The journal's ``trade_closed`` records are the trades of every run of the data dir, less
+    those a kill -9 took before they were flushed (``lost``)."""
+    wanted = Counter(_trade_key(t) for run in runs for t in run)
+    wanted.subtract(Counter(_trade_key(t) for t in lost))
+    wanted = +wanted
+    recorded = Counter(_trade_key(t) for t in journal)
+    out = []
+    for key, n in (wanted - recorded).items():
+        out.append(Violation("journal", now, f"trade missing from the journal (x{n}): {dict(key)}"))
+    for key, n in (recorded - wanted).items():
+        out.append(Violation("journal", now, f"journal trade no run closed (x{n}): {dict(key)}"))
+    return out
+
+
+def end_check(now: float, view: BookView, otrade: dict[str, int] | None) -> list[Violation]:
+    """After flatten, healed faults and settling: Kite flat, nothing of ours working, OTrade flat."""
+    out = []
+    for symbol, qty in sorted(view.positions.items()):
+        if qty:
+            out.append(Violation("end", now, f"{symbol}: Kite still holds {qty:+d} after flatten"))
+    if view.working:
+        out.append(Violation("end", now, f"orders of ours still working at Kite: {', '.join(view.working)}"))
+    for symbol, qty in sorted((otrade or {}).items()):
+        if qty:
+            out.append(Violation("end", now, f"{symbol}: OTrade still holds {qty:+d} after flatten"))
+    return out
+
+
+class Settle:
+    """The book has settled once the world was quiet (see ``Chaos._unsettled``: nothing of ours
+    transient at Kite or unsure at OTrade, no request in flight, OTrade shown every order's newest
+    row) for ``quiet_s`` without the book changing."""
+
+    def __init__(self, quiet_s: float = 1.0) -> None:
+        self.quiet_s = quiet_s
+        self._since: float | None = None
+        self._version: Any = None
+
+    def update(self, now: float, quiet: bool, version: Any) -> bool:
+        if not quiet:
+            self._since = None
+        elif self._since is None or version != self._version:
+            self._since = now
+        self._version = version
+        return self._since is not None and now - self._since >= self.quiet_s
