@@ -85,7 +85,7 @@ class LiveOrder(Order):
     broker_id: str | None = None
     cancel_wanted: bool = False
     cancel_refusals: int = 0  # refused cancels in a row: the next try waits 1, 2, 4 ... 30 s
-    retry_mono: float = 0.0  # when a refused cancel may be tried again
+    retry_mono: float = 0.0  # when a refused or unanswered modify or cancel may be tried again
     reprice: bool = False  # wanted: modified to MARKET again (a new protection price), even if it is one
     modifications: int = 0  # modifications the broker took
     lost_mono: float = 0.0  # when the place call's answer was lost (0: it was not)
@@ -313,6 +313,7 @@ class LiveOrders(VenueProtocol):
         except OutcomeUnknown as exc:
             log.warning("modify %s: %s; looking at the order", order.order_id, exc)
             order.modifications += 1  # Kite may have counted it: the cap is kept on the safe side
+            order.retry_mono = self._mono() + SETTLE_S
             order.state = OrderState.PENDING_UPDATE
             await self._look(order)
             return False
@@ -341,6 +342,7 @@ class LiveOrders(VenueProtocol):
             return
         except OutcomeUnknown as exc:
             log.warning("cancel %s: %s; looking at the order", order.order_id, exc)
+            order.retry_mono = self._mono() + SETTLE_S  # still wanted: sent again unless Kite shows it done
             order.state = OrderState.PENDING_CANCEL
             await self._look(order)
             return
@@ -493,14 +495,14 @@ class LiveOrders(VenueProtocol):
 
     async def look_up(self) -> None:
         """Read the book when an order's fate is unknown, and every ``book_every_s`` while one works
-        (a lost ticker message must not leave a fill unseen)."""
+        (a lost ticker message must not leave a fill unseen); take up again what is still wanted of
+        an order (a change or a cancel whose answer was lost or refused) once its backoff is over."""
         now = self._mono()
+        self._resume_wanted(now)
         unsure = [o for o in self._orders.values() if o.unsure and now - o.word_mono >= SETTLE_S]
         every = self.book_every_s if self.messages_flowing() else LOOK_EVERY_S
         due = now - self._book_read >= every and any(o.working for o in self._orders.values())
-        retries = any(o.working and o.cancel_wanted and o.retry_mono and now >= o.retry_mono
-                      for o in self._orders.values())
-        if not unsure and not due and not retries:
+        if not unsure and not due:
             return
         self._book_read = now
         try:
@@ -518,13 +520,12 @@ class LiveOrders(VenueProtocol):
                           f"not placed: Kite's order book shows no order tagged {order.order_id} "
                           f"{self.lookup_seconds:g} s after its answer was lost")
                 order.lost_mono = now  # a late appearance is cancelled as a duplicate
-            elif order.working and (order.pending or order.cancel_wanted) and not self._lanes_waiting.get(
-                    order.order_id):
-                self._lane(order, self._sync)
-        for order in self._orders.values():  # refused cancels whose backoff is over
-            if (order.working and order.cancel_wanted and order.retry_mono and now >= order.retry_mono
-                    and not self._lanes_waiting.get(order.order_id)):
-                order.retry_mono = 0.0
+        self._resume_wanted(now)
+
+    def _resume_wanted(self, now: float) -> None:
+        for order in self._orders.values():
+            if (order.working and (order.pending or order.cancel_wanted or order.reprice)
+                    and now >= order.retry_mono and not self._lanes_waiting.get(order.order_id)):
                 self._lane(order, self._sync)
 
     def sync_rows(self, rows: list[dict]) -> None:
