@@ -102,7 +102,8 @@ class BracketKeeper:
         br.repair_ns = self.now_ns() + br.backoff() * NS
         self._publish(ALERT, critical=True, level="critical",
                       text=f"{order.request.symbol}: the repair order ended {str(order.status).lower()} with {left} "
-                           f"not traded ({order.status_message}); Kite holds {left} more than OTrade: sending it again")
+                           f"not traded ({order.status_message}); Kite holds {left} more than OTrade, with no "
+                           "working stop for them: sending it again")
 
     def _entry_update(self, j: int, order: Order, qty: int, price: float) -> None:
         """Each entry fill grows the position and its bracket; an entry the engine has given up on
@@ -358,7 +359,8 @@ class BracketKeeper:
         self.broker.submit(request, Purpose.REPAIR)
         self._publish(ALERT, critical=True, level="critical",
                       text=f"{order.request.symbol}: {order.purpose} order {why}; sent {side} {qty} "
-                           "at market to undo the excess")
+                           f"at market to undo the excess (until it fills, Kite holds {qty} more than OTrade, "
+                           "with no working stop for them)")
 
     def tend(self) -> None:
         """Live, every second: re-price exits that do not fill, re-arm protection whose backoff is
