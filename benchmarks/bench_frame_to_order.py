@@ -35,6 +35,7 @@ from engine.brokers.kite.ticker import KiteTicker
 from engine.engine import Engine
 from engine.events import EventBus
 from engine.journal import Journal
+from engine.live.orders import Caps
 
 DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "default.json").read_bytes())
 INFY = 408065
@@ -99,7 +100,8 @@ async def client(base: str, frames: int, warm: int) -> dict[str, dict[str, np.nd
         rest = KiteREST(API_KEY, "tok-day-1", base, timeout=5.0)
         rest._session = rest._new_session(trace_configs=[trace])
         journal = Journal(Path(tmp), time.time_ns)
-        broker = KiteBroker(rest, journal, {"NSE:INFY": 0.05}, time.time_ns)
+        # no cap on orders per position: the benchmark orders 10 a second for minutes
+        broker = KiteBroker(rest, journal, {"NSE:INFY": 0.05}, time.time_ns, Caps(10**6, 10**6, 10**9))
         engine = Engine(config(), broker, EventBus(), journal, time.time_ns)
         engine.start_session()
         a = engine.arrays
