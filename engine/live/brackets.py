@@ -354,13 +354,16 @@ class BracketKeeper:
     def _repair(self, j: int, order: Order, qty: int, why: str) -> None:
         """Undo ``qty`` the engine did not want filled, at market, and tell the trader."""
         side = Side.BUY if order.request.side == Side.SELL else Side.SELL
-        request = OrderRequest(order.request.symbol, side, qty, OrderType.MARKET, tag=self._tag())
-        self.journal.record("intent", purpose=str(Purpose.REPAIR), **request.__dict__)
-        self.broker.submit(request, Purpose.REPAIR)
+        self._send_repair(order.request.symbol, side, qty)
         self._publish(ALERT, critical=True, level="critical",
                       text=f"{order.request.symbol}: {order.purpose} order {why}; sent {side} {qty} "
                            f"at market to undo the excess (until it fills, Kite holds {qty} more than OTrade, "
                            "with no working stop for them)")
+
+    def _send_repair(self, symbol: str, side: Side, qty: int) -> None:
+        request = OrderRequest(symbol, side, qty, OrderType.MARKET, tag=self._tag())
+        self.journal.record("intent", purpose=str(Purpose.REPAIR), **request.__dict__)
+        self.broker.submit(request, Purpose.REPAIR)
 
     def tend(self) -> None:
         """Live, every second: re-price exits that do not fill, re-arm protection whose backoff is
@@ -372,9 +375,7 @@ class BracketKeeper:
             if br.unrepaired and now >= br.repair_ns:
                 side, qty = (Side.BUY if br.unrepaired > 0 else Side.SELL), abs(br.unrepaired)
                 br.unrepaired = 0
-                request = OrderRequest(self.arrays.symbols[j], side, qty, OrderType.MARKET, tag=self._tag())
-                self.journal.record("intent", purpose=str(Purpose.REPAIR), **request.__dict__)
-                self.broker.submit(request, Purpose.REPAIR)
+                self._send_repair(self.arrays.symbols[j], side, qty)
             if st[L.S_POS] == 0.0 or self._exiting(j, br):
                 continue
             if (br.stop is None or br.target is None) and now >= br.rearm_ns:
