@@ -7,17 +7,12 @@ disagree. The synchronous methods are the venue; the async ones are the ``Broker
 """
 
 import itertools
-import math
 from collections.abc import Callable, Mapping
 
 from engine.brokers.base import BrokerError, OrderRejected, Position, VenueProtocol
 from engine.live.ledger import FillLedger
+from engine.live.rules import on_grid
 from engine.orders import Fill, Order, OrderRequest, OrderType, Purpose, Side, Status
-
-
-def _on_tick_grid(price: float, tick: float) -> bool:
-    steps = price / tick
-    return math.isclose(steps, round(steps), rel_tol=0, abs_tol=1e-6)
 
 
 class PaperBroker(VenueProtocol):
@@ -69,7 +64,7 @@ class PaperBroker(VenueProtocol):
         order = self._working(order_id)
         tick = self.tick_sizes[order.request.symbol]
         for name, value in (("price", price), ("trigger price", trigger_price)):
-            if value is not None and not _on_tick_grid(value, tick):
+            if value is not None and not on_grid(value, tick):
                 raise BrokerError(f"{name} {value} is not a multiple of the tick size {tick}")
         if quantity is not None and quantity <= order.filled_quantity:
             raise BrokerError(f"quantity {quantity} must exceed the {order.filled_quantity} already filled")
@@ -103,7 +98,7 @@ class PaperBroker(VenueProtocol):
         if needs_trigger and r.trigger_price is None:
             return f"a {r.order_type} order needs a trigger price"
         for name, value in (("price", r.price), ("trigger price", r.trigger_price)):
-            if value is not None and (value <= 0 or not _on_tick_grid(value, tick)):
+            if value is not None and (value <= 0 or not on_grid(value, tick)):
                 return f"{name} {value} is not a positive multiple of the tick size {tick}"
         return ""
 

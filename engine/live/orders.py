@@ -91,7 +91,6 @@ class LiveOrder(Order):
     lost_mono: float = 0.0  # when the place call's answer was lost (0: it was not)
     word_mono: float = 0.0  # when the broker last said something about it (or it was sent)
     stamp: str = ""
-    replaced_by: str | None = None
     lane: asyncio.Lock = field(default_factory=asyncio.Lock)
     acked: asyncio.Event = field(default_factory=asyncio.Event)  # set once the broker accepted or ended it
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a modify or cancel is with Kite
@@ -122,7 +121,9 @@ class Caps:
 
     def refusal(self, symbol: str, now: float) -> str:
         """Why one more order for ``symbol`` may not be placed now ('' when it may); counts it if so."""
-        for window in (self._minute, self._by_symbol.setdefault(symbol, deque())):
+        if symbol not in self._by_symbol:
+            self._by_symbol[symbol] = deque()
+        for window in (self._minute, self._by_symbol[symbol]):
             while window and now - window[0] >= 60.0:
                 window.popleft()
         if self.today >= self.per_day:
@@ -373,7 +374,6 @@ class LiveOrders(VenueProtocol):
         if not new.working:
             return  # denied (alerted): the old order keeps protecting as it is
         order.pending.clear()
-        order.replaced_by = new.order_id
         log.info("order %s took %d modifications: replaced by %s", order.order_id, order.modifications,
                  new.order_id)
         self.on_replaced(order, new)

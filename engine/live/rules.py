@@ -20,11 +20,9 @@ def on_grid(price: float, tick: float) -> bool:
 
 def snap(price: float, tick: float, up: bool) -> float:
     """``price`` on the tick grid, rounded towards ``up`` when it is off it."""
-    steps = price / tick
-    if math.isclose(steps, round(steps), rel_tol=0, abs_tol=1e-6):
-        steps = round(steps)
-    else:
-        steps = math.ceil(steps) if up else math.floor(steps)
+    if on_grid(price, tick):
+        return round(round(price / tick) * tick, 8)
+    steps = math.ceil(price / tick) if up else math.floor(price / tick)
     return round(steps * tick, 8)
 
 
