@@ -8,7 +8,9 @@ loud; reconciliation derives positions from the fill ledger. Order state is the 
 (``engine.live.orders``): the keeper only names which orders protect which position.
 """
 
+import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from config import Config
 from engine import layout as L
@@ -16,14 +18,22 @@ from engine.arrays import Arrays
 from engine.brokers.base import VenueProtocol
 from engine.events import ALERT
 from engine.journal import Journal
+from engine.layout import IST
 from engine.live import rules
 from engine.live.orders import LiveOrder, OrderState
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, TagMaker
 from engine.step import adopt_position, apply_entry_fill, apply_exit_fill, flatten
 
+log = logging.getLogger(__name__)
+
 NS = 1_000_000_000
 MAX_BACKOFF_S = 60
 UNPROTECTED_REPEAT_S = 60  # a position without a working stop is alerted again this often
+UNCOVERED_S = 1.0  # a position is alerted once it has lacked a confirmed stop this long
+ALIGN_S = 1.0  # a position apart from Kite's fills this long is realigned (a fill handled late is not apart)
+# a stop's states in which it rests at the exchange for its quantity (a modify in flight leaves it resting)
+COVERING = frozenset({OrderState.ACCEPTED, OrderState.TRIGGERED, OrderState.PENDING_UPDATE,
+                      OrderState.PARTIALLY_FILLED})
 
 
 @dataclass
@@ -42,6 +52,8 @@ class Bracket:
     unprotected_ns: int = 0  # when the position was last alerted as without a stop
     unrepaired: int = 0  # signed quantity a repair still has to trade (one ended short of it)
     repair_ns: int = 0  # when that repair is sent again
+    uncovered_ns: int = 0  # since when the position has lacked a stop Kite confirmed for all of it
+    apart_ns: int = 0  # since when the position has differed from what Kite's fills make it
 
     def backoff(self) -> int:
         """Seconds to wait before the next try after one more refusal: 0, 1, 2, 4 ... 60."""
@@ -62,6 +74,7 @@ class BracketKeeper:
     cfg: Config
     foreign: list[str]
     _repriced: dict[str, tuple[int, int]]
+    _intents: dict[str, tuple[str, OrderRequest, Purpose | None]] | None
 
     def _cancel_bracket(self, br: Bracket, keep: str | None = None) -> None:
         """One-cancels-other: cancel the resting target and stop, and what is left of a partly
@@ -90,6 +103,8 @@ class BracketKeeper:
             self._entry_update(j, order, qty, price)
         elif order.purpose in (Purpose.TARGET, Purpose.STOP, Purpose.EXIT):
             self._exit_update(j, order, qty, price)
+        elif qty:  # an earlier run's order cancelled as a duplicate, which filled first
+            self._repair(j, order, qty, "filled before its cancel reached Kite")
 
     def _repair_update(self, j: int, order: Order) -> None:
         """A repair that ended short of its quantity (refused, lost, cancelled) leaves Kite apart from
@@ -200,41 +215,34 @@ class BracketKeeper:
         working = [o for o in orders if o.get("status") in ("OPEN", "TRIGGER PENDING")]
         known = {o.request.tag for o in broker.all_orders()}
         fresh: list[LiveOrder] = []  # an earlier run's orders: their fills join the ledger, roles below
+        if self._intents is None:  # the first look at Kite in this process
+            self._intents = self._intents_today()
+            shown = {row.get("tag") for row in orders}
+            for tag, request, purpose in self._intents.values():
+                if tag not in known and tag not in shown and request.symbol in self.index:
+                    fresh.append(broker.expect(request, purpose))  # sent, yet not in the book (it lags)
         for row in sorted(orders, key=lambda r: str(r.get("order_timestamp") or "")):
             tag = row.get("tag") or ""
             symbol = f"{row.get('exchange')}:{row.get('tradingsymbol')}"
             if tag not in known and TagMaker.made_by_otrade(tag) and symbol in self.index:
-                fresh.append(broker.adopt(row, None))
+                intent = self._intents.get(tag)
+                fresh.append(broker.adopt(row, intent[2] if intent else None))
         held = {f"{p['exchange']}:{p['tradingsymbol']}": (int(p["quantity"]), float(p["average_price"]))
                 for p in positions or ()}
+        ledger, working_now = self._book_view()
         for j, symbol in enumerate(a.symbols):
-            ours = broker.position(symbol)
+            ours = ledger.get(symbol, 0)
             pos = int(a.st[j, L.S_POS])
-            reported, average = held.get(symbol, (0, 0.0))
-            if any(o.working and o.purpose == Purpose.REPAIR and o.request.symbol == symbol
-                   for o in broker.all_orders()):
-                notes.append(f"{symbol}: a repair order is working; left as it is until it fills")
-                continue
-            note = ""
-            if ours != pos:
-                br = self.brackets[j]
-                legs = [oid for oid in (br.entry, br.target, br.stop, br.exit) if oid]
-                if legs:  # sized and sided for a position that is not Kite's: armed anew below
-                    self._cancel_bracket(br)
-                    if br.exit and self.broker.order(br.exit).working:
-                        self.broker.cancel(br.exit)
-                    br.exit = None
-                ltp = float(a.st[j, L.S_LTP])
-                price = self._entry_average(symbol, ours) or average or (ltp if ltp == ltp else 0.0)
-                self.apply_position(j, ours, price if ours else 0.0)
-                note = (f"adopted position {ours:+d} @ {price:.2f}" if ours
-                        else f"OTrade's orders leave no position (OTrade showed {pos:+d}); flat now")
+            reported = held.get(symbol, (0, 0.0))[0]
+            expected = self._expected(j, ledger, working_now)
+            note = self._realign(j, expected) if expected != pos else ""
             roles = self._adopt_working(j, [o for o in fresh if o.working and o.request.symbol == symbol])
-            if ours != pos and ours:
+            armed = bool(note and expected)
+            if armed:
                 self._protect(j, self.brackets[j])
             if note or roles:
                 notes.append(f"{symbol}: " + ", ".join(filter(None, [note, *(f"kept {r}" for r in roles)]))
-                             + (", bracket armed" if ours != pos and ours else ""))
+                             + (", bracket armed" if armed else ""))
             if positions is None:
                 continue
             if ours and not reported:
@@ -264,6 +272,69 @@ class BracketKeeper:
             self.journal.record("reconcile", note=note)
         return notes
 
+    def _book_view(self) -> tuple[dict[str, int], dict[str, list[Order]]]:
+        """In one pass over the day's orders: each symbol's position at Kite from the ledger (signed),
+        and its working orders."""
+        held: dict[str, int] = {}
+        working: dict[str, list[Order]] = {}
+        for order in self.broker.all_orders():
+            symbol, filled = order.request.symbol, self.broker.filled(order.order_id)
+            if filled:
+                held[symbol] = held.get(symbol, 0) + (filled if order.request.side == Side.BUY else -filled)
+            if order.working:
+                working.setdefault(symbol, []).append(order)
+        return held, working
+
+    def _expected(self, j: int, held: dict[str, int], working: dict[str, list[Order]]) -> int:
+        """The position OTrade must hold: what Kite's fills of our orders make it, less what repairs
+        are still to undo (a working repair's unfilled rest, and what one left to send again)."""
+        symbol, undo = self.arrays.symbols[j], self.brackets[j].unrepaired
+        for order in working.get(symbol, ()):
+            if order.purpose == Purpose.REPAIR:
+                left = order.request.quantity - order.filled_quantity
+                undo += left if order.request.side == Side.BUY else -left
+        return held.get(symbol, 0) + undo
+
+    def _realign(self, j: int, qty: int) -> str:
+        """Take ``qty`` as the position: the bracket, sized and sided for another one, is cancelled
+        (the caller arms a new one). Returns what was done, for the trader."""
+        a, br, symbol = self.arrays, self.brackets[j], self.arrays.symbols[j]
+        pos = int(a.st[j, L.S_POS])
+        self._cancel_bracket(br)
+        if br.exit and self.broker.order(br.exit).working:
+            self.broker.cancel(br.exit)
+        br.exit = None
+        ltp = float(a.st[j, L.S_LTP])
+        price = self._entry_average(symbol, qty) or (ltp if ltp == ltp else 0.0)
+        self.apply_position(j, qty, price if qty else 0.0)
+        return (f"adopted position {qty:+d} @ {price:.2f}" if qty
+                else f"OTrade's orders leave no position (OTrade showed {pos:+d}); flat now")
+
+    def _intents_today(self) -> dict[str, tuple[str, OrderRequest, Purpose | None]]:
+        """Every order OTrade sent today and what for, from the journal's intents (each is written
+        before its order leaves): an earlier run's repair stays a repair, its stop a stop, and one
+        that Kite's book does not show yet is looked for."""
+        day = datetime.fromtimestamp(self.now_ns() / NS, IST).date().isoformat()
+        try:
+            records = self.journal.read_day(day)
+        except (OSError, ValueError) as exc:
+            log.warning("journal unreadable (%s): an earlier run's orders get their roles from their form", exc)
+            return {}
+        intents = {}
+        for r in records:
+            if r.get("kind") != "intent" or not r.get("tag"):
+                continue
+            try:
+                request = OrderRequest(r["symbol"], Side(r["side"]), int(r["quantity"]), OrderType(r["order_type"]),
+                                       price=r.get("price"), trigger_price=r.get("trigger_price"), tag=r["tag"],
+                                       product=r.get("product") or "MIS")
+            except (KeyError, ValueError, TypeError) as exc:
+                log.warning("journal intent %s not understood (%s): skipped", r.get("tag"), exc)
+                continue
+            purpose = r.get("purpose")
+            intents[r["tag"]] = (r["tag"], request, Purpose(purpose) if purpose in Purpose._value2member_map_ else None)
+        return intents
+
     def _entry_average(self, symbol: str, position: int) -> float:
         """The average price of the day's fills on the position's side (exact when they are all of
         it, a fair estimate after earlier round trips); 0 when there are none."""
@@ -274,31 +345,45 @@ class BracketKeeper:
 
     def _adopt_working(self, j: int, orders: list[LiveOrder]) -> list[str]:
         """Give an earlier run's working orders (known by OTrade's tag) their roles: on the exit side
-        the stop, the target or a market exit; on the opening side a pending entry. A second one of
-        a role would double it: it is cancelled."""
+        the stop, the target or a market exit; on the opening side a pending entry. The role follows
+        the order's form and must agree with what the journal says it was sent for (a repair stays a
+        repair, an old target never becomes an entry). A second one of a role would double it, and
+        one whose form and purpose disagree belongs to no position: either is cancelled."""
         st, br, roles = self.arrays.st[j], self.brackets[j], []
         for order in orders:
-            pos, kind = st[L.S_POS], order.request.order_type
+            if order.purpose == Purpose.REPAIR:
+                roles.append("its repair (working)")  # counted in what OTrade must hold
+                continue
+            pos, kind, sent_as = st[L.S_POS], order.request.order_type, order.purpose
             opening = pos == 0.0 or (order.request.side == Side.BUY) == (pos > 0.0)
-            if not opening and kind in (OrderType.SL, OrderType.SL_M) and br.stop is None:
-                br.stop, order.purpose = order.order_id, Purpose.STOP
-                roles.append("its stop")
-            elif not opening and kind == OrderType.LIMIT and br.target is None:
-                br.target, order.purpose = order.order_id, Purpose.TARGET
-                roles.append("its target")
-            elif not opening and kind == OrderType.MARKET and br.exit is None:
-                br.exit, order.purpose = order.order_id, Purpose.EXIT
+            if not opening and kind in (OrderType.SL, OrderType.SL_M):
+                role, slot = Purpose.STOP, "stop"
+            elif not opening and kind == OrderType.LIMIT:
+                role, slot = Purpose.TARGET, "target"
+            elif not opening and kind == OrderType.MARKET:
+                role, slot = Purpose.EXIT, "exit"  # a stop or target re-priced at market is one too
+            elif opening and kind in (OrderType.MARKET, OrderType.LIMIT) and not st[L.S_PEND_KIND]:
+                role, slot = Purpose.ENTRY, "entry"
+            else:
+                role, slot = None, ""
+            agrees = sent_as is None or sent_as == role or (role == Purpose.EXIT and sent_as != Purpose.ENTRY)
+            # one not in the book yet may be an entry still to fill; protection is armed anew instead of the rest
+            unseen = order.broker_id is None and (role != Purpose.ENTRY or pos != 0.0)
+            if role is None or not agrees or unseen or getattr(br, slot) is not None:
+                order.purpose = None  # cancelled; its fills are the ledger's, not a trade's
+                self.broker.cancel(order.order_id)
+                roles.append(f"a stray {order.request.order_type} {order.request.side} (cancelled"
+                             + (" if it turns up)" if order.broker_id is None else ")"))
+                continue
+            setattr(br, slot, order.order_id)
+            order.purpose = role
+            roles.append(f"its {'market exit' if role == Purpose.EXIT else role}")
+            if role == Purpose.EXIT:
                 st[L.S_PEND_SIDE], st[L.S_PEND_KIND] = (-1.0 if pos > 0 else 1.0), L.ORDER_EXIT
                 st[L.S_PEND_REASON] = L.REASON_FLATTEN
-                roles.append("its market exit")
-            elif opening and kind in (OrderType.MARKET, OrderType.LIMIT) and br.entry is None and not st[L.S_PEND_KIND]:
-                br.entry, order.purpose = order.order_id, Purpose.ENTRY
-                st[L.S_PEND_SIDE], st[L.S_PEND_KIND] = (1.0 if order.request.side == Side.BUY else -1.0), L.ORDER_ENTRY
-                roles.append("its entry")
-            else:
-                order.purpose = None  # a duplicate: cancelled; its fills are the ledger's, not a trade's
-                self.broker.cancel(order.order_id)
-                roles.append(f"a second {order.request.order_type} {order.request.side} (cancelled)")
+            elif role == Purpose.ENTRY:
+                st[L.S_PEND_SIDE] = 1.0 if order.request.side == Side.BUY else -1.0
+                st[L.S_PEND_KIND] = L.ORDER_ENTRY
         return roles
 
     def apply_position(self, j: int, qty: int, price: float) -> None:
@@ -366,26 +451,91 @@ class BracketKeeper:
         self.broker.submit(request, Purpose.REPAIR)
 
     def tend(self) -> None:
-        """Live, every second: re-price exits that do not fill, re-arm protection whose backoff is
-        over, and repeat the alarm for a position that has no working stop."""
+        """Live, every second: re-price exits that do not fill, send again what a repair left, re-arm
+        protection whose backoff is over, take Kite's fills as the position should anything have
+        left them apart, and sound the alarm for a position without a stop Kite confirmed."""
         self.reprice_exits()
         now = self.now_ns()
         for j, br in enumerate(self.brackets):
-            st = self.arrays.st[j]
             if br.unrepaired and now >= br.repair_ns:
                 side, qty = (Side.BUY if br.unrepaired > 0 else Side.SELL), abs(br.unrepaired)
                 br.unrepaired = 0
                 self._send_repair(self.arrays.symbols[j], side, qty)
-            if st[L.S_POS] == 0.0 or self._exiting(j, br):
-                continue
-            if (br.stop is None or br.target is None) and now >= br.rearm_ns:
+        held, working = self._book_view()  # each symbol below changes only its own orders
+        for j, br in enumerate(self.brackets):
+            symbol = self.arrays.symbols[j]
+            self._keep_aligned(j, br, now, self._expected(j, held, working))
+            if self.arrays.st[j, L.S_POS] and not self._exiting(j, br) and (br.stop is None or br.target is None) \
+                    and now >= br.rearm_ns:
                 self._protect(j, br)
-            stop = self.broker.order(br.stop) if br.stop else None
-            if (stop is None or not stop.working) and now - br.unprotected_ns >= UNPROTECTED_REPEAT_S * NS:
-                br.unprotected_ns = now
-                self._publish(ALERT, critical=True, level="critical",
-                              text=f"{self.arrays.symbols[j]}: position {int(st[L.S_POS]):+d} has no working stop "
-                                   "at Kite; OTrade keeps trying. Check Kite, or /flatten")
+            self._watch_cover(j, br, now, held.get(symbol, 0), working.get(symbol, []))
+
+    def _keep_aligned(self, j: int, br: Bracket, now: int, expected: int) -> None:
+        """Every fill moves the position as it arrives; should one ever not have (a path missed),
+        the difference from Kite's fills is taken as the position once it has lasted ``ALIGN_S``."""
+        if expected == int(self.arrays.st[j, L.S_POS]):
+            br.apart_ns = 0
+            return
+        if not br.apart_ns:
+            br.apart_ns = now
+            return
+        if now - br.apart_ns < ALIGN_S * NS:
+            return
+        br.apart_ns = 0
+        note = self._realign(j, expected)
+        if expected:
+            self._protect(j, br)
+        symbol = self.arrays.symbols[j]
+        self.journal.record("reconcile", note=f"{symbol}: {note}")
+        self._publish(ALERT, critical=True, level="critical",
+                      text=f"{symbol}: OTrade's position differed from its fills at Kite; {note}"
+                           + (", stop and target armed" if expected else ""))
+
+    def _watch_cover(self, j: int, br: Bracket, now: int, held: int, working: list[Order]) -> None:
+        """Kite's position (our fills, excess included), and what an entry whose fate is unknown may
+        have added to it, must be covered by stops Kite confirmed. One that is not for ``UNCOVERED_S``
+        is alerted as critical, saying why, and again every ``UNPROTECTED_REPEAT_S`` while it lasts."""
+        symbol = self.arrays.symbols[j]
+        covered, unsure = 0, 0
+        for order in working:
+            if not isinstance(order, LiveOrder):
+                continue
+            if order.purpose == Purpose.ENTRY and order.unsure:
+                unsure += order.request.quantity - order.filled_quantity
+            elif (order.request.order_type in (OrderType.SL, OrderType.SL_M) and order.state in COVERING
+                  and (order.request.side == Side.SELL) == (held > 0)):
+                covered += order.request.quantity - order.filled_quantity
+        if covered >= abs(held) + unsure:
+            br.uncovered_ns = 0
+            return
+        if not br.uncovered_ns:
+            br.uncovered_ns = now
+        if now - br.uncovered_ns < UNCOVERED_S * NS or now - br.unprotected_ns < UNPROTECTED_REPEAT_S * NS:
+            return
+        br.unprotected_ns = now
+        if covered >= abs(held):
+            what = (f"an entry for {unsure} has had no word from Kite for {(now - br.uncovered_ns) / NS:.1f} s; "
+                    "if it filled, that position has no working stop yet")
+        else:
+            part = f" for {abs(held) - covered} of it" if covered else ""
+            what = (f"position {held:+d} at Kite has no working stop{part} for {(now - br.uncovered_ns) / NS:.1f} s "
+                    f"({self._uncovered_why(j, br, held)})")
+        self._publish(ALERT, critical=True, level="critical",
+                      text=f"{symbol}: {what}; OTrade keeps trying. Check Kite, or /flatten")
+
+    def _uncovered_why(self, j: int, br: Bracket, held: int) -> str:
+        pos = int(self.arrays.st[j, L.S_POS])
+        if held != pos:
+            return f"Kite holds {held - pos:+d} that OTrade did not want; a repair is undoing it"
+        exit_ = self.broker.order(br.exit) if br.exit else None
+        if exit_ is not None and exit_.working:
+            return "its market exit is working at Kite, unfilled, and the stop was cancelled for it"
+        stop = self.broker.order(br.stop) if br.stop else None
+        if stop is None or not stop.working:
+            return "the stop is to be armed again"
+        if isinstance(stop, LiveOrder) and stop.state not in COVERING:
+            return f"Kite has not confirmed the stop ({stop.state.lower()})"
+        return "the stop is being resized to the position"
 
     def reprice_exits(self) -> int:
         """Live: an exit, repair or stop that Kite reports as triggered or working at market, and

@@ -57,6 +57,9 @@ _RANK = {OrderState.INITIALIZED: 0, OrderState.SUBMITTED: 1, OrderState.DENIED: 
 SETTLE_S = 1.0  # an order unconfirmed this long is looked up
 LOOK_EVERY_S = 0.5
 BOOK_EVERY_S = 1.0  # the book is read this often while an order of ours works: ticker messages get lost
+# and this often when none does: a request of an earlier run that was still in flight when it died
+# reaches Kite later, with no one waiting for its answer
+IDLE_BOOK_S = 5.0
 FIELDS = ("quantity", "price", "trigger_price", "order_type")
 URGENT = frozenset({Purpose.STOP, Purpose.EXIT, Purpose.REPAIR})  # orders that take the reserved slots
 
@@ -190,6 +193,17 @@ class LiveOrders(VenueProtocol):
             return order
         order.state = OrderState.SUBMITTED
         self._lane(order, self._place)
+        return order
+
+    def expect(self, request: OrderRequest, purpose: Purpose | None) -> LiveOrder:
+        """An order an earlier run sent today (its journal says so) that Kite's book does not show:
+        its fate is unknown, as if its answer was lost. The look-up looks for it by its tag; after
+        ``lookup_seconds`` it is taken for never placed."""
+        now, mono = self._now_ns(), self._mono()
+        order = LiveOrder(request.tag, request, Status.SUBMITTED, now, now, purpose=purpose,
+                          status_message="sent by an earlier run; not in Kite's book yet",
+                          state=OrderState.SUBMITTED, lost_mono=mono, word_mono=mono - SETTLE_S)
+        self._orders[request.tag] = order
         return order
 
     def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
@@ -401,13 +415,16 @@ class LiveOrders(VenueProtocol):
 
     def update(self, row: dict) -> None:
         """An order row from the broker (ticker message, order book, history). Orders the engine did
-        not create are left alone: they are the trader's."""
+        not create are left alone: they are the trader's; OTrade's that this process does not know
+        (an earlier run's) go to ``on_unknown``."""
         report = self.report(row)
         if report is None:
             return
         tag = report.tag if report.tag in self._orders else self._by_broker.get(report.broker_id)
         order = self._orders.get(tag or "")
         if order is None:
+            if TagMaker.made_by_otrade(report.tag):
+                self.on_unknown([row])
             return
         self._bind(order, report.broker_id)
         qty, price = self.ledger.apply(order.order_id, report.filled, report.average)
@@ -494,14 +511,17 @@ class LiveOrders(VenueProtocol):
                 log.exception("order look-up failed; trying again")
 
     async def look_up(self) -> None:
-        """Read the book when an order's fate is unknown, and every ``book_every_s`` while one works
-        (a lost ticker message must not leave a fill unseen); take up again what is still wanted of
+        """Read the book when an order's fate is unknown, every ``book_every_s`` while one works (a
+        lost ticker message must not leave a fill unseen) and every ``IDLE_BOOK_S`` once the day has
+        had orders of ours; take up again what is still wanted of
         an order (a change or a cancel whose answer was lost or refused) once its backoff is over."""
         now = self._mono()
         self._resume_wanted(now)
         unsure = [o for o in self._orders.values() if o.unsure and now - o.word_mono >= SETTLE_S]
         every = self.book_every_s if self.messages_flowing() else LOOK_EVERY_S
-        due = now - self._book_read >= every and any(o.working for o in self._orders.values())
+        if not any(o.working for o in self._orders.values()):
+            every = max(every, IDLE_BOOK_S)
+        due = bool(self._orders) and now - self._book_read >= every
         if not unsure and not due:
             return
         self._book_read = now
@@ -540,5 +560,5 @@ class LiveOrders(VenueProtocol):
                 self.update(row)
             elif TagMaker.made_by_otrade(report.tag):
                 unknown.append(row)
-        if unknown:
+        if unknown:  # in one batch: the engine gives an earlier run's orders their roles together
             self.on_unknown(unknown)

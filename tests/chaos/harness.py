@@ -38,7 +38,7 @@ from engine.engine import Engine, State
 from engine.events import ALERT, FILL, ORDER_PLACED, ORDER_UPDATED, TRADE_CLOSED, Event, EventBus
 from engine.journal import Journal
 from engine.live.orders import Caps, LiveOrder
-from engine.orders import TagMaker
+from engine.orders import Purpose, Side, TagMaker
 from tests.chaos.invariants import (
     BookView,
     ExceptionCheck,
@@ -174,8 +174,17 @@ class Process:
     shown: dict[str, str] = field(default_factory=dict)  # order id -> newest row stamp it was shown (any channel)
 
     def positions(self) -> dict[str, int]:
-        st = self.engine.arrays.st
-        return {s: int(st[j, L.S_POS]) for j, s in enumerate(self.engine.arrays.symbols)}
+        """What OTrade holds at Kite: its position, and an excess it knows of and is undoing by a repair
+        (an excess it does not know of, or a repair it forgot, leaves this apart from Kite's book)."""
+        engine, out = self.engine, {}
+        for j, symbol in enumerate(engine.arrays.symbols):
+            undo = engine.brackets[j].unrepaired
+            for order in self.broker.all_orders():
+                if order.purpose == Purpose.REPAIR and order.working and order.request.symbol == symbol:
+                    left = order.request.quantity - order.filled_quantity
+                    undo += left if order.request.side == Side.BUY else -left
+            out[symbol] = int(engine.arrays.st[j, L.S_POS]) - undo
+        return out
 
     def unsure(self) -> list[LiveOrder]:
         return [o for o in self.broker.all_orders() if isinstance(o, LiveOrder) and o.unsure]
@@ -374,9 +383,7 @@ class Chaos:
     async def _resync(self, proc: Process, why: str) -> None:
         """engine/app.py ``_resync``: the book's news, then positions and rows for reconcile."""
         try:
-            rows = await proc.broker.sync()
-            positions = (await proc.rest.positions())["net"]
-            for note in proc.engine.reconcile(positions, rows):
+            for note in await proc.broker.resync(proc.engine.reconcile, why):
                 self.note("recon", f"run {proc.number} ({why}): {note}")
         except KiteError as exc:
             self.note("recon", f"run {proc.number} ({why}) failed: {exc.message}")

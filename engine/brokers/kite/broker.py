@@ -8,7 +8,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.brokers.base import Position
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
+
+from engine.brokers.base import Position, SessionExpired
 from engine.brokers.kite.rest import KiteREST
 from engine.journal import Journal
 from engine.live.orders import Caps, LiveOrder, LiveOrders, OrderState, Report
@@ -16,6 +18,7 @@ from engine.orders import Fill, OrderRequest, OrderType, Purpose, Side, Status
 
 log = logging.getLogger(__name__)
 
+RESYNC_MAX_WAIT_S = 5.0  # a reconcile Kite keeps refusing is tried again at least this often
 MARKET_PROTECTION = -1  # Kite's automatic protection, required on MARKET and SL-M since April 2026
 _RECEIVED = frozenset({"PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING", "AMO REQ RECEIVED"})
 _STATES = {"TRIGGER PENDING": OrderState.ACCEPTED, "MODIFY VALIDATION PENDING": OrderState.PENDING_UPDATE,
@@ -97,6 +100,25 @@ class KiteBroker(LiveOrders):
         rows = await self.rest.orders()
         self.sync_rows(rows)
         return rows
+
+    async def resync(self, reconcile: Callable[[list[dict], list[dict]], list[str]], why: str) -> list[str]:
+        """Catch up with Kite (start, ticker reconnect, new token): the book's news first, then its
+        positions and orders for the engine's ``reconcile``; returns its notes. Reads Kite cannot
+        answer now are tried again until it does (the first failure alerted): a process that has
+        not seen Kite's book would protect positions it does not know of. A token error ends it."""
+        def failed(state: RetryCallState) -> None:
+            exc = state.outcome.exception()
+            log.warning("reconcile (%s): %s; trying again in %.1f s", why, exc, state.next_action.sleep)
+            if state.attempt_number == 1:
+                self.on_error(f"Could not reconcile with Kite after {why} ({exc}); trying again until it answers")
+
+        async for attempt in AsyncRetrying(retry=retry_if_exception(lambda e: not isinstance(e, SessionExpired)),
+                                           wait=wait_exponential(multiplier=0.25, max=RESYNC_MAX_WAIT_S),
+                                           before_sleep=failed, reraise=True):
+            with attempt:
+                rows = await self.sync()
+                positions = (await self.rest.positions())["net"]
+        return reconcile(positions, rows)
 
     def adopt(self, row: dict, purpose: Purpose | None) -> LiveOrder:
         """Take an order from Kite's book (sent by an earlier run) under the state machine's care;
