@@ -2,9 +2,11 @@
 
 Transports (Telegram, console) hand in text or a button press with the caller's chat and user
 ids and send back the ``Reply``. ``None`` means: say nothing (the caller is not allowed).
+Transports pass every text they send through ``engine.logs.redact``.
 """
 
 import asyncio
+import inspect
 import logging
 import secrets
 import time
@@ -17,28 +19,21 @@ from typing import Any
 
 import orjson
 
-from config import ConfigError, ConfigManager
+from bot.auth import CONSOLE, Caller, admin_refusal, allowed
+from config import Bot, ConfigError, ConfigManager
 from engine.brokers.kite.login import NONCE_TTL_S
 from engine.engine import ControlError, Engine, State
 from engine.layout import IST
-from engine.logs import LogBuffer
+from engine.logs import LogBuffer, add_secret, redact
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Caller:
-    chat_id: int
-    user_id: int
-
-
-CONSOLE = Caller(0, 0)  # the local terminal: whoever has it owns the process
 
 
 @dataclass(frozen=True)
 class Reply:
     text: str
     buttons: tuple[tuple[str, str], ...] = ()  # (label, callback data)
+    toast: bool = False  # a button's refusal: told to the tapper alone, the message left as it is
 
 
 @dataclass(frozen=True)
@@ -47,8 +42,13 @@ class Command:
     usage: str
     help: str
     control: bool
-    run: Callable[["Commands", Caller, list[str]], Reply]
+    run: Callable[["Commands", Caller, list[str]], "Reply | Awaitable[Reply]"]  # awaitable: file I/O off the loop
     confirm: Callable[["Commands", list[str]], str | None] | None = None  # question, when it needs a tap
+    private: bool = False  # read-only but shows the process's insides: admins only, like control
+
+    @property
+    def admin(self) -> bool:
+        return self.control or self.private
 
 
 @dataclass
@@ -92,33 +92,34 @@ class Commands:
         self._pending: dict[str, _Pending] = {}
         self._running: set[asyncio.Task] = set()  # held so a running exchange is not garbage-collected
 
-    # --- entry points for transports ---------------------------------------------------------
-    def allowed(self, caller: Caller, command: Command | None = None) -> bool:
-        if caller == CONSOLE:
-            return True
-        bot = self.s.config.config.bot
-        if caller.chat_id not in bot.allowed_chats:
-            return False
-        return not (command and command.control and bot.admins and caller.user_id not in bot.admins)
+    def _bot(self) -> Bot:
+        return self.s.config.config.bot
 
-    def handle_text(self, caller: Caller, text: str) -> Reply | None:
-        if not self.allowed(caller):
-            log.warning("ignored message from chat %s user %s (not in bot.allowed_chats)",
-                        caller.chat_id, caller.user_id)
+    # --- entry points for transports ---------------------------------------------------------
+    def _stranger(self, caller: Caller, what: str) -> bool:
+        if allowed(self._bot, caller):
+            return False
+        log.warning("ignored %s from chat %s user %s (not in bot.allowed_chats)", what, caller.chat_id,
+                    caller.user_id)
+        return True
+
+    def handle_text(self, caller: Caller, text: str) -> "Reply | Awaitable[Reply] | None":
+        if self._stranger(caller, "a message"):
             return None
         words = text.strip().split()
         if not words or not words[0].startswith("/"):
             return Reply("Commands start with /. Send /help for the list.")
-        name = words[0][1:].split("@", 1)[0].lower()
+        name = words[0][1:].lower()
         command = self.registry.get(name)
         if command is None:
             return Reply(f"Unknown command /{name}. Send /help for the list.")
-        if not self.allowed(caller, command):
-            log.warning("refused /%s from user %s in chat %s (not in bot.admins)", name, caller.user_id,
-                        caller.chat_id)
-            return Reply(f"/{name} is for admins only.")
+        if command.admin and (refusal := admin_refusal(self._bot, caller, name)):
+            return Reply(refusal)
         args = words[1:]
-        question = command.confirm(self, args) if command.confirm else None
+        try:
+            question = command.confirm(self, args) if command.confirm else None
+        except ValueError as exc:
+            return Reply(f"/{name}: {exc}")
         if question:
             token = secrets.token_urlsafe(8)
             ttl = self.s.config.config.bot.confirm_seconds
@@ -127,10 +128,16 @@ class Commands:
                          ((f"Yes, /{name}", f"ok:{token}"), ("Cancel", f"no:{token}")))
         return self._run(command, caller, args)
 
-    def handle_button(self, caller: Caller, data: str) -> Reply | None:
-        if not self.allowed(caller):
-            log.warning("ignored button from chat %s user %s (not in bot.allowed_chats)",
-                        caller.chat_id, caller.user_id)
+    def handle_edit(self, caller: Caller, text: str) -> Reply | None:
+        """An edited message never runs a command (an old /pause edited into /resume would trade):
+        a command edited in says so, anything else is left alone."""
+        if self._stranger(caller, "an edited message") or not text.lstrip().startswith("/"):
+            return None
+        log.info("did not run an edited command from user %s in chat %s", caller.user_id, caller.chat_id)
+        return Reply("Edited messages never run commands: send it as a new message.")
+
+    def handle_button(self, caller: Caller, data: str) -> "Reply | Awaitable[Reply] | None":
+        if self._stranger(caller, "a button"):
             return None
         kind, _, token = data.partition(":")
         if kind == "refresh" and token in ("status", "pnl"):
@@ -138,24 +145,43 @@ class Commands:
         pending = self._pending.get(token)
         if kind not in ("ok", "no") or pending is None:
             return Reply("This button is no longer valid.")
-        if not self.allowed(caller, pending.command) or caller.chat_id != pending.caller.chat_id:
-            return Reply(f"/{pending.command.name} is for admins only.")
+        name = pending.command.name
+        if caller != pending.caller:
+            log.warning("refused a /%s button from user %s in chat %s (asked by user %s in chat %s)", name,
+                        caller.user_id, caller.chat_id, pending.caller.user_id, pending.caller.chat_id)
+            return Reply("This button is not yours.", toast=True)
+        if admin_refusal(self._bot, caller, name):  # bot.admins changed since the question
+            return Reply("Only an admin may confirm this.", toast=True)
         del self._pending[token]
         if kind == "no":
-            return Reply(f"/{pending.command.name} cancelled.")
+            return Reply(f"/{name} cancelled.")
         if self.s.now_ns() > pending.expires_ns:
-            return Reply(f"That confirmation expired; send /{pending.command.name} again.")
+            return Reply(f"That confirmation expired; send /{name} again.")
         return self._run(pending.command, caller, pending.args)
 
-    def _run(self, command: Command, caller: Caller, args: list[str]) -> Reply:
+    def _run(self, command: Command, caller: Caller, args: list[str]) -> "Reply | Awaitable[Reply]":
         try:
             reply = command.run(self, caller, args)
         except (ControlError, ConfigError, ValueError) as exc:
             return Reply(f"/{command.name}: {exc}")
-        if command.control:
-            self.s.engine.journal.record("command", command=command.name, args=args, chat=caller.chat_id,
-                                         user=caller.user_id)
+        if inspect.isawaitable(reply):
+            return self._finish(command, caller, args, reply)
+        self._journal_command(command, caller, args)
         return reply
+
+    async def _finish(self, command: Command, caller: Caller, args: list[str], pending: Awaitable[Reply]) -> Reply:
+        """A command doing file I/O off the loop: its answer, or its error, once done."""
+        try:
+            reply = await pending
+        except (ControlError, ConfigError, ValueError, OSError) as exc:
+            return Reply(f"/{command.name}: {exc}")
+        self._journal_command(command, caller, args)
+        return reply
+
+    def _journal_command(self, command: Command, caller: Caller, args: list[str]) -> None:
+        if command.control:
+            self.s.engine.journal.record("command", command=command.name, args=[redact(a) for a in args],
+                                         chat=caller.chat_id, user=caller.user_id)
 
     def menu(self) -> list[tuple[str, str]]:
         return [(c.name, c.help) for c in COMMANDS]
@@ -165,7 +191,7 @@ class Commands:
         lines = ["OTrade commands:"]
         for c in COMMANDS:
             usage = f" {c.usage}" if c.usage else ""
-            lines.append(f"/{c.name}{usage} — {c.help}{' (admin)' if c.control else ''}")
+            lines.append(f"/{c.name}{usage} — {c.help}{' (admin)' if c.admin else ''}")
         return Reply("\n".join(lines))
 
     def start(self, caller: Caller, args: list[str]) -> Reply:
@@ -176,11 +202,11 @@ class Commands:
         uptime = (self.s.now_ns() - self.s.started_ns) / 1e9
         lines = [f"Engine: {st['state']}" + (f" — {st['reason']}" if st["reason"] else ""),
                  f"Next: {self.s.next_event()}",
-                 f"Broker: {st['broker']} · P&L today {_money(st['pnl']['day'])}"]
+                 f"Broker: {st['broker']} · P&L today {_money(st['pnl']['net'])} net"]
         for ins in st["instruments"]:
             ltp = "no tick yet" if ins["ltp"] is None else f"{ins['ltp']:.2f} ({ins['ltp_age_s']:.0f}s ago)"
             lines.append(f"{ins['symbol']}: {ltp} · pos {ins['position']} · orders {ins['open_orders']} · "
-                         f"P&L {_money(ins['day_pnl'])}")
+                         f"P&L {_money(ins['day_net'])} net")
         if st["foreign"]:
             lines.append("Not OTrade's (left alone): " + "; ".join(st["foreign"]))
         health = self.s.health()
@@ -204,9 +230,25 @@ class Commands:
         self.s.engine.halt(" ".join(args) or "kill switch from chat")
         return Reply("HALTED: working entries cancelled, every new order refused but a flatten. /resume to undo.")
 
+    def _flatten_question(self, args: list[str]) -> str:
+        return ("Flatten every open position at market and keep trading?" if _keep_trading(args)
+                else "Flatten every open position at market and pause?")
+
     def flatten(self, caller: Caller, args: list[str]) -> Reply:
-        n = self.s.engine.flatten()
-        return Reply(f"Flattening: {n} exit order(s) sent." if n else "Nothing to flatten.")
+        engine = self.s.engine
+        if not _keep_trading(args) and engine.state == State.RUNNING:
+            engine.pause("flattened from chat")  # first: the very next signal must not enter again
+        sent = engine.flatten()
+        working = [o for o in engine.orders() if o["purpose"] == "exit"]
+        after = {State.PAUSED: "flat and paused; /resume to trade again.",
+                 State.HALTED: "still HALTED; /resume to trade again.",
+                 State.RUNNING: "still RUNNING: entries on the next signal."}.get(engine.state,
+                                                                                  f"engine {engine.state}.")
+        if sent:
+            return Reply(f"Flattening: {sent} exit order(s) sent; {after}")
+        if working:  # sent before and not filled yet: say what is in flight rather than "nothing"
+            return Reply(f"Exits already working, nothing new sent; {after}\n" + "\n".join(map(_order_line, working)))
+        return Reply(f"Nothing to flatten; {after}")
 
     def positions(self, caller: Caller, args: list[str]) -> Reply:
         rows = self.s.engine.positions()
@@ -214,20 +256,14 @@ class Commands:
             return Reply("No open positions.")
         return Reply("\n".join(f"{p['symbol']} {p['qty']:+d} @ {p['entry_price']:.2f} · LTP {p['ltp']:.2f} · "
                                f"unrealised {_money(p['unrealised'])} · target {p['target']:.2f} · "
-                               (f"stop {p['stop']:.2f}{' (trailing)' if p['trailing'] else ''}"
+                               + (f"stop {p['stop']:.2f}{' (trailing)' if p['trailing'] else ''}"
                                 if p["stop"] is not None else "NO WORKING STOP") for p in rows))
 
     def orders(self, caller: Caller, args: list[str]) -> Reply:
         rows = self.s.engine.orders()
         if not rows:
             return Reply("No working orders.")
-        return Reply("\n".join(
-            f"{o['order_id']} {o['side']} {o['quantity']} {o['symbol']} {o['order_type']}"
-            + (f" @ {o['price']:.2f}" if o["price"] else "")
-            + (f" trigger {o['trigger_price']:.2f}" if o["trigger_price"] else "")
-            + f" · {o['status']}"
-            + (f", {o['filled_quantity']} filled @ {o['average_price']:.2f}" if o["filled_quantity"] else "")
-            + f" ({o['purpose']})" for o in rows))
+        return Reply("\n".join(map(_order_line, rows)))
 
     def trades(self, caller: Caller, args: list[str]) -> Reply:
         rows = self.s.engine.trades()[-20:]
@@ -235,50 +271,40 @@ class Commands:
             return Reply("No trades today.")
         return Reply("\n".join(
             f"{datetime.fromtimestamp(t['exit_time_ns'] / 1e9, IST):%H:%M:%S} {t['symbol']} {t['side']} {t['qty']} "
-            f"{t['entry_price']:.2f} → {t['exit_price']:.2f} ({t['exit_reason']}) {_money(t['pnl'])}"
+            f"{t['entry_price']:.2f} → {t['exit_price']:.2f} ({t['exit_reason']}) {_money(t['net_pnl'])} net"
             for t in rows))
 
     def pnl(self, caller: Caller, args: list[str]) -> Reply:
         p = self.s.engine.pnl()
-        lines = [f"Day {_money(p['day'])} (realised {_money(p['realised'])}, unrealised {_money(p['unrealised'])})"]
-        lines += [f"{sym}: {_money(v)}" for sym, v in p["by_symbol"].items()]
+        lines = [f"Day {_money(p['net'])} net = {_money(p['gross'])} gross − {_money(p['charges'])} charges",
+                 f"Gross: realised {_money(p['realised'])}, unrealised {_money(p['unrealised'])}"]
+        lines += [f"{sym}: {_money(v)} net" for sym, v in p["by_symbol"].items()]
         return Reply("\n".join(lines), (("Refresh", "refresh:pnl"),))
 
-    def daily(self, caller: Caller, args: list[str]) -> Reply:
-        n = _count(args, 5, "days")
-        files = sorted((self.s.data_dir / "journal").glob("*.jsonl"))[-n:]
-        lines = []
-        for f in files:
-            total = trades = 0
-            for line in f.read_bytes().splitlines():
-                record = orjson.loads(line)
-                if record.get("kind") == "trade_closed":
-                    total += record["pnl"]
-                    trades += 1
-            lines.append(f"{f.stem}: {_money(total)} over {trades} trade(s)")
-        return Reply("\n".join(lines) or "No journal yet.")
+    async def _daily(self, n: int) -> Reply:
+        days = await asyncio.to_thread(self.s.engine.daily, n)  # reads journal files: off the loop
+        return Reply("\n".join(f"{d['date']}: {_money(d['net'])} net ({_money(d['gross'])} gross, "
+                               f"{_money(d['charges'])} charges) over {d['trades']} trade(s)" for d in days))
 
     def config(self, caller: Caller, args: list[str]) -> Reply:
-        data: Any = self.s.config.config.model_dump(mode="json")
-        path = args[0] if args else ""
-        for part in filter(None, path.split(".")):
-            if isinstance(data, list) and part.isdigit() and int(part) < len(data):
-                data = data[int(part)]
-            elif isinstance(data, dict) and part in data:
-                data = data[part]
-            else:
-                raise ValueError(f"no setting {path}")
+        data = self.s.config.get(args[0] if args else "")
         return Reply(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
-    def set(self, caller: Caller, args: list[str]) -> Reply:
+    def daily(self, caller: Caller, args: list[str]) -> Awaitable[Reply]:
+        return self._daily(_count(args, 5, "days"))
+
+    def set(self, caller: Caller, args: list[str]) -> Awaitable[Reply]:
         if len(args) < 2:
             raise ValueError("usage: /set <path> <value>, e.g. /set instruments.0.strategy.fast 12")
-        change = self.s.config.set(args[0], " ".join(args[1:]))
+        return self._set(args[0], " ".join(args[1:]))
+
+    async def _set(self, path: str, value: str) -> Reply:
+        change = await self.s.config.set_async(path, value)  # the file is synced off the loop
         self.s.engine.journal.record("config", path=change.path, old=change.old, new=change.new)
         return Reply(f"{change.path}: {change.old!r} → {change.new!r} (saved, live)")
 
-    def undo(self, caller: Caller, args: list[str]) -> Reply:
-        self.s.config.undo()
+    async def undo(self, caller: Caller, args: list[str]) -> Reply:
+        await self.s.config.undo_async()
         return Reply("Restored the previous config version.")
 
     def reload(self, caller: Caller, args: list[str]) -> Reply:
@@ -289,7 +315,7 @@ class Commands:
 
     def risk(self, caller: Caller, args: list[str]) -> Reply:
         r = self.s.engine.risk()
-        return Reply(f"Daily loss: {_money(r['day_pnl'])} of −{_money(r['max_daily_loss'])}\n"
+        return Reply(f"Daily loss: {_money(r['day_net'])} net of −{_money(r['max_daily_loss'])}\n"
                      f"Trades: {r['trades_today']} of {r['max_trades_per_day']}\n"
                      f"Orders/s limit: {r['max_orders_per_second']} · max quantity {r['max_quantity']}")
 
@@ -312,6 +338,7 @@ class Commands:
             return Reply("Paper trading: there is no broker token to set.")
         if len(args) != 1:
             raise ValueError("usage: /token <redirect URL or request_token>")
+        add_secret(args[0])  # the request token, or the URL carrying it
         task = asyncio.get_running_loop().create_task(self.s.token(args[0]))  # it alerts how it went
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -329,6 +356,22 @@ def _count(args: list[str], default: int, what: str) -> int:
     return int(args[0])
 
 
+def _order_line(o: dict[str, Any]) -> str:
+    return (f"{o['order_id']} {o['side']} {o['quantity']} {o['symbol']} {o['order_type']}"
+            + (f" @ {o['price']:.2f}" if o["price"] else "")
+            + (f" trigger {o['trigger_price']:.2f}" if o["trigger_price"] else "")
+            + f" · {o['status']}"
+            + (f", {o['filled_quantity']} filled @ {o['average_price']:.2f}" if o["filled_quantity"] else "")
+            + f" ({o['purpose']})")
+
+
+def _keep_trading(args: list[str]) -> bool:
+    """``/flatten`` pauses after; ``/flatten resume`` keeps trading."""
+    if [a.lower() for a in args] not in ([], ["resume"]):
+        raise ValueError("usage: /flatten, or /flatten resume to keep trading after")
+    return bool(args)
+
+
 def _always(question: str) -> Callable[[Commands, list[str]], str]:
     return lambda self, args: question
 
@@ -341,8 +384,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("resume", "", "allow entries again", True, Commands.resume, Commands._resume_question),
     Command("halt", "[reason]", "kill switch: cancel entries, refuse all but a flatten", True, Commands.halt,
             _always("HALT trading? Working entries are cancelled and every new order refused.")),
-    Command("flatten", "", "square off everything now", True, Commands.flatten,
-            _always("Flatten every open position at market?")),
+    Command("flatten", "[resume]", "square off everything now and pause (resume: keep trading)", True,
+            Commands.flatten, Commands._flatten_question),
     Command("positions", "", "open positions", False, Commands.positions),
     Command("orders", "", "working orders", False, Commands.orders),
     Command("trades", "", "today's closed trades", False, Commands.trades),
@@ -353,8 +396,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("undo", "", "restore the previous config version", True, Commands.undo),
     Command("reload", "", "re-read the config file", True, Commands.reload),
     Command("risk", "", "limits and today's usage", False, Commands.risk),
-    Command("logs", "[n]", "the last log lines", False, Commands.logs),
+    Command("logs", "[n]", "the last log lines", False, Commands.logs, private=True),
     Command("login", "", "the broker's login link (live)", True, Commands.login),
     Command("token", "<url or request_token>", "finish the daily broker login (live)", True, Commands.token),
     Command("version", "", "the running version", False, Commands.version),
 )
+
+__all__ = ["COMMANDS", "CONSOLE", "Caller", "Command", "Commands", "Reply", "Services"]
+
+
+async def resolve(reply: "Reply | Awaitable[Reply] | None") -> Reply | None:
+    """For transports: the answer of a command, awaited when it does file I/O off the loop."""
+    return await reply if inspect.isawaitable(reply) else reply

@@ -55,7 +55,8 @@ def format_event(event: E.Event) -> str:
         return f"{at} ✗ {d['side']} {d['quantity']} {d['symbol']} REJECTED: {d['status_message']}"
     if event.kind == E.TRADE_CLOSED:
         return (f"{at} Closed {d['side']} {d['qty']} {d['symbol']} {d['entry_price']:.2f} → {d['exit_price']:.2f} "
-                f"({d['exit_reason']}) P&L ₹{d['pnl']:,.2f}")
+                f"({d['exit_reason']}) P&L ₹{d['net_pnl']:,.2f} net "
+                f"(₹{d['pnl']:,.2f} gross, ₹{d['charges']:,.2f} charges)")
     if event.kind == E.STATE_CHANGED:
         return f"{at} Engine {d['old']} → {d['new']}" + (f" ({d['reason']})" if d.get("reason") else "")
     if event.kind == E.ALERT:
@@ -67,11 +68,11 @@ def digest(events: list[E.Event]) -> str:
     counts: dict[str, int] = {}
     for e in events:
         counts[e.kind] = counts.get(e.kind, 0) + 1
-    closed = [e.data["pnl"] for e in events if e.kind == E.TRADE_CLOSED]
+    closed = [e.data["net_pnl"] for e in events if e.kind == E.TRADE_CLOSED]
     parts = [f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()]
     line = f"Burst of {len(events)} events: " + ", ".join(parts)
     if closed:
-        line += f"; closed P&L ₹{sum(closed):,.2f}"
+        line += f"; closed P&L ₹{sum(closed):,.2f} net"
     return line
 
 

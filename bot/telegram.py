@@ -2,11 +2,14 @@
 
 The API root is configurable (``TELEGRAM_API_BASE``), so a local Bot API server stands in for
 Telegram in tests. PTB's AIORateLimiter enforces the global and per-group limits; the per-chat
-limit (about one message a second) is enforced here for pushed notifications.
+limit (about one message a second) is enforced here for pushed notifications. Only new messages
+run commands (an edit is answered, never run), a command naming another bot (``/halt@otherbot``)
+is left to it, and every text sent passes the redactor.
 """
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -14,14 +17,26 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.error import NetworkError, RetryAfter, TimedOut
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from bot.commands import Caller, Commands, Reply
+from bot.commands import Caller, Commands, Reply, resolve
 from bot.notifier import Message, Outbox, as_seconds
+from engine.logs import add_secret, redact
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4096
 PRIVATE_INTERVAL = 1.0  # seconds between messages to one chat
 GROUP_INTERVAL = 3.0  # 20 a minute in groups
+ADDRESSED = re.compile(r"\s*(/\w+)@(\w+)")  # /command@botname
+
+
+def addressed(text: str, username: str) -> str | None:
+    """The text with our ``@username`` dropped from its command; None when it names another bot."""
+    match = ADDRESSED.match(text)
+    if match is None:
+        return text
+    if match[2].lower() != username.lower():
+        return None
+    return match[1] + text[match.end():]
 
 
 def split(text: str, limit: int = MAX_TEXT) -> list[str]:
@@ -63,7 +78,10 @@ class TelegramTransport:
                     .connect_timeout(timeout).read_timeout(timeout).write_timeout(timeout).pool_timeout(timeout)
                     .get_updates_read_timeout(poll_timeout + timeout)
                     .build())
-        self.app.add_handler(MessageHandler(filters.TEXT, self._on_text))
+        add_secret(token)
+        # PTB's filters pass edited messages too: commands run from new messages only.
+        self.app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_text))
+        self.app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT, self._on_edit))
         self.app.add_handler(CallbackQueryHandler(self._on_button))
         self._outboxes: dict[int, Outbox] = {}
         self._tasks: list[asyncio.Task] = []
@@ -90,32 +108,50 @@ class TelegramTransport:
         self.connected = False
         log.warning("telegram: polling failed (%s); retrying", type(error).__name__)
 
-    async def _reply(self, chat_id: int, reply: Reply) -> None:
-        parts = split(reply.text)
+    async def _send(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None,
+                    silent: bool = False) -> None:
+        """Redacted, cut to Telegram's limit; the buttons go with the last part."""
+        parts = split(redact(text))
         for k, part in enumerate(parts):
-            await self.app.bot.send_message(chat_id, part, reply_markup=_markup(reply) if k == len(parts) - 1 else None)
+            await self.app.bot.send_message(chat_id, part, reply_markup=markup if k == len(parts) - 1 else None,
+                                            disable_notification=silent)
+
+    def _command(self, update: Update) -> tuple[Caller, str] | None:
+        """Who sent which text, for a message meant for us."""
+        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+        if message is None or message.text is None or chat is None or user is None:
+            return None
+        text = addressed(message.text, self.app.bot.username)
+        if text is None:
+            log.debug("left a command for another bot from user %s in chat %s", user.id, chat.id)
+            return None
+        return Caller(chat.id, user.id), text
 
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.connected = True
-        message = update.effective_message
-        if message is None or update.effective_chat is None or update.effective_user is None:
-            return
-        reply = self.commands.handle_text(Caller(update.effective_chat.id, update.effective_user.id), message.text)
-        if reply is not None:
-            await self._reply(update.effective_chat.id, reply)
+        if (got := self._command(update)) and (reply := await resolve(self.commands.handle_text(*got))):
+            await self._send(got[0].chat_id, reply.text, _markup(reply))
+
+    async def _on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if (got := self._command(update)) and (reply := self.commands.handle_edit(*got)):
+            await self._send(got[0].chat_id, reply.text)
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         if query is None or update.effective_chat is None:
             return
-        reply = self.commands.handle_button(Caller(update.effective_chat.id, query.from_user.id), query.data or "")
+        reply = await resolve(self.commands.handle_button(Caller(update.effective_chat.id, query.from_user.id),
+                                                          query.data or ""))
         if reply is None:
+            return
+        if reply.toast:
+            await query.answer(redact(reply.text)[:200])  # Telegram's limit for a callback answer
             return
         await query.answer()
         if query.message is not None:
-            await query.edit_message_text(split(reply.text)[0], reply_markup=_markup(reply))
+            await query.edit_message_text(split(redact(reply.text))[0], reply_markup=_markup(reply))
         else:
-            await self._reply(update.effective_chat.id, reply)
+            await self._send(update.effective_chat.id, reply.text, _markup(reply))
 
     def put(self, message: Message) -> None:
         """Queue a notification for every allowed chat; each chat has its own outbox and pace."""
@@ -138,8 +174,7 @@ class TelegramTransport:
             wait = last + gap - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            for part in split(message.text):
-                await self.app.bot.send_message(chat_id, part, disable_notification=message.silent)
+            await self._send(chat_id, message.text, silent=message.silent)
             last = time.monotonic()
 
         return send

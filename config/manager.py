@@ -1,5 +1,10 @@
-"""Load, change, save (atomically, keeping the previous version), undo and announce the config."""
+"""Load, change, save (atomically, keeping the previous version), undo and announce the config.
 
+On the event loop, ``set_async`` and ``undo_async`` write and sync the files on a worker thread, so
+a change never stalls the ticks; the change is still checked and taken live on the loop.
+"""
+
+import asyncio
 import contextlib
 import os
 import re
@@ -68,6 +73,11 @@ def _parse_value(raw: str) -> Any:
         return raw  # `/set paper.feed replay` needs no quotes
 
 
+def _dotted(path: str) -> str:
+    """``instruments[0].quantity`` spelled as ``instruments.0.quantity``."""
+    return INDEX.sub(r".\1", path).strip(".")
+
+
 def _write_synced(path: Path, payload: bytes) -> None:
     with open(path, "wb") as fh:
         fh.write(payload)
@@ -86,6 +96,18 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _payload(config: Config, payload: bytes | None) -> bytes:
+    if payload is not None:
+        return payload
+    return orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _discard(tmp: Path, backup: Path | None) -> None:
+    tmp.unlink(missing_ok=True)
+    if backup is not None:
+        backup.unlink(missing_ok=True)
+
+
 class ConfigManager:
     """The config file and the live Config made from it; every change is validated whole before it is saved."""
 
@@ -95,6 +117,7 @@ class ConfigManager:
         self._config: Config | None = None
         self._listeners: list[Listener] = []
         self._checks: list[Check] = []
+        self._lock = asyncio.Lock()  # async changes one at a time: each builds on the one before
 
     @property
     def config(self) -> Config:
@@ -121,30 +144,62 @@ class ConfigManager:
     def set(self, dotted_path: str, raw_value: str) -> Change:
         """Set one setting (``risk.max_daily_loss``, ``instruments.0.strategy.fast`` or ``instruments[0]...``)
         from its JSON text, or from plain text when that is not JSON."""
-        dotted_path = INDEX.sub(r".\1", dotted_path).strip(".")
+        candidate, change = self._candidate(dotted_path, raw_value)
+        if candidate != self.config:
+            self._commit(candidate)
+        return change
+
+    async def set_async(self, dotted_path: str, raw_value: str) -> Change:
+        """``set`` for the event loop: the files are written and synced on a worker thread."""
+        async with self._lock:
+            candidate, change = self._candidate(dotted_path, raw_value)
+            if candidate != self.config:
+                await self._commit_async(candidate)
+            return change
+
+    def _candidate(self, dotted_path: str, raw_value: str) -> tuple[Config, Change]:
+        dotted_path = _dotted(dotted_path)
         data = self.config.model_dump(mode="json")  # a fresh tree: the live config is untouched until commit
         node, key = self._locate(data, dotted_path)
         old = node[key]
         node[key] = _parse_value(raw_value)
         candidate = validate(data)
         new = self._locate(candidate.model_dump(mode="json"), dotted_path)
-        if candidate != self.config:
-            self._commit(candidate)
-        return Change(dotted_path, old, new[0][new[1]])
+        return candidate, Change(dotted_path, old, new[0][new[1]])
+
+    def get(self, path: str = "") -> Any:
+        """One setting or section as JSON data, by the paths ``set`` takes; the whole config for ""."""
+        data, path = self.config.model_dump(mode="json"), _dotted(path)
+        if not path:
+            return data
+        node, key = self._locate(data, path)
+        return node[key]
 
     def undo(self) -> Config:
         """Go back to the version before the last change; repeated undos walk further back."""
+        backup, raw, restored = self._previous()
+        self._commit(restored, payload=raw, keep_backup=False)
+        backup.unlink()
+        return restored
+
+    async def undo_async(self) -> Config:
+        """``undo`` for the event loop: the files are read, written and synced on a worker thread."""
+        async with self._lock:
+            backup, raw, restored = await asyncio.to_thread(self._previous)
+            await self._commit_async(restored, payload=raw, keep_backup=False)
+            await asyncio.to_thread(backup.unlink)
+            return restored
+
+    def _previous(self) -> tuple[Path, bytes, Config]:
+        """The newest backup, its bytes and the config they hold."""
         backups = self._backups()
         if not backups:
             raise ConfigError(["undo: there is no previous version to restore"])
         raw = backups[-1].read_bytes()
         try:
-            restored = parse(raw)
+            return backups[-1], raw, parse(raw)
         except ConfigError as exc:
             raise ConfigError([f"undo: {backups[-1].name} is not valid", *exc.errors]) from None
-        self._commit(restored, payload=raw, keep_backup=False)
-        backups[-1].unlink()
-        return restored
 
     def reload(self) -> list[Change]:
         """Take up edits made to the file by hand; an invalid file changes nothing."""
@@ -172,19 +227,33 @@ class ConfigManager:
             node = node[key]
         raise ConfigError([f"{dotted_path}: no such setting"])
 
-    def _commit(self, new_config: Config, payload: bytes | None = None, keep_backup: bool = True) -> None:
+    def _check(self, new_config: Config) -> None:
         for check in self._checks:
             check(new_config)
-        if payload is None:
-            payload = orjson.dumps(new_config.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
-        self._save(payload, keep_backup)
+
+    def _commit(self, new_config: Config, payload: bytes | None = None, keep_backup: bool = True) -> None:
+        self._check(new_config)
+        self._save(_payload(new_config, payload), keep_backup)
         self._announce(new_config)
+
+    async def _commit_async(self, new_config: Config, payload: bytes | None = None, keep_backup: bool = True) -> None:
+        self._check(new_config)
+        staged = await asyncio.to_thread(self._stage, _payload(new_config, payload), keep_backup)
+        # Checked again: the engine may have changed (a position opened) while the files were written.
+        self._install(*staged, check=lambda: self._check(new_config))
+        self._announce(new_config)
+        await asyncio.to_thread(self._settle)
 
     def _save(self, payload: bytes, keep_backup: bool) -> None:
         """Write a temp file beside the config, keep the current file as a backup, then rename over it.
 
         Any failure leaves the previous file in place, with neither the temp file nor the backup left behind.
         """
+        self._install(*self._stage(payload, keep_backup))
+        self._settle()
+
+    def _stage(self, payload: bytes, keep_backup: bool) -> tuple[Path, Path | None]:
+        """The temp file and the current file's backup, written and synced; nothing replaced yet."""
         tmp = self.path.with_name(self.path.name + ".tmp")
         backup: Path | None = None
         try:
@@ -192,12 +261,21 @@ class ConfigManager:
             if keep_backup and self.path.exists():
                 backup = self._new_backup_path()
                 _write_synced(backup, self.path.read_bytes())
+        except BaseException:
+            _discard(tmp, backup)
+            raise
+        return tmp, backup
+
+    def _install(self, tmp: Path, backup: Path | None, check: Callable[[], None] = lambda: None) -> None:
+        """Rename the staged file over the config (no sync: cheap enough for the loop)."""
+        try:
+            check()
             os.replace(tmp, self.path)
         except BaseException:
-            tmp.unlink(missing_ok=True)
-            if backup is not None:
-                backup.unlink(missing_ok=True)
+            _discard(tmp, backup)
             raise
+
+    def _settle(self) -> None:
         _fsync_dir(self.path.parent)
         for old in self._backups()[:-KEEP_BACKUPS]:
             old.unlink()

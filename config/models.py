@@ -142,7 +142,7 @@ class Notify(Model):
 
 class Bot(Model):
     allowed_chats: list[int] = []
-    admins: list[int] = []  # when given, only these users may send control commands
+    admins: list[int] = []  # who may send control commands in a group (a private chat's own user always may)
     confirm_seconds: int = Field(30, ge=5, le=600)
     coalesce_ms: int = Field(1000, ge=0, le=60_000)
     notify: Notify = Notify()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from datetime import time as dt_time
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
 from config import ConfigError, ConfigManager, Server
+from config import Session as SessionConfig
 from engine import logs
 from engine.brokers.kite.live import KiteLive, credentials
 from engine.brokers.kite.login import LoginCallback, LoginLinks, Renewal
@@ -30,14 +32,14 @@ from engine.brokers.kite.rest import KiteError, TokenException
 from engine.brokers.paper import PaperBroker
 from engine.calendar import SHIPPED_OVERRIDES, Session, TradingCalendar
 from engine.clock import Clock, RehearsalClock, SystemClock
-from engine.engine import TOKEN_PAUSE, Engine, State
-from engine.events import REPORT, SESSION, Event, EventBus
+from engine.engine import STALE, STOPPING, TOKEN_PAUSE, Engine, State
+from engine.events import REPORT, SESSION, Event, EventBus, log_events
 from engine.feeds import ReplayFeed, SyntheticFeed
 from engine.journal import Journal
 from engine.live.orders import Caps
 from engine.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, TOKEN_CHECK, SessionScheduler
 from engine.session import REPORT as REPORT_JOB
-from engine.ticks import load
+from engine.ticks import TickFileError, Ticks, load
 from engine.web import make_app, serve
 
 log = logging.getLogger("otrade")
@@ -81,11 +83,10 @@ class Runtime:
         self.engine.alert(text, critical)
 
 
-def _feed(cfg, clock):
+def _feed(cfg, clock, replayed: Ticks | None):
     symbols = [i.symbol for i in cfg.instruments]
-    if cfg.paper.feed == "replay":
-        ticks, _ = load(cfg.paper.replay_file, symbols)
-        return ReplayFeed(ticks, cfg.paper.speed, clock)
+    if replayed is not None:
+        return ReplayFeed(replayed, cfg.paper.speed, clock)
     prices = [1500.0 if i.tick_size >= 0.1 else 800.0 for i in cfg.instruments]
     return SyntheticFeed(symbols, prices, [i.tick_size for i in cfg.instruments], cfg.paper.seed, clock,
                          cfg.paper.tick_interval_ms)
@@ -98,7 +99,7 @@ async def _pump(rt: Runtime, feed, replay: bool) -> None:
         on_tick(instr, ts, price, volume)
     if replay:
         rt.engine.end_session()
-        log.info("replay finished: %d trades, day P&L %.2f", len(rt.engine.trades()), rt.engine.pnl()["day"])
+        log.info("replay finished: %d trades, day P&L %.2f net", len(rt.engine.trades()), rt.engine.pnl()["net"])
 
 
 async def _heartbeat(rt: Runtime, every_s: float = 30.0) -> None:
@@ -106,11 +107,9 @@ async def _heartbeat(rt: Runtime, every_s: float = 30.0) -> None:
     while True:
         await asyncio.sleep(every_s)
         prices = ", ".join(f"{i['symbol']} {i['ltp']:.2f}" for i in rt.engine.status()["instruments"] if i["ltp"])
-        log.info("%s; %s; P&L %.2f; next %s", rt.engine.state, prices or "no ticks yet", rt.engine.pnl()["day"],
+        log.info("%s; %s; P&L %.2f net; next %s", rt.engine.state, prices or "no ticks yet", rt.engine.pnl()["net"],
                  rt.next_event())
 
-
-STALE = "feed stalled"
 
 
 async def _watch_feed(rt: Runtime) -> None:
@@ -129,6 +128,22 @@ async def _watch_feed(rt: Runtime) -> None:
             engine.alert("Ticks are flowing again: entries resumed", critical=False)
 
 
+def _hhmm(text: str) -> dt_time:
+    return datetime.strptime(text, "%H:%M").time()
+
+
+def _retime(rt: Runtime, calendar: TradingCalendar, session: SessionConfig) -> None:
+    """The config's session times, changed: the calendar takes them, and the scheduler's jobs still to
+    come and the kernel's window follow it, so a special session's own times stay the day's."""
+    calendar.retime(session.open, session.close, session.square_off)
+    if rt.scheduler.token_check is not None:
+        rt.scheduler.token_check = _hhmm(session.token_check)
+    rt.scheduler.retime()
+    day = rt.scheduler.session
+    if day is not None:
+        rt.engine.set_session_window(day.open, day.close, day.square_off)
+
+
 def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
     engine = rt.engine
 
@@ -138,8 +153,7 @@ def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
         rt.bus.publish(Event(SESSION, rt.clock.now_ns(), {"text": text}))
 
     def open_(session: Session) -> None:
-        square_off_at = next(e.at for e in rt.scheduler.events_for(session) if e.name == SQUARE_OFF)
-        engine.set_session_window(session.open, session.close, square_off_at)
+        engine.set_session_window(session.open, session.close, session.square_off)
         engine.start_session()
 
     def square_off(session: Session) -> None:
@@ -151,10 +165,12 @@ def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
 
     def report(session: Session) -> None:
         pnl, trades = engine.pnl(), engine.trades()
-        wins = sum(1 for t in trades if t["pnl"] > 0)
-        text = (f"End of day {session.day}: {len(trades)} trade(s), {wins} won, P&L ₹{pnl['day']:,.2f}"
-                + "".join(f"\n{s}: ₹{v:,.2f}" for s, v in pnl["by_symbol"].items()))
-        engine.journal.record("report", text=text, pnl=pnl["day"], trades=len(trades))
+        wins = sum(1 for t in trades if t["net_pnl"] > 0)
+        text = (f"End of day {session.day}: {len(trades)} trade(s), {wins} won, P&L ₹{pnl['net']:,.2f} net "
+                f"(₹{pnl['gross']:,.2f} gross, ₹{pnl['charges']:,.2f} charges)"
+                + "".join(f"\n{s}: ₹{v:,.2f} net" for s, v in pnl["by_symbol"].items()))
+        engine.journal.record("report", text=text, net_pnl=pnl["net"], gross_pnl=pnl["gross"], charges=pnl["charges"],
+                              trades=len(trades))
         rt.bus.publish(Event(REPORT, rt.clock.now_ns(), {"text": text}))
 
     return {PRE_OPEN: pre_open, OPEN: open_, SQUARE_OFF: square_off, CLOSE: close, REPORT_JOB: report}
@@ -257,9 +273,9 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
 async def _resync(rt: Runtime, live: KiteLive, why: str) -> None:
     """Catch up with Kite (start, reconnect, new token): fills missed meanwhile, positions, orders."""
     try:
-        for note in await live.resync(rt.engine.reconcile):
+        for note in await live.broker.resync(rt.engine.reconcile, why):
             log.info("reconcile (%s): %s", why, note)
-    except KiteError as exc:
+    except KiteError as exc:  # the token: the token routine takes it from here
         log.error("reconcile (%s) failed: %s", why, exc.message)
         rt.alert(f"Could not reconcile with Kite after {why}: {exc.message}")
 
@@ -294,9 +310,14 @@ async def _supervise(rt: Runtime, name: str, factory: Callable[[], Awaitable[Non
             await factory()
 
 
+def data_dir_from_env() -> Path:
+    """Where everything the process writes lives (the contract's one data directory)."""
+    return Path(os.environ.get("OTRADE_DATA_DIR", "data"))
+
+
 async def run(args: argparse.Namespace) -> int:
     buffer = logs.setup(file=Path(os.environ["OTRADE_LOG_FILE"]) if os.environ.get("OTRADE_LOG_FILE") else None)
-    data_dir = Path(os.environ.get("OTRADE_DATA_DIR", "data"))
+    data_dir = data_dir_from_env()
     manager = ConfigManager(Path(args.config), data_dir)
     try:
         cfg = manager.load()
@@ -309,12 +330,20 @@ async def run(args: argparse.Namespace) -> int:
     clock: Clock = RehearsalClock(datetime.fromisoformat(args.clock)) if args.clock else SystemClock()
     overrides = Path(os.environ.get("OTRADE_CALENDAR") or SHIPPED_OVERRIDES)
     try:
-        calendar = TradingCalendar(cfg.session.open, cfg.session.close, overrides)
+        calendar = TradingCalendar(cfg.session.open, cfg.session.close, overrides, cfg.session.square_off)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.error("calendar %s is not valid: %s: %s", overrides, type(exc).__name__, exc)
         return 1
+    replayed = None
+    if cfg.paper.feed == "replay" and not args.live:
+        try:  # at start: a missing or broken file refuses to start instead of crashing the feed in a loop
+            replayed, _ = load(cfg.paper.replay_file, [i.symbol for i in cfg.instruments])
+        except (OSError, TickFileError) as exc:
+            log.error("paper.replay_file cannot be replayed: %s", exc)
+            return 1
     bus = EventBus()
-    journal = Journal(data_dir, clock.now_ns)
+    event_log = bus.subscribe()  # from the start: every event, the first alert included, is a log line
+    journal = Journal(data_dir, clock.now_ns, rehearsal=bool(args.clock))  # a rehearsal's day is not today's
     tick_sizes = {i.symbol: i.tick_size for i in cfg.instruments}
     live = None
     if args.live:
@@ -340,22 +369,26 @@ async def run(args: argparse.Namespace) -> int:
 
     replay = cfg.paper.feed == "replay" and not live
     if not replay:  # a replay's sessions follow its ticks' own dates
-        rt.scheduler = SessionScheduler(calendar, clock, {}, datetime.strptime(cfg.session.square_off, "%H:%M").time())
+        rt.scheduler = SessionScheduler(calendar, clock, {})
         rt.scheduler.hooks.update(_session_hooks(rt))
         if live:
-            rt.scheduler.token_check = datetime.strptime(cfg.session.token_check, "%H:%M").time()
+            rt.scheduler.token_check = _hhmm(cfg.session.token_check)
             rt.scheduler.hooks[TOKEN_CHECK] = lambda session: _check_token(rt, live)
+        manager.subscribe(lambda old, new, changes: _retime(rt, calendar, new.session))
     rt.tasks["journal"] = journal.run
+    rt.tasks["event-log"] = lambda: log_events(event_log, logging.getLogger("otrade.events"))
     rt.tasks["heartbeat"] = lambda: _heartbeat(rt)
     if not replay:  # a replay's ticks carry their own (past) times
         rt.tasks["feed-watch"] = lambda: _watch_feed(rt)
     if not live:
-        rt.tasks["feed"] = lambda: _pump(rt, _feed(cfg, clock), replay)
+        rt.tasks["feed"] = lambda: _pump(rt, _feed(cfg, clock, replayed), replay)
         rt.health["feed"] = lambda: "replay" if replay else "synthetic"
 
     web_runner = await _serve(rt, cfg.server, live)  # before the transports: /login's reply depends on it
     for plugin in entry_points(group="otrade.transports"):
         plugin.load()(rt)
+    if replayed is None:  # before the first tick, live once reconciled; a replay's days are its ticks'
+        engine.restore()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -393,17 +426,29 @@ async def _serve(rt: Runtime, server: Server, live: KiteLive | None,
     return runner
 
 
+def _stopping(engine: Engine, before: int, held: int, on_shutdown: str) -> str:
+    """The stop message: what really happens to the open positions, with this broker and this config."""
+    head = f"OTrade stopping ({engine.state})"
+    if engine.live:
+        return f"{head}; {held} open position(s)" + (" left protected at the broker" if held else "")
+    if not held:
+        return f"{head}; {before} open paper position(s) flattened" if before else f"{head}; no open position"
+    kept = "kept in today's journal and restored with their target and stop at the next start today"
+    if on_shutdown == "flatten":
+        return f"{head}; {held} of {before} open paper position(s) not flattened in time (no tick came): {kept}"
+    return f"{head}; {held} open paper position(s) {kept} (session.on_shutdown: keep)"
+
+
 async def _shutdown(rt: Runtime, tasks: list[asyncio.Task], web_runner, on_shutdown: str) -> None:
     started = time.monotonic()
     engine = rt.engine
     if engine.state == State.RUNNING:
-        engine.pause("process stopping")
-    if on_shutdown == "flatten" and engine.positions():
+        engine.pause(STOPPING)
+    before = len(engine.positions())
+    if on_shutdown == "flatten" and before:
         engine.flatten()
         await asyncio.sleep(min(2.0, SHUTDOWN_BUDGET_S / 4))  # let the next ticks fill the exits
-    held = len(engine.positions())
-    rt.alert(f"OTrade stopping ({engine.state}); {held} open position(s) "
-             f"{'left protected at the broker' if held else ''}".rstrip(), critical=True)
+    rt.alert(_stopping(engine, before, len(engine.positions()), on_shutdown), critical=True)
     if rt.scheduler:
         rt.scheduler.shutdown()
     budget = SHUTDOWN_BUDGET_S - (time.monotonic() - started)

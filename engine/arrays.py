@@ -6,6 +6,7 @@ import numpy as np
 
 from config import Config
 from engine import layout as L
+from engine.costs import N_RATES, rates
 from engine.strategies import REGISTRY
 
 
@@ -45,10 +46,12 @@ def params(cfg: Config) -> np.ndarray:
 
 
 def apply_risk(acct: np.ndarray, cfg: Config) -> None:
+    """The limits and the charge rates (the loss limit counts charges) the kernel reads."""
     acct[L.A_MAX_LOSS] = cfg.risk.max_daily_loss
     acct[L.A_MAX_TRADES] = cfg.risk.max_trades_per_day
     acct[L.A_MAX_RATE] = cfg.risk.max_orders_per_second
     acct[L.A_MAX_QTY] = cfg.risk.max_quantity
+    acct[L.A_COSTS : L.A_COSTS + N_RATES] = rates(cfg.costs)
 
 
 def ring_size(cfg: Config) -> int:

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,28 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(announced())
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from engine.app import run
+def _check_clock(text: str) -> None:
+    """A bad ``--clock`` is a one-line error here, not a traceback from inside the running process."""
+    example = "e.g. 2026-11-23T09:10:00+05:30"
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"error: --clock {text!r} is not an ISO-8601 date and time, {example}") from None
+    if start.utcoffset() is None:
+        raise SystemExit(f"error: --clock {text!r} needs a UTC offset, {example}")
 
-    return run_async(run(args))
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine.app import data_dir_from_env, run
+    from engine.lock import DataDirBusy, hold
+
+    if args.clock:
+        _check_clock(args.clock)
+    try:
+        with hold(data_dir_from_env()):
+            return run_async(run(args))
+    except DataDirBusy as exc:
+        raise SystemExit(f"error: refusing to start: {exc}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -159,7 +178,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except OSError as exc:  # a missing, unreadable or unwritable file: say which, without a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

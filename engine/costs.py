@@ -1,28 +1,75 @@
-"""Indian intraday equity charges per round trip, vectorised over trades.
+"""Indian intraday equity charges of a trade, added up the way Zerodha's brokerage calculator does.
 
 Each trade is two executed orders (entry and exit). Brokerage is a percentage of each order's
-turnover capped per order; STT is charged on the sell side, stamp duty on the buy side; exchange
-transaction charges and the SEBI fee on all turnover; GST on brokerage + exchange + SEBI.
+value, capped per order; STT is charged on the sell side, stamp duty on the buy side; exchange
+transaction charges and the SEBI fee on the turnover; GST on brokerage + exchange + SEBI. Like the
+calculator, every component is rounded to the paisa (half up) and STT to the rupee.
+
+``trade_charges`` is a kernel: the tick path books a trade's charges with it (the daily loss limit
+counts them), and ``round_trip_costs`` runs the same code over a backtest's trades.
 """
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from config.models import Costs
+from engine.kernels import entry, kernel
+
+if TYPE_CHECKING:
+    from config.models import Costs
+
+# the rates vector, as fractions (0.03 % is 0.0003) except the cap, in rupees
+BROKERAGE, BROKERAGE_CAP, STT, EXCHANGE, SEBI, GST, STAMP = range(7)
+N_RATES = 7
+
+
+def rates(c: Costs) -> np.ndarray:
+    out = np.zeros(N_RATES)
+    out[BROKERAGE] = c.brokerage_pct / 100.0
+    out[BROKERAGE_CAP] = c.brokerage_cap
+    out[STT] = c.stt_sell_pct / 100.0
+    out[EXCHANGE] = c.exchange_pct / 100.0
+    out[SEBI] = c.sebi_per_crore / 1e7
+    out[GST] = c.gst_pct / 100.0
+    out[STAMP] = c.stamp_buy_pct / 100.0
+    return out
+
+
+@kernel
+def _paise(x: float) -> float:
+    """Half up to the paisa, as the calculator's toFixed(2) does."""
+    return math.floor(x * 100.0 + 0.5) / 100.0
+
+
+@kernel
+def trade_charges(r, k: int, qty: float, buy: float, sell: float) -> float:
+    """Charges of buying ``qty`` at ``buy`` and selling it at ``sell`` (0: that order is not
+    executed yet), with the rates at ``r[k:k + N_RATES]``."""
+    brokerage = _paise(min(_paise(buy * qty * r[k + BROKERAGE]), r[k + BROKERAGE_CAP])
+                       + min(_paise(sell * qty * r[k + BROKERAGE]), r[k + BROKERAGE_CAP]))
+    turnover = _paise((buy + sell) * qty)
+    stt = math.floor(_paise(sell * qty * r[k + STT]) + 0.5)
+    exchange = _paise(r[k + EXCHANGE] * turnover)
+    sebi = _paise(turnover * r[k + SEBI])
+    gst = _paise(r[k + GST] * (brokerage + exchange + sebi))
+    stamp = _paise(buy * qty * r[k + STAMP])
+    return _paise(brokerage + stt + exchange + sebi + gst + stamp)
+
+
+@entry
+def _each(r, side, qty, entry_, exit_, out):
+    for n in range(len(out)):
+        long = side[n] > 0
+        out[n] = trade_charges(r, 0, qty[n], entry_[n] if long else exit_[n], exit_[n] if long else entry_[n])
 
 
 def round_trip_costs(side: np.ndarray, qty: np.ndarray, entry: np.ndarray, exit_: np.ndarray,
                      c: Costs) -> np.ndarray:
-    entry_value = qty * entry
-    exit_value = qty * exit_
-    buy_value = np.where(side > 0, entry_value, exit_value)
-    sell_value = np.where(side > 0, exit_value, entry_value)
-    turnover = buy_value + sell_value
-    pct = c.brokerage_pct / 100.0
-    brokerage = (np.minimum(entry_value * pct, c.brokerage_cap)
-                 + np.minimum(exit_value * pct, c.brokerage_cap))
-    stt = sell_value * c.stt_sell_pct / 100.0
-    exchange = turnover * c.exchange_pct / 100.0
-    sebi = turnover * c.sebi_per_crore / 1e7
-    gst = (brokerage + exchange + sebi) * c.gst_pct / 100.0
-    stamp = buy_value * c.stamp_buy_pct / 100.0
-    return brokerage + stt + exchange + sebi + gst + stamp
+    """Charges of each trade (side +1 long, -1 short)."""
+    out = np.zeros(len(side))
+    _each(rates(c), np.asarray(side, dtype=np.float64), np.asarray(qty, dtype=np.float64),
+          np.asarray(entry, dtype=np.float64), np.asarray(exit_, dtype=np.float64), out)
+    return out

@@ -34,9 +34,11 @@ from engine.events import (
 from engine.journal import Journal
 from engine.live.brackets import Bracket, BracketKeeper
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
+from engine.restore import DayKeeper, rebuild
 from engine.step import (
     apply_entry_fill,
     apply_exit_fill,
+    book_entry_charges,
     cancel_entry,
     close_session,
     flatten,
@@ -57,13 +59,16 @@ class State(StrEnum):
 
 LOSS_HALT = "daily loss limit reached"
 TOKEN_PAUSE = "broker token expired"
+STOPPING = "process stopping"
+STALE = "feed stalled"
+TRANSIENT_PAUSES = frozenset({TOKEN_PAUSE, STOPPING, STALE})  # the running process finds these out again
 
 
 class ControlError(Exception):
     """A control request that cannot be honoured in the current state; nothing was changed."""
 
 
-class Engine(BracketKeeper):
+class Engine(BracketKeeper, DayKeeper):
     def __init__(self, cfg: Config, broker: PaperBroker, bus: EventBus, journal: Journal,
                  now_ns=time.time_ns) -> None:
         self.cfg = cfg
@@ -82,6 +87,8 @@ class Engine(BracketKeeper):
         self._tag = TagMaker()
         self._tick_sizes: dict[str, float] = {}  # the broker's tick sizes, over the config's
         self._repriced: dict[str, tuple[int, int]] = {}  # order id -> (times re-priced, when last)
+        self._intents = None  # today's orders sent by any run, from the journal: read at the first reconcile
+        self._window: tuple[float, float, float] | None = None  # the session window set, over the config's
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
         self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
         self._sync_entries()
@@ -129,7 +136,7 @@ class Engine(BracketKeeper):
         if act & L.ACT_HALT:
             self._set_state(State.HALTED, LOSS_HALT)
             self._publish(ALERT, critical=True, level="critical",
-                          text=f"Daily loss limit reached: flattening and HALTED ({self.pnl()['day']:.2f})")
+                          text=f"Daily loss limit reached: flattening and HALTED (net {self.pnl()['net']:.2f})")
 
     def _apply(self, j: int, act: int) -> None:
         """Mirror one row's kernel decisions into the venue, in the order they happened."""
@@ -196,7 +203,9 @@ class Engine(BracketKeeper):
             "exit_time_ns": int(clk[L.C_EXIT]),
             "exit_price": float(st[L.S_OUT_EXIT_PRICE]),
             "exit_reason": L.REASONS[int(st[L.S_OUT_REASON])],
-            "pnl": float(st[L.S_OUT_PNL]),
+            "pnl": float(st[L.S_OUT_PNL]),  # gross
+            "charges": float(st[L.S_OUT_CHARGES]),
+            "net_pnl": float(st[L.S_OUT_PNL] - st[L.S_OUT_CHARGES]),
         }
         self.closed_trades.append(trade)
         self.journal.record("trade_closed", **trade)
@@ -321,15 +330,18 @@ class Engine(BracketKeeper):
         return self.flatten(L.REASON_SQUARE_OFF)
 
     def set_session_window(self, open_: datetime, close: datetime, square_off: datetime) -> None:
-        """Today's window (special sessions such as Muhurat trading differ from the config's)."""
+        """Today's window from the calendar (special sessions such as Muhurat trading differ from the
+        config's), kept over config changes: a change of the config's times comes back through here."""
         def after_midnight(t: datetime) -> float:
             t = t.astimezone(L.IST)
             return float(((t.hour * 60 + t.minute) * 60 + t.second) * L.NS_PER_S)
 
-        pr = self.arrays.pr
-        pr[:, L.P_OPEN_NS] = after_midnight(open_)
-        pr[:, L.P_CLOSE_NS] = after_midnight(close)
-        pr[:, L.P_SQUARE_OFF_NS] = after_midnight(square_off)
+        self._window = (after_midnight(open_), after_midnight(close), after_midnight(square_off))
+        self._use_window()
+
+    def _use_window(self) -> None:
+        if self._window is not None:
+            self.arrays.pr[:, [L.P_OPEN_NS, L.P_CLOSE_NS, L.P_SQUARE_OFF_NS]] = self._window
 
     def warm_up(self) -> None:
         """Run every kernel once on scratch copies, so no compile or cache load happens on a tick."""
@@ -377,24 +389,30 @@ class Engine(BracketKeeper):
         a = self.arrays
         if self._same_shape(cfg):
             new_pr = params(cfg)
-            # A changed rolling window invalidates that instrument's running sums: start them over.
-            changed = (new_pr[:, L.P_S0:] != a.pr[:, L.P_S0:]).any(axis=1)
+            # A changed strategy parameter (the rolling window) invalidates that instrument's running
+            # sums: start them over.
+            changed = (new_pr[:, L.P_S0:L.P_S3 + 1] != a.pr[:, L.P_S0:L.P_S3 + 1]).any(axis=1)
             a.st[changed, L.S_STD:L.S_STD + 5] = 0.0
             a.pr[:] = new_pr
             if a.ring.shape[1] < ring_size(cfg):
-                a.ring = np.zeros((len(a.symbols), ring_size(cfg)))
+                # grown, not replaced: the other rows' running sums count the values in their rings
+                ring = np.zeros((len(a.symbols), ring_size(cfg)))
+                ring[:, : a.ring.shape[1]] = a.ring
+                a.ring = ring
             apply_risk(a.acct, cfg)
         else:
             acct = a.acct.copy()
             self.arrays = build(cfg)
             self.arrays.acct[: L.A_MAX_LOSS] = acct[: L.A_MAX_LOSS]
             self.arrays.acct[L.A_LIVE] = acct[L.A_LIVE]
+            self.arrays.acct[L.A_CHARGES] = acct[L.A_CHARGES]
             for j in range(len(self.arrays.symbols)):
                 start_session(self.arrays.st, j, acct[L.A_DAY])
             self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
             self.brackets = [Bracket() for _ in self.arrays.symbols]
         self.cfg = cfg
         self._use_tick_sizes()
+        self._use_window()
         self._sync_entries()
         self.journal.record("config_applied", config=cfg.model_dump(mode="json"))
         self._publish(CONFIG_CHANGED)
@@ -403,6 +421,43 @@ class Engine(BracketKeeper):
         st = self.arrays.st
         return not (st[:, L.S_POS].any() or st[:, L.S_PEND_KIND].any()
                     or any(o.working for o in self.broker.all_orders()))
+
+    # --- the day after a restart ------------------------------------------------------------
+    def restore(self) -> str:
+        """On start, before the first tick (live: once reconciled with Kite): today as the journal
+        has it. Trades, P&L and charges, the entries taken, a PAUSED or HALTED state (a halted day
+        stays halted), and on paper the open positions with their levels. Alerts (and returns) what
+        was restored; "" when today's journal has nothing."""
+        torn: list[int] = []
+        day = rebuild(self.journal.read_day(self.today(), torn), self.cfg.costs, TRANSIENT_PAUSES)
+        if day.empty and not torn:
+            return ""
+        notes = self._rebuild_day(day)
+        if day.state == State.HALTED:
+            self.arrays.acct[L.A_HALTED] = 1.0 if day.reason == LOSS_HALT else 0.0  # the kernel halted it
+            self._set_state(State.HALTED, day.reason)
+        elif day.state == State.PAUSED:
+            self._set_state(State.PAUSED, day.reason)
+        p, held = self.pnl(), self.positions()
+        positions = "; ".join(f"{h['symbol']} {h['qty']:+d} @ {h['entry_price']:.2f} with target {h['target']:.2f}"
+                              + (f" / stop {h['stop']:.2f}" if h["stop"] is not None else ", no working stop")
+                              for h in held)
+        parts = [f"{len(self.closed_trades)} trade(s)",
+                 f"P&L ₹{p['net']:,.2f} net (₹{p['gross']:,.2f} gross, ₹{p['charges']:,.2f} charges)",
+                 f"{int(self.arrays.acct[L.A_TRADES])} of {self.cfg.risk.max_trades_per_day} entries today",
+                 f"{len(held)} open position(s)" + (f" {positions}" if held else "")]
+        if day.state:
+            parts.append(f"{day.state} ({day.reason})" if day.reason else day.state)
+        parts += [f"journal line {n} was torn by a crash: skipped" for n in torn]
+        text = "Restored from the journal: " + ", ".join(parts) + "".join(f"; {n}" for n in notes)
+        log.info("%s", text)
+        self._publish(ALERT, critical=True, level="info", text=text)
+        return text
+
+    def apply_position(self, j: int, qty: int, price: float) -> None:
+        """An adopted position (an earlier run's) comes with the charges of its entry."""
+        super().apply_position(j, qty, price)
+        book_entry_charges(self.arrays.st, self.arrays.acct, j)
 
     # --- control API: plain data for any transport ------------------------------------------
     def positions(self) -> list[dict[str, Any]]:
@@ -433,18 +488,26 @@ class Engine(BracketKeeper):
         return list(self.closed_trades)
 
     def pnl(self) -> dict[str, Any]:
-        acct, st = self.arrays.acct, self.arrays.st
+        """Today's money: ``net`` is after charges (closed trades' and open positions' entries: what
+        the loss limit counts); ``gross``, ``realised`` and ``unrealised`` are before them."""
+        acct = self.arrays.acct
+        gross = float(acct[L.A_REALISED] + acct[L.A_UNREAL])
         return {
+            "net": gross - float(acct[L.A_CHARGES]),
+            "gross": gross,
+            "charges": float(acct[L.A_CHARGES]),
             "realised": float(acct[L.A_REALISED]),
             "unrealised": float(acct[L.A_UNREAL]),
-            "day": float(acct[L.A_REALISED] + acct[L.A_UNREAL]),
-            "by_symbol": {s: float(st[j, L.S_REALISED] + st[j, L.S_UNREAL])
-                          for j, s in enumerate(self.arrays.symbols)},
+            "by_symbol": {s: self._net(j) for j, s in enumerate(self.arrays.symbols)},  # net
         }
+
+    def _net(self, j: int) -> float:
+        st = self.arrays.st[j]
+        return float(st[L.S_REALISED] + st[L.S_UNREAL] - st[L.S_DAY_CHARGES] - st[L.S_CHARGES])
 
     def risk(self) -> dict[str, Any]:
         acct, r = self.arrays.acct, self.cfg.risk
-        return {"max_daily_loss": r.max_daily_loss, "day_pnl": self.pnl()["day"],
+        return {"max_daily_loss": r.max_daily_loss, "day_net": self.pnl()["net"],
                 "trades_today": int(acct[L.A_TRADES]), "max_trades_per_day": r.max_trades_per_day,
                 "max_orders_per_second": r.max_orders_per_second, "max_quantity": r.max_quantity}
 
@@ -460,7 +523,7 @@ class Engine(BracketKeeper):
                 "position": int(a.st[j, L.S_POS]),
                 "open_orders": sum(1 for o in self.broker.all_orders()
                                    if o.working and o.request.symbol == symbol),
-                "day_pnl": float(a.st[j, L.S_REALISED] + a.st[j, L.S_UNREAL]),
+                "day_net": self._net(j),
             })
         return {"state": str(self.state), "reason": self.state_reason, "broker": self.broker.name,
                 "instruments": instruments, "pnl": self.pnl(), "risk": self.risk(), "foreign": list(self.foreign)}

@@ -5,10 +5,15 @@ task, on shutdown, and before anything is sent to a real broker), so the tick pa
 on the disk while the order of records is kept exactly. A flush hands the lines to the operating
 system, which is enough to survive a crash of the process; ``run`` then syncs them to the disk in a
 worker thread within one interval, so an order never waits for the disk either.
+
+A rehearsal (the ``--clock`` rehearsal clock) keeps its own files, ``YYYY-MM-DD.rehearsal.jsonl``:
+its made-up day never mixes with a real one. A line torn by a crash mid-write is skipped when the
+day is read back (and reported by line number); the next record starts on a line of its own.
 """
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -19,12 +24,14 @@ import orjson
 
 from engine.layout import IST, IST_OFFSET_NS, NS_PER_DAY
 
+log = logging.getLogger(__name__)
 MAX_BUFFER = 10_000  # beyond this, flush on the spot: slower beats losing records
 
 
 class Journal:
-    def __init__(self, data_dir: Path, now_ns: Callable[[], int]) -> None:
+    def __init__(self, data_dir: Path, now_ns: Callable[[], int], rehearsal: bool = False) -> None:
         self.dir = Path(data_dir) / "journal"
+        self.suffix = ".rehearsal.jsonl" if rehearsal else ".jsonl"
         self._now_ns = now_ns
         self._buffer: list[bytes] = []
         self._dates: list[str] = []
@@ -68,8 +75,19 @@ class Journal:
         if self._date != date:
             self.close()
             # held open across flushes (closed by close()): reopening per flush costs the order path
-            self._fh, self._date = open(self.dir / f"{date}.jsonl", "ab"), date  # noqa: SIM115
+            self._fh, self._date = open(self.path(date), "a+b"), date  # noqa: SIM115
+            if self._fh.tell():
+                self._fh.seek(-1, os.SEEK_END)
+                if self._fh.read(1) != b"\n":  # a crash tore the last line: it must not swallow the next record
+                    self._fh.write(b"\n")  # (appending writes at the end wherever the read left off)
         return self._fh
+
+    def path(self, date: str) -> Path:
+        return self.dir / f"{date}{self.suffix}"
+
+    def dates(self) -> list[str]:
+        """The days this journal has files for (a rehearsal's or the real ones), oldest first."""
+        return sorted(p.name[:10] for p in self.dir.glob(f"????-??-??{self.suffix}"))
 
     def sync(self) -> None:
         """Make what was flushed durable (blocks on the disk: call it off the event loop)."""
@@ -96,8 +114,24 @@ class Journal:
             self.flush()
             self.close()
 
-    def read_day(self, date: str) -> list[dict[str, Any]]:
-        path = self.dir / f"{date}.jsonl"
+    def read_day(self, date: str, torn: list[int] | None = None) -> list[dict[str, Any]]:
+        """The day's records. A line that is not a record (torn by a crash mid-write) is skipped,
+        logged, and its number (from 1) appended to ``torn``."""
+        path = self.path(date)
         if not path.exists():
             return []
-        return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+                continue
+            log.warning("journal %s line %d is not a whole record (torn by a crash?): skipped", path, number)
+            if torn is not None:
+                torn.append(number)
+        return records

@@ -130,10 +130,20 @@ def opening_range_update(st, row: int, i_high: int, i_low: int, price: float) ->
 
 @kernel
 def bracket_levels(side: float, fill: float, target_pct: float, stop_pct: float, tick: float):
-    """Target and stop for a position of ``side`` (+1 long, -1 short) filled at ``fill``."""
-    target = round_to_tick(fill * (1.0 + side * target_pct / 100.0), tick)
-    stop = round_to_tick(fill * (1.0 - side * stop_pct / 100.0), tick)
+    """Target and stop for a position of ``side`` (+1 long, -1 short) filled at ``fill``, on the tick
+    grid and each at least one tick away from the fill: a level rounded onto the entry would exit on
+    the next tick at zero (a long at 20.00 with 0.1 %/0.1 % on a 0.05 tick)."""
+    target = _tick_away(side, fill, round_to_tick(fill * (1.0 + side * target_pct / 100.0), tick), tick)
+    stop = _tick_away(-side, fill, round_to_tick(fill * (1.0 - side * stop_pct / 100.0), tick), tick)
     return target, stop
+
+
+@kernel
+def _tick_away(direction: float, fill: float, level: float, tick: float) -> float:
+    """``level``, or the first grid price a whole tick past ``fill`` in ``direction`` when ``level`` is
+    nearer. Rounded outwards: a live entry's average over partial fills may lie between grid prices."""
+    edge = direction * math.ceil(direction * (fill + direction * tick) / tick - 1e-6) * tick
+    return level if direction * (level - edge) >= -1e-9 else round(edge, 8)
 
 
 @kernel

@@ -71,6 +71,9 @@ S_EVENTS = 33  # ACT_* bits raised on this row while another instrument's tick w
 S_LTP = 34  # last traded price of any tick, in session or not (for status)
 S_BLOCKED = 35  # 1: no new entries on this instrument (a fault on its path, until /resume)
 S_SIG = 36  # live: the last in-session tick's signal, decided again on the position a later fill leaves
+S_CHARGES = 37  # charges booked for the open position's entry (its order alone), replaced at its close
+S_OUT_CHARGES = 38  # charges of the trade closed by the last step (entry and exit), with ACT_EXIT_FILL
+S_DAY_CHARGES = 39  # today's charges of this instrument's closed trades
 N_STATE = 40
 
 # --- per-instrument clock (int64, exact nanoseconds) ---------------------------------------
@@ -97,7 +100,9 @@ A_RATE_SEC = 9  # epoch second of the current rate window
 A_RATE_N = 10  # orders sent in that second
 A_MAX_QTY = 11
 A_LIVE = 12  # 1: a real broker fills orders (apply_* kernels); 0: the fill model simulates them
-N_ACCOUNT = 13
+A_COSTS = 13  # the charge rates (costs.rates), 7 slots
+A_CHARGES = 20  # charges today: closed trades' and the open positions' entries (the loss limit counts them)
+N_ACCOUNT = 21
 
 # --- pending order kinds -------------------------------------------------------------------
 ORDER_NONE = 0

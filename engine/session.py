@@ -4,7 +4,8 @@ Each day's events come from the calendar (weekends, holidays and special session
 are scheduled as one-shot jobs; after the end-of-day report the next session is planned. The
 clock may be a rehearsal clock: jobs are then placed at the real instant that corresponds to the
 event on that clock. A process started mid-session joins at once; a job missed while the
-machine slept runs once when it wakes (coalesced, never twice).
+machine slept runs once when it wakes (coalesced, never twice). The times come from the calendar;
+``retime`` moves the jobs still to come when the config's session times change.
 """
 
 import logging
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
@@ -39,11 +41,10 @@ Hook = Callable[[Session], Awaitable[None] | None]
 
 
 class SessionScheduler:
-    def __init__(self, calendar: TradingCalendar, clock: Clock, hooks: dict[str, Hook], square_off: time,
+    def __init__(self, calendar: TradingCalendar, clock: Clock, hooks: dict[str, Hook],
                  pre_open: timedelta = timedelta(minutes=15),
                  report_after_close: timedelta = timedelta(minutes=5)) -> None:
         self.calendar = calendar
-        self.square_off = square_off
         self.token_check: time | None = None  # live: when to check the broker session each day
         self.clock = clock
         self.hooks = hooks
@@ -69,17 +70,13 @@ class SessionScheduler:
         return self.pending[0] if self.pending else None
 
     def events_for(self, session: Session) -> list[Event]:
-        # Special sessions (Muhurat) keep the regular session's margin between square-off and close.
-        margin = datetime.combine(session.day, self.calendar.close) - datetime.combine(session.day, self.square_off)
-        square_off = (datetime.combine(session.day, self.square_off, IST) if session.name == "regular"
-                      else session.close - margin)
         check = ([Event(TOKEN_CHECK, min(datetime.combine(session.day, self.token_check, IST),
                                           session.open - self.pre_open))] if self.token_check else [])
         return [
             *check,
             Event(PRE_OPEN, session.open - self.pre_open),
             Event(OPEN, session.open),
-            Event(SQUARE_OFF, square_off),
+            Event(SQUARE_OFF, session.square_off),
             Event(CLOSE, session.close),
             Event(REPORT, session.close + self.report_after_close),
         ]
@@ -101,12 +98,30 @@ class SessionScheduler:
         log.info("next session %s %s–%s (%s)", session.day, session.open.strftime("%H:%M"),
                  session.close.strftime("%H:%M"), session.name)
 
+    def retime(self) -> None:
+        """The calendar's times changed (a config change): move the jobs of the planned session still
+        to come. One moved into the past runs at once; one already run stays run."""
+        if self.session is None:
+            return
+        self.session = self.calendar.session(self.session.day)  # a trading day whatever its times
+        moved = {e.name: e for e in self.events_for(self.session)}
+        for event in list(self.pending):
+            new = moved.get(event.name)
+            if new is None or new.at == event.at:
+                continue
+            try:
+                self._scheduler.remove_job(_job_id(event))
+            except JobLookupError:
+                continue  # due already: its run is on its way
+            self.pending.remove(event)
+            self._add(new)
+        self.pending.sort(key=lambda e: e.at)
+
     def _add(self, event: Event) -> None:
         self.pending.append(event)
         offset = self.now() - datetime.now(IST)  # rehearsal clocks run ahead or behind the system's
         real = max(event.at - offset, datetime.now(IST))
-        self._scheduler.add_job(self._fire, DateTrigger(real), args=[event], id=f"{event.name}-{event.at.isoformat()}",
-                                replace_existing=True)
+        self._scheduler.add_job(self._fire, DateTrigger(real), args=[event], id=_job_id(event), replace_existing=True)
 
     async def _fire(self, event: Event) -> None:
         if event in self.pending:
@@ -122,3 +137,7 @@ class SessionScheduler:
             log.exception("session hook %s failed", event.name)
         if event.name == REPORT:
             self._plan()
+
+
+def _job_id(event: Event) -> str:
+    return f"{event.name}-{event.at.isoformat()}"

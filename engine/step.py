@@ -3,12 +3,14 @@
 ``on_tick`` is the one jitted call per tick. For the instrument that ticked it, in this order:
 fill the pending market order at this price; bracket exits (not on the tick that opened the
 position); square-off; indicators and signals, which may leave a market order pending for the next
-tick; mark to market and the daily loss limit. It returns ``ACT_*`` bits; the caller only touches
+tick; mark to market and the daily loss limit, which counts the day's charges (closed trades' and
+open positions' entries) as the trader pays them. It returns ``ACT_*`` bits; the caller only touches
 Python when a bit is set.
 """
 
 import numpy as np
 
+from engine.costs import trade_charges
 from engine.kernels import (
     BRACKET_STOP,
     BRACKET_TARGET,
@@ -21,6 +23,8 @@ from engine.kernels import (
     trail_stop,
 )
 from engine.layout import (
+    A_CHARGES,
+    A_COSTS,
     A_DAY,
     A_ENTRIES_ALLOWED,
     A_HALTED,
@@ -77,7 +81,9 @@ from engine.layout import (
     REASON_TARGET,
     REASON_TRAIL,
     S_BLOCKED,
+    S_CHARGES,
     S_DAY,
+    S_DAY_CHARGES,
     S_EMA_FAST,
     S_EMA_SLOW,
     S_ENTRY_PRICE,
@@ -86,6 +92,7 @@ from engine.layout import (
     S_LTP,
     S_OR_HIGH,
     S_OR_LOW,
+    S_OUT_CHARGES,
     S_OUT_ENTRY_PRICE,
     S_OUT_EXIT_ENTRY,
     S_OUT_EXIT_PRICE,
@@ -146,7 +153,26 @@ def _close(st, acct, clk, i, ts_ns, qty, price, reason):
     if st[i, S_POS] != 0.0:
         return False
     st[i, S_TRAILED] = 0.0
+    # the trade's charges (entry and exit orders) replace those booked for its entry
+    closed = abs(st[i, S_OUT_EXIT_QTY])
+    long = st[i, S_OUT_EXIT_QTY] > 0.0
+    exit_price = st[i, S_OUT_EXIT_PRICE]
+    charges = trade_charges(acct, A_COSTS, closed, entry if long else exit_price, exit_price if long else entry)
+    acct[A_CHARGES] += charges - st[i, S_CHARGES]
+    st[i, S_CHARGES] = 0.0
+    st[i, S_OUT_CHARGES] = charges
+    st[i, S_DAY_CHARGES] += charges
     return True
+
+
+@kernel
+def _book_entry(st, acct, i):
+    """Book the charges of the open position's entry order now, so the loss limit counts them."""
+    pos = st[i, S_POS]
+    price = st[i, S_ENTRY_PRICE]
+    charges = trade_charges(acct, A_COSTS, abs(pos), price if pos > 0.0 else 0.0, price if pos < 0.0 else 0.0)
+    acct[A_CHARGES] += charges - st[i, S_CHARGES]
+    st[i, S_CHARGES] = charges
 
 
 @kernel
@@ -185,6 +211,7 @@ def _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price):
             else:
                 fill = round_to_tick(price + side * pr[i, P_SLIP], pr[i, P_TICK])
                 act |= _hold(st, pr, clk, i, ts_ns, side * pr[i, P_QTY], fill)
+                _book_entry(st, acct, i)
                 opened = True
         else:
             fill = round_to_tick(price + side * pr[i, P_SLIP], pr[i, P_TICK])
@@ -285,7 +312,7 @@ def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
     unreal = (price - st[i, S_ENTRY_PRICE]) * st[i, S_POS] if st[i, S_POS] != 0.0 else 0.0
     acct[A_UNREAL] += unreal - st[i, S_UNREAL]
     st[i, S_UNREAL] = unreal
-    if acct[A_HALTED] == 0.0 and acct[A_REALISED] + acct[A_UNREAL] <= -acct[A_MAX_LOSS]:
+    if acct[A_HALTED] == 0.0 and acct[A_REALISED] + acct[A_UNREAL] - acct[A_CHARGES] <= -acct[A_MAX_LOSS]:
         acct[A_HALTED] = 1.0
         act |= ACT_HALT
     return act
@@ -365,11 +392,14 @@ def apply_entry_fill(st, pr, acct, clk, i, ts_ns, qty, price, done):
         return 0
     pos = st[i, S_POS]
     if pos == 0.0:
-        return _hold(st, pr, clk, i, ts_ns, qty, price) | _decide_again(st, pr, acct, clk, i)
+        act = _hold(st, pr, clk, i, ts_ns, qty, price)
+        _book_entry(st, acct, i)
+        return act | _decide_again(st, pr, acct, clk, i)
     avg = (st[i, S_ENTRY_PRICE] * pos + price * qty) / (pos + qty)
     st[i, S_POS] = pos + qty
     st[i, S_ENTRY_PRICE] = avg
     st[i, S_OUT_ENTRY_PRICE] = avg
+    _book_entry(st, acct, i)
     return ACT_ENTRY_FILL
 
 
@@ -377,6 +407,12 @@ def apply_entry_fill(st, pr, acct, clk, i, ts_ns, qty, price, done):
 def adopt_position(st, pr, clk, i, ts_ns, qty, price):
     """Take over a position the broker reports (an earlier run's), with its bracket."""
     return _hold(st, pr, clk, i, ts_ns, qty, price)
+
+
+@entry
+def book_entry_charges(st, acct, i):
+    """The charges of an adopted position's entry (it was opened by an earlier run, today)."""
+    _book_entry(st, acct, i)
 
 
 @kernel
@@ -433,6 +469,7 @@ def start_session(st, i, day):
     st[i, S_TICKS] = 0.0
     st[i, S_SQUARED] = 0.0
     st[i, S_REALISED] = 0.0
+    st[i, S_DAY_CHARGES] = 0.0
     st[i, S_PREV_PRICE] = np.nan
     st[i, S_EMA_FAST] = np.nan
     st[i, S_EMA_SLOW] = np.nan
@@ -481,12 +518,15 @@ def in_session(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
     if day != acct[A_DAY]:
         if day < acct[A_DAY]:  # a straggler from a session already closed
             return ACT_IGNORED
+        carried = 0.0  # entry charges of positions still open (live: the broker's to close)
         for j in range(st.shape[0]):
             act = _park(st, j, act, close_session(st, acct, clk, j))
             start_session(st, j, day)
+            carried += st[j, S_CHARGES]
         acct[A_DAY] = day
         acct[A_REALISED] = 0.0
         acct[A_UNREAL] = 0.0
+        acct[A_CHARGES] = carried
         acct[A_TRADES] = 0.0
         acct[A_HALTED] = 0.0
         act |= ACT_NEW_SESSION

@@ -1,8 +1,9 @@
 """A local Telegram Bot API server (aiohttp) that the real python-telegram-bot talks to in tests.
 
 It speaks the Bot API's envelope (``{"ok": true, "result": ...}``) for the methods the bot uses,
-queues updates that tests inject (a user typing, a button press), records what the bot sends,
-and can be told to fail: HTTP 502, 429 with ``retry_after``, or a hang past the client timeout.
+queues updates that tests inject (a user typing or editing a message, a button press, in a
+private chat or a group: a negative chat id), records what the bot sends and how it answers
+button presses, and can be told to fail: HTTP 502, 429 with ``retry_after``, or a hang past the client timeout.
 """
 
 import asyncio
@@ -17,11 +18,17 @@ from aiohttp import web
 BOT_USER = {"id": 4242, "is_bot": True, "first_name": "OTrade", "username": "otrade_test_bot"}
 
 
+def _chat(chat_id: int) -> dict[str, Any]:
+    """Telegram's ids: a private chat has its user's (positive) id, a group a negative one."""
+    return {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "t"}
+
+
 class FakeBotAPI:
     def __init__(self, token: str) -> None:
         self.token = token
         self.updates: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []  # sendMessage and editMessageText calls, in order
+        self.answers: list[dict[str, Any]] = []  # answerCallbackQuery calls, in order
         self.calls: list[str] = []
         self.failures: list[tuple[str, float]] = []  # ("502" | "429" | "hang", retry_after / seconds)
         self._ids = itertools.count(1)
@@ -47,21 +54,34 @@ class FakeBotAPI:
             await self.runner.cleanup()
 
     # --- what tests do -------------------------------------------------------------------------
-    def user_says(self, chat_id: int, user_id: int, text: str) -> None:
-        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "t"}
-        message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat,
+    def user_says(self, chat_id: int, user_id: int, text: str) -> int:
+        """A new message; returns its id."""
+        message = self._message(chat_id, user_id, text, next(self._message_ids))
+        self._push({"message": message})
+        return message["message_id"]
+
+    def user_edits(self, chat_id: int, user_id: int, message_id: int, text: str) -> None:
+        """The user edits an earlier message of theirs into ``text``."""
+        message = self._message(chat_id, user_id, text, message_id)
+        self._push({"edited_message": {**message, "date": message["date"] - 60, "edit_date": message["date"]}})
+
+    def press(self, chat_id: int, user_id: int, data: str, message_id: int) -> str:
+        """A tap on a button of the bot's message; returns the callback query's id."""
+        query_id = str(next(self._ids))
+        self._push({"callback_query": {
+            "id": query_id, "from": {"id": user_id, "is_bot": False, "first_name": "Trader"},
+            "chat_instance": "ci", "data": data,
+            "message": {"message_id": message_id, "date": int(time.time()), "chat": _chat(chat_id), "text": "…",
+                        "from": BOT_USER}}})
+        return query_id
+
+    @staticmethod
+    def _message(chat_id: int, user_id: int, text: str, message_id: int) -> dict[str, Any]:
+        message = {"message_id": message_id, "date": int(time.time()), "chat": _chat(chat_id),
                    "from": {"id": user_id, "is_bot": False, "first_name": "Trader"}, "text": text}
         if text.startswith("/"):
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-        self._push({"message": message})
-
-    def press(self, chat_id: int, user_id: int, data: str, message_id: int) -> None:
-        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "t"}
-        self._push({"callback_query": {
-            "id": str(next(self._ids)), "from": {"id": user_id, "is_bot": False, "first_name": "Trader"},
-            "chat_instance": "ci", "data": data,
-            "message": {"message_id": message_id, "date": int(time.time()), "chat": chat, "text": "…",
-                        "from": BOT_USER}}})
+        return message
 
     def fail_next(self, *modes: tuple[str, float]) -> None:
         self.failures.extend(modes)
@@ -94,6 +114,9 @@ class FakeBotAPI:
         form = await request.post()
         params: dict[str, Any] = {}
         for key, value in form.items():
+            if key == "text":  # a message's text stays text, even one that reads as JSON ("10")
+                params[key] = value
+                continue
             try:
                 params[key] = orjson.loads(value) if isinstance(value, str) else value
             except orjson.JSONDecodeError:
@@ -151,8 +174,12 @@ class FakeBotAPI:
         self.sent.append({**p, "chat_id": chat_id, "message_id": message_id, "method": "sendMessage"})
         self._received.set()
         return self._ok({"message_id": message_id, "date": int(time.time()), "text": p["text"],
-                         "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "t"},
-                         "from": BOT_USER})
+                         "chat": _chat(chat_id), "from": BOT_USER})
+
+    async def _m_answerCallbackQuery(self, p: dict) -> web.Response:
+        self.answers.append(p)
+        self._received.set()
+        return self._ok(True)
 
     async def _m_editMessageText(self, p: dict) -> web.Response:
         chat_id = int(p["chat_id"])

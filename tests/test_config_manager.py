@@ -1,5 +1,6 @@
 """ConfigManager: first load, set, atomic saves with backups, undo, reload, subscribers, diff, check_file."""
 
+import asyncio
 import copy
 import os
 from pathlib import Path
@@ -240,3 +241,26 @@ def test_check_file_lists_every_error_and_nothing_for_a_valid_file(tmp_path):
 
 def test_check_file_reports_a_missing_file(tmp_path):
     assert check_file(tmp_path / "nope.json") == [f"{tmp_path / 'nope.json'}: No such file or directory"]
+
+
+async def test_async_changes_asked_at_once_apply_one_after_the_other(manager):
+    await asyncio.gather(manager.set_async("risk.max_quantity", "500"),
+                         manager.set_async("risk.max_trades_per_day", "7"))
+    assert (manager.config.risk.max_quantity, manager.config.risk.max_trades_per_day) == (500, 7)
+    assert (on_disk(manager)["risk"]["max_quantity"], on_disk(manager)["risk"]["max_trades_per_day"]) == (500, 7)
+    assert len(backups(manager)) == 2
+
+
+async def test_an_async_change_a_check_refuses_once_the_file_is_written_changes_nothing(manager):
+    answers = iter([None, ConfigError(["instruments: NSE:INFY busy: /flatten first"])])  # a position opened meanwhile
+
+    def check(cfg):
+        if (answer := next(answers)) is not None:
+            raise answer
+
+    manager.add_check(check)
+    before = manager.path.read_bytes()
+    with pytest.raises(ConfigError, match="busy"):
+        await manager.set_async("instruments.0.quantity", "5")
+    assert manager.path.read_bytes() == before and manager.config.instruments[0].quantity == 10
+    assert backups(manager) == [] and [p for p in manager.path.parent.iterdir() if p.suffix == ".tmp"] == []

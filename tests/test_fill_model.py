@@ -142,3 +142,10 @@ def test_order_rate_limit_refuses_entries_beyond_it_in_one_second(cross_up):
             ("10:00:00.5", 101.0, "NSE:INFY"), ("10:00:00.6", 101.0, "NSE:SBIN"),
             ("10:00:01.5", 101.5, "NSE:INFY"), ("10:00:01.6", 101.5, "NSE:SBIN")]
     assert [t["symbol"] for t in trades(cfg, rows, symbols)] == ["NSE:INFY"]
+
+
+def test_bracket_levels_that_would_round_onto_the_entry_stay_a_tick_away():
+    cfg = make_config(bracket={"target_pct": 0.1, "stop_pct": 0.1, "trail_pct": None})  # on a 0.05 tick
+    [t] = trades(cfg, seconds("10:00:00", [19.0, 18.8, 19.2, 20.0, 20.0, 20.05]))
+    assert (t["entry_price"], t["exit_reason"], t["exit_price"], t["pnl"]) == (20.0, "target", 20.05,
+                                                                                 pytest.approx(0.5))

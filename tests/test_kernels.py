@@ -122,3 +122,12 @@ def test_trailing_stop_only_tightens():
     assert code == K.BRACKET_TRAIL_MOVED and stop == 1002.0
     code, _, stop = K.bracket_step(1.0, 1003.0, 1010.0, stop, 0.2, 0.05, 0.0)
     assert code == K.BRACKET_HOLD and stop == 1002.0
+
+
+def test_bracket_levels_stay_a_tick_away_from_the_fill_when_the_percentages_round_onto_it():
+    assert K.bracket_levels(1.0, 20.0, 0.1, 0.1, 0.05) == (20.05, 19.95)
+    assert K.bracket_levels(-1.0, 20.0, 0.1, 0.1, 0.05) == (19.95, 20.05)
+
+
+def test_bracket_levels_of_a_fill_between_grid_prices_are_a_whole_tick_away_on_the_grid():
+    assert K.bracket_levels(1.0, 20.02, 0.1, 0.1, 0.05) == (20.1, 19.95)

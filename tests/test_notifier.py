@@ -37,9 +37,9 @@ def test_a_few_events_arrive_one_message_each():
 
 def test_a_burst_is_coalesced_into_one_digest():
     n, _, sink = notifier()
-    closed = Event(TRADE_CLOSED, 0, {"pnl": 50.0})
+    closed = Event(TRADE_CLOSED, 0, {"pnl": 52.0, "charges": 2.0, "net_pnl": 50.0})
     n.publish([fill(k) for k in range(20)] + [closed])
-    assert [m.text for m in sink.messages] == ["Burst of 21 events: 20 fill, 1 trade closed; closed P&L ₹50.00"]
+    assert [m.text for m in sink.messages] == ["Burst of 21 events: 20 fill, 1 trade closed; closed P&L ₹50.00 net"]
 
 
 def test_event_types_switched_off_are_not_sent_and_silent_ones_are_quiet():

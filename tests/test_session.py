@@ -4,10 +4,12 @@ import argparse
 import asyncio
 from datetime import date, datetime, time
 
+import orjson
 import pytest
 
 from config import ConfigManager
-from engine.app import Runtime, _session_hooks
+from engine import layout as L
+from engine.app import Runtime, _retime, _session_hooks
 from engine.brokers.paper import PaperBroker
 from engine.calendar import TradingCalendar
 from engine.clock import RehearsalClock
@@ -28,7 +30,7 @@ def make(start: str, fired: list):
     clock = RehearsalClock(at(start))
     hooks = {name: (lambda s, n=name: fired.append((n, datetime.fromtimestamp(clock.now_ns() / 1e9, IST))))
              for name in (PRE_OPEN, OPEN, SQUARE_OFF, CLOSE, REPORT)}
-    return SessionScheduler(TradingCalendar(), clock, hooks, time(15, 15))
+    return SessionScheduler(TradingCalendar(), clock, hooks)
 
 
 async def test_the_session_opens_at_0915_on_the_rehearsal_clock():
@@ -62,7 +64,7 @@ def runtime(tmp_path, start: str):
                     clock.now_ns)
     manager = ConfigManager(tmp_path / "c.json", tmp_path)
     rt = Runtime(argparse.Namespace(), manager, engine, engine.bus, clock, tmp_path, LogBuffer())
-    rt.scheduler = SessionScheduler(TradingCalendar(), clock, {}, time(15, 15))
+    rt.scheduler = SessionScheduler(TradingCalendar(), clock, {})
     rt.scheduler.hooks.update(_session_hooks(rt))
     return rt
 
@@ -153,3 +155,50 @@ async def test_a_live_process_checks_the_broker_token_before_the_open():
     finally:
         scheduler.shutdown()
     assert [n for n, _ in fired] == ["token_check"] and scheduler.next_event().name == PRE_OPEN
+
+
+def wired(tmp_path, start: str):
+    """A runtime whose config manager reaches the engine and the session times as ``otrade run`` wires it."""
+    rt = runtime(tmp_path, start)
+    rt.config.path.write_bytes(orjson.dumps(rt.engine.cfg.model_dump(mode="json")))
+    rt.config.load()
+    rt.config.subscribe(lambda old, new, changes: rt.engine.apply_config(new))
+    rt.config.subscribe(lambda old, new, changes: _retime(rt, rt.scheduler.calendar, new.session))
+    return rt
+
+
+async def test_set_session_square_off_moves_the_scheduled_square_off(tmp_path):
+    rt = wired(tmp_path, "2026-11-23T11:00:58.5+05:30")
+    rt.scheduler.start()
+    try:
+        await asyncio.sleep(0.2)
+        open_position(rt, "10:59:00")
+        rt.config.set("session.square_off", "11:01")
+        assert rt.next_event() == "square_off at Mon 23 Nov 11:01 IST"
+        await asyncio.sleep(1.5)
+        assert [o["purpose"] for o in rt.engine.orders()] == ["exit"]  # sent at 11:01, no tick needed
+    finally:
+        rt.scheduler.shutdown()
+
+
+async def test_a_config_change_keeps_a_special_sessions_window(tmp_path):
+    rt = wired(tmp_path, "2026-11-08T18:10:00+05:30")  # Muhurat trading, 18:00-19:00
+    rt.scheduler.start()
+    try:
+        await asyncio.sleep(0.2)
+        rt.config.set("risk.max_daily_loss", "2000")
+        assert rt.engine.on_tick(0, int(at("2026-11-08T18:20:00+05:30").timestamp()) * 10**9, 100.0) != L.ACT_IGNORED
+        assert rt.next_event() == "square_off at Sun 08 Nov 18:45 IST"
+    finally:
+        rt.scheduler.shutdown()
+
+
+async def test_set_session_square_off_on_a_special_day_keeps_its_margin_to_the_special_close(tmp_path):
+    rt = wired(tmp_path, "2026-11-08T18:10:00+05:30")
+    rt.scheduler.start()
+    try:
+        await asyncio.sleep(0.2)
+        rt.config.set("session.square_off", "15:20")  # ten minutes before the regular close
+        assert rt.next_event() == "square_off at Sun 08 Nov 18:50 IST"
+    finally:
+        rt.scheduler.shutdown()

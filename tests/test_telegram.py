@@ -1,10 +1,13 @@
 """Chat-ops over the real python-telegram-bot, polling a local Bot API server on 127.0.0.1."""
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +26,8 @@ from tests.botapi import FakeBotAPI
 from tests.conftest import DEFAULT, make_ticks, ns, seconds
 
 TOKEN = "123456:TEST-secret-token-abcdef"
-CHAT, ADMIN, OTHER_CHAT, NOT_ADMIN = 1001, 77, 2002, 78
+ADMIN, NOT_ADMIN, OTHER_CHAT = 77, 78, 2002
+CHAT = ADMIN  # the admin's private chat: Telegram gives it the user's id
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -46,11 +50,12 @@ def write_config(path: Path, **bot) -> None:
     path.write_bytes(orjson.dumps(data))
 
 
-@pytest.fixture
-async def chat(tmp_path):
+@contextlib.asynccontextmanager
+async def running_bot(tmp_path: Path, **bot) -> AsyncIterator[SimpleNamespace]:
+    """The engine on paper, its commands on the real PTB polling the local Bot API, and the notifier."""
     api = FakeBotAPI(TOKEN)
     base = await api.start()
-    write_config(tmp_path / "otrade.json")
+    write_config(tmp_path / "otrade.json", **bot)
     manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data")
     cfg = manager.load()
     clock = Clock()
@@ -65,10 +70,18 @@ async def chat(tmp_path):
     notifier = Notifier(bus.subscribe(), lambda: manager.config.bot, [telegram])
     notifier_task = asyncio.create_task(notifier.run())
     engine.start_session()
-    yield SimpleNamespace(api=api, engine=engine, manager=manager, clock=clock, bus=bus, telegram=telegram)
-    notifier_task.cancel()
-    await telegram.stop()
-    await api.stop()
+    try:
+        yield SimpleNamespace(api=api, engine=engine, manager=manager, clock=clock, bus=bus, telegram=telegram)
+    finally:
+        notifier_task.cancel()
+        await telegram.stop()
+        await api.stop()
+
+
+@pytest.fixture
+async def chat(tmp_path):
+    async with running_bot(tmp_path) as running:
+        yield running
 
 
 def feed(engine, clock, rows):
@@ -78,10 +91,14 @@ def feed(engine, clock, rows):
         engine.on_tick(0, int(ticks.ts[k]), float(ticks.price[k]))
 
 
+NOTICE = re.compile(r"\d\d:\d\d:\d\d ([→✓◐✗⚠]|Closed |Engine )|Burst of |\(\d+ info message")  # the notifier's
+
+
 async def ask(api: FakeBotAPI, text: str, chat_id: int = CHAT, user: int = ADMIN) -> dict:
+    """Say ``text`` in the chat; the bot's reply (notifications sent meanwhile are passed over)."""
     before = len(api.to_chat(chat_id))
     api.user_says(chat_id, user, text)
-    return (await api.wait_for(lambda: api.to_chat(chat_id)[before:]))[0]
+    return (await api.wait_for(lambda: [m for m in api.to_chat(chat_id)[before:] if not NOTICE.match(m["text"])]))[0]
 
 
 async def test_status_answers_with_the_live_state(chat):
@@ -100,6 +117,13 @@ async def test_pause_then_status_shows_paused_and_no_entry_happens(chat):
     feed(chat.engine, chat.clock, seconds("10:00:00", [100.0, 99.0, 101.0, 101.5]))
     assert "Engine: PAUSED — lunch" in (await ask(chat.api, "/status"))["text"]
     assert chat.engine.positions() == [] and chat.engine.orders() == []
+
+
+async def test_positions_lists_the_open_position_with_its_levels(chat):
+    feed(chat.engine, chat.clock, seconds("10:00:00", [100.0, 99.0, 101.0, 101.5]))
+    reply = await ask(chat.api, "/positions")
+    assert reply["text"] == ("NSE:INFY +10 @ 101.50 · LTP 101.50 · unrealised ₹0.00 · target 106.60 · "
+                             "stop 96.40")
 
 
 async def test_set_with_a_valid_value_changes_the_running_engine_and_the_file(chat):
@@ -125,26 +149,66 @@ async def test_a_chat_not_allowed_gets_nothing_and_changes_nothing(chat):
     assert chat.api.to_chat(OTHER_CHAT) == [] and chat.engine.state == State.RUNNING
 
 
-async def test_control_commands_need_an_admin_in_a_group(chat):
-    reply = await ask(chat.api, "/pause", user=NOT_ADMIN)
-    assert reply["text"] == "/pause is for admins only." and chat.engine.state == State.RUNNING
-
-
 async def test_unknown_commands_get_a_short_answer(chat):
     assert (await ask(chat.api, "/moon"))["text"] == "Unknown command /moon. Send /help for the list."
+
+
+async def tap_yes(api: FakeBotAPI, reply: dict) -> str:
+    """Tap Yes under a question; the text the question is edited into."""
+    [[yes, _]] = reply["reply_markup"]["inline_keyboard"]
+    before = len(api.sent)
+    api.press(CHAT, ADMIN, yes["callback_data"], reply["message_id"])
+    [done] = await api.wait_for(lambda: [m for m in api.sent[before:] if m["method"] == "editMessageText"])
+    return done["text"]
+
+
+async def confirm(api: FakeBotAPI, text: str) -> str:
+    return await tap_yes(api, await ask(api, text))
 
 
 async def test_flatten_needs_the_button(chat):
     feed(chat.engine, chat.clock, seconds("10:00:00", [100.0, 99.0, 101.0, 101.5]))
     reply = await ask(chat.api, "/flatten")
-    [[yes, _]] = reply["reply_markup"]["inline_keyboard"]
-    assert len(chat.engine.positions()) == 1
-    before = len(chat.api.sent)
-    chat.api.press(CHAT, ADMIN, yes["callback_data"], reply["message_id"])
-    [done] = await chat.api.wait_for(lambda: [m for m in chat.api.sent[before:] if m["method"] == "editMessageText"])
-    assert done["text"] == "Flattening: 1 exit order(s) sent."
+    assert reply["text"].startswith("Flatten every open position at market and pause?")
+    assert len(chat.engine.positions()) == 1 and chat.engine.state == State.RUNNING
+    await tap_yes(chat.api, reply)
     feed(chat.engine, chat.clock, seconds("10:00:05", [101.6]))
     assert chat.engine.positions() == [] and chat.engine.trades()[0]["exit_reason"] == "flatten"
+
+
+async def test_flatten_leaves_the_engine_paused_so_the_next_signal_does_not_enter(chat):
+    feed(chat.engine, chat.clock, seconds("10:00:00", [100.0, 99.0, 101.0, 101.5]))
+    text = await confirm(chat.api, "/flatten")
+    assert text == "Flattening: 1 exit order(s) sent; flat and paused; /resume to trade again."
+    feed(chat.engine, chat.clock, seconds("10:00:05", [101.6, 100.0, 99.0, 101.0, 101.5]))  # another cross up
+    assert chat.engine.state == State.PAUSED and chat.engine.positions() == [] and len(chat.engine.trades()) == 1
+
+
+async def test_flatten_resume_flattens_and_keeps_trading(chat):
+    feed(chat.engine, chat.clock, seconds("10:00:00", [100.0, 99.0, 101.0, 101.5]))
+    text = await confirm(chat.api, "/flatten resume")
+    assert text == "Flattening: 1 exit order(s) sent; still RUNNING: entries on the next signal."
+    feed(chat.engine, chat.clock, seconds("10:00:05", [101.6, 100.0, 99.0, 101.0, 101.5]))  # another cross up
+    assert chat.engine.trades()[0]["exit_reason"] == "flatten" and len(chat.engine.positions()) == 1
+
+
+async def test_flatten_while_an_exit_is_working_says_what_is_working(chat):
+    feed(chat.engine, chat.clock, seconds("10:00:00", [100.0, 99.0, 101.0, 101.5]))
+    chat.engine.flatten()  # its exit fills at the next tick, which has not come
+    text = await confirm(chat.api, "/flatten")
+    assert text.startswith("Exits already working, nothing new sent; flat and paused; /resume to trade again.\n")
+    assert text.splitlines()[1].endswith("SELL 10 NSE:INFY MARKET · OPEN (exit)")
+
+
+async def test_flatten_with_nothing_open_still_pauses(chat):
+    assert await confirm(chat.api, "/flatten") == "Nothing to flatten; flat and paused; /resume to trade again."
+    assert chat.engine.state == State.PAUSED
+
+
+async def test_config_takes_a_path_in_either_spelling_like_set(chat):
+    dotted = await ask(chat.api, "/config instruments.0.quantity")
+    bracketed = await ask(chat.api, "/config instruments[0].quantity")
+    assert dotted["text"] == bracketed["text"] == "10"
 
 
 async def test_the_flatten_button_expires(chat):

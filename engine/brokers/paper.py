@@ -7,7 +7,7 @@ disagree. The synchronous methods are the venue; the async ones are the ``Broker
 """
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from engine.brokers.base import BrokerError, OrderRejected, Position, VenueProtocol
 from engine.live.ledger import FillLedger
@@ -78,6 +78,15 @@ class PaperBroker(VenueProtocol):
             order.request.order_type = order_type
         self._changed(order)
         return order
+
+    def hold(self, symbol: str, qty: int, price: float) -> None:
+        """Hold a position an earlier run of the day left (restored from the journal)."""
+        self._net[symbol] = [qty, price, 0.0]
+
+    def number_after(self, order_ids: Iterable[str]) -> None:
+        """Number new orders after these (an earlier run's of the day): an id never repeats in a journal."""
+        ours = [int(o[1:]) for o in order_ids if o[:1] == "P" and o[1:].isdigit()]
+        self._ids = itertools.count(max(ours, default=0) + 1)
 
     def _working(self, order_id: str) -> Order:
         order = self.order(order_id)

@@ -18,6 +18,7 @@ from engine.brokers.kite.ticker import DEFAULT_URL, KiteTicker
 from engine.journal import Journal
 from engine.layout import IST
 from engine.live.orders import Caps
+from engine.logs import add_secret
 
 log = logging.getLogger(__name__)
 TOKEN_FILE = "kite_access_token"
@@ -53,6 +54,7 @@ def credentials(data_dir: Path, now: datetime | None = None) -> tuple[Credential
         if token and token != saved:
             log.info("using the access token saved by /token today instead of KITE_ACCESS_TOKEN")
         token = saved
+    add_secret(token)  # the saved one is learned here, not from the environment
     missing = [name for name, value in (("KITE_API_KEY", key), ("KITE_API_SECRET", secret),
                                         ("KITE_ACCESS_TOKEN (or a token saved by /token)", token)) if not value]
     return (None, missing) if missing else (Credentials(key, secret, token), [])
@@ -134,12 +136,6 @@ class KiteLive:
             task = asyncio.get_running_loop().create_task(self.ticker.set_tokens(list(self.tokens)))
             self._resubscribing = task  # a reference, so the task is not collected mid-flight
 
-    async def resync(self, reconcile: Callable[[list[dict], list[dict]], list[str]]) -> list[str]:
-        """The order book's news (fills missed while away) first, then positions and orders for the
-        engine's ``reconcile``; returns its notes."""
-        orders = await self.broker.sync()
-        return reconcile((await self.rest.positions())["net"], orders)
-
     def ticker_for(self, on_tick: Callable[[int, int, float, float], None], on_reconnect: Callable[[], None],
                    on_fault: Callable[[Exception], None] = lambda exc: None) -> KiteTicker:
         rows = self.tokens
@@ -162,7 +158,10 @@ class KiteLive:
 
     async def exchange(self, text: str) -> str:
         """Turn the trader's redirect URL (or request token) into today's access token."""
-        session = await self.rest.create_session(request_token_of(text), self.creds.api_secret)
+        request_token = request_token_of(text)
+        add_secret(request_token)
+        session = await self.rest.create_session(request_token, self.creds.api_secret)
+        add_secret(self.rest.access_token)
         save_token(self.data_dir, self.rest.access_token)
         self.renewed.set()
         return session.get("user_id", "")

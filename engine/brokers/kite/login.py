@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from engine.logs import add_secret
+
 NONCE_PARAM = "otrade"  # our key in redirect_params; Kite's own are request_token, action, type, status
 NONCE_TTL_S = 600.0
 
@@ -86,6 +88,7 @@ class LoginCallback:
 
     async def answer(self, query: Mapping[str, str]) -> tuple[int, str]:
         """HTTP status and the sentence for the browser."""
+        add_secret(query.get("request_token", ""))
         try:
             request_token = self.links.redeem(query)
         except Refused as exc:
