@@ -57,7 +57,6 @@ class Journal:
     def flush(self) -> None:
         if not self._buffer:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
         buffer, dates = self._buffer, self._dates
         self._buffer, self._dates = [], []
         start = 0
@@ -74,6 +73,7 @@ class Journal:
     def _file(self, date: str):
         if self._date != date:
             self.close()
+            self.dir.mkdir(parents=True, exist_ok=True)
             # held open across flushes (closed by close()): reopening per flush costs the order path
             self._fh, self._date = open(self.path(date), "a+b"), date  # noqa: SIM115
             if self._fh.tell():

@@ -50,6 +50,7 @@ class Bracket:
     rearm_ns: int = 0  # after a refusal, a missing stop or target is not sent again before this
     exit_retry_ns: int = 0  # after a refused exit, the square-off's (or loss limit's) next try
     unprotected_ns: int = 0  # when the position was last alerted as without a stop
+    exit_again: int = 0  # the reason of an exit that never reached Kite: sent again after exit_retry_ns
     unrepaired: int = 0  # signed quantity a repair still has to trade (one ended short of it)
     repair_ns: int = 0  # when that repair is sent again
     uncovered_ns: int = 0  # since when the position has lacked a stop Kite confirmed for all of it
@@ -112,9 +113,11 @@ class BracketKeeper:
         left = order.request.quantity - order.filled_quantity
         if order.working or left <= 0:
             return
-        br = self.brackets[j]
+        br, now = self.brackets[j], self.now_ns()
         br.unrepaired += left if order.request.side == Side.BUY else -left
-        br.repair_ns = self.now_ns() + br.backoff() * NS
+        lost = isinstance(order, LiveOrder) and bool(order.lost_mono)  # never reached Kite: not a refusal
+        if not lost and br.repair_ns <= now:  # repairs ending together are one failure, not several
+            br.repair_ns = now + br.backoff() * NS
         self._publish(ALERT, critical=True, level="critical",
                       text=f"{order.request.symbol}: the repair order ended {str(order.status).lower()} with {left} "
                            f"not traded ({order.status_message}); Kite holds {left} more than OTrade, with no "
@@ -135,7 +138,8 @@ class BracketKeeper:
                 self._apply(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
                 return
         signed = float(qty if order.request.side == Side.BUY else -qty)
-        self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, j, self.now_ns(), signed, price, done))
+        self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, a.x, a.xs, a.fns, j, self.now_ns(), signed, price,
+                                        done))
 
     def _exit_update(self, j: int, order: Order, qty: int, price: float) -> None:
         """Exit fills shrink the position; the last one closes the trade and cancels the rest. A
@@ -150,7 +154,8 @@ class BracketKeeper:
             if closing:
                 reason = {Purpose.TARGET: L.REASON_TARGET, Purpose.STOP: L.REASON_STOP}.get(
                     order.purpose, int(a.st[j, L.S_PEND_REASON]))
-                act = apply_exit_fill(a.st, a.pr, a.acct, a.clk, j, self.now_ns(), float(closing), price, reason)
+                act = apply_exit_fill(a.st, a.pr, a.acct, a.clk, a.x, a.xs, a.fns, j, self.now_ns(), float(closing),
+                                      price, reason)
                 if act & L.ACT_EXIT_FILL:
                     self._cancel_bracket(br, keep=oid)
                 self._apply(j, act)
@@ -173,12 +178,16 @@ class BracketKeeper:
         why = f": {order.status_message}" if order.status_message else ""
         wait = br.backoff() if order.filled_quantity == 0 else 0
         if order.order_id == br.exit:
-            br.exit, br.exit_refused = None, True
+            lost = isinstance(order, LiveOrder) and bool(order.lost_mono)  # never reached Kite: no refusal
+            reason = int(st[L.S_PEND_REASON])
+            br.exit, br.exit_refused = None, not lost
+            br.exit_again = reason if lost else 0
             st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0
             br.exit_retry_ns = now + max(1, wait) * NS
             self._protect(j, br)  # the bracket it replaced comes back at once
             text = (f"{what}{why}; position {int(st[L.S_POS]):+d} still open, stop and target kept. "
-                    f"Strategy exits wait: /flatten to try again (a square-off waits {max(1, wait)} s)")
+                    + (f"Sending the exit again in {max(1, wait)} s" if lost else
+                       f"Strategy exits wait: /flatten to try again (a square-off waits {max(1, wait)} s)"))
         else:
             if order.order_id == br.target:
                 br.target = None
@@ -410,6 +419,8 @@ class BracketKeeper:
             request = OrderRequest(self.arrays.symbols[j], exit_side, pos, OrderType.SL_M,
                                    trigger_price=float(st[L.S_STOP]))
             problem = rules.trigger_problem(request, float(st[L.S_LTP])) if self.live else ""
+            if problem and br.exit_refused and self.now_ns() < br.exit_retry_ns:
+                return  # the market exit that replaces it was refused: tried again after its backoff
             if problem:
                 self._publish(ALERT, critical=True, level="critical",
                               text=f"{request.symbol}: {problem}, so Kite would refuse the stop: exiting "
@@ -461,6 +472,10 @@ class BracketKeeper:
                 side, qty = (Side.BUY if br.unrepaired > 0 else Side.SELL), abs(br.unrepaired)
                 br.unrepaired = 0
                 self._send_repair(self.arrays.symbols[j], side, qty)
+            if br.exit_again and now >= br.exit_retry_ns and br.exit is None:
+                reason, br.exit_again = br.exit_again, 0
+                if self.arrays.st[j, L.S_POS]:
+                    self._apply(j, flatten(self.arrays.st, self.arrays.acct, j, reason))
         held, working = self._book_view()  # each symbol below changes only its own orders
         for j, br in enumerate(self.brackets):
             symbol = self.arrays.symbols[j]

@@ -11,7 +11,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from engine.brokers.base import Position, SessionExpired
-from engine.brokers.kite.rest import KiteREST
+from engine.brokers.kite.rest import KiteError, KiteREST
 from engine.journal import Journal
 from engine.live.orders import Caps, LiveOrder, LiveOrders, OrderState, Report
 from engine.orders import Fill, OrderRequest, OrderType, Purpose, Side, Status
@@ -45,6 +45,10 @@ def state_of(status: str, order_type: str, filled: int) -> OrderState | None:
         # an SL or SL-M order is OPEN once its trigger was reached
         return OrderState.TRIGGERED if order_type in ("SL", "SL-M") else OrderState.ACCEPTED
     return _STATES.get(status)
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, KiteError) and not isinstance(exc, SessionExpired)
 
 
 def _price(value: Any) -> float | None:
@@ -112,7 +116,8 @@ class KiteBroker(LiveOrders):
             if state.attempt_number == 1:
                 self.on_error(f"Could not reconcile with Kite after {why} ({exc}); trying again until it answers")
 
-        async for attempt in AsyncRetrying(retry=retry_if_exception(lambda e: not isinstance(e, SessionExpired)),
+        # Kite's errors only: tenacity would otherwise take a cancel (the process stopping) for a failure
+        async for attempt in AsyncRetrying(retry=retry_if_exception(_worth_retrying),
                                            wait=wait_exponential(multiplier=0.25, max=RESYNC_MAX_WAIT_S),
                                            before_sleep=failed, reraise=True):
             with attempt:
