@@ -75,7 +75,7 @@ class BracketKeeper:
     cfg: Config
     foreign: list[str]
     _repriced: dict[str, tuple[int, int]]
-    _intents: dict[str, tuple[str, OrderRequest, Purpose | None]] | None
+    _intents: dict[str, tuple[str, OrderRequest, Purpose | None, float]] | None
 
     def _cancel_bracket(self, br: Bracket, keep: str | None = None) -> None:
         """One-cancels-other: cancel the resting target and stop, and what is left of a partly
@@ -138,8 +138,7 @@ class BracketKeeper:
                 self._apply(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
                 return
         signed = float(qty if order.request.side == Side.BUY else -qty)
-        self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, a.x, a.xs, a.fns, j, self.now_ns(), signed, price,
-                                        done))
+        self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, j, self.now_ns(), signed, price, done))
 
     def _exit_update(self, j: int, order: Order, qty: int, price: float) -> None:
         """Exit fills shrink the position; the last one closes the trade and cancels the rest. A
@@ -154,8 +153,7 @@ class BracketKeeper:
             if closing:
                 reason = {Purpose.TARGET: L.REASON_TARGET, Purpose.STOP: L.REASON_STOP}.get(
                     order.purpose, int(a.st[j, L.S_PEND_REASON]))
-                act = apply_exit_fill(a.st, a.pr, a.acct, a.clk, a.x, a.xs, a.fns, j, self.now_ns(), float(closing),
-                                      price, reason)
+                act = apply_exit_fill(a.st, a.pr, a.acct, a.clk, j, self.now_ns(), float(closing), price, reason)
                 if act & L.ACT_EXIT_FILL:
                     self._cancel_bracket(br, keep=oid)
                 self._apply(j, act)
@@ -226,8 +224,11 @@ class BracketKeeper:
         fresh: list[LiveOrder] = []  # an earlier run's orders: their fills join the ledger, roles below
         if self._intents is None:  # the first look at Kite in this process
             self._intents = self._intents_today()
+            now_s = self.now_ns() / NS
+            for _, request, _, sent_s in sorted(self._intents.values(), key=lambda i: i[3]):
+                broker.sent_before(request.symbol, max(0.0, now_s - sent_s))  # a restart keeps the caps' count
             shown = {row.get("tag") for row in orders}
-            for tag, request, purpose in self._intents.values():
+            for tag, request, purpose, _ in self._intents.values():
                 if tag not in known and tag not in shown and request.symbol in self.index:
                     fresh.append(broker.expect(request, purpose))  # sent, yet not in the book (it lags)
         for row in sorted(orders, key=lambda r: str(r.get("order_timestamp") or "")):
@@ -319,7 +320,7 @@ class BracketKeeper:
         return (f"adopted position {qty:+d} @ {price:.2f}" if qty
                 else f"OTrade's orders leave no position (OTrade showed {pos:+d}); flat now")
 
-    def _intents_today(self) -> dict[str, tuple[str, OrderRequest, Purpose | None]]:
+    def _intents_today(self) -> dict[str, tuple[str, OrderRequest, Purpose | None, float]]:
         """Every order OTrade sent today and what for, from the journal's intents (each is written
         before its order leaves): an earlier run's repair stays a repair, its stop a stop, and one
         that Kite's book does not show yet is looked for."""
@@ -341,7 +342,9 @@ class BracketKeeper:
                 log.warning("journal intent %s not understood (%s): skipped", r.get("tag"), exc)
                 continue
             purpose = r.get("purpose")
-            intents[r["tag"]] = (r["tag"], request, Purpose(purpose) if purpose in Purpose._value2member_map_ else None)
+            sent_s = datetime.fromisoformat(r["ts"]).timestamp() if r.get("ts") else 0.0
+            intents[r["tag"]] = (r["tag"], request, Purpose(purpose) if purpose in Purpose._value2member_map_ else None,
+                                 sent_s)
         return intents
 
     def _entry_average(self, symbol: str, position: int) -> float:

@@ -122,6 +122,13 @@ class Caps:
         self._by_symbol: dict[str, deque[float]] = {}
         self.today = 0
 
+    def sent_before(self, symbol: str, at: float) -> None:
+        """An order an earlier run sent today at ``at`` (this clock): the caps count it, so a restart
+        does not start them afresh."""
+        self.today += 1
+        self._minute.append(at)
+        self._by_symbol.setdefault(symbol, deque()).append(at)
+
     def refusal(self, symbol: str, now: float) -> str:
         """Why one more order for ``symbol`` may not be placed now ('' when it may); counts it if so."""
         if symbol not in self._by_symbol:
@@ -205,6 +212,10 @@ class LiveOrders(VenueProtocol):
                           state=OrderState.SUBMITTED, lost_mono=mono, word_mono=mono - SETTLE_S)
         self._orders[request.tag] = order
         return order
+
+    def sent_before(self, symbol: str, ago_s: float) -> None:
+        """An earlier run sent an order for ``symbol`` ``ago_s`` seconds ago: the caps count it."""
+        self.caps.sent_before(symbol, self._mono() - ago_s)
 
     def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
                quantity: int | None = None, order_type: OrderType | None = None) -> LiveOrder:
