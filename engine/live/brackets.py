@@ -455,7 +455,7 @@ class BracketKeeper:
         side = Side.BUY if order.request.side == Side.SELL else Side.SELL
         self._send_repair(order.request.symbol, side, qty)
         self._publish(ALERT, critical=True, level="critical",
-                      text=f"{order.request.symbol}: {order.purpose} order {why}; sent {side} {qty} "
+                      text=f"{order.request.symbol}: {order.purpose or 'stray'} order {why}; sent {side} {qty} "
                            f"at market to undo the excess (until it fills, Kite holds {qty} more than OTrade, "
                            "with no working stop for them)")
 

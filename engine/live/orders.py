@@ -559,9 +559,9 @@ class LiveOrders(VenueProtocol):
                     and now >= order.retry_mono and not self._lanes_waiting.get(order.order_id)):
                 self._lane(order, self._sync)
 
-    def sync_rows(self, rows: list[dict]) -> None:
+    def sync_rows(self, rows: list[dict], unknown_too: bool = True) -> None:
         """Apply the order book's rows to the orders they are about; rows of OTrade's orders that this
-        process does not know go to ``on_unknown``."""
+        process does not know go to ``on_unknown`` (unless the caller reconciles them itself)."""
         unknown = []
         for row in rows:
             report = self.report(row)
@@ -571,5 +571,5 @@ class LiveOrders(VenueProtocol):
                 self.update(row)
             elif TagMaker.made_by_otrade(report.tag):
                 unknown.append(row)
-        if unknown:  # in one batch: the engine gives an earlier run's orders their roles together
+        if unknown and unknown_too:  # in one batch: the engine gives an earlier run's orders their roles together
             self.on_unknown(unknown)

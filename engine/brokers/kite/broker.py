@@ -121,8 +121,9 @@ class KiteBroker(LiveOrders):
                                            wait=wait_exponential(multiplier=0.25, max=RESYNC_MAX_WAIT_S),
                                            before_sleep=failed, reraise=True):
             with attempt:
-                rows = await self.sync()
+                rows = await self.rest.orders()
                 positions = (await self.rest.positions())["net"]
+        self.sync_rows(rows, unknown_too=False)  # an earlier run's orders: reconcile adopts them, with its notes
         return reconcile(positions, rows)
 
     def adopt(self, row: dict, purpose: Purpose | None) -> LiveOrder:
