@@ -85,6 +85,15 @@ def _version() -> str:
         return "unknown"
 
 
+
+def _warming(strategy: dict) -> str:
+    """`` · ema_cross (5 min) warming up: 12 bars to go`` until the strategy trades; then ""."""
+    if not strategy["bars_needed"]:
+        return ""
+    ticks, n = strategy["timeframe"] == "tick", strategy["bars_needed"]
+    frame, unit = ("ticks", "tick") if ticks else (f"{strategy['timeframe']} min", "bar")
+    return f" · {strategy['kind']} ({frame}) warming up: {n} {unit}{'' if n == 1 else 's'} to go"
+
 class Commands:
     def __init__(self, services: Services) -> None:
         self.s = services
@@ -206,7 +215,7 @@ class Commands:
         for ins in st["instruments"]:
             ltp = "no tick yet" if ins["ltp"] is None else f"{ins['ltp']:.2f} ({ins['ltp_age_s']:.0f}s ago)"
             lines.append(f"{ins['symbol']}: {ltp} · pos {ins['position']} · orders {ins['open_orders']} · "
-                         f"P&L {_money(ins['day_net'])} net")
+                         f"P&L {_money(ins['day_net'])} net" + _warming(ins["strategy"]))
         if st["foreign"]:
             lines.append("Not OTrade's (left alone): " + "; ".join(st["foreign"]))
         health = self.s.health()

@@ -7,19 +7,16 @@ from config.models import (
     Config,
     ConfigError,
     Costs,
-    EmaCross,
     Instrument,
     Notify,
-    Orb,
     Paper,
     Risk,
     Server,
     Session,
-    VwapReversion,
+    StrategyCatalog,
     parse,
     validate,
 )
 
-__all__ = ["Bot", "Bracket", "Change", "Config", "ConfigError", "ConfigManager", "Costs", "EmaCross", "Instrument",
-           "Notify", "Orb", "Paper", "Risk", "Server", "Session", "VwapReversion", "check_file", "diff", "parse",
-           "validate"]
+__all__ = ["Bot", "Bracket", "Change", "Config", "ConfigError", "ConfigManager", "Costs", "Instrument", "Notify",
+           "Paper", "Risk", "Server", "Session", "StrategyCatalog", "check_file", "diff", "parse", "validate"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from config.models import Config, ConfigError, parse, validate
+from config.models import Config, ConfigError, StrategyCatalog, parse, validate
 
 SHIPPED_DEFAULT = Path(__file__).resolve().parent / "default.json"
 KEEP_BACKUPS = 20
@@ -55,10 +55,10 @@ def diff(old: Config, new: Config) -> list[Change]:
     return [Change(p, a.get(p), b.get(p)) for p in paths if a.get(p) != b.get(p)]
 
 
-def check_file(path: Path | str) -> list[str]:
+def check_file(path: Path | str, strategies: StrategyCatalog | None = None) -> list[str]:
     """Every problem with the config file at ``path``; empty when it is valid."""
     try:
-        parse(Path(path).read_bytes())
+        parse(Path(path).read_bytes(), strategies)
     except OSError as exc:
         return [f"{path}: {exc.strerror or exc}"]
     except ConfigError as exc:
@@ -111,8 +111,9 @@ def _discard(tmp: Path, backup: Path | None) -> None:
 class ConfigManager:
     """The config file and the live Config made from it; every change is validated whole before it is saved."""
 
-    def __init__(self, path: Path | str, data_dir: Path | str) -> None:
+    def __init__(self, path: Path | str, data_dir: Path | str, strategies: StrategyCatalog | None = None) -> None:
         self.path = Path(path)
+        self.strategies = strategies  # where the strategies its kinds name are found
         self.backups = Path(data_dir) / "config-backups"
         self._config: Config | None = None
         self._listeners: list[Listener] = []
@@ -130,7 +131,7 @@ class ConfigManager:
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._save(SHIPPED_DEFAULT.read_bytes(), keep_backup=False)
-        self._config = parse(self.path.read_bytes())
+        self._config = parse(self.path.read_bytes(), self.strategies)
         return self._config
 
     def subscribe(self, listener: Listener) -> None:
@@ -163,7 +164,7 @@ class ConfigManager:
         node, key = self._locate(data, dotted_path)
         old = node[key]
         node[key] = _parse_value(raw_value)
-        candidate = validate(data)
+        candidate = validate(data, self.strategies)
         new = self._locate(candidate.model_dump(mode="json"), dotted_path)
         return candidate, Change(dotted_path, old, new[0][new[1]])
 
@@ -197,13 +198,13 @@ class ConfigManager:
             raise ConfigError(["undo: there is no previous version to restore"])
         raw = backups[-1].read_bytes()
         try:
-            return backups[-1], raw, parse(raw)
+            return backups[-1], raw, parse(raw, self.strategies)
         except ConfigError as exc:
             raise ConfigError([f"undo: {backups[-1].name} is not valid", *exc.errors]) from None
 
     def reload(self) -> list[Change]:
         """Take up edits made to the file by hand; an invalid file changes nothing."""
-        new_config = parse(self.path.read_bytes())
+        new_config = parse(self.path.read_bytes(), self.strategies)
         for check in self._checks:
             check(new_config)
         return self._announce(new_config)

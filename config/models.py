@@ -1,7 +1,7 @@
 """Typed configuration with validation errors that name the field, the value and the rule."""
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -34,38 +34,29 @@ def _broken(rules: list[tuple[str, str]], absolute: bool = False) -> None:
             "message": "; ".join(m for _, m in rules), "rules": rules, "absolute": absolute})
 
 
+def rule_errors(rules: list[tuple[str, str]]) -> None:
+    """Fail every broken ``(field, message)`` rule at once, as the config's own rules do: for
+    validators outside this module (a strategy's rules over its parameters)."""
+    _broken(rules)
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EmaCross(Model):
-    kind: Literal["ema_cross"]
-    fast: int = Field(9, ge=1)
-    slow: int = Field(21, ge=2)
-    allow_short: bool = False
+class StrategyCatalog(Protocol):
+    """Where strategies are found by name (engine.strategies: the built-ins, a folder, packages)."""
 
-    @model_validator(mode="after")
-    def _fast_below_slow(self) -> "EmaCross":
-        if self.fast >= self.slow:
-            _broken([("fast", f"{self.fast} must be smaller than slow ({self.slow})")])
-        return self
+    def model(self, kind: str) -> type[BaseModel]:
+        """The parameters model of strategy ``kind``; ValueError saying why there is none."""
+        ...
 
 
-class Orb(Model):
-    kind: Literal["orb"]
-    minutes: int = Field(15, ge=1, le=360)
-    allow_short: bool = False
+def _default_catalog() -> StrategyCatalog:
+    # Strategies are engine code: imported on first use, so the config stays importable on its own.
+    from engine.strategies import default_catalog
 
-
-class VwapReversion(Model):
-    kind: Literal["vwap_reversion"]
-    window: int = Field(100, ge=2, le=4096)
-    k: float = Field(2.0, gt=0)
-    allow_short: bool = False
-
-
-Strategy = Annotated[EmaCross | Orb | VwapReversion, Field(discriminator="kind")]
-STRATEGY_KINDS = frozenset(m.model_fields["kind"].annotation.__args__[0] for m in (EmaCross, Orb, VwapReversion))
+    return default_catalog()
 
 
 class Bracket(Model):
@@ -82,8 +73,28 @@ class Instrument(Model):
     symbol: str
     tick_size: float = Field(gt=0)
     quantity: int = Field(gt=0)
-    strategy: Strategy
+    strategy: Any  # the parameters model of the strategy its kind names (see _strategy)
     bracket: Bracket = Bracket()
+
+    @field_validator("strategy", mode="plain")
+    @classmethod
+    def _strategy(cls, v: Any, info: ValidationInfo) -> BaseModel:
+        """Validated by the model its strategy declares, its errors placed under this field."""
+        if isinstance(v, BaseModel):
+            return v
+        if not isinstance(v, dict):
+            _broken([("", f"{_show(v)} must be an object naming its kind, e.g. {{\"kind\": \"ema_cross\"}}")])
+        if "kind" not in v:
+            _broken([("kind", "is required")])
+        catalog = (info.context or {}).get("strategies") or _default_catalog()
+        try:
+            model = catalog.model(v["kind"])
+        except ValueError as exc:
+            _broken([("kind", str(exc))])
+        try:
+            return model.model_validate(v)
+        except ValidationError as exc:
+            _broken([pair for e in exc.errors(include_url=False) for pair in _pairs(e)])
 
     @field_validator("symbol")
     @classmethod
@@ -251,11 +262,9 @@ class Config(Model):
 
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
-    for k, item in enumerate(loc):
+    for item in loc:
         if isinstance(item, int):
             out += f"[{item}]"
-        elif item in STRATEGY_KINDS and k and loc[k - 1] == "strategy":
-            continue  # the union's tag, not a field
         else:
             out += f".{item}" if out else str(item)
     return out
@@ -276,34 +285,38 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 or isinstance(value, str) else type(value).__name__
 
 
-def _messages(err: Any) -> list[str]:
-    path = _path(err["loc"]) or "config"
+def _pairs(err: Any) -> list[tuple[str, str]]:
+    """One validation error as (path, what is wrong with it) pairs."""
+    path = _path(err["loc"])
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "rules":
-        base = "" if ctx["absolute"] else _path(err["loc"])
-        return [f"{_join(base, rel)}: {msg}" for rel, msg in ctx["rules"]]
+        base = "" if ctx["absolute"] else path
+        return [(_join(base, rel), msg) for rel, msg in ctx["rules"]]
     if kind == "extra_forbidden":
-        return [f"{path}: unknown field"]
-    if kind in ("missing", "union_tag_not_found"):
-        return [f"{_join(path, ctx.get('discriminator', '').strip(chr(39)))}: is required"]
-    if kind == "union_tag_invalid":
-        return [f"{path}.kind: {ctx['tag']!r} must be one of {ctx['expected_tags']}"]
+        return [(path, "unknown field")]
+    if kind == "missing":
+        return [(path, "is required")]
     msg = PYDANTIC_SHOULD.sub("must", err["msg"], count=1).replace(" after validation", "")
-    return [f"{path}: {_show(err.get('input'))} {msg}"]
+    return [(path, f"{_show(err.get('input'))} {msg}")]
 
 
-def validate(data: Any) -> Config:
-    """A Config from parsed JSON, or ConfigError listing every problem."""
+def _messages(err: Any) -> list[str]:
+    return [f"{path or 'config'}: {msg}" for path, msg in _pairs(err)]
+
+
+def validate(data: Any, strategies: StrategyCatalog | None = None) -> Config:
+    """A Config from parsed JSON, or ConfigError listing every problem. Strategy kinds are looked up
+    in ``strategies`` (default: engine.strategies.default_catalog())."""
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"strategies": strategies})
     except ValidationError as exc:
         raise ConfigError([m for e in exc.errors(include_url=False) for m in _messages(e)]) from None
 
 
-def parse(raw: bytes) -> Config:
+def parse(raw: bytes, strategies: StrategyCatalog | None = None) -> Config:
     """A Config from the bytes of a JSON file, or ConfigError (bad JSON: with its line and column)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ConfigError([f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
-    return validate(data)
+    return validate(data, strategies)

@@ -7,8 +7,8 @@ from pathlib import Path
 # Numba checks only a cached function's own file for changes, so a jitted loop would keep a stale
 # copy of kernels it inlined from another module. Key the cache on the source of every module that
 # holds kernels, before numba is first imported.
-_KERNEL_MODULES = ("layout.py", "kernels.py", "strategies.py", "step.py", "backtest.py")
-_KERNEL_PACKAGES = ("core",)
+_KERNEL_MODULES = ("layout.py", "kernels.py", "step.py", "backtest.py")
+_KERNEL_PACKAGES = ("core", "strategies")
 if "NUMBA_CACHE_DIR" not in os.environ:
     _here = Path(__file__).resolve().parent
     _sources = [_here / m for m in _KERNEL_MODULES]

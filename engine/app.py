@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import time as dt_time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -32,13 +32,16 @@ from engine.brokers.kite.rest import KiteError, TokenException
 from engine.brokers.paper import PaperBroker
 from engine.calendar import SHIPPED_OVERRIDES, Session, TradingCalendar
 from engine.clock import Clock, RehearsalClock, SystemClock
+from engine.data.recorder import Recorder
 from engine.engine import STALE, STOPPING, TOKEN_PAUSE, Engine, State
 from engine.events import REPORT, SESSION, Event, EventBus, log_events
 from engine.feeds import ReplayFeed, SyntheticFeed
 from engine.journal import Journal
+from engine.layout import IST
 from engine.live.orders import Caps
 from engine.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, TOKEN_CHECK, SessionScheduler
 from engine.session import REPORT as REPORT_JOB
+from engine.strategies import StrategyError, catalog_for
 from engine.ticks import TickFileError, Ticks, load
 from engine.web import make_app, serve
 
@@ -62,6 +65,7 @@ class Runtime:
     last_tick_ns: int = 0
     health: dict[str, Callable[[], str]] = field(default_factory=dict)
     login: Callable[[], str] | None = None  # the broker's login URL (live only)
+    recorder: Recorder | None = None  # every tick to the day's Parquet file (not a replay's: it has a file)
     login_tap: bool = False  # Kite's login redirect lands on our own server: no /token step
     token: Callable[[str], Awaitable[Renewal]] | None = None  # renew with a request token, alerting (live only)
     tasks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
@@ -94,9 +98,13 @@ def _feed(cfg, clock, replayed: Ticks | None):
 
 async def _pump(rt: Runtime, feed, replay: bool) -> None:
     on_tick = rt.engine.on_tick
-    async for instr, ts, price, volume in feed:
+    record = rt.recorder.add if rt.recorder else None
+    async for tick in feed:
+        instr, ts, price, volume = tick
         rt.last_tick_ns = ts
         on_tick(instr, ts, price, volume)
+        if record is not None:
+            record(tick)
     if replay:
         rt.engine.end_session()
         log.info("replay finished: %d trades, day P&L %.2f net", len(rt.engine.trades()), rt.engine.pnl()["net"])
@@ -162,6 +170,8 @@ def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
 
     def close(session: Session) -> None:
         engine.end_session()
+        if rt.recorder:
+            rt.recorder.end_day()
 
     def report(session: Session) -> None:
         pnl, trades = engine.pnl(), engine.trades()
@@ -206,7 +216,7 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
         resyncs.add(task)  # a reference, so the task is not collected mid-flight
         task.add_done_callback(resyncs.discard)
 
-    ticker = live.ticker_for(lambda i, ts, price, volume: _live_tick(rt, i, ts, price, volume), on_reconnect,
+    ticker = live.ticker_for(lambda *tick: _live_tick(rt, tick), on_reconnect,
                              lambda exc: engine.fault(None, exc, "ticker"))
 
     async def feed() -> None:
@@ -291,9 +301,12 @@ async def _check_token(rt: Runtime, live: KiteLive) -> None:
         rt.engine.token_renewed()
 
 
-def _live_tick(rt: Runtime, i: int, ts: int, price: float, volume: float) -> None:
+def _live_tick(rt: Runtime, tick: tuple[int, int, float, float, int, float, float]) -> None:
+    """(row, ts, price, volume, last_qty, bid, ask): the tuple is recorded as it is."""
+    i, ts, price, volume, _, _, _ = tick
     rt.last_tick_ns = ts
     rt.engine.on_tick(i, ts, price, volume)
+    rt.recorder.add(tick)
 
 
 async def _supervise(rt: Runtime, name: str, factory: Callable[[], Awaitable[None]]) -> None:
@@ -310,6 +323,22 @@ async def _supervise(rt: Runtime, name: str, factory: Callable[[], Awaitable[Non
             await factory()
 
 
+WARM_DAYS = 7  # calendar days of recorded ticks fed to the strategies before the first tick
+
+
+def _warm_strategies(engine: Engine, data_dir: Path, now_ns: int) -> None:
+    """The market ticks recorded on the days before today into the strategies' bars and indicators,
+    when there are any: candle strategies then trade from the open as the backtest over those days would."""
+    from engine.data.store import StoreError, load_days
+
+    today = datetime.fromtimestamp(now_ns / 1e9, IST).date()
+    try:
+        ticks = load_days(data_dir, today - timedelta(days=WARM_DAYS), today - timedelta(days=1), engine.arrays.symbols)
+    except (StoreError, OSError):
+        return
+    log.info("strategies warmed on %d bars of the ticks recorded before today", engine.warm_strategies(ticks))
+
+
 def data_dir_from_env() -> Path:
     """Where everything the process writes lives (the contract's one data directory)."""
     return Path(os.environ.get("OTRADE_DATA_DIR", "data"))
@@ -318,7 +347,7 @@ def data_dir_from_env() -> Path:
 async def run(args: argparse.Namespace) -> int:
     buffer = logs.setup(file=Path(os.environ["OTRADE_LOG_FILE"]) if os.environ.get("OTRADE_LOG_FILE") else None)
     data_dir = data_dir_from_env()
-    manager = ConfigManager(Path(args.config), data_dir)
+    manager = ConfigManager(Path(args.config), data_dir, catalog_for(args.config))
     try:
         cfg = manager.load()
     except ConfigError as exc:
@@ -351,7 +380,12 @@ async def run(args: argparse.Namespace) -> int:
         if live is None:
             return 1
     broker = live.broker if live else PaperBroker(tick_sizes, clock.now_ns)
-    engine = Engine(cfg, broker, bus, journal, clock.now_ns)
+    try:
+        engine = Engine(cfg, broker, bus, journal, clock.now_ns)  # compiles the strategies: before any tick
+    except StrategyError as exc:
+        log.error("%s", exc)
+        return 1
+    _warm_strategies(engine, data_dir, clock.now_ns())
     if live:
         engine.set_tick_sizes(live.tick_sizes)
     manager.add_check(engine.check_config)
@@ -375,6 +409,13 @@ async def run(args: argparse.Namespace) -> int:
             rt.scheduler.token_check = _hhmm(cfg.session.token_check)
             rt.scheduler.hooks[TOKEN_CHECK] = lambda session: _check_token(rt, live)
         manager.subscribe(lambda old, new, changes: _retime(rt, calendar, new.session))
+    if not replay:
+        rt.recorder = Recorder(data_dir, [i.symbol for i in cfg.instruments], synthetic=not live, quotes=bool(live),
+                               now_ns=clock.now_ns)
+        rt.tasks["recorder"] = rt.recorder.run
+        rt.health["recording"] = rt.recorder.health
+        if live:  # the ticker's rows follow the config's instruments; the paper feed's stay its own
+            manager.subscribe(lambda old, new, changes: rt.recorder.use_symbols([i.symbol for i in new.instruments]))
     rt.tasks["journal"] = journal.run
     rt.tasks["event-log"] = lambda: log_events(event_log, logging.getLogger("otrade.events"))
     rt.tasks["heartbeat"] = lambda: _heartbeat(rt)
@@ -460,6 +501,8 @@ async def _shutdown(rt: Runtime, tasks: list[asyncio.Task], web_runner, on_shutd
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if rt.recorder:  # after the feed's last tick
+        await rt.recorder.close(max(0.5, SHUTDOWN_BUDGET_S - 1 - (time.monotonic() - started)))
     if web_runner is not None:
         await web_runner.cleanup()
     engine.journal.flush()

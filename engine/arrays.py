@@ -1,13 +1,15 @@
 """Build the kernels' numpy state from a validated configuration."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from config import Config
 from engine import layout as L
 from engine.costs import N_RATES, rates
-from engine.strategies import REGISTRY
+from engine.kernels import decision_address
+from engine.strategies import Strategy
 
 
 @dataclass
@@ -17,16 +19,35 @@ class Arrays:
     symbols: tuple[str, ...]
     pr: np.ndarray
     st: np.ndarray
-    ring: np.ndarray
     clk: np.ndarray
     acct: np.ndarray
+    x: np.ndarray  # the strategy rows (engine.strategies.api), as wide as the widest
+    x0: np.ndarray  # each row fresh: a new session of a strategy that starts again each session
+    xs: np.ndarray  # live: each row before its last decision
+    io: np.ndarray  # where each row's indicators sit in it (the first P_N_IND)
+    fns: np.ndarray  # the addresses of each strategy's compiled decision (kernels.decision; P_KIND's row)
+    strategies: list[Strategy]  # each row's (holding its compiled decision: the addresses stay valid)
+
+    def kernel(self) -> tuple:
+        """The arrays ``step.on_tick`` takes, in its order."""
+        return self.st, self.pr, self.acct, self.clk, self.x, self.x0, self.xs, self.io, self.fns
+
+
+def strategy_of(ins: Any) -> Strategy:
+    return type(ins.strategy).__strategy__
+
+
+def in_use(cfg: Config) -> list[Strategy]:
+    """The strategies the config names, each once, in the order first named."""
+    return list(dict.fromkeys(strategy_of(i) for i in cfg.instruments))
 
 
 def params(cfg: Config) -> np.ndarray:
     pr = np.zeros((len(cfg.instruments), L.N_PARAMS))
     session = cfg.session
+    kinds = {s: k for k, s in enumerate(in_use(cfg))}
     for row, ins in zip(pr, cfg.instruments, strict=True):
-        strategy = REGISTRY[ins.strategy.kind]
+        strategy, p = strategy_of(ins), ins.strategy
         row[L.P_TICK] = ins.tick_size
         row[L.P_QTY] = ins.quantity
         row[L.P_SLIP] = cfg.paper.slippage_ticks * ins.tick_size
@@ -35,14 +56,27 @@ def params(cfg: Config) -> np.ndarray:
         row[L.P_TRAIL_PCT] = np.nan if ins.bracket.trail_pct is None else ins.bracket.trail_pct
         row[L.P_TRAIL_STEP] = ins.bracket.trail_step_ticks * ins.tick_size
         row[L.P_TRAIL_GAP_NS] = ins.bracket.trail_interval_s * L.NS_PER_S
-        row[L.P_ALLOW_SHORT] = 1.0 if ins.strategy.allow_short else 0.0
-        row[L.P_KIND] = strategy.kind
+        row[L.P_ALLOW_SHORT] = 1.0 if p.allow_short else 0.0
+        row[L.P_KIND] = kinds[strategy]
         row[L.P_OPEN_NS] = session.ns_after_midnight("open")
         row[L.P_CLOSE_NS] = session.ns_after_midnight("close")
         row[L.P_SQUARE_OFF_NS] = session.ns_after_midnight("square_off")
-        values = strategy.params(ins.strategy)
-        row[L.P_S0 : L.P_S0 + len(values)] = values
+        row[L.P_TF_NS] = p.timeframe_ns
+        row[L.P_WARMUP] = strategy.warmup(p)
+        row[L.P_RESET] = 1.0 if p.timeframe_ns == 0 or strategy.reset_each_session else 0.0
+        row[L.P_N_IND] = len(strategy.indicator_names())
     return pr
+
+
+def strategy_rows(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Each instrument's fresh strategy row and its indicators' offsets, padded to the widest."""
+    rows = [strategy_of(i).row(i.strategy) for i in cfg.instruments]
+    x0 = np.zeros((len(rows), max(len(r) for r, _ in rows)))
+    io = np.zeros((len(rows), max(1, max(len(o) for _, o in rows))), dtype=np.int64)
+    for j, (row, offsets) in enumerate(rows):
+        x0[j, : len(row)] = row
+        io[j, : len(offsets)] = offsets
+    return x0, io
 
 
 def apply_risk(acct: np.ndarray, cfg: Config) -> None:
@@ -54,19 +88,22 @@ def apply_risk(acct: np.ndarray, cfg: Config) -> None:
     acct[L.A_COSTS : L.A_COSTS + N_RATES] = rates(cfg.costs)
 
 
-def ring_size(cfg: Config) -> int:
-    return max(REGISTRY[i.strategy.kind].ring(i.strategy) for i in cfg.instruments)
-
-
 def build(cfg: Config) -> Arrays:
+    """The arrays for ``cfg``, its strategies compiled (or loaded from Numba's cache): StrategyError."""
     n = len(cfg.instruments)
     acct = L.new_account()
     apply_risk(acct, cfg)
+    x0, io = strategy_rows(cfg)
     return Arrays(
         symbols=tuple(i.symbol for i in cfg.instruments),
         pr=params(cfg),
         st=L.new_state(n),
-        ring=np.zeros((n, ring_size(cfg))),
         clk=L.new_clock(n),
         acct=acct,
+        x=x0.copy(),
+        x0=x0,
+        xs=x0.copy(),
+        io=io,
+        fns=np.array([decision_address(s.compile()) for s in in_use(cfg)], dtype=np.int64),
+        strategies=[strategy_of(i) for i in cfg.instruments],
     )

@@ -3,7 +3,7 @@
 import csv
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +12,10 @@ from tqdm import tqdm
 from config import Config
 from engine import layout as L
 from engine.arrays import Arrays, build
+from engine.core.candle_order import adverse_first
 from engine.costs import round_trip_costs
 from engine.kernels import entry
-from engine.step import close_session, in_session, session_time
+from engine.step import close_session, end_bar, in_session, session_time
 from engine.ticks import Ticks
 
 # trade record columns
@@ -39,10 +40,14 @@ def _record(st, clk, j, tf, ti, n):
 
 
 @entry
-def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf, ti, n_tr, days, n_days):
+def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, x, x0, xs, io, fns, tf, ti, n_tr, days,
+              n_days, partner):
     """Process ticks ``start:stop``; returns (next index, trades, in-session ticks, session days).
 
     Stops early when the trade buffer could overflow on the next tick so the caller can grow it.
+    ``partner`` (candles replayed by the pessimistic rule; empty otherwise, so one compiled loop
+    serves both): ``partner[k] > 0`` makes tick ``k`` and tick ``k + partner[k]`` one candle's
+    extremes, ordered in ``price`` as tick ``k`` is reached.
     """
     n_instr = st.shape[0]
     seen = 0
@@ -50,10 +55,13 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf
         if tf.shape[0] - n_tr <= n_instr:
             return k, n_tr, seen, n_days
         i = instr[k]
+        if k < partner.shape[0] and partner[k] > 0:
+            entry_side = st[i, L.S_PEND_SIDE] if st[i, L.S_PEND_KIND] == L.ORDER_ENTRY else 0.0
+            adverse_first(price, k, k + partner[k], st[i, L.S_POS], entry_side)
         tod = session_time(st, pr, clk, i, ts[k], price[k])
         if tod < 0:
             continue
-        act = in_session(st, pr, ring, acct, clk, i, ts[k], tod, price[k], volume[k])
+        act = in_session(st, pr, acct, clk, x, x0, xs, io, fns, i, ts[k], tod, price[k], volume[k])
         if act == L.ACT_IGNORED:
             continue
         seen += 1
@@ -73,11 +81,12 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, ring, acct, clk, tf
 
 
 @entry
-def finish(st, acct, clk, tf, ti, n_tr):
-    """End of data: the last session closes at each instrument's last tick."""
+def finish(st, pr, acct, clk, x, io, tf, ti, n_tr):
+    """End of data: the last session closes at each instrument's last tick, its last bar too."""
     for j in range(st.shape[0]):
         if close_session(st, acct, clk, j) & L.ACT_EXIT_FILL:
             n_tr = _record(st, clk, j, tf, ti, n_tr)
+        end_bar(st, pr, x, io, j)
     return n_tr
 
 
@@ -123,6 +132,18 @@ class Result:
                           if (self.tf[:, T_REASON] == k).any()},
         }
 
+    def per_day(self) -> list[dict]:
+        """One row per session: the trades that closed that IST day, their gross P&L, charges and net."""
+        exit_day = (self.ti[:, TI_EXIT] + L.IST_OFFSET_NS) // L.NS_PER_DAY
+        rows = []
+        for d in self.days.tolist():
+            on = exit_day == d
+            gross, charges = float(self.tf[on, T_PNL].sum()), float(self.costs[on].sum())
+            rows.append({"day": (datetime(1970, 1, 1) + timedelta(days=d)).date().isoformat(),
+                         "trades": int(on.sum()), "gross": round(gross, 2), "charges": round(charges, 2),
+                         "net": round(gross - charges, 2)})
+        return rows
+
     def trade_rows(self) -> list[dict]:
         rows = []
         for f, t in zip(self.tf, self.ti, strict=True):
@@ -153,7 +174,8 @@ def iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, L.IST).isoformat(timespec="milliseconds")
 
 
-def run(cfg: Config, ticks: Ticks, progress: bool = False) -> Result:
+def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray | None = None) -> Result:
+    """``partner``: a candle replay's (``engine.data.candles.Replay.partner``), for its pessimistic rule."""
     arrays: Arrays = build(cfg)
     if ticks.symbols != arrays.symbols:
         raise ValueError(f"tick symbols {ticks.symbols} do not match the configured {arrays.symbols}")
@@ -165,12 +187,13 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False) -> Result:
     days = np.zeros(span_days, dtype=np.int64)
     n_tr = total = n_days = 0
     k = 0
+    price = ticks.price if partner is None else ticks.price.copy()  # the pessimistic rule reorders prices
+    partner = np.zeros(0, np.int64) if partner is None else partner
     bar = tqdm(total=n, unit="tick", unit_scale=True, disable=not progress or n < 5 * CHUNK, leave=False)
     while k < n:
         stop = min(n, k + CHUNK)
-        k2, n_tr, seen, n_days = run_ticks(ticks.ts, ticks.price, ticks.volume, ticks.instr, k, stop,
-                                           arrays.st, arrays.pr, arrays.ring, arrays.acct, arrays.clk,
-                                           tf, ti, n_tr, days, n_days)
+        k2, n_tr, seen, n_days = run_ticks(ticks.ts, price, ticks.volume, ticks.instr, k, stop, *arrays.kernel(),
+                                           tf, ti, n_tr, days, n_days, partner)
         total += seen
         bar.update(k2 - k)
         k = k2
@@ -181,7 +204,7 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False) -> Result:
     if tf.shape[0] - n_tr <= arrays.st.shape[0]:
         tf = np.concatenate((tf, np.zeros((arrays.st.shape[0] + 1, N_TF))))
         ti = np.concatenate((ti, np.zeros((arrays.st.shape[0] + 1, 2), dtype=np.int64)))
-    n_tr = finish(arrays.st, arrays.acct, arrays.clk, tf, ti, n_tr)
+    n_tr = finish(arrays.st, arrays.pr, arrays.acct, arrays.clk, arrays.x, arrays.io, tf, ti, n_tr)
     tf, ti = tf[:n_tr].copy(), ti[:n_tr].copy()
     costs = round_trip_costs(tf[:, T_SIDE], tf[:, T_QTY], tf[:, T_ENTRY], tf[:, T_EXIT], cfg.costs)
     session_ns = float(cfg.session.ns_after_midnight("close") - cfg.session.ns_after_midnight("open"))

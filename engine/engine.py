@@ -16,9 +16,10 @@ import numpy as np
 
 from config import Config, ConfigError
 from engine import layout as L
-from engine.arrays import Arrays, apply_risk, build, params, ring_size
+from engine.arrays import Arrays, apply_risk, build, params, strategy_rows
 from engine.brokers.base import BrokerError
 from engine.brokers.paper import PaperBroker
+from engine.core.indicators import NEED
 from engine.events import (
     ALERT,
     CONFIG_CHANGED,
@@ -41,10 +42,13 @@ from engine.step import (
     book_entry_charges,
     cancel_entry,
     close_session,
+    end_bar,
     flatten,
     on_tick,
     start_session,
+    warm,
 )
+from engine.ticks import Ticks
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +108,7 @@ class Engine(BracketKeeper, DayKeeper):
         a = self.arrays
         if not 0 <= i < len(a.symbols):  # the kernel writes row i unchecked
             raise IndexError(f"instrument row {i} out of range ({len(a.symbols)} instruments)")
-        act = on_tick(a.st, a.pr, a.ring, a.acct, a.clk, i, ts_ns, price, volume)
+        act = on_tick(a.st, a.pr, a.acct, a.clk, a.x, a.x0, a.xs, a.io, a.fns, i, ts_ns, price, volume)
         if act > 0:
             try:
                 self._handle(i, act)
@@ -271,12 +275,13 @@ class Engine(BracketKeeper, DayKeeper):
                 self._set_state(State.PAUSED, TOKEN_PAUSE)
 
     def end_session(self) -> None:
-        """Session close: whatever is still open exits at its last price."""
+        """Session close: whatever is still open exits at its last price; the last bars close."""
         a = self.arrays
         for j in range(len(a.symbols)):
             act = close_session(a.st, a.acct, a.clk, j)
             if act:
                 self._apply(j, act)
+            end_bar(a.st, a.pr, a.x, a.io, j)
         if self.state != State.HALTED:
             self._set_state(State.CLOSED, "session closed")
 
@@ -347,14 +352,25 @@ class Engine(BracketKeeper, DayKeeper):
     def warm_up(self) -> None:
         """Run every kernel once on scratch copies, so no compile or cache load happens on a tick."""
         a = self.arrays
-        st, acct, clk, ring = a.st.copy(), a.acct.copy(), a.clk.copy(), a.ring.copy()
+        st, acct, clk, x, xs = a.st.copy(), a.acct.copy(), a.clk.copy(), a.x.copy(), a.xs.copy()
         now = self.now_ns()
-        on_tick(st, a.pr, ring, acct, clk, 0, now, 1.0, 1.0)
-        apply_entry_fill(st, a.pr, acct, clk, 0, now, 1.0, 1.0, True)
-        apply_exit_fill(st, a.pr, acct, clk, 0, now, 1.0, 1.0, L.REASON_FLATTEN)
+        on_tick(st, a.pr, acct, clk, x, a.x0, xs, a.io, a.fns, 0, now, 1.0, 1.0)
+        apply_entry_fill(st, a.pr, acct, clk, x, xs, a.fns, 0, now, 1.0, 1.0, True)
+        apply_exit_fill(st, a.pr, acct, clk, x, xs, a.fns, 0, now, 1.0, 1.0, L.REASON_FLATTEN)
         cancel_entry(st, acct, 0)
         flatten(st, acct, 0, L.REASON_FLATTEN)
         close_session(st, acct, clk, 0)
+        end_bar(st, a.pr, x, a.io, 0)
+        start_session(st, a.pr, x, a.x0, 0, 0.0)
+
+    def warm_strategies(self, ticks: Ticks) -> int:
+        """Earlier sessions' recorded ticks into the strategies' bars and indicators, no order, so
+        candle strategies trade from the open with their indicators carried over, as in a backtest
+        run across those days. Before the first tick of the day only. Returns the bars fed."""
+        a = self.arrays
+        if ticks.symbols != a.symbols or not len(ticks) or a.acct[L.A_DAY] != -1.0:
+            return 0
+        return int(warm(ticks.ts, ticks.price, ticks.volume, ticks.instr, a.st, a.pr, a.clk, a.x, a.x0, a.io, a.fns))
 
     def _same_shape(self, cfg: Config) -> bool:
         return ([(i.symbol, i.strategy.kind) for i in cfg.instruments]
@@ -389,17 +405,17 @@ class Engine(BracketKeeper, DayKeeper):
         self.check_config(cfg)
         a = self.arrays
         if self._same_shape(cfg):
-            new_pr = params(cfg)
-            # A changed strategy parameter (the rolling window) invalidates that instrument's running
-            # sums: start them over.
-            changed = (new_pr[:, L.P_S0:L.P_S3 + 1] != a.pr[:, L.P_S0:L.P_S3 + 1]).any(axis=1)
-            a.st[changed, L.S_STD:L.S_STD + 5] = 0.0
-            a.pr[:] = new_pr
-            if a.ring.shape[1] < ring_size(cfg):
-                # grown, not replaced: the other rows' running sums count the values in their rings
-                ring = np.zeros((len(a.symbols), ring_size(cfg)))
-                ring[:, : a.ring.shape[1]] = a.ring
-                a.ring = ring
+            # An instrument whose strategy settings changed starts its strategy row again (its
+            # indicators' periods, its timeframe may have changed); the others keep theirs.
+            x0, a.io = strategy_rows(cfg)
+            width = max(x0.shape[1], a.x.shape[1])
+            a.x, a.xs, a.x0 = (np.pad(v, ((0, 0), (0, width - v.shape[1]))) for v in (a.x, a.xs, x0))
+            for j, (old, new) in enumerate(zip(self.cfg.instruments, cfg.instruments, strict=True)):
+                if old.strategy != new.strategy:
+                    a.x[j] = a.x0[j]
+                    a.st[j, L.S_BARS] = 0.0
+                    a.st[j, L.S_BAR_END] = -1.0
+            a.pr[:] = params(cfg)
             apply_risk(a.acct, cfg)
         else:
             acct = a.acct.copy()
@@ -407,8 +423,9 @@ class Engine(BracketKeeper, DayKeeper):
             self.arrays.acct[: L.A_MAX_LOSS] = acct[: L.A_MAX_LOSS]
             self.arrays.acct[L.A_LIVE] = acct[L.A_LIVE]
             self.arrays.acct[L.A_CHARGES] = acct[L.A_CHARGES]
-            for j in range(len(self.arrays.symbols)):
-                start_session(self.arrays.st, j, acct[L.A_DAY])
+            b = self.arrays
+            for j in range(len(b.symbols)):
+                start_session(b.st, b.pr, b.x, b.x0, j, acct[L.A_DAY])
             self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
             self.brackets = [Bracket() for _ in self.arrays.symbols]
         self.cfg = cfg
@@ -512,6 +529,16 @@ class Engine(BracketKeeper, DayKeeper):
                 "trades_today": int(acct[L.A_TRADES]), "max_trades_per_day": r.max_trades_per_day,
                 "max_orders_per_second": r.max_orders_per_second, "max_quantity": r.max_quantity}
 
+    def _strategy_status(self, j: int) -> dict[str, Any]:
+        """The strategy's kind and timeframe, and how many bars it still needs before it trades: its
+        warm-up's, and each indicator's."""
+        a, p = self.arrays, self.cfg.instruments[j].strategy
+        names = a.strategies[j].indicator_names()
+        indicators = {name: int(a.x[j, a.io[j, k] + NEED]) for k, name in enumerate(names)}
+        warmup = max(0, int(a.pr[j, L.P_WARMUP] - a.st[j, L.S_BARS]))
+        return {"kind": p.kind, "timeframe": p.timeframe, "bars_needed": max([warmup, *indicators.values()]),
+                "indicators": indicators}
+
     def status(self) -> dict[str, Any]:
         now, a = self.now_ns(), self.arrays
         instruments = []
@@ -525,6 +552,7 @@ class Engine(BracketKeeper, DayKeeper):
                 "open_orders": sum(1 for o in self.broker.all_orders()
                                    if o.working and o.request.symbol == symbol),
                 "day_net": self._net(j),
+                "strategy": self._strategy_status(j),
             })
         return {"state": str(self.state), "reason": self.state_reason, "broker": self.broker.name,
                 "instruments": instruments, "pnl": self.pnl(), "risk": self.risk(), "foreign": list(self.foreign)}

@@ -1,4 +1,5 @@
-"""Indicator and bracket kernels: O(1) per tick, allocation-free, pure functions over numpy arrays.
+"""Bracket kernels and the call of a strategy's decision: O(1) per tick, allocation-free, pure
+functions over numpy arrays (the indicators are engine.core.indicators).
 
 State lives in caller-owned arrays so the same kernels run one tick at a time in live trading and
 inside the jitted backtest loop. Nothing here imports the rest of the project.
@@ -6,8 +7,10 @@ inside the jitted backtest loop. Nothing here imports the rest of the project.
 
 import math
 
-import numpy as np
-from numba import njit
+from numba import config, njit, types
+from numba.core import cgutils
+from numba.experimental.function_type import _get_jit_address, _get_wrapper_address
+from numba.extending import intrinsic
 
 # Kernels allocate nothing, so they compile without Numba's reference counting (_nrt=False): with
 # it, every array handed between kernels costs an atomic incref/decref pair per tick, which made
@@ -15,6 +18,39 @@ from numba import njit
 # error_model="numpy": no Python zero-division checks (and their exception paths) on the hot path.
 kernel = njit(error_model="numpy", inline="always", _nrt=False)
 entry = njit(cache=True, error_model="numpy", _nrt=False)
+
+# Every strategy's decision has this signature (engine.strategies.api). The kernels call it through
+# its address, read from an int64 array: compiled once whatever strategies run, and no per-call cost
+# of typing a tuple of functions in Python (that costs 100 us a tick).
+DECISION = types.int64(types.float64[::1], types.float64)
+_DECISION_TYPE = types.FunctionType(DECISION)
+
+if config.DISABLE_JIT:  # pure Python (a benchmark's reference): an "address" indexes the functions
+    _PURE: list = []
+
+    def decision_address(compiled) -> tuple[int, int]:
+        _PURE.append(compiled)
+        return len(_PURE) - 1, 0
+
+    def decision(jit_addr, c_addr):
+        return _PURE[jit_addr]
+else:
+    def decision_address(compiled) -> tuple[int, int]:
+        """The addresses ``decision`` takes: the compiled decision's own and its C wrapper's."""
+        return _get_jit_address(compiled, DECISION), _get_wrapper_address(compiled, DECISION)
+
+    @intrinsic
+    def decision(typingctx, jit_addr, c_addr):
+        """The decision at these addresses (``decision_address``), callable in a kernel."""
+        def codegen(context, builder, signature, args):
+            fn = cgutils.create_struct_proxy(_DECISION_TYPE)(context, builder)
+            voidptr = context.get_value_type(types.voidptr)
+            fn.jit_addr = builder.inttoptr(args[0], voidptr)
+            fn.c_addr = builder.inttoptr(args[1], voidptr)
+            fn.py_addr = context.get_constant_null(types.voidptr)
+            return fn._getvalue()
+
+        return _DECISION_TYPE(types.int64, types.int64), codegen
 
 # bracket_step results
 BRACKET_HOLD = 0
@@ -27,64 +63,6 @@ BRACKET_TRAIL_MOVED = 3
 def round_to_tick(x: float, tick: float) -> float:
     # The second round strips float noise (1074.35 / 0.05 * 0.05 = 1074.3500000000001).
     return round(round(x / tick) * tick, 8)
-
-
-@kernel
-def ema_alpha(n: float) -> float:
-    return 2.0 / (n + 1.0)
-
-
-@kernel
-def ema_update(prev: float, price: float, alpha: float) -> float:
-    """Next EMA value; a NaN ``prev`` seeds the EMA with ``price``."""
-    if prev != prev:
-        return price
-    return prev + alpha * (price - prev)
-
-
-@kernel
-def vwap_update(st, row: int, i_pv: int, i_v: int, price: float, volume: float) -> float:
-    """Accumulate ``price * volume`` and ``volume`` in ``st[row, i_pv]``, ``st[row, i_v]``; return the VWAP."""
-    st[row, i_pv] += price * volume
-    st[row, i_v] += volume
-    return st[row, i_pv] / st[row, i_v]
-
-
-@kernel
-def rolling_std_update(ring, st, row: int, base: int, price: float, window: int) -> float:
-    """Population standard deviation of the last ``window`` prices (fewer until the window fills).
-
-    Prices are counted in whole paise relative to the window's first price, so the running sums are
-    exact integers: no drift over a long session, and a flat window is exactly 0 (a running float
-    variance leaves ~1e-7 of noise there, enough to fake a signal). Exact while prices stay within
-    about ₹7,000 of the first one. ``st[row, base:base+5]`` holds count, ring head, sum, sum of squares
-    and the reference price in paise; ``ring`` holds at least ``window`` values.
-    """
-    n = int(st[row, base])
-    head = int(st[row, base + 1])
-    s1 = np.int64(st[row, base + 2])
-    s2 = np.int64(st[row, base + 3])
-    paise = np.int64(round(price * 100.0))
-    if n == 0:
-        st[row, base + 4] = paise
-    d = paise - np.int64(st[row, base + 4])
-    if n < window:
-        n += 1
-    else:
-        old = np.int64(ring[row, head])
-        s1 -= old
-        s2 -= old * old
-    s1 += d
-    s2 += d * d
-    ring[row, head] = d
-    head += 1
-    if head == window:
-        head = 0
-    st[row, base] = n
-    st[row, base + 1] = head
-    st[row, base + 2] = s1
-    st[row, base + 3] = s2
-    return math.sqrt(n * s2 - s1 * s1) / (n * 100.0)
 
 
 @kernel
@@ -115,17 +93,6 @@ def rolling_extreme_update(dq_val, dq_idx, meta, price: float, window: int, sign
     meta[1] = head
     meta[2] = length
     return dq_val[head]
-
-
-@kernel
-def opening_range_update(st, row: int, i_high: int, i_low: int, price: float) -> None:
-    """Widen the opening range held in ``st[row, i_high]``/``st[row, i_low]`` (NaN until the first price)."""
-    hi = st[row, i_high]
-    if hi != hi or price > hi:
-        st[row, i_high] = price
-    lo = st[row, i_low]
-    if lo != lo or price < lo:
-        st[row, i_low] = price
 
 
 @kernel

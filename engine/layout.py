@@ -1,8 +1,9 @@
 """State layouts shared by the kernels and the Python around them.
 
 Every instrument owns one float64 row of state (``S_*``), one row of parameters (``P_*``) and one
-ring buffer row for rolling windows; the account owns one float64 vector (``A_*``). Kernels read
-and write these in place, so the live engine and the backtest loop share one representation.
+strategy row (its bar, parameters, memory and indicators: ``engine.strategies.api``); the account
+owns one float64 vector (``A_*``). Kernels read and write these in place, so the live engine and the
+backtest loop share one representation.
 """
 
 from datetime import timedelta, timezone
@@ -22,21 +23,21 @@ P_TARGET_PCT = 3
 P_STOP_PCT = 4
 P_TRAIL_PCT = 5  # NaN when no trailing stop
 P_ALLOW_SHORT = 6
-P_KIND = 7  # strategy kind id (see strategies.KINDS)
+P_KIND = 7  # which of the decisions handed to the kernel (a tuple, one per strategy in use) is this row's
 P_OPEN_NS = 8  # session window start, ns after IST midnight
 P_CLOSE_NS = 9  # session window end (exclusive)
 P_SQUARE_OFF_NS = 10
-P_S0 = 11  # strategy parameters, meaning per kind
-P_S1 = 12
-P_S2 = 13
-P_S3 = 14
+P_TF_NS = 11  # the strategy's bar length in ns; 0: it decides on every tick
+P_WARMUP = 12  # bars the strategy wants seen before its answers count
+P_RESET = 13  # 1: its row starts again each session (tick strategies, or asked for)
+P_N_IND = 14  # indicators in its row (their offsets: the first P_N_IND of the row's offsets)
 P_TRAIL_STEP = 15  # the least a trailing stop moves, in rupees (trail_step_ticks * tick)
 P_TRAIL_GAP_NS = 16  # the least time between two trailing moves
 N_PARAMS = 17
 
 # --- per-instrument state ------------------------------------------------------------------
 S_DAY = 0  # IST day number of the session in progress (-1 before the first tick)
-S_TICKS = 1  # in-session ticks seen today, the current one included
+S_BARS = 1  # bars (ticks, for a tick strategy) fed to the strategy since its row last started
 S_LAST_PRICE = 2
 S_LAST_TS = 3  # epoch seconds of the last in-session tick
 S_POS = 4  # signed position quantity
@@ -50,7 +51,7 @@ S_PEND_REASON = 11  # REASON_* to record when a pending exit fills
 S_SQUARED = 12  # 1 once today's square-off happened
 S_REALISED = 13  # today's realised gross P&L of this instrument
 S_UNREAL = 14
-S_PREV_PRICE = 15  # previous in-session price (crossing tests)
+S_REDECIDE = 15  # live: 1 while the last in-session tick's decision may be made again on a later fill
 # outputs of the last step, valid when the matching ACT_* bit is set
 S_OUT_ENTRY_PRICE = 16
 S_OUT_EXIT_PRICE = 17  # average over the position's exit fills
@@ -58,23 +59,31 @@ S_OUT_EXIT_QTY = 18  # signed quantity closed so far (live exits may fill in par
 S_OUT_EXIT_ENTRY = 19  # entry price of the closed position
 S_OUT_REASON = 20
 S_OUT_PNL = 21  # gross P&L of the quantity closed so far
-# indicators
-S_EMA_FAST = 22
-S_EMA_SLOW = 23
-S_VWAP_PV = 24
-S_VWAP_V = 25
-S_OR_HIGH = 26
-S_OR_LOW = 27
-S_STD = 28  # rolling standard deviation: 5 slots (count, ring head, sum, sum of squares, reference)
-S_STD_N = S_STD
-S_EVENTS = 33  # ACT_* bits raised on this row while another instrument's tick was processed
-S_LTP = 34  # last traded price of any tick, in session or not (for status)
-S_BLOCKED = 35  # 1: no new entries on this instrument (a fault on its path, until /resume)
-S_SIG = 36  # live: the last in-session tick's signal, decided again on the position a later fill leaves
-S_CHARGES = 37  # charges booked for the open position's entry (its order alone), replaced at its close
-S_OUT_CHARGES = 38  # charges of the trade closed by the last step (entry and exit), with ACT_EXIT_FILL
-S_DAY_CHARGES = 39  # today's charges of this instrument's closed trades
-N_STATE = 40
+# the bar being formed (candle strategies): it closes at the first tick at or after S_BAR_END
+S_BAR_END = 22  # ns after IST midnight; -1: no bar forming
+S_BAR_START = 23  # ns after the session open
+S_BAR_OPEN = 24
+S_BAR_HIGH = 25
+S_BAR_LOW = 26
+S_BAR_CLOSE = 27
+S_BAR_VOLUME = 28
+S_EVENTS = 29  # ACT_* bits raised on this row while another instrument's tick was processed
+S_LTP = 30  # last traded price of any tick, in session or not (for status)
+S_BLOCKED = 31  # 1: no new entries on this instrument (a fault on its path, until /resume)
+S_CHARGES = 32  # charges booked for the open position's entry (its order alone), replaced at its close
+S_OUT_CHARGES = 33  # charges of the trade closed by the last step (entry and exit), with ACT_EXIT_FILL
+S_DAY_CHARGES = 34  # today's charges of this instrument's closed trades
+N_STATE = 35
+
+# --- the strategy row (engine.strategies.api): the bar it decides on comes first ---------------
+X_OPEN = 0
+X_HIGH = 1
+X_LOW = 2
+X_CLOSE = 3
+X_VOLUME = 4
+X_START = 5  # the bar's start (a tick's time), ns after the session open
+X_SESSION = 6  # the session's IST day number
+N_X_BAR = 7
 
 # --- per-instrument clock (int64, exact nanoseconds) ---------------------------------------
 C_LAST = 0  # last in-session tick
@@ -119,12 +128,13 @@ REASON_FLATTEN = 5
 REASON_RISK = 6
 REASONS = ("target", "stop", "trail", "signal", "square_off", "flatten", "risk")
 
-# --- strategy signals ----------------------------------------------------------------------
+# --- strategy answers (engine.strategies.api: NONE, LONG, ...) ----------------------------------
 SIG_NONE = 0
 SIG_LONG = 1  # go long (and leave a short)
 SIG_SHORT = -1  # go short (and leave a long)
 SIG_EXIT_LONG = 2  # leave a long, no entry
 SIG_EXIT_SHORT = -2
+SIG_EXIT_ANY = 3  # leave either side
 
 # --- step results (bit mask) ---------------------------------------------------------------
 ACT_ENTRY_ORDER = 1  # a market entry is pending for the next tick
@@ -144,8 +154,7 @@ def new_state(n: int) -> np.ndarray:
     st = np.zeros((n, N_STATE))
     st[:, S_DAY] = -1.0
     st[:, S_LTP] = np.nan
-    st[:, S_EMA_FAST] = np.nan
-    st[:, S_EMA_SLOW] = np.nan
+    st[:, S_BAR_END] = -1.0
     return st
 
 

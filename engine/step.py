@@ -2,14 +2,21 @@
 
 ``on_tick`` is the one jitted call per tick. For the instrument that ticked it, in this order:
 fill the pending market order at this price; bracket exits (not on the tick that opened the
-position); square-off; indicators and signals, which may leave a market order pending for the next
-tick; mark to market and the daily loss limit, which counts the day's charges (closed trades' and
-open positions' entries) as the trader pays them. It returns ``ACT_*`` bits; the caller only touches
-Python when a bit is set.
+position); square-off; the strategy (a tick strategy on every tick; a candle strategy when this
+tick closes its bar: the bar updates the indicators and the decision runs, then the tick starts the
+next bar), which may leave a market order pending for the next tick; mark to market and the daily
+loss limit, which counts the day's charges (closed trades' and open positions' entries) as the
+trader pays them. It returns ``ACT_*`` bits; the caller only touches Python when a bit is set.
+
+Every strategy's decision is called through its address, a row of ``fns`` (``kernels.decision``):
+these kernels compile once whatever strategies run. ``x`` holds each instrument's strategy row,
+``x0`` its fresh form, ``xs`` (live) the row as it was before its last decision, ``io`` where its
+indicators sit.
 """
 
 import numpy as np
 
+from engine.core.indicators import bars_needed, update_all
 from engine.costs import trade_charges
 from engine.kernels import (
     BRACKET_STOP,
@@ -17,6 +24,7 @@ from engine.kernels import (
     BRACKET_TRAIL_MOVED,
     bracket_levels,
     bracket_step,
+    decision,
     entry,
     kernel,
     round_to_tick,
@@ -64,34 +72,42 @@ from engine.layout import (
     P_ALLOW_SHORT,
     P_CLOSE_NS,
     P_KIND,
+    P_N_IND,
     P_OPEN_NS,
     P_QTY,
+    P_RESET,
     P_SLIP,
     P_SQUARE_OFF_NS,
     P_STOP_PCT,
     P_TARGET_PCT,
+    P_TF_NS,
     P_TICK,
     P_TRAIL_GAP_NS,
     P_TRAIL_PCT,
     P_TRAIL_STEP,
+    P_WARMUP,
     REASON_RISK,
     REASON_SIGNAL,
     REASON_SQUARE_OFF,
     REASON_STOP,
     REASON_TARGET,
     REASON_TRAIL,
+    S_BAR_CLOSE,
+    S_BAR_END,
+    S_BAR_HIGH,
+    S_BAR_LOW,
+    S_BAR_OPEN,
+    S_BAR_START,
+    S_BAR_VOLUME,
+    S_BARS,
     S_BLOCKED,
     S_CHARGES,
     S_DAY,
     S_DAY_CHARGES,
-    S_EMA_FAST,
-    S_EMA_SLOW,
     S_ENTRY_PRICE,
     S_EVENTS,
     S_LAST_PRICE,
     S_LTP,
-    S_OR_HIGH,
-    S_OR_LOW,
     S_OUT_CHARGES,
     S_OUT_ENTRY_PRICE,
     S_OUT_EXIT_ENTRY,
@@ -103,24 +119,26 @@ from engine.layout import (
     S_PEND_REASON,
     S_PEND_SIDE,
     S_POS,
-    S_PREV_PRICE,
     S_REALISED,
-    S_SIG,
+    S_REDECIDE,
     S_SQUARED,
-    S_STD,
     S_STOP,
     S_TARGET,
-    S_TICKS,
     S_TRAILED,
     S_UNREAL,
-    S_VWAP_PV,
-    S_VWAP_V,
+    SIG_EXIT_ANY,
     SIG_EXIT_LONG,
     SIG_EXIT_SHORT,
     SIG_LONG,
     SIG_SHORT,
+    X_CLOSE,
+    X_HIGH,
+    X_LOW,
+    X_OPEN,
+    X_SESSION,
+    X_START,
+    X_VOLUME,
 )
-from engine.strategies import SIG_EXIT_ANY, signal
 
 
 @kernel
@@ -289,24 +307,106 @@ def _live_orders(st, pr, acct, clk, i, ts_ns, tod, price, crossed):
     return act
 
 
+@entry
+def _indicators(s, offsets, session, start, high, low, close, volume):
+    # A called function, not inlined into the kernels that feed bars: inlined, the whole indicator
+    # library made on_tick take minutes more to compile, for no faster tick.
+    update_all(s, offsets, session, start, high, low, close, volume)
+
+
 @kernel
-def step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
+def _feed(st, pr, x, io, i, open_, high, low, close, volume, start):
+    """A closed bar (or a tick) into row ``i``'s strategy row and its indicators."""
+    x[i, X_OPEN] = open_
+    x[i, X_HIGH] = high
+    x[i, X_LOW] = low
+    x[i, X_CLOSE] = close
+    x[i, X_VOLUME] = volume
+    x[i, X_START] = start
+    x[i, X_SESSION] = st[i, S_DAY]
+    _indicators(x[i], io[i, : int(pr[i, P_N_IND])], st[i, S_DAY], start, high, low, close, volume)
+    st[i, S_BARS] += 1.0
+
+
+@kernel
+def _close_bar(st, pr, x, io, i):
+    """The forming bar is complete: into the indicators."""
+    _feed(st, pr, x, io, i, st[i, S_BAR_OPEN], st[i, S_BAR_HIGH], st[i, S_BAR_LOW], st[i, S_BAR_CLOSE],
+          st[i, S_BAR_VOLUME], st[i, S_BAR_START])
+    st[i, S_BAR_END] = -1.0
+
+
+@kernel
+def _candle(st, pr, x, io, i, tod, price, volume):
+    """This tick into its bar (bar k covers [open + k·N, open + (k+1)·N)); True when it first closed
+    the bar before (fed to the indicators: the decision is due). One comparison a tick mid-bar."""
+    if tod < st[i, S_BAR_END]:
+        if price > st[i, S_BAR_HIGH]:
+            st[i, S_BAR_HIGH] = price
+        if price < st[i, S_BAR_LOW]:
+            st[i, S_BAR_LOW] = price
+        st[i, S_BAR_CLOSE] = price
+        st[i, S_BAR_VOLUME] += volume
+        return False
+    closed = st[i, S_BAR_END] >= 0.0
+    if closed:
+        _close_bar(st, pr, x, io, i)
+    tf = pr[i, P_TF_NS]
+    start = (tod - pr[i, P_OPEN_NS]) // tf * tf
+    st[i, S_BAR_START] = start
+    st[i, S_BAR_END] = pr[i, P_OPEN_NS] + start + tf
+    st[i, S_BAR_OPEN] = price
+    st[i, S_BAR_HIGH] = price
+    st[i, S_BAR_LOW] = price
+    st[i, S_BAR_CLOSE] = price
+    st[i, S_BAR_VOLUME] = volume
+    return closed
+
+
+@kernel
+def _ask(st, pr, x, fns, i):
+    """Row ``i``'s decision on its row as it stands, for the position it holds."""
+    pos = st[i, S_POS]
+    k = int(pr[i, P_KIND])
+    return decision(fns[k, 0], fns[k, 1])(x[i], 1.0 if pos > 0.0 else (-1.0 if pos < 0.0 else 0.0))
+
+
+@kernel
+def _keep_row(x, xs, i):
+    """Live: the row before its decision, so the decision can be made again after a late fill."""
+    for k in range(x.shape[1]):
+        xs[i, k] = x[i, k]
+
+
+@kernel
+def step(st, pr, acct, clk, x, xs, io, fns, i, ts_ns, tod, price, volume):
     """One in-session tick of one instrument (the session day is already current)."""
     act = 0
     crossed = False
-    if acct[A_LIVE] == 1.0:
+    live = acct[A_LIVE] == 1.0
+    if live:
         crossed = _leg_crossed(st, i, price)
         act = _live_orders(st, pr, acct, clk, i, ts_ns, tod, price, crossed)
     else:
         act = _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price)
 
-    st[i, S_TICKS] += 1.0
-    sig = signal(pr[i, P_KIND], st, pr, ring, i, tod, price, volume)
-    decided = 0 if crossed else _decide(st, pr, acct, i, ts_ns, sig)
-    st[i, S_SIG] = 0.0 if decided else sig  # a signal acted on is spent; one not yet may be after a fill
-    act |= decided
+    if pr[i, P_TF_NS] == 0.0:
+        _feed(st, pr, x, io, i, price, price, price, price, volume, tod - pr[i, P_OPEN_NS])
+        due = True
+    else:
+        due = _candle(st, pr, x, io, i, tod, price, volume)
+    if due:
+        ready = st[i, S_BARS] >= pr[i, P_WARMUP] and bars_needed(x[i], io[i, : int(pr[i, P_N_IND])]) == 0
+        if live:
+            _keep_row(x, xs, i)
+        sig = _ask(st, pr, x, fns, i)  # runs while warming up too: its memory stays current
+        decided = 0 if crossed or not ready else _decide(st, pr, acct, i, ts_ns, sig)
+        # an answer acted on is spent; one not yet may be asked again on the position a later fill leaves
+        st[i, S_REDECIDE] = 1.0 if ready and not decided else 0.0
+        act |= decided
+    else:
+        st[i, S_REDECIDE] = 0.0
 
-    st[i, S_PREV_PRICE] = price
     st[i, S_LAST_PRICE] = price
     clk[i, C_LAST] = ts_ns
     unreal = (price - st[i, S_ENTRY_PRICE]) * st[i, S_POS] if st[i, S_POS] != 0.0 else 0.0
@@ -342,12 +442,17 @@ def _decide(st, pr, acct, i, ts_ns, sig):
 
 
 @kernel
-def _decide_again(st, pr, acct, clk, i):
-    """Live: a fill arrived after the tick it belongs to; that tick's signal is decided on the
-    position the fill left, once (the fill model fills first, then decides)."""
-    act = _decide(st, pr, acct, i, clk[i, C_LAST], st[i, S_SIG])
+def _decide_again(st, pr, acct, clk, x, xs, fns, i):
+    """Live: a fill arrived after the tick it belongs to; that tick's decision is made again, from
+    the row as it was before it, on the position the fill left (the fill model fills first, then
+    decides), until one is acted on."""
+    if st[i, S_REDECIDE] != 1.0:
+        return 0
+    for k in range(x.shape[1]):
+        x[i, k] = xs[i, k]
+    act = _decide(st, pr, acct, i, clk[i, C_LAST], _ask(st, pr, x, fns, i))
     if act:
-        st[i, S_SIG] = 0.0
+        st[i, S_REDECIDE] = 0.0
     return act
 
 
@@ -381,7 +486,7 @@ def flatten(st, acct, i, reason):
 
 
 @entry
-def apply_entry_fill(st, pr, acct, clk, i, ts_ns, qty, price, done):
+def apply_entry_fill(st, pr, acct, clk, x, xs, fns, i, ts_ns, qty, price, done):
     """A real broker filled ``qty`` (signed) of the pending entry at ``price``: open the position
     and its bracket on the first fill, grow it (at the average price) on later ones. ``done``: the
     entry order is final, nothing more will fill."""
@@ -394,7 +499,7 @@ def apply_entry_fill(st, pr, acct, clk, i, ts_ns, qty, price, done):
     if pos == 0.0:
         act = _hold(st, pr, clk, i, ts_ns, qty, price)
         _book_entry(st, acct, i)
-        return act | _decide_again(st, pr, acct, clk, i)
+        return act | _decide_again(st, pr, acct, clk, x, xs, fns, i)
     avg = (st[i, S_ENTRY_PRICE] * pos + price * qty) / (pos + qty)
     st[i, S_POS] = pos + qty
     st[i, S_ENTRY_PRICE] = avg
@@ -434,7 +539,7 @@ def _hold(st, pr, clk, i, ts_ns, qty, price):
 
 
 @entry
-def apply_exit_fill(st, pr, acct, clk, i, ts_ns, qty, price, reason):
+def apply_exit_fill(st, pr, acct, clk, x, xs, fns, i, ts_ns, qty, price, reason):
     """A real broker filled ``qty`` (unsigned, at most the position) of an exit at ``price``: book
     it; the trade is closed (ACT_EXIT_FILL) once the position is flat, else ACT_EXIT_PART. Once
     flat, the last tick's signal may enter again, as it would have on that tick."""
@@ -445,7 +550,7 @@ def apply_exit_fill(st, pr, acct, clk, i, ts_ns, qty, price, reason):
         return ACT_EXIT_PART
     st[i, S_PEND_SIDE] = 0.0
     st[i, S_PEND_KIND] = 0.0
-    return ACT_EXIT_FILL | _decide_again(st, pr, acct, clk, i)
+    return ACT_EXIT_FILL | _decide_again(st, pr, acct, clk, x, xs, fns, i)
 
 
 @entry
@@ -464,21 +569,26 @@ def close_session(st, acct, clk, i):
 
 
 @entry
-def start_session(st, i, day):
+def end_bar(st, pr, x, io, i):
+    """The session ended: its last bar closes and updates the indicators; no decision comes from it."""
+    if st[i, S_BAR_END] >= 0.0:
+        _close_bar(st, pr, x, io, i)
+
+
+@entry
+def start_session(st, pr, x, x0, i, day):
+    """The day's counters start again; so does the strategy's row when it starts each session (tick
+    strategies always; candle strategies carry their indicators across sessions unless they ask)."""
     st[i, S_DAY] = day
-    st[i, S_TICKS] = 0.0
     st[i, S_SQUARED] = 0.0
     st[i, S_REALISED] = 0.0
     st[i, S_DAY_CHARGES] = 0.0
-    st[i, S_PREV_PRICE] = np.nan
-    st[i, S_EMA_FAST] = np.nan
-    st[i, S_EMA_SLOW] = np.nan
-    st[i, S_VWAP_PV] = 0.0
-    st[i, S_VWAP_V] = 0.0
-    st[i, S_OR_HIGH] = np.nan
-    st[i, S_OR_LOW] = np.nan
-    for k in range(S_STD, S_STD + 5):
-        st[i, k] = 0.0
+    st[i, S_BAR_END] = -1.0
+    st[i, S_REDECIDE] = 0.0
+    if pr[i, P_RESET] == 1.0:
+        st[i, S_BARS] = 0.0
+        for k in range(x.shape[1]):
+            x[i, k] = x0[i, k]
 
 
 @kernel
@@ -511,7 +621,7 @@ def session_time(st, pr, clk, i, ts_ns, price):
 
 
 @kernel
-def in_session(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
+def in_session(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, tod, price, volume):
     """Everything after the session gate: the day roll, the step, the loss-limit flatten."""
     act = 0
     day = clk[i, C_DAY]
@@ -521,7 +631,8 @@ def in_session(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
         carried = 0.0  # entry charges of positions still open (live: the broker's to close)
         for j in range(st.shape[0]):
             act = _park(st, j, act, close_session(st, acct, clk, j))
-            start_session(st, j, day)
+            end_bar(st, pr, x, io, j)
+            start_session(st, pr, x, x0, j, day)
             carried += st[j, S_CHARGES]
         acct[A_DAY] = day
         acct[A_REALISED] = 0.0
@@ -530,7 +641,7 @@ def in_session(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
         acct[A_TRADES] = 0.0
         acct[A_HALTED] = 0.0
         act |= ACT_NEW_SESSION
-    act |= step(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume)
+    act |= step(st, pr, acct, clk, x, xs, io, fns, i, ts_ns, tod, price, volume)
     if act & ACT_HALT:
         for j in range(st.shape[0]):
             e = flatten(st, acct, j, REASON_RISK)
@@ -539,15 +650,46 @@ def in_session(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume):
 
 
 @entry
-def on_tick(st, pr, ring, acct, clk, i, ts_ns, price, volume):
+def on_tick(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, price, volume):
     """Process one tick of instrument ``i``; returns ACT_* bits (ACT_IGNORED outside the session).
 
     A tick from a new IST day first closes what the previous session left open on every
-    instrument (events parked, ACT_OTHERS) and resets the day's indicators, counters and loss
-    limit. When the loss limit halts trading, every instrument is flattened (row ``i``'s events
-    in the result, the others parked).
+    instrument (events parked, ACT_OTHERS) and its last bars, and starts the day's counters, loss
+    limit and the strategy rows that start each session again. When the loss limit halts trading,
+    every instrument is flattened (row ``i``'s events in the result, the others parked).
     """
     tod = session_time(st, pr, clk, i, ts_ns, price)
     if tod < 0:
         return ACT_IGNORED
-    return in_session(st, pr, ring, acct, clk, i, ts_ns, tod, price, volume)
+    return in_session(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, tod, price, volume)
+
+
+@entry
+def warm(ts, price, volume, instr, st, pr, clk, x, x0, io, fns):
+    """Earlier sessions' ticks into the strategy rows alone: their bars, indicators and decisions (on
+    no position), no order; each row's last bar closed. Returns the bars fed. The trading state is
+    left as a fresh engine's: the first live tick still opens the session."""
+    fed = 0
+    for k in range(ts.shape[0]):
+        i = instr[k]
+        tod = session_time(st, pr, clk, i, ts[k], price[k])
+        if tod < 0:
+            continue
+        if clk[i, C_DAY] != st[i, S_DAY]:
+            end_bar(st, pr, x, io, i)
+            start_session(st, pr, x, x0, i, clk[i, C_DAY])
+        if pr[i, P_TF_NS] == 0.0:
+            _feed(st, pr, x, io, i, price[k], price[k], price[k], price[k], volume[k], tod - pr[i, P_OPEN_NS])
+            due = True
+        else:
+            due = _candle(st, pr, x, io, i, tod, price[k], volume[k])
+        if due:
+            _ask(st, pr, x, fns, i)
+            fed += 1
+    for j in range(st.shape[0]):
+        end_bar(st, pr, x, io, j)
+        st[j, S_DAY] = -1.0
+        st[j, S_LTP] = np.nan
+        clk[j, C_LTP] = 0
+        clk[j, C_DAY0] = 0
+    return fed

@@ -439,17 +439,23 @@ def load_binary(path: str | Path, symbols: Sequence[str] | None = None) -> Ticks
     return Ticks(ts, price, volume, instr, file_symbols)
 
 
-def _kind(path: str | Path) -> str:
+def _kind(path: str | Path, kinds: Sequence[str] = (".csv", BINARY_SUFFIX)) -> str:
     suffix = Path(path).suffix.lower()
-    if suffix not in (".csv", BINARY_SUFFIX):
+    if suffix not in kinds:
         raise TickFileError(f"{Path(path).name}: unknown tick file type {suffix or '(no extension)'} "
-                            f"(use .csv or {BINARY_SUFFIX})")
+                            f"(use {', '.join(kinds[:-1])} or {kinds[-1]})")
     return suffix
 
 
 def load(path: str | Path, symbols: Sequence[str], skip_bad: bool = False) -> tuple[Ticks, int]:
-    if _kind(path) == ".csv":
+    """A .csv, .otk or recorded Parquet day (``engine.data.store``) as ticks, and the bad rows skipped."""
+    kind = _kind(path, (".csv", BINARY_SUFFIX, ".parquet"))
+    if kind == ".csv":
         return load_csv(path, symbols, skip_bad)
+    if kind == ".parquet":
+        from engine.data.store import load_ticks  # pyarrow only for those who read Parquet
+
+        return load_ticks(Path(path), symbols), 0
     return load_binary(path, symbols), 0
 
 

@@ -15,6 +15,17 @@ DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "def
 DAY = "2026-11-23"  # a Monday
 
 
+@pytest.fixture(autouse=True)
+def _strategy_folders_per_test():
+    """The strategies folders a test's configs registered are forgotten after it (one process runs
+    every test; in a run there is one config)."""
+    from engine import strategies
+
+    kept = list(strategies._folders)
+    yield
+    strategies._folders[:] = kept
+
+
 def make_config(strategy=None, bracket=None, risk=None, slippage_ticks=0, tick_size=0.05, quantity=10, bot=None,
                 symbols=("NSE:INFY",), **sections) -> Config:
     data = copy.deepcopy(DEFAULT)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
 from aiohttp import WSMsgType, web
 
@@ -57,7 +58,8 @@ PRE_EXCHANGE = ("PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING")
 TRANSIENT = (*PRE_EXCHANGE, *IN_FLIGHT, "AMO REQ RECEIVED")
 STOPS = ("SL", "SL-M")
 ORDER_ENDPOINTS = ("place", "modify", "cancel")
-ENDPOINTS = (*ORDER_ENDPOINTS, "orders", "history", "positions", "trades", "profile", "instruments", "ws")
+ENDPOINTS = (*ORDER_ENDPOINTS, "orders", "history", "positions", "trades", "profile", "instruments", "historical",
+             "ws")
 # bare kinds act before the handler's work (nothing done), "-after" ones once it is done
 BEFORE_KINDS = ("hang", "500-before", "429", "static-ip", "network", "reset", "timeout")
 AFTER_KINDS = ("hang-after", "500-after", "503", "network-after", "reset-after", "timeout-after")
@@ -68,6 +70,9 @@ VARIETIES = ("regular", "amo", "co", "iceberg", "auction")
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
 PRODUCTS = ("CNC", "NRML", "MIS", "MTF")
 VALIDITIES = ("DAY", "IOC", "TTL")
+# Kite's historical range per request, in calendar days counted with both ends (2,001 "day" days are refused)
+HISTORICAL_DAYS = {"minute": 60, "3minute": 100, "5minute": 100, "10minute": 100, "15minute": 200,
+                   "30minute": 200, "60minute": 400, "day": 2000}
 
 
 @dataclass
@@ -184,6 +189,12 @@ class FakeKite:
         self.modifies: list[dict[str, str]] = []  # the form of every modify call
         self.net_positions: list[dict[str, Any]] = []  # GET /portfolio/positions unless positions_from_fills
         self.runner: web.AppRunner | None = None
+        # historical candles: every request as (token, interval, from, to); IST spans left out of answers
+        self.historical_calls: list[tuple[int, str, str, str]] = []
+        self.candle_gaps: list[tuple[datetime, datetime]] = []
+        self.historical_per_second: int | None = 3
+        self._historical_times: deque[float] = deque()
+        self._calendar: Any = None
         self.base = ""
 
     async def start(self) -> str:
@@ -204,6 +215,7 @@ class FakeKite:
         r.add_get("/quote/ltp", self.ltp)
         r.add_get("/instruments", self.instruments_csv)
         r.add_get("/instruments/{exchange}", self.instruments_csv)
+        r.add_get("/instruments/historical/{instrument_token}/{interval}", self.historical)
         r.add_get("/ws", self.ws)
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # hung handlers must not stall stop
         await self.runner.setup()
@@ -992,6 +1004,76 @@ class FakeKite:
             return web.Response(text=self.instruments_text(r.match_info.get("exchange")), content_type="text/csv")
 
         return await self._served("instruments", request, work)
+
+    # --- historical candles ----------------------------------------------------------------------
+    async def historical(self, request: web.Request) -> web.Response:
+        """``GET /instruments/historical/:token/:interval?from=&to=``: made-up but repeatable candles
+        (a walk seeded by the token and the day) on the days NSE trades, in Kite's envelope, refusing
+        what Kite refuses; ``historical_per_second`` requests in a rolling second, then 429s."""
+        if not self.authorised(request):
+            return self.refuse()
+        q = request.query
+        self.historical_calls.append((int(request.match_info["instrument_token"]), request.match_info["interval"],
+                                      q.get("from", ""), q.get("to", "")))
+        return await self._served("historical", request, self._historical)
+
+    async def _historical(self, request: web.Request) -> web.Response:
+        now, times = self.clock(), self._historical_times
+        while times and times[0] <= now - 1:
+            times.popleft()
+        if self.historical_per_second is not None and len(times) >= self.historical_per_second:
+            return self.error(429, "NetworkException", RATE_REFUSAL)
+        times.append(now)
+        token, interval = request.match_info["instrument_token"], request.match_info["interval"]
+        limit = HISTORICAL_DAYS.get(interval)
+        if limit is None:
+            return self.error(400, "InputException", "invalid interval")
+        if not token.isdigit() or all(i.token != int(token) for i in self.instruments.values()):
+            return self.error(400, "InputException", "invalid token")
+        try:
+            start = datetime.strptime(request.query.get("from", ""), "%Y-%m-%d %H:%M:%S")
+            end = datetime.strptime(request.query.get("to", ""), "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return self.error(400, "InputException", "invalid from or to date: use yyyy-mm-dd hh:mm:ss")
+        if end < start:
+            return self.error(400, "InputException", "from date after to date")
+        if (end.date() - start.date()).days + 1 > limit:
+            return self.error(400, "InputException", f"interval exceeds max limit: {limit} days")
+        candles = []
+        day = start.date()
+        while day <= end.date():
+            for row in self._day_candles(int(token), interval, day):
+                stamp = datetime.fromisoformat(row[0][:19])
+                if start <= stamp <= end and not any(a <= stamp <= b for a, b in self.candle_gaps):
+                    candles.append(row)
+            day += timedelta(days=1)
+        return self.ok({"candles": candles})
+
+    def _day_candles(self, token: int, interval: str, day: Any) -> list[list[Any]]:
+        """The day's candles, each N-minute (and the day's) one made of the minute candles it spans."""
+        if self._calendar is None:
+            from engine.calendar import TradingCalendar  # here: exchange_calendars loads slowly, most tests need none
+
+            self._calendar = TradingCalendar()
+        session = self._calendar.session(day)
+        if session is None:
+            return []
+        opened = session.open.replace(tzinfo=None)
+        n = int((session.close - session.open).total_seconds() // 60)
+        rng = np.random.default_rng([token, day.toordinal()])
+        close = np.round((500 + token % 1000) * np.exp(np.cumsum(rng.normal(0, 5e-4, n))), 1)
+        open_ = np.concatenate(([close[0]], close[:-1]))
+        wick = np.round(np.abs(rng.normal(0, 0.3, (2, n))), 1)
+        high, low = np.maximum(open_, close) + wick[0], np.minimum(open_, close) - wick[1]
+        volume = rng.integers(100, 5000, n)
+        size = n if interval == "day" else int(interval.removesuffix("minute") or 1)
+        out = []
+        for k in range(0, n, size):
+            at = datetime.combine(day, datetime.min.time()) if interval == "day" else opened + timedelta(minutes=k)
+            part = slice(k, k + size)
+            out.append([f"{at:%Y-%m-%dT%H:%M:%S}+0530", float(open_[k]), round(float(high[part].max()), 2),
+                        round(float(low[part].min()), 2), float(close[part][-1]), int(volume[part].sum())])
+        return out
 
     # --- WebSocket ticker ----------------------------------------------------------------------
     async def ws(self, request: web.Request) -> web.StreamResponse:

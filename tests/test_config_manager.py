@@ -216,7 +216,7 @@ def test_a_check_can_veto_a_change(manager):
 def test_diff_lists_changed_leaves_as_dotted_paths():
     old = validate(DEFAULT)
     data = copy.deepcopy(DEFAULT)
-    data["instruments"][0]["strategy"] = {"kind": "orb", "minutes": 30}
+    data["instruments"][0]["strategy"] = {"kind": "orb", "minutes": 30, "timeframe": 5}
     data["costs"]["gst_pct"] = 12.0
     assert diff(old, validate(data)) == [
         Change("instruments.0.strategy.kind", "ema_cross", "orb"),

@@ -100,7 +100,8 @@ def test_unknown_strategy_kind_names_the_known_ones():
     def mutate(d):
         d["instruments"][0]["strategy"] = {"kind": "macd"}
     assert errors_of(mutate) == [
-        "instruments[0].strategy.kind: 'macd' must be one of 'ema_cross', 'orb', 'vwap_reversion'"]
+        "instruments[0].strategy.kind: 'macd' must be one of 'ema_cross', 'orb', 'rsi_reversion', 'supertrend', "
+        "'vwap_reversion'"]
 
 
 def test_strategy_paths_leave_out_the_union_tag():

@@ -178,6 +178,10 @@ def test_paper_broker_ends_flat_with_two_fills_per_trade(tmp_path):
     {"kind": "ema_cross", "fast": 3, "slow": 8, "allow_short": True},
     {"kind": "orb", "minutes": 5, "allow_short": True},
     {"kind": "vwap_reversion", "window": 50, "k": 1.5, "allow_short": True},
+    {"kind": "ema_cross", "fast": 3, "slow": 8, "timeframe": 1, "allow_short": True},
+    {"kind": "supertrend", "period": 5, "factor": 1.5, "timeframe": 1, "allow_short": True},
+    {"kind": "rsi_reversion", "period": 5, "timeframe": 1, "allow_short": True},
+    {"kind": "vwap_reversion", "window": 10, "k": 1.0, "timeframe": 1, "allow_short": True},
 ])
 def test_paper_engine_and_backtest_make_identical_trades(tmp_path, strategy):
     symbols = ("NSE:INFY", "NSE:SBIN")

@@ -208,6 +208,19 @@ def test_ema_is_seeded_with_the_mean_of_the_first_n_then_smooths_by_two_over_n_p
 
 @examples
 @given(bars(), periods)
+def test_an_ema_seeded_with_its_first_value_is_ready_at_once_and_smooths_from_it(b, n):
+    x = b["close"]
+    ref = np.empty(len(x))
+    ref[0] = x[0]
+    for i in range(1, len(x)):
+        ref[i] = ref[i - 1] + 2.0 / (n + 1.0) * (x[i] - ref[i - 1])
+    out = run(ema(n, seed=1), ema_update, x)
+    assert_close(out["value"], ref)
+    assert (out["need"] == 0).all()
+
+
+@examples
+@given(bars(), periods)
 def test_rsi_is_wilders_smoothed_gains_over_losses(b, n):
     assert_close(run(rsi(n), rsi_update, b["close"])["value"], rsi_ref(b["close"], n))
 

@@ -1,4 +1,4 @@
-"""Indicator kernels against independent numpy references on random data."""
+"""Bracket kernels, and the rolling extremes against numpy references on random data."""
 
 import numpy as np
 from hypothesis import given, settings
@@ -7,64 +7,7 @@ from hypothesis import strategies as st
 from engine import kernels as K
 
 prices = st.lists(st.floats(min_value=1.0, max_value=5000.0, allow_nan=False), min_size=1, max_size=400)
-paise_prices = st.lists(st.integers(min_value=100, max_value=500_000), min_size=1, max_size=400)
 windows = st.integers(min_value=1, max_value=50)
-
-
-def ema_reference(xs, n):
-    alpha = 2.0 / (n + 1)
-    out, value = [], xs[0]
-    for x in xs:
-        value = alpha * x + (1 - alpha) * value
-        out.append(value)
-    return np.array(out)
-
-
-@settings(max_examples=60, deadline=None)
-@given(prices, st.integers(min_value=1, max_value=100))
-def test_ema_matches_recursive_definition_seeded_with_first_price(xs, n):
-    value, out = np.nan, []
-    for x in xs:
-        value = K.ema_update(value, x, K.ema_alpha(n))
-        out.append(value)
-    np.testing.assert_allclose(out, ema_reference(xs, n), rtol=0, atol=1e-9)
-
-
-@settings(max_examples=60, deadline=None)
-@given(prices, st.data())
-def test_session_vwap_matches_weighted_mean(xs, data):
-    vols = data.draw(st.lists(st.floats(min_value=1.0, max_value=1e4), min_size=len(xs), max_size=len(xs)))
-    state = np.zeros((1, 2))
-    out = [K.vwap_update(state, 0, 0, 1, x, v) for x, v in zip(xs, vols, strict=True)]
-    expected = [np.average(xs[: i + 1], weights=vols[: i + 1]) for i in range(len(xs))]
-    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-9)
-
-
-@settings(max_examples=60, deadline=None)
-@given(paise_prices, windows)
-def test_rolling_std_matches_numpy_over_the_window(paise, window):
-    xs = [p / 100 for p in paise]
-    ring, state = np.zeros((1, window)), np.zeros((1, 5))
-    out = [K.rolling_std_update(ring, state, 0, 0, x, window) for x in xs]
-    expected = [np.std(xs[max(0, i + 1 - window): i + 1]) for i in range(len(xs))]
-    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-9)
-
-
-def test_rolling_std_stays_accurate_over_a_long_session():
-    rng = np.random.default_rng(3)
-    xs = np.round(1500 + np.cumsum(rng.normal(0, 0.5, 50_000)), 2)
-    window = 200
-    ring, state = np.zeros((1, window)), np.zeros((1, 5))
-    for x in xs:
-        last = K.rolling_std_update(ring, state, 0, 0, x, window)
-    assert abs(last - np.std(xs[-window:])) < 1e-9
-
-
-def test_rolling_std_of_a_flat_window_is_exactly_zero():
-    ring, state = np.zeros((1, 5)), np.zeros((1, 5))
-    for x in [1074.35, 1080.15, 1074.35, 1074.35, 1074.35, 1074.35, 1074.35, 1074.35]:
-        last = K.rolling_std_update(ring, state, 0, 0, x, 5)
-    assert last == 0.0
 
 
 @settings(max_examples=60, deadline=None)
@@ -78,15 +21,6 @@ def test_rolling_high_and_low_match_numpy_over_the_window(xs, window):
     exp_lo = [min(xs[max(0, i + 1 - window): i + 1]) for i in range(len(xs))]
     np.testing.assert_allclose(highs, exp_hi, rtol=0, atol=1e-9)
     np.testing.assert_allclose(lows, exp_lo, rtol=0, atol=1e-9)
-
-
-@settings(max_examples=60, deadline=None)
-@given(prices)
-def test_opening_range_is_running_high_and_low(xs):
-    state = np.full((1, 2), np.nan)
-    for x in xs:
-        K.opening_range_update(state, 0, 0, 1, x)
-    assert (state[0, 0], state[0, 1]) == (max(xs), min(xs))
 
 
 def test_round_to_tick_snaps_to_the_nearest_tick_without_float_noise():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from config import validate
-from engine import layout as L
+from engine.strategies import vwap_reversion
 from tests.conftest import make_config, make_ticks
 from tests.parity import walk
 from tests.test_engine import feed, make_engine
@@ -21,7 +21,7 @@ def alternating(prices: list[float]) -> list[tuple[str, float, str]]:
 
 def rolling_std(engine, j: int) -> float:
     """The rolling standard deviation ``vwap_reversion`` reads from row ``j``'s running sums."""
-    n, _, s1, s2, _ = engine.arrays.st[j, L.S_STD:L.S_STD + 5]
+    n, s1, s2 = (engine.arrays.x[j, slot] for slot in (vwap_reversion.N, vwap_reversion.S1, vwap_reversion.S2))
     variance = n * s2 - s1 * s1
     return math.sqrt(variance) / (n * 100.0) if variance >= 0 else math.nan  # NaN: sums no prices could give
 
@@ -34,7 +34,7 @@ def test_growing_one_instruments_window_keeps_the_others_rolling_sums(tmp_path):
     ticks = make_ticks(alternating(prices), SYMBOLS)
     feed(engine, clock, ticks.slice(20))
     data = cfg.model_dump(mode="json")
-    data["instruments"][0]["strategy"]["window"] = 50  # INFY's window outgrows the ring the rows share
+    data["instruments"][0]["strategy"]["window"] = 50  # INFY's row outgrows the rows' width
     engine.apply_config(validate(data))
     feed(engine, clock, make_ticks(alternating(prices)[20:], SYMBOLS))
     sbin = prices[1::2]

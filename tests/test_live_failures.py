@@ -166,7 +166,7 @@ async def test_a_changed_instrument_list_changes_the_tickers_subscription(tmp_pa
                     time.time_ns, ["NSE:INFY"], {"NSE:INFY": 0.1}, 10)
     await live.prepare()
     rows = []
-    ticker = live.ticker_for(lambda row, ts, price, volume: rows.append((row, price)), lambda: None)
+    ticker = live.ticker_for(lambda row, ts, price, volume, *quote: rows.append((row, price)), lambda: None)
     task = asyncio.create_task(ticker.run())
     try:
         await wait(lambda: server.modes)

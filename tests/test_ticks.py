@@ -256,7 +256,7 @@ def test_binary_with_corrupt_columns_is_refused(tmp_path, column, value, reason)
 
 
 def test_unknown_extension_is_refused(tmp_path):
-    with pytest.raises(TickFileError, match=r"t.txt: unknown tick file type .txt \(use .csv or .otk\)"):
+    with pytest.raises(TickFileError, match=r"t.txt: unknown tick file type .txt \(use .csv, .otk or .parquet\)"):
         load(tmp_path / "t.txt", SYMBOLS)
 
 

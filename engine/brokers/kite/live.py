@@ -40,10 +40,18 @@ def token_day_start(now: datetime | None = None, flush_hour: int = 6) -> datetim
 
 
 def credentials(data_dir: Path, now: datetime | None = None) -> tuple[Credentials | None, list[str]]:
-    """From the environment, else what is missing. The access token: one saved by /token since the
-    last 06:00 IST (today's) wins over ``KITE_ACCESS_TOKEN``, which may be a stale one from the
-    deploy; an older saved token is used only when the environment has none."""
+    """From the environment, else what is missing; the access token as ``access_token`` finds it."""
     key, secret = os.environ.get("KITE_API_KEY", ""), os.environ.get("KITE_API_SECRET", "")
+    token = access_token(data_dir, now)
+    missing = [name for name, value in (("KITE_API_KEY", key), ("KITE_API_SECRET", secret),
+                                        ("KITE_ACCESS_TOKEN (or a token saved by /token)", token)) if not value]
+    return (None, missing) if missing else (Credentials(key, secret, token), [])
+
+
+def access_token(data_dir: Path, now: datetime | None = None) -> str:
+    """One saved by /token since the last 06:00 IST (today's) wins over ``KITE_ACCESS_TOKEN``, which
+    may be a stale one from the deploy; an older saved token is used only when the environment has
+    none. "" when there is neither."""
     token = os.environ.get("KITE_ACCESS_TOKEN", "").strip()
     saved_path = Path(data_dir) / TOKEN_FILE
     try:
@@ -55,9 +63,7 @@ def credentials(data_dir: Path, now: datetime | None = None) -> tuple[Credential
             log.info("using the access token saved by /token today instead of KITE_ACCESS_TOKEN")
         token = saved
     add_secret(token)  # the saved one is learned here, not from the environment
-    missing = [name for name, value in (("KITE_API_KEY", key), ("KITE_API_SECRET", secret),
-                                        ("KITE_ACCESS_TOKEN (or a token saved by /token)", token)) if not value]
-    return (None, missing) if missing else (Credentials(key, secret, token), [])
+    return token
 
 
 def save_token(data_dir: Path, token: str) -> None:
@@ -136,16 +142,21 @@ class KiteLive:
             task = asyncio.get_running_loop().create_task(self.ticker.set_tokens(list(self.tokens)))
             self._resubscribing = task  # a reference, so the task is not collected mid-flight
 
-    def ticker_for(self, on_tick: Callable[[int, int, float, float], None], on_reconnect: Callable[[], None],
-                   on_fault: Callable[[Exception], None] = lambda exc: None) -> KiteTicker:
+    def ticker_for(self, on_tick: Callable[[int, int, float, float, int, float, float], None],
+                   on_reconnect: Callable[[], None], on_fault: Callable[[Exception], None] = lambda exc: None
+                   ) -> KiteTicker:
+        """``on_tick(row, ts, price, volume, last_qty, bid, ask)``: last_qty -1, bid and ask NaN where
+        the packet has none."""
         rows = self.tokens
 
         def ticks(tokens: np.ndarray, prices: np.ndarray, ts: np.ndarray, traded: np.ndarray, received: int) -> None:
-            for token, price, stamp, volume in zip(tokens.tolist(), prices.tolist(), ts.tolist(), traded.tolist(),
-                                                   strict=True):
+            qty, bid, ask = self.ticker.quotes
+            for token, price, stamp, volume, q, b, a in zip(tokens.tolist(), prices.tolist(), ts.tolist(),
+                                                            traded.tolist(), qty.tolist(), bid.tolist(), ask.tolist(),
+                                                            strict=True):
                 row = rows.get(token)
                 if row is not None:
-                    on_tick(row, stamp, price, volume)
+                    on_tick(row, stamp, price, volume, q, b, a)
 
         self.ticker = KiteTicker(self.creds.api_key, lambda: self.rest.access_token, list(rows), ticks,
                                  self.broker.update, url=os.environ.get("KITE_WS_URL", DEFAULT_URL),

@@ -30,6 +30,8 @@ DEFAULT_BASE = "https://api.kite.trade"
 LOGIN_URL = "https://kite.zerodha.com/connect/login?v=3&api_key={api_key}"
 FORM = "application/x-www-form-urlencoded"
 RATE_BACKOFF_S = 0.2  # first wait after a 429; tenacity doubles it from there
+HISTORICAL_PER_SECOND = 3  # Kite's limit on the historical candle API
+HISTORICAL_WINDOW_S = 1.05  # its "second", widened by the jitter between our sending and Kite's counting
 
 
 class KiteError(BrokerError):
@@ -93,12 +95,13 @@ class RollingLimit:
     """At most ``max_rate`` entries in any rolling second, as Kite counts (a leaky bucket lets a
     burst of the rate through and then more within the same second: 429s on an exit)."""
 
-    def __init__(self, max_rate: int) -> None:
+    def __init__(self, max_rate: int, window: float = 1.0) -> None:
         self.max_rate = max_rate
+        self.window = window
         self._times: deque[float] = deque()
 
     def _prune(self, now: float) -> None:
-        while self._times and now - self._times[0] >= 1.0:
+        while self._times and now - self._times[0] >= self.window:
             self._times.popleft()
 
     def has_capacity(self) -> bool:
@@ -112,7 +115,7 @@ class RollingLimit:
             if len(self._times) < self.max_rate:
                 self._times.append(now)
                 return
-            await asyncio.sleep(1.0 - (now - self._times[0]))
+            await asyncio.sleep(self.window - (now - self._times[0]))
 
     async def __aexit__(self, *exc: object) -> None:
         return None
@@ -131,6 +134,8 @@ class KiteREST:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self.orders_per_second = orders_per_second
+        self._historical_limiter = RollingLimit(HISTORICAL_PER_SECOND, HISTORICAL_WINDOW_S)
+        self.historical_requests = 0  # tries sent, retries included
 
     @property
     def orders_per_second(self) -> float:
@@ -269,6 +274,21 @@ class KiteREST:
             out[symbol] = Instrument(int(row["instrument_token"]), symbol, float(row["tick_size"]),
                                      int(row["lot_size"]))
         return out
+
+    async def historical(self, token: int, interval: str, start: str, end: str) -> list[list[Any]]:
+        """Kite's candles ``[timestamp, open, high, low, close, volume]`` of instrument ``token``
+        from ``start`` to ``end`` (``yyyy-mm-dd hh:mm:ss`` IST). Every try, a retry too, waits for
+        its place within the 3 a second; 429s, 5xx and silence are retried with a backoff."""
+        path = f"/instruments/historical/{token}/{interval}"
+        params = {"from": start, "to": end, "continuous": 0, "oi": 0}
+        async for attempt in AsyncRetrying(retry=retry_if_exception_type((RateLimited, *UNKNOWN_OUTCOME)),
+                                           reraise=True, wait=wait_exponential(multiplier=0.5, max=8),
+                                           stop=stop_after_attempt(6)):
+            with attempt:
+                async with self._historical_limiter:
+                    self.historical_requests += 1
+                    body = await self._raw("GET", path, params)
+        return orjson.loads(body)["data"]["candles"]
 
     # --- orders --------------------------------------------------------------------------------
     async def place_order(self, params: Mapping[str, Any], variety: str = "regular", urgent: bool = False) -> str:

@@ -55,6 +55,9 @@ class KiteTicker:
         self.connected = False
         self.last_tick_mono = 0.0
         self._decode = PriceDecoder(max(8, len(tokens)))
+        # beside the arrays on_ticks gets, during that call: the last trade's quantity (-1: none) and
+        # depth level 1 (NaN: none) of each tick, for the tick recorder
+        self.quotes: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
         self._last: dict[int, tuple[int, float]] = {}  # token -> (exchange ts, price) last delivered
         self._volume: dict[int, int] = {}  # token -> day volume at its last delivered tick
         self._fresh = False  # True until the first frame of a new connection has been seen
@@ -204,14 +207,16 @@ class KiteTicker:
         if not len(tokens):
             return  # heartbeat
         ts = np.where(stamps > 0, stamps * 1_000_000_000, received)
+        bids, asks = self._decode.bids[: len(tokens)], self._decode.asks[: len(tokens)]
         keep = self._new(tokens, prices, stamps)
         self._fresh = False
         if keep is not None:
-            tokens, prices, ts, volumes, quantities = (tokens[keep], prices[keep], ts[keep], volumes[keep],
-                                                       quantities[keep])
+            tokens, prices, ts, volumes, quantities, bids, asks = (tokens[keep], prices[keep], ts[keep], volumes[keep],
+                                                                   quantities[keep], bids[keep], asks[keep])
         self.last_tick_mono = time.monotonic()
         if len(tokens):
             traded = self._traded(tokens, volumes, quantities)
+            self.quotes = (np.where(volumes >= 0, quantities, -1), bids, asks)
             try:
                 self.on_ticks(tokens, prices, ts, traded, received)
             except Exception as exc:  # the engine's: this packet is lost to it, the next is not

@@ -115,10 +115,11 @@ def _be32(b, at):
 
 
 @njit(cache=True)
-def _scan(b, tokens, prices, stamps, volumes, quantities):
+def _scan(b, tokens, prices, stamps, volumes, quantities, bids, asks):
     """Walk a frame; returns the packet count, or -1 - byte offset where it stops making sense.
     ``volumes`` is the day's traded volume (-1 where the packet has none), ``quantities`` the last
-    trade's quantity."""
+    trade's quantity, ``bids`` and ``asks`` depth level 1 of a full packet (NaN: none, or an empty
+    side, which Kite sends as 0)."""
     n = len(b)
     count = (np.int64(b[0]) << 8) | np.int64(b[1])
     if count > len(tokens):
@@ -140,13 +141,18 @@ def _scan(b, tokens, prices, stamps, volumes, quantities):
         traded = size == 44 or size == 184
         volumes[k] = _be32(b, at + 16) if traded else -1
         quantities[k] = _be32(b, at + 8) if traded else 0
+        bid = _be32(b, at + 68) / div if size == 184 else 0.0  # 5 bids of 12 bytes from 64, then 5 offers
+        ask = _be32(b, at + 128) / div if size == 184 else 0.0
+        bids[k] = bid if bid > 0 else np.nan
+        asks[k] = ask if ask > 0 else np.nan
         at += size
     return count if at == n else -1 - at
 
 
 class PriceDecoder:
     """Last prices (and volumes) of whole frames into reused arrays: one jitted walk per frame, no
-    allocation in the steady state. The arrays returned are valid until the next call."""
+    allocation in the steady state. The arrays returned are valid until the next call; so are the
+    first packets' ``bids`` and ``asks`` (depth level 1, NaN where none)."""
 
     def __init__(self, capacity: int = 3000) -> None:
         self._grow(capacity)
@@ -157,6 +163,8 @@ class PriceDecoder:
         self.stamps = np.empty(capacity, np.int64)
         self.volumes = np.empty(capacity, np.int64)
         self.quantities = np.empty(capacity, np.int64)
+        self.bids = np.empty(capacity)
+        self.asks = np.empty(capacity)
 
     def __call__(self, frame: bytes) -> tuple[np.ndarray, ...]:
         """(tokens, prices, exchange epoch seconds or 0, day volumes or -1, last trade quantities)."""
@@ -167,7 +175,7 @@ class PriceDecoder:
         if len(frame) // 10 + 1 > len(self.tokens):  # no packet is shorter than 2 + 8 bytes
             self._grow(len(frame) // 10 + 1)
         count = _scan(np.frombuffer(frame, np.uint8), self.tokens, self.prices, self.stamps, self.volumes,
-                      self.quantities)
+                      self.quantities, self.bids, self.asks)
         if count < 0:
             split_frame(frame)  # names the fault
             raise FrameError(f"garbled frame near byte {-1 - count}")

@@ -26,9 +26,13 @@ def sma_update(s: np.ndarray, o: int, x: float) -> float:
 # The smoothing sub-block sits at slot 1, so its countdown is NEED and its value VALUE.
 
 
-def ema(n: int) -> Indicator:
+def ema(n: int, seed: int | None = None) -> Indicator:
+    """``seed``: how many first values the seed averages, n unless told; 1 seeds it with the first
+    value (then it is ready at once: a strategy waiting for n values says so in its warm-up)."""
     n = whole("EMA", "n", n)
-    return Indicator(f"EMA({n})", (KIND_EMA, *smoothing(n, 2.0 / (n + 1.0))), (("value", VALUE),))
+    seed = n if seed is None else whole("EMA", "seed", seed)
+    label = f"EMA({n})" if seed == n else f"EMA({n},seed={seed})"
+    return Indicator(label, (KIND_EMA, *smoothing(seed, 2.0 / (n + 1.0))), (("value", VALUE),))
 
 
 @jit

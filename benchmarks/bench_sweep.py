@@ -1,0 +1,105 @@
+"""Sweep throughput: a year of 1-minute candles for 2 instruments (synthetic: a year of generated
+ticks made into minute OHLC), replayed as 4 ticks a candle by the ohlc rule (250 days x 375 bars x
+4 = 375k ticks an instrument), under 1,000 parameter sets of the shipped default (EMA cross fast x
+slow, VWAP reversion k).
+
+Goals: throughput (ticks x parameter sets per second) on all cores >= 1.7x one core, on the same
+200 sets (the better of two interleaved tries each: the cores may be shared, so CPU seconds and the
+load average are reported too); the 1,000 sets in <= 60 s on all cores. Walk-forward (60d / 20d)
+and a local Ray run of 100 sets are measured beside them.
+"""
+
+import os
+import time
+
+import numpy as np
+
+from benchmarks.common import report
+from engine import sweep
+from engine.cli import DEFAULT_CONFIG, _load_config
+from engine.data import candles
+from engine.ticks import Ticks, generate
+
+DAYS = 250
+MINUTE_NS = 60_000_000_000
+PARAMS = ["instruments.0.strategy.fast=2:20:2", "instruments.0.strategy.slow=25:70:5",
+          "instruments.1.strategy.k=1.0:3.25:0.25"]
+
+
+def minute_candles(ticks: Ticks, k: int) -> candles.Candles:
+    mine = ticks.instr == k
+    ts, price = ticks.ts[mine], ticks.price[mine]
+    starts, first = np.unique(ts // MINUTE_NS * MINUTE_NS, return_index=True)
+    last = np.append(first[1:], len(ts)) - 1
+    return candles.Candles(starts, price[first], np.maximum.reduceat(price, first),
+                           np.minimum.reduceat(price, first), price[last], np.add.reduceat(ticks.volume[mine], first))
+
+
+def cpu() -> float:
+    """CPU seconds of this process and of its finished workers."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed(cfg, data, combos, **kw) -> tuple[float, float, sweep.SweepResult]:
+    """Wall and CPU seconds of one sweep, and its result."""
+    t0, c0 = time.perf_counter(), cpu()
+    res = sweep.run(cfg, data, combos, **kw)
+    return time.perf_counter() - t0, cpu() - c0, res
+
+
+def main() -> None:
+    cfg = _load_config(str(DEFAULT_CONFIG))
+    symbols = [i.symbol for i in cfg.instruments]
+    raw = generate(DAYS, 1, symbols, tick_interval_ms=1000.0, tick_sizes=[i.tick_size for i in cfg.instruments])
+    replay = candles.replay({s: minute_candles(raw, k) for k, s in enumerate(symbols)}, symbols, "minute", "ohlc",
+                            cfg.session.ns_after_midnight("open"), cfg.session.ns_after_midnight("close"))
+    ticks = replay.ticks
+    data = sweep.Data(ticks, replay.partner, replay.data)
+    combos = sweep.grid([sweep.parse_param(p) for p in PARAMS])
+    subset, ratio_sets = combos[::10], combos[::5]
+    cores = os.cpu_count() or 1
+    sweep.run(cfg, data.part(0, 10_000), subset[:1], workers=1)  # compile outside the timings
+
+    load = os.getloadavg()[0]
+    tries = [timed(cfg, data, ratio_sets, workers=w) for _ in range(2) for w in (1, cores)]  # interleaved
+    one_s, one_cpu, _ = min(tries[0::2], key=lambda r: r[0])
+    all_s, all_cpu, _ = min(tries[1::2], key=lambda r: r[0])
+    full_s, full_cpu, res = timed(cfg, data, combos, workers=cores)
+    walk_s, _, walk = timed(cfg, data, subset, workers=cores, walk=(60, 20))
+    n = len(ticks)
+    one, every = n * len(ratio_sets) / one_s, n * len(ratio_sets) / all_s
+    oos = walk.out_of_sample()
+    rows = [
+        {"metric": "data", "value": f"{replay.data}: {n:,} ticks, {len(combos):,} parameter sets"},
+        {"metric": "load average (1 min) at start, end", "value": f"{load:.1f}, {os.getloadavg()[0]:.1f}"},
+        {"metric": f"one core, {len(ratio_sets)} sets",
+         "value": f"{one_s:.1f} s, {one_cpu:.1f} s CPU ({one / 1e6:.1f}M ticks x sets/s)"},
+        {"metric": f"{cores} cores, the same {len(ratio_sets)} sets",
+         "value": f"{all_s:.1f} s, {all_cpu:.1f} s CPU ({every / 1e6:.1f}M ticks x sets/s)"},
+        {"metric": "all cores / one core", "value": f"{every / one:.2f}x", "goal": ">= 1.7x", "ok": every / one >= 1.7},
+        {"metric": f"{len(combos):,} sets on {cores} cores", "value": f"{full_s:.1f} s, {full_cpu:.1f} s CPU "
+         f"({n * len(combos) / full_s / 1e6:.1f}M ticks x sets/s)", "goal": "<= 60 s", "ok": full_s <= 60},
+        {"metric": f"walk-forward 60d/20d, {len(subset)} sets", "value": f"{walk_s:.1f} s "
+         f"({len(walk.walk_forward())} windows, {len(walk.rows):,} backtests; out of sample "
+         f"₹{oos['oos_net_per_day']:,.2f}/day vs in sample ₹{oos['is_net_per_day']:,.2f}/day)"},
+        {"metric": "best by net P&L", "value": str({p: res.ranked()[0][p] for p in res.paths})},
+    ]
+    try:
+        import ray
+    except ImportError:
+        rows.append({"metric": f"local Ray, {len(subset)} sets", "value": "skipped: Ray is not installed"})
+    else:
+        t0 = time.perf_counter()
+        ray.init(num_cpus=cores, include_dashboard=False)
+        up_s = time.perf_counter() - t0
+        ray_s, _, ray_res = timed(cfg, data, subset, ray="auto")
+        ray.shutdown()
+        same = ray_res.rows == sweep.run(cfg, data, subset, workers=cores).rows
+        rows.append({"metric": f"local Ray ({cores} CPUs), {len(subset)} sets",
+                     "value": f"{ray_s:.1f} s after {up_s:.1f} s start-up; rows identical to local: {same}"})
+    report("sweep", rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Strategies by name: the built-ins (one file each in this package, on the public API in ``api``),
+the files of a strategies folder (``strategies/`` beside the config, or ``$OTRADE_STRATEGIES``) and
+packaged ones (the ``otrade.strategies`` entry point group). A built-in's name cannot be taken.
+"""
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from engine.strategies.api import Strategy, StrategyError
+
+BUILTIN = ("ema_cross", "orb", "rsi_reversion", "supertrend", "vwap_reversion")
+ENTRY_POINT_GROUP = "otrade.strategies"
+FOLDER_ENV = "OTRADE_STRATEGIES"
+
+_loaded: dict[tuple[str, str], Strategy] = {}  # by source: each file is imported once per process
+_folders: list[Path] = []  # the strategies folders of config files loaded in this process, newest first
+
+
+def _located(exc: BaseException, file: Path) -> str:
+    """``file:line: Error: message`` for an exception raised importing ``file``."""
+    if isinstance(exc, StrategyError):
+        return str(exc)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}"
+    line = next((f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__))
+                 if Path(f.filename).resolve() == file.resolve()), None)
+    return f"{file}:{line or 1}: {type(exc).__name__}: {exc}"
+
+
+def _strategy_of(module: Any, where: str) -> Strategy:
+    strategy = getattr(module, "strategy", None)
+    if not isinstance(strategy, Strategy):
+        raise StrategyError(f"{where}:1: no strategy: the file must make one, strategy = Strategy(...)")
+    return strategy
+
+
+def load_file(path: Path | str) -> Strategy:
+    """The strategy the file at ``path`` declares (imported once); StrategyError with file and line."""
+    path = Path(path).resolve()
+    key = ("file", str(path))
+    if key not in _loaded:
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+        name = f"_otrade_strategies.{path.stem}_{digest}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise StrategyError(f"{path}:1: not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise StrategyError(_located(exc, path)) from None
+        strategy = _strategy_of(module, str(path))
+        if strategy.name != path.stem:
+            raise StrategyError(f"{strategy.where}: the strategy in {path.name} must be named {path.stem!r} "
+                                f"(strategies are found by file name), not {strategy.name!r}")
+        _loaded[key] = strategy
+    return _loaded[key]
+
+
+def load_builtin(name: str) -> Strategy:
+    key = ("builtin", name)
+    if key not in _loaded:
+        strategy = _strategy_of(importlib.import_module(f"engine.strategies.{name}"), name)
+        strategy.source = key
+        _loaded[key] = strategy
+    return _loaded[key]
+
+
+def load_entry_point(name: str) -> Strategy:
+    key = ("entry", name)
+    if key not in _loaded:
+        [ep] = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        try:
+            found = ep.load()
+        except Exception as exc:
+            raise StrategyError(f"entry point {name} ({ep.value}): {type(exc).__name__}: {exc}") from None
+        strategy = found if isinstance(found, Strategy) else _strategy_of(found, ep.value)
+        strategy.source = key
+        _loaded[key] = strategy
+    return _loaded[key]
+
+
+@functools.cache
+def _packaged() -> list[str]:
+    """The installed packages' strategy names (read once: installing one means a new process)."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} - set(BUILTIN))
+
+
+def from_source(source: tuple[str, str]) -> Strategy:
+    """A strategy again from its ``source`` (another process: a sweep's workers)."""
+    kind, ref = source
+    return {"builtin": load_builtin, "entry": load_entry_point, "file": load_file}[kind](ref)
+
+
+class Catalog:
+    """Strategies by name: built-ins first, then packages, then the folders (the first that has it)."""
+
+    def __init__(self, folders: list[Path] | None = None) -> None:
+        self.folders = [Path(f) for f in folders or []]
+
+    def _packaged(self) -> list[str]:
+        return _packaged()
+
+    def _file(self, name: str) -> Path | None:
+        return next((f / f"{name}.py" for f in self.folders if (f / f"{name}.py").is_file()), None)
+
+    def get(self, name: str) -> Strategy:
+        """Strategy ``name``; ValueError if there is none, StrategyError if its file is broken."""
+        if name in BUILTIN:
+            return load_builtin(name)
+        if name in self._packaged():
+            return load_entry_point(name)
+        path = self._file(name) if isinstance(name, str) and name.isidentifier() else None
+        if path is None:
+            where = f", or a file {name}.py in {', '.join(map(str, self.folders))}" if self.folders else ""
+            raise ValueError(f"{name!r} must be one of {', '.join(map(repr, self.names()))}{where}")
+        return load_file(path)
+
+    def model(self, kind: str) -> type[BaseModel]:
+        try:
+            return self.get(kind).Params
+        except StrategyError as exc:
+            raise ValueError(str(exc)) from None
+
+    def names(self) -> list[str]:
+        """Every name, built-ins first; files starting with _ or test_ are not strategies."""
+        files = sorted({p.stem for f in self.folders if f.is_dir() for p in f.glob("*.py")
+                        if not p.stem.startswith(("_", "test_")) and p.stem.isidentifier()})
+        return [*BUILTIN, *self._packaged(), *(n for n in files if n not in BUILTIN)]
+
+
+def folder_for(config_path: Path | str) -> Path:
+    """A config file's strategies folder: ``$OTRADE_STRATEGIES``, else ``strategies/`` beside it."""
+    return Path(os.environ.get(FOLDER_ENV) or Path(config_path).resolve().parent / "strategies")
+
+
+def catalog_for(config_path: Path | str) -> Catalog:
+    """The catalog a config file's strategies are found in; its folder is remembered, so a config
+    validated later in this process without one (a sweep's variants) finds them too."""
+    folder = folder_for(config_path)
+    if folder in _folders:
+        _folders.remove(folder)
+    _folders.insert(0, folder)
+    return Catalog([folder])
+
+
+def default_catalog() -> Catalog:
+    """Built-ins, packages, ``$OTRADE_STRATEGIES`` and the folders of config files loaded so far."""
+    env = [Path(os.environ[FOLDER_ENV])] if os.environ.get(FOLDER_ENV) else []
+    return Catalog(env + [f for f in _folders if f not in env])
+
+
+__all__ = ["BUILTIN", "Catalog", "Strategy", "StrategyError", "catalog_for", "default_catalog", "folder_for",
+           "from_source", "load_file"]

@@ -1,0 +1,376 @@
+"""The strategy API: a strategy is one Python file; the engine runs it in backtest, paper and live.
+
+A file declares one ``Strategy`` (its name, parameters, timeframe, the indicators it needs from
+``engine.core.indicators``, a few memory slots of its own) and one decision function::
+
+    strategy = Strategy("my_cross", about="...", params={"fast": Param(9, low=1)},
+                        indicators=lambda p: {"fast": ema(p.fast)}, memory={"prev": NAN})
+    FAST, PREV = strategy.slot("fast"), strategy.mem("prev")
+
+    @strategy.decision
+    def decide(x, pos):
+        ...
+        return LONG
+
+``decide(x, pos)`` runs on every closed bar (every tick for ``timeframe="tick"``) after the engine
+has fed that bar to the indicators. ``x`` is the instrument's row, read by slot: the bar
+(``x[CLOSE]``), the parameters (``x[strategy.param(name)]``), the indicators' outputs
+(``x[strategy.slot(name, output)]``) and the strategy's memory (``x[strategy.mem(name)]``, the only
+slots it may write: they keep their values from one bar to the next). ``pos`` is the position's side
+(+1 long, -1 short, 0 flat). It answers NONE, LONG, SHORT or EXIT (or EXIT_LONG / EXIT_SHORT).
+What an answer does is the engine's, as are brackets, risk limits, square-off and costs: LONG
+enters from flat or exits a short (no reversal on one answer), SHORT the mirror (entries only with
+``allow_short``), EXIT leaves either side; the order fills at the next tick. Answers count once
+every indicator is ready and ``warmup`` bars were seen: until then the engine takes NONE (the
+function still runs, so its memory stays current).
+
+The function is compiled by Numba (no Python objects, no allocation: plain arithmetic on ``x``)
+once, cached across runs, and checked by ``otrade config check``.
+"""
+
+import math
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from numba import njit, types
+from numba.core.errors import NumbaExperimentalFeatureWarning
+from pydantic import Field, create_model, field_validator, model_validator
+
+from config.models import Model, rule_errors
+from engine import layout as L
+from engine.core.indicators import Indicator, IndicatorLayout
+from engine.kernels import DECISION
+
+# The engine calls every strategy's decision through its address, as a function of this one
+# signature: its own kernels compile once, whatever strategies a config names.
+warnings.filterwarnings("ignore", category=NumbaExperimentalFeatureWarning)
+SIGNATURE = DECISION
+# No reference counting (_nrt=False): a decision that would allocate does not compile.
+_JIT = {"cache": True, "error_model": "numpy", "_nrt": False}
+# For a strategy's own helper functions: compiled into the decision that calls them.
+helper = njit(error_model="numpy", inline="always", _nrt=False)
+
+NAN = math.nan
+
+# --- answers (the engine's SIG_* codes) ---------------------------------------------------------
+NONE = L.SIG_NONE
+LONG = L.SIG_LONG  # enter long, or leave a short
+SHORT = L.SIG_SHORT  # enter short (with allow_short), or leave a long
+EXIT_LONG = L.SIG_EXIT_LONG  # leave a long, no entry
+EXIT_SHORT = L.SIG_EXIT_SHORT  # leave a short, no entry
+EXIT = L.SIG_EXIT_ANY  # leave either side
+ANSWERS = {NONE: "NONE", LONG: "LONG", SHORT: "SHORT", EXIT_LONG: "EXIT_LONG", EXIT_SHORT: "EXIT_SHORT", EXIT: "EXIT"}
+
+# --- the bar, at the start of every row ----------------------------------------------------------
+OPEN = L.X_OPEN
+HIGH = L.X_HIGH
+LOW = L.X_LOW
+CLOSE = L.X_CLOSE
+VOLUME = L.X_VOLUME
+START = L.X_START  # the bar's start (a tick's time), ns after the session open
+SESSION = L.X_SESSION  # the session's IST day number
+N_BAR = L.N_X_BAR
+
+TIMEFRAME_MINUTES = 375  # NSE's session, 09:15-15:30: the longest bar
+RESERVED = ("kind", "timeframe", "allow_short")  # every strategy's own fields
+
+
+class StrategyError(Exception):
+    """A strategy that cannot run, said in one line: ``file:line: what is wrong``."""
+
+
+class _Scratch:
+    def __repr__(self) -> str:
+        return "SCRATCH"
+
+
+# A memory slot declared as SCRATCH holds where the strategy's scratch slots start in its row.
+SCRATCH = _Scratch()
+
+
+def _declared_at(depth: int) -> str:
+    frame = sys._getframe(depth + 1)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its default (its type: int, float or bool), its range, what it means."""
+
+    default: int | float | bool
+    low: float | None = None
+    high: float | None = None
+    about: str = ""
+    where: str = field(default="", compare=False)  # file:line of the declaration, for errors
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "where", self.where or _declared_at(2))
+        if not isinstance(self.default, bool | int | float):
+            raise StrategyError(f"{self.where}: Param default {self.default!r} must be an int, a float or a bool")
+        too_low = self.low is not None and self.default < self.low
+        if too_low or (self.high is not None and self.default > self.high):
+            raise StrategyError(f"{self.where}: Param default {self.default!r} is outside its range ({self.range})")
+
+    @property
+    def range(self) -> str:
+        """``2..500``, ``>= 1``, ``<= 9`` or "" (no bounds)."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g}..{self.high:g}"
+        if self.low is not None or self.high is not None:
+            return f">= {self.low:g}" if self.low is not None else f"<= {self.high:g}"
+        return ""
+
+
+def _timeframe(v: Any) -> str | int:
+    if v == "tick" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= TIMEFRAME_MINUTES):
+        return v
+    rule_errors([("", f"{v!r} must be 'tick' or whole minutes from 1 to {TIMEFRAME_MINUTES}")])
+    raise AssertionError  # unreachable: rule_errors raised
+
+
+class StrategyParams(Model):
+    """A strategy's settings in the config: its kind, timeframe, allow_short and the parameters it
+    declares (each strategy gets its own subclass). Picklable by source into worker processes."""
+
+    __strategy__: ClassVar[Any] = None
+    kind: str
+    timeframe: Any = "tick"
+    allow_short: bool = False
+
+    @field_validator("timeframe", mode="plain")
+    @classmethod
+    def _timeframe_is_tick_or_minutes(cls, v: Any) -> str | int:
+        return _timeframe(v)
+
+    @model_validator(mode="after")
+    def _strategy_rules(self) -> "StrategyParams":
+        rules = type(self).__strategy__.rules
+        if rules is not None:
+            rule_errors(list(rules(self)))
+        return self
+
+    def __reduce__(self) -> tuple:
+        return _rebuild_params, (type(self).__strategy__.source, self.model_dump())
+
+    @property
+    def timeframe_ns(self) -> int:
+        """The bar's length in ns; 0 for ticks."""
+        return 0 if self.timeframe == "tick" else int(self.timeframe) * 60_000_000_000
+
+
+def _rebuild_params(source: tuple[str, str], data: dict) -> StrategyParams:
+    from engine.strategies import from_source
+
+    return from_source(source).Params.model_validate(data)
+
+
+class Strategy:
+    """One strategy's declaration; see the module docstring. Errors say the file and line."""
+
+    def __init__(self, name: str, *, about: str, params: dict[str, Param] | None = None,
+                 indicators: Callable[[Any], dict[str, Indicator]] | None = None,
+                 memory: dict[str, float | _Scratch] | None = None, scratch: Callable[[Any], int] | None = None,
+                 warmup: int | Callable[[Any], int] = 0, timeframe: str | int = "tick",
+                 reset_each_session: bool = False,
+                 rules: Callable[[Any], list[tuple[str, str]]] | None = None) -> None:
+        self.where = _declared_at(1)
+        self.file = self.where.rsplit(":", 1)[0]
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise StrategyError(f"{self.where}: strategy name {name!r} must be lower case letters, digits and _")
+        self.name, self.about = name, about
+        self.params = dict(params or {})
+        for key in self.params:
+            if key in RESERVED or not key.isidentifier():
+                raise StrategyError(f"{self.params[key].where}: {key!r} cannot name a parameter "
+                                    f"({', '.join(RESERVED)} are every strategy's own)")
+        self.memory = dict(memory or {})
+        self._indicators = indicators or (lambda p: {})
+        self._scratch = scratch or (lambda p: 0)
+        self._warmup = warmup if callable(warmup) else (lambda p: warmup)
+        self.reset_each_session = reset_each_session
+        self.rules = rules
+        self.source: tuple[str, str] = ("file", self.file)  # how another process finds it again
+        self.decide: Callable[..., int] | None = None  # the decision as written (a test can call it)
+        self._compiled: Any = None
+        self.compile_seconds = 0.0
+        self.cached = False
+        try:
+            _timeframe(timeframe)
+        except Exception:
+            raise StrategyError(f"{self.where}: timeframe {timeframe!r} must be 'tick' or whole minutes from 1 to "
+                                f"{TIMEFRAME_MINUTES}") from None
+        self.Params = self._params_model(timeframe)
+        try:
+            self.defaults = self.Params(kind=name)
+        except Exception as exc:
+            raise StrategyError(f"{self.where}: the defaults break a rule: {exc}") from None
+        self._layout = self._layout_for(self.defaults)
+        self.base = N_BAR + len(self.params) + len(self.memory)
+
+    def _params_model(self, timeframe: str | int) -> type[StrategyParams]:
+        fields: dict[str, Any] = {"kind": (Literal[self.name], self.name), "timeframe": (Any, timeframe)}
+        for key, p in self.params.items():
+            fields[key] = (type(p.default), Field(p.default, ge=p.low, le=p.high, description=p.about))
+        model = create_model(f"{self.name.title().replace('_', '')}Params", __base__=StrategyParams, **fields)
+        model.__strategy__ = self
+        return model
+
+    def _layout_for(self, p: Any) -> IndicatorLayout:
+        try:
+            layout = IndicatorLayout(**self._indicators(p))
+        except ValueError as exc:
+            raise StrategyError(f"{self.where}: indicators: {exc}") from None
+        if hasattr(self, "_layout") and [i.head[0] for i in layout.indicators.values()] != [
+                i.head[0] for i in self._layout.indicators.values()]:
+            raise StrategyError(f"{self.where}: the indicators' kinds must not depend on the parameters "
+                                "(their slots are constants of the file)")
+        return layout
+
+    # --- slots: constants the decision function reads ------------------------------------------
+    def param(self, name: str) -> int:
+        """The slot of parameter ``name``."""
+        if name not in self.params:
+            raise StrategyError(f"{_declared_at(1)}: {self.name} has no parameter {name!r}; it has "
+                                f"{', '.join(self.params) or 'none'}")
+        return N_BAR + list(self.params).index(name)
+
+    def mem(self, name: str) -> int:
+        """The slot of memory ``name``."""
+        if name not in self.memory:
+            raise StrategyError(f"{_declared_at(1)}: {self.name} has no memory {name!r}; it has "
+                                f"{', '.join(self.memory) or 'none'}")
+        return N_BAR + len(self.params) + list(self.memory).index(name)
+
+    def slot(self, name: str, output: str | None = None) -> int:
+        """The slot of indicator ``name``'s ``output`` (its first by default)."""
+        if name not in self._layout.indicators:
+            raise StrategyError(f"{_declared_at(1)}: {self.name} has no indicator {name!r}; it has "
+                                f"{', '.join(self._layout.indicators) or 'none'}")
+        try:
+            return self.base + self._layout.slot(name, output)
+        except ValueError as exc:
+            raise StrategyError(f"{_declared_at(1)}: {exc}") from None
+
+    # --- the decision -------------------------------------------------------------------------
+    def decision(self, fn: Callable[..., int]) -> Callable[..., int]:
+        """Decorator: ``fn(x, pos) -> answer`` is this strategy's decision (returned as written, so
+        a test can call it on a numpy row; the engine runs its compiled form)."""
+        self.decide = fn
+        return fn
+
+    @property
+    def decide_at(self) -> str:
+        code = self.decide.__code__ if self.decide else None
+        return f"{code.co_filename}:{code.co_firstlineno}" if code else self.where
+
+    def compile(self) -> Any:
+        """The compiled decision (from Numba's cache after the first run); StrategyError with the
+        file and line of what Numba cannot compile."""
+        if self._compiled is None:
+            if self.decide is None:
+                raise StrategyError(f"{self.where}: {self.name} has no decision: decorate one function "
+                                    "with @strategy.decision")
+            started = time.perf_counter()
+            try:
+                compiled = njit(SIGNATURE, **_JIT)(self.decide)
+            except Exception as exc:
+                raise StrategyError(numba_error(exc, self.decide_at)) from None
+            self.compile_seconds = time.perf_counter() - started
+            stats = getattr(compiled, "stats", None)
+            self.cached = bool(stats and stats.cache_hits)
+            self._compiled = compiled
+        return self._compiled
+
+    def check(self, p: Any, bars: int = 300) -> None:
+        """Compile, then decide on ``bars`` bars of a seeded walk, flat, long and short: every answer
+        must be one the engine knows (StrategyError at the decision's line)."""
+        compiled = self.compile()
+        from engine.core.indicators import update_all
+
+        # The compiled form converts any number to the int answer: what the function itself returns
+        # is typed again without the signature's return type.
+        typed = njit(error_model="numpy", _nrt=False)(self.decide)
+        typed.compile(SIGNATURE.args)
+        returned = typed.nopython_signatures[0].return_type
+        if not isinstance(returned, types.Integer):
+            raise StrategyError(f"{self.decide_at}: the decision returns {returned}; it must answer one of "
+                                f"{', '.join(ANSWERS.values())}")
+
+        fresh, offsets = self.row(p)
+        closes = 100.0 + np.cumsum(np.random.default_rng(11).normal(0.0, 0.4, bars))
+        for pos in (0.0, 1.0, -1.0):
+            x = fresh.copy()
+            for k, c in enumerate(closes):
+                x[OPEN], x[HIGH], x[LOW], x[CLOSE], x[VOLUME] = c, c + 0.3, c - 0.3, c, 100.0
+                x[START], x[SESSION] = k % 75 * 300e9, k // 75
+                update_all(x, offsets, x[SESSION], x[START], c + 0.3, c - 0.3, c, 100.0)
+                answer = compiled(x, pos)
+                if answer not in ANSWERS:
+                    raise StrategyError(f"{self.decide_at}: the decision answered {answer} (bar {k}, position "
+                                        f"{pos:+.0f}); it must answer one of {', '.join(ANSWERS.values())}")
+
+    # --- one instrument's row -----------------------------------------------------------------
+    def row(self, p: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The fresh row for parameters ``p`` (bar, parameters, memory, indicators, scratch) and
+        where its indicators sit in it."""
+        layout = self._layout_for(p)
+        heads = sum(len(ind.head) for ind in layout.indicators.values())
+        scratch_at = self.base + layout.size
+        row = np.zeros(scratch_at + int(self._scratch(p)))
+        row[:N_BAR] = NAN
+        for k, key in enumerate(self.params):
+            row[N_BAR + k] = float(getattr(p, key))
+        for k, value in enumerate(self.memory.values()):
+            row[N_BAR + len(self.params) + k] = scratch_at if value is SCRATCH else float(value)
+        ring = self.base + heads  # headers in declaration order, then their rings (IndicatorLayout's order)
+        for key, ind in layout.indicators.items():
+            ind.place(row, self.base + layout.offsets[key], ring)
+            ring += ind.ring
+        return row, self.base + layout.offsets_array
+
+    def warmup(self, p: Any) -> int:
+        return int(self._warmup(p))
+
+    def indicator_names(self) -> list[str]:
+        return list(self._layout.indicators)
+
+    def describe(self) -> list[str]:
+        """One line per setting, for ``otrade strategy list``."""
+        lines = [f"timeframe = {self.defaults.timeframe!r} ('tick' or minutes)", "allow_short = False"]
+        for key, p in self.params.items():
+            lines.append(f"{key} = {p.default!r}" + (f" ({p.range})" if p.range else "")
+                         + (f": {p.about}" if p.about else ""))
+        return lines
+
+
+_NUMBA_PLACE = re.compile(r'File "([^"]+)", line (\d+)|" at (/[^ ]+\.py) \((\d+)\)')
+_NUMBA_NOISE = re.compile(r"^(Failed in \w+ mode pipeline|During: |Enable logging|- Resolution failure|$|\s*<source)")
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
+def numba_error(exc: BaseException, where: str) -> str:
+    """One line from a Numba compile error: the last place in the strategy's file, and the reason."""
+    text = str(exc)
+    file = Path(where.rsplit(":", 1)[0]).resolve()
+    places = [f"{file}:{n or m}" for f, n, g, m in _NUMBA_PLACE.findall(text) if Path(f or g).resolve() == file]
+    if "NRT required but not enabled" in text:
+        reason = "it allocates (a list, dict, string or new array): a decision only does arithmetic on x"
+    elif "No conversion from none" in text:
+        reason = "a path through it returns nothing: every path must return an answer"
+    else:
+        reasons = [line.strip() for line in text.splitlines() if not _NUMBA_NOISE.match(line)
+                   and not _NUMBA_PLACE.search(line) and not line.startswith(("    ", "^"))]
+        reason = _ADDRESS.sub("", reasons[0]).rstrip(":") if reasons else type(exc).__name__
+    return f"{places[-1] if places else where}: Numba cannot compile the decision: {reason}"
+
+
+__all__ = ["ANSWERS", "CLOSE", "EXIT", "EXIT_LONG", "EXIT_SHORT", "HIGH", "LONG", "LOW", "NAN", "NONE", "N_BAR",
+           "OPEN", "SCRATCH", "SESSION", "SHORT", "SIGNATURE", "START", "VOLUME", "Param", "Strategy",
+           "StrategyError", "StrategyParams", "helper", "numba_error"]
