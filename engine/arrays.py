@@ -21,16 +21,18 @@ class Arrays:
     st: np.ndarray
     clk: np.ndarray
     acct: np.ndarray
-    x: np.ndarray  # the strategy rows (engine.strategies.api), as wide as the widest
-    x0: np.ndarray  # each row fresh: a new session of a strategy that starts again each session
-    xs: np.ndarray  # live: each row before its last decision
-    io: np.ndarray  # where each row's indicators sit in it (the first P_N_IND)
-    fns: np.ndarray  # the addresses of each strategy's compiled decision (kernels.decision; P_KIND's row)
+    rows: np.ndarray  # the strategy rows (engine.strategies.api) in their planes (L.ROW_*), as wide as the widest
+    links: np.ndarray  # each row's decision addresses and indicator offsets (L.LINK_*)
     strategies: list[Strategy]  # each row's (holding its compiled decision: the addresses stay valid)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Each instrument's strategy row as it stands."""
+        return self.rows[L.ROW_NOW]
 
     def kernel(self) -> tuple:
         """The arrays ``step.on_tick`` takes, in its order."""
-        return self.st, self.pr, self.acct, self.clk, self.x, self.x0, self.xs, self.io, self.fns
+        return self.st, self.pr, self.acct, self.clk, self.rows, self.links
 
 
 def strategy_of(ins: Any) -> Strategy:
@@ -45,7 +47,6 @@ def in_use(cfg: Config) -> list[Strategy]:
 def params(cfg: Config) -> np.ndarray:
     pr = np.zeros((len(cfg.instruments), L.N_PARAMS))
     session = cfg.session
-    kinds = {s: k for k, s in enumerate(in_use(cfg))}
     for row, ins in zip(pr, cfg.instruments, strict=True):
         strategy, p = strategy_of(ins), ins.strategy
         row[L.P_TICK] = ins.tick_size
@@ -57,7 +58,6 @@ def params(cfg: Config) -> np.ndarray:
         row[L.P_TRAIL_STEP] = ins.bracket.trail_step_ticks * ins.tick_size
         row[L.P_TRAIL_GAP_NS] = ins.bracket.trail_interval_s * L.NS_PER_S
         row[L.P_ALLOW_SHORT] = 1.0 if p.allow_short else 0.0
-        row[L.P_KIND] = kinds[strategy]
         row[L.P_OPEN_NS] = session.ns_after_midnight("open")
         row[L.P_CLOSE_NS] = session.ns_after_midnight("close")
         row[L.P_SQUARE_OFF_NS] = session.ns_after_midnight("square_off")
@@ -68,15 +68,16 @@ def params(cfg: Config) -> np.ndarray:
     return pr
 
 
-def strategy_rows(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Each instrument's fresh strategy row and its indicators' offsets, padded to the widest."""
-    rows = [strategy_of(i).row(i.strategy) for i in cfg.instruments]
-    x0 = np.zeros((len(rows), max(len(r) for r, _ in rows)))
-    io = np.zeros((len(rows), max(1, max(len(o) for _, o in rows))), dtype=np.int64)
-    for j, (row, offsets) in enumerate(rows):
-        x0[j, : len(row)] = row
-        io[j, : len(offsets)] = offsets
-    return x0, io
+def strategy_rows(cfg: Config, width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The strategy rows, every plane fresh and at least ``width`` wide, and each row's links."""
+    made = [strategy_of(i).row(i.strategy) for i in cfg.instruments]
+    rows = np.zeros((L.N_ROW_PLANES, len(made), max(width, *(len(r) for r, _ in made))))
+    links = np.zeros((len(made), L.LINK_IND + max(len(o) for _, o in made)), dtype=np.int64)
+    for j, ((row, offsets), ins) in enumerate(zip(made, cfg.instruments, strict=True)):
+        rows[:, j, : len(row)] = row
+        links[j, L.LINK_JIT : L.LINK_C + 1] = decision_address(strategy_of(ins).compile())
+        links[j, L.LINK_IND : L.LINK_IND + len(offsets)] = offsets
+    return rows, links
 
 
 def apply_risk(acct: np.ndarray, cfg: Config) -> None:
@@ -93,17 +94,14 @@ def build(cfg: Config) -> Arrays:
     n = len(cfg.instruments)
     acct = L.new_account()
     apply_risk(acct, cfg)
-    x0, io = strategy_rows(cfg)
+    rows, links = strategy_rows(cfg)
     return Arrays(
         symbols=tuple(i.symbol for i in cfg.instruments),
         pr=params(cfg),
         st=L.new_state(n),
         clk=L.new_clock(n),
         acct=acct,
-        x=x0.copy(),
-        x0=x0,
-        xs=x0.copy(),
-        io=io,
-        fns=np.array([decision_address(s.compile()) for s in in_use(cfg)], dtype=np.int64),
+        rows=rows,
+        links=links,
         strategies=[strategy_of(i) for i in cfg.instruments],
     )

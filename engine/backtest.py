@@ -40,8 +40,8 @@ def _record(st, clk, j, tf, ti, n):
 
 
 @entry
-def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, x, x0, xs, io, fns, tf, ti, n_tr, days,
-              n_days, partner):
+def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, rows, links, tf, ti, n_tr, days, n_days,
+              partner):
     """Process ticks ``start:stop``; returns (next index, trades, in-session ticks, session days).
 
     Stops early when the trade buffer could overflow on the next tick so the caller can grow it.
@@ -61,7 +61,7 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, x, x0, x
         tod = session_time(st, pr, clk, i, ts[k], price[k])
         if tod < 0:
             continue
-        act = in_session(st, pr, acct, clk, x, x0, xs, io, fns, i, ts[k], tod, price[k], volume[k])
+        act = in_session(st, pr, acct, clk, rows, links, i, ts[k], tod, price[k], volume[k])
         if act == L.ACT_IGNORED:
             continue
         seen += 1
@@ -81,12 +81,12 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, x, x0, x
 
 
 @entry
-def finish(st, pr, acct, clk, x, io, tf, ti, n_tr):
+def finish(st, pr, acct, clk, rows, links, tf, ti, n_tr):
     """End of data: the last session closes at each instrument's last tick, its last bar too."""
     for j in range(st.shape[0]):
         if close_session(st, acct, clk, j) & L.ACT_EXIT_FILL:
             n_tr = _record(st, clk, j, tf, ti, n_tr)
-        end_bar(st, pr, x, io, j)
+        end_bar(st, pr, rows, links, j)
     return n_tr
 
 
@@ -204,7 +204,7 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray |
     if tf.shape[0] - n_tr <= arrays.st.shape[0]:
         tf = np.concatenate((tf, np.zeros((arrays.st.shape[0] + 1, N_TF))))
         ti = np.concatenate((ti, np.zeros((arrays.st.shape[0] + 1, 2), dtype=np.int64)))
-    n_tr = finish(arrays.st, arrays.pr, arrays.acct, arrays.clk, arrays.x, arrays.io, tf, ti, n_tr)
+    n_tr = finish(arrays.st, arrays.pr, arrays.acct, arrays.clk, arrays.rows, arrays.links, tf, ti, n_tr)
     tf, ti = tf[:n_tr].copy(), ti[:n_tr].copy()
     costs = round_trip_costs(tf[:, T_SIDE], tf[:, T_QTY], tf[:, T_ENTRY], tf[:, T_EXIT], cfg.costs)
     session_ns = float(cfg.session.ns_after_midnight("close") - cfg.session.ns_after_midnight("open"))

@@ -108,7 +108,7 @@ class Engine(BracketKeeper, DayKeeper):
         a = self.arrays
         if not 0 <= i < len(a.symbols):  # the kernel writes row i unchecked
             raise IndexError(f"instrument row {i} out of range ({len(a.symbols)} instruments)")
-        act = on_tick(a.st, a.pr, a.acct, a.clk, a.x, a.x0, a.xs, a.io, a.fns, i, ts_ns, price, volume)
+        act = on_tick(a.st, a.pr, a.acct, a.clk, a.rows, a.links, i, ts_ns, price, volume)
         if act > 0:
             try:
                 self._handle(i, act)
@@ -281,7 +281,7 @@ class Engine(BracketKeeper, DayKeeper):
             act = close_session(a.st, a.acct, a.clk, j)
             if act:
                 self._apply(j, act)
-            end_bar(a.st, a.pr, a.x, a.io, j)
+            end_bar(a.st, a.pr, a.rows, a.links, j)
         if self.state != State.HALTED:
             self._set_state(State.CLOSED, "session closed")
 
@@ -352,16 +352,16 @@ class Engine(BracketKeeper, DayKeeper):
     def warm_up(self) -> None:
         """Run every kernel once on scratch copies, so no compile or cache load happens on a tick."""
         a = self.arrays
-        st, acct, clk, x, xs = a.st.copy(), a.acct.copy(), a.clk.copy(), a.x.copy(), a.xs.copy()
+        st, acct, clk, rows = a.st.copy(), a.acct.copy(), a.clk.copy(), a.rows.copy()
         now = self.now_ns()
-        on_tick(st, a.pr, acct, clk, x, a.x0, xs, a.io, a.fns, 0, now, 1.0, 1.0)
-        apply_entry_fill(st, a.pr, acct, clk, x, xs, a.fns, 0, now, 1.0, 1.0, True)
-        apply_exit_fill(st, a.pr, acct, clk, x, xs, a.fns, 0, now, 1.0, 1.0, L.REASON_FLATTEN)
+        on_tick(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0)
+        apply_entry_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0, True)
+        apply_exit_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0, L.REASON_FLATTEN)
         cancel_entry(st, acct, 0)
         flatten(st, acct, 0, L.REASON_FLATTEN)
         close_session(st, acct, clk, 0)
-        end_bar(st, a.pr, x, a.io, 0)
-        start_session(st, a.pr, x, a.x0, 0, 0.0)
+        end_bar(st, a.pr, rows, a.links, 0)
+        start_session(st, a.pr, rows, 0, 0.0)
 
     def warm_strategies(self, ticks: Ticks) -> int:
         """Earlier sessions' recorded ticks into the strategies' bars and indicators, no order, so
@@ -370,7 +370,7 @@ class Engine(BracketKeeper, DayKeeper):
         a = self.arrays
         if ticks.symbols != a.symbols or not len(ticks) or a.acct[L.A_DAY] != -1.0:
             return 0
-        return int(warm(ticks.ts, ticks.price, ticks.volume, ticks.instr, a.st, a.pr, a.clk, a.x, a.x0, a.io, a.fns))
+        return int(warm(ticks.ts, ticks.price, ticks.volume, ticks.instr, a.st, a.pr, a.clk, a.rows, a.links))
 
     def _same_shape(self, cfg: Config) -> bool:
         return ([(i.symbol, i.strategy.kind) for i in cfg.instruments]
@@ -407,14 +407,14 @@ class Engine(BracketKeeper, DayKeeper):
         if self._same_shape(cfg):
             # An instrument whose strategy settings changed starts its strategy row again (its
             # indicators' periods, its timeframe may have changed); the others keep theirs.
-            x0, a.io = strategy_rows(cfg)
-            width = max(x0.shape[1], a.x.shape[1])
-            a.x, a.xs, a.x0 = (np.pad(v, ((0, 0), (0, width - v.shape[1]))) for v in (a.x, a.xs, x0))
+            rows, a.links = strategy_rows(cfg, a.rows.shape[2])
             for j, (old, new) in enumerate(zip(self.cfg.instruments, cfg.instruments, strict=True)):
-                if old.strategy != new.strategy:
-                    a.x[j] = a.x0[j]
+                if old.strategy == new.strategy:
+                    rows[[L.ROW_NOW, L.ROW_SAVED], j, : a.rows.shape[2]] = a.rows[[L.ROW_NOW, L.ROW_SAVED], j]
+                else:
                     a.st[j, L.S_BARS] = 0.0
                     a.st[j, L.S_BAR_END] = -1.0
+            a.rows = rows
             a.pr[:] = params(cfg)
             apply_risk(a.acct, cfg)
         else:
@@ -425,7 +425,7 @@ class Engine(BracketKeeper, DayKeeper):
             self.arrays.acct[L.A_CHARGES] = acct[L.A_CHARGES]
             b = self.arrays
             for j in range(len(b.symbols)):
-                start_session(b.st, b.pr, b.x, b.x0, j, acct[L.A_DAY])
+                start_session(b.st, b.pr, b.rows, j, acct[L.A_DAY])
             self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
             self.brackets = [Bracket() for _ in self.arrays.symbols]
         self.cfg = cfg
@@ -534,7 +534,7 @@ class Engine(BracketKeeper, DayKeeper):
         warm-up's, and each indicator's."""
         a, p = self.arrays, self.cfg.instruments[j].strategy
         names = a.strategies[j].indicator_names()
-        indicators = {name: int(a.x[j, a.io[j, k] + NEED]) for k, name in enumerate(names)}
+        indicators = {name: int(a.x[j, a.links[j, L.LINK_IND + k] + NEED]) for k, name in enumerate(names)}
         warmup = max(0, int(a.pr[j, L.P_WARMUP] - a.st[j, L.S_BARS]))
         return {"kind": p.kind, "timeframe": p.timeframe, "bars_needed": max([warmup, *indicators.values()]),
                 "indicators": indicators}

@@ -23,17 +23,16 @@ P_TARGET_PCT = 3
 P_STOP_PCT = 4
 P_TRAIL_PCT = 5  # NaN when no trailing stop
 P_ALLOW_SHORT = 6
-P_KIND = 7  # which of the decisions handed to the kernel (a tuple, one per strategy in use) is this row's
-P_OPEN_NS = 8  # session window start, ns after IST midnight
-P_CLOSE_NS = 9  # session window end (exclusive)
-P_SQUARE_OFF_NS = 10
-P_TF_NS = 11  # the strategy's bar length in ns; 0: it decides on every tick
-P_WARMUP = 12  # bars the strategy wants seen before its answers count
-P_RESET = 13  # 1: its row starts again each session (tick strategies, or asked for)
-P_N_IND = 14  # indicators in its row (their offsets: the first P_N_IND of the row's offsets)
-P_TRAIL_STEP = 15  # the least a trailing stop moves, in rupees (trail_step_ticks * tick)
-P_TRAIL_GAP_NS = 16  # the least time between two trailing moves
-N_PARAMS = 17
+P_OPEN_NS = 7  # session window start, ns after IST midnight
+P_CLOSE_NS = 8  # session window end (exclusive)
+P_SQUARE_OFF_NS = 9
+P_TF_NS = 10  # the strategy's bar length in ns; 0: it decides on every tick
+P_WARMUP = 11  # bars the strategy wants seen before its answers count
+P_RESET = 12  # 1: its row starts again each session (tick strategies, or asked for)
+P_N_IND = 13  # indicators in its row (their offsets: the first P_N_IND of the row's offsets)
+P_TRAIL_STEP = 14  # the least a trailing stop moves, in rupees (trail_step_ticks * tick)
+P_TRAIL_GAP_NS = 15  # the least time between two trailing moves
+N_PARAMS = 16
 
 # --- per-instrument state ------------------------------------------------------------------
 S_DAY = 0  # IST day number of the session in progress (-1 before the first tick)
@@ -84,6 +83,17 @@ X_VOLUME = 4
 X_START = 5  # the bar's start (a tick's time), ns after the session open
 X_SESSION = 6  # the session's IST day number
 N_X_BAR = 7
+
+# --- the planes of the strategy rows (one row per instrument in each) -----------------------
+ROW_NOW = 0  # as the strategy left it
+ROW_FRESH = 1  # as it starts: a new session of a strategy that starts again each session
+ROW_SAVED = 2  # live: as it was before its last decision, to make that decision again after a late fill
+N_ROW_PLANES = 3
+
+# --- each instrument's links: its decision's addresses (kernels.decision), its indicators' offsets
+LINK_JIT = 0
+LINK_C = 1
+LINK_IND = 2  # the first of P_N_IND offsets
 
 # --- per-instrument clock (int64, exact nanoseconds) ---------------------------------------
 C_LAST = 0  # last in-session tick

@@ -157,7 +157,7 @@ class DayKeeper:
         a = self.arrays
         number = (self.now_ns() + IST_OFFSET_NS) // NS_PER_DAY
         for j in range(len(a.symbols)):
-            start_session(a.st, a.pr, a.x, a.x0, j, float(number))  # under way: the first tick is not a new day
+            start_session(a.st, a.pr, a.rows, j, float(number))  # under way: the first tick is not a new day
         a.acct[L.A_DAY] = number
         for t in day.trades:
             j = self.index.get(t["symbol"])

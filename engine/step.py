@@ -8,10 +8,11 @@ next bar), which may leave a market order pending for the next tick; mark to mar
 loss limit, which counts the day's charges (closed trades' and open positions' entries) as the
 trader pays them. It returns ``ACT_*`` bits; the caller only touches Python when a bit is set.
 
-Every strategy's decision is called through its address, a row of ``fns`` (``kernels.decision``):
-these kernels compile once whatever strategies run. ``x`` holds each instrument's strategy row,
-``x0`` its fresh form, ``xs`` (live) the row as it was before its last decision, ``io`` where its
-indicators sit.
+Every strategy's decision is called through its address (``kernels.decision``): these kernels
+compile once whatever strategies run. ``rows`` holds three planes of strategy rows, one row per
+instrument (``ROW_NOW``; ``ROW_FRESH``, its fresh form; ``ROW_SAVED``, live, the row as it was before
+its last decision), ``links`` each instrument's decision address and where its indicators sit
+(``LINK_*``). Two arrays, not five: each array argument costs the live tick path Numba's dispatch.
 """
 
 import numpy as np
@@ -65,13 +66,15 @@ from engine.layout import (
     C_LTP,
     C_TRAIL,
     IST_OFFSET_NS,
+    LINK_C,
+    LINK_IND,
+    LINK_JIT,
     NS_PER_DAY,
     NS_PER_S,
     ORDER_ENTRY,
     ORDER_EXIT,
     P_ALLOW_SHORT,
     P_CLOSE_NS,
-    P_KIND,
     P_N_IND,
     P_OPEN_NS,
     P_QTY,
@@ -92,6 +95,9 @@ from engine.layout import (
     REASON_STOP,
     REASON_TARGET,
     REASON_TRAIL,
+    ROW_FRESH,
+    ROW_NOW,
+    ROW_SAVED,
     S_BAR_CLOSE,
     S_BAR_END,
     S_BAR_HIGH,
@@ -315,7 +321,7 @@ def _indicators(s, offsets, session, start, high, low, close, volume):
 
 
 @kernel
-def _feed(st, pr, x, io, i, open_, high, low, close, volume, start):
+def _feed(st, pr, x, links, i, open_, high, low, close, volume, start):
     """A closed bar (or a tick) into row ``i``'s strategy row and its indicators."""
     x[i, X_OPEN] = open_
     x[i, X_HIGH] = high
@@ -324,20 +330,26 @@ def _feed(st, pr, x, io, i, open_, high, low, close, volume, start):
     x[i, X_VOLUME] = volume
     x[i, X_START] = start
     x[i, X_SESSION] = st[i, S_DAY]
-    _indicators(x[i], io[i, : int(pr[i, P_N_IND])], st[i, S_DAY], start, high, low, close, volume)
+    _indicators(x[i], _offsets(pr, links, i), st[i, S_DAY], start, high, low, close, volume)
     st[i, S_BARS] += 1.0
 
 
 @kernel
-def _close_bar(st, pr, x, io, i):
+def _offsets(pr, links, i):
+    """Where row ``i``'s indicators sit in its strategy row."""
+    return links[i, LINK_IND : LINK_IND + int(pr[i, P_N_IND])]
+
+
+@kernel
+def _close_bar(st, pr, x, links, i):
     """The forming bar is complete: into the indicators."""
-    _feed(st, pr, x, io, i, st[i, S_BAR_OPEN], st[i, S_BAR_HIGH], st[i, S_BAR_LOW], st[i, S_BAR_CLOSE],
+    _feed(st, pr, x, links, i, st[i, S_BAR_OPEN], st[i, S_BAR_HIGH], st[i, S_BAR_LOW], st[i, S_BAR_CLOSE],
           st[i, S_BAR_VOLUME], st[i, S_BAR_START])
     st[i, S_BAR_END] = -1.0
 
 
 @kernel
-def _candle(st, pr, x, io, i, tod, price, volume):
+def _candle(st, pr, x, links, i, tod, price, volume):
     """This tick into its bar (bar k covers [open + k·N, open + (k+1)·N)); True when it first closed
     the bar before (fed to the indicators: the decision is due). One comparison a tick mid-bar."""
     if tod < st[i, S_BAR_END]:
@@ -350,7 +362,7 @@ def _candle(st, pr, x, io, i, tod, price, volume):
         return False
     closed = st[i, S_BAR_END] >= 0.0
     if closed:
-        _close_bar(st, pr, x, io, i)
+        _close_bar(st, pr, x, links, i)
     tf = pr[i, P_TF_NS]
     start = (tod - pr[i, P_OPEN_NS]) // tf * tf
     st[i, S_BAR_START] = start
@@ -364,11 +376,10 @@ def _candle(st, pr, x, io, i, tod, price, volume):
 
 
 @kernel
-def _ask(st, pr, x, fns, i):
+def _ask(st, x, links, i):
     """Row ``i``'s decision on its row as it stands, for the position it holds."""
     pos = st[i, S_POS]
-    k = int(pr[i, P_KIND])
-    return decision(fns[k, 0], fns[k, 1])(x[i], 1.0 if pos > 0.0 else (-1.0 if pos < 0.0 else 0.0))
+    return decision(links[i, LINK_JIT], links[i, LINK_C])(x[i], 1.0 if pos > 0.0 else (-1.0 if pos < 0.0 else 0.0))
 
 
 @kernel
@@ -379,7 +390,7 @@ def _keep_row(x, xs, i):
 
 
 @kernel
-def step(st, pr, acct, clk, x, xs, io, fns, i, ts_ns, tod, price, volume):
+def step(st, pr, acct, clk, x, xs, links, i, ts_ns, tod, price, volume):
     """One in-session tick of one instrument (the session day is already current)."""
     act = 0
     crossed = False
@@ -391,15 +402,15 @@ def step(st, pr, acct, clk, x, xs, io, fns, i, ts_ns, tod, price, volume):
         act = _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price)
 
     if pr[i, P_TF_NS] == 0.0:
-        _feed(st, pr, x, io, i, price, price, price, price, volume, tod - pr[i, P_OPEN_NS])
+        _feed(st, pr, x, links, i, price, price, price, price, volume, tod - pr[i, P_OPEN_NS])
         due = True
     else:
-        due = _candle(st, pr, x, io, i, tod, price, volume)
+        due = _candle(st, pr, x, links, i, tod, price, volume)
     if due:
-        ready = st[i, S_BARS] >= pr[i, P_WARMUP] and bars_needed(x[i], io[i, : int(pr[i, P_N_IND])]) == 0
+        ready = st[i, S_BARS] >= pr[i, P_WARMUP] and bars_needed(x[i], _offsets(pr, links, i)) == 0
         if live:
             _keep_row(x, xs, i)
-        sig = _ask(st, pr, x, fns, i)  # runs while warming up too: its memory stays current
+        sig = _ask(st, x, links, i)  # runs while warming up too: its memory stays current
         decided = 0 if crossed or not ready else _decide(st, pr, acct, i, ts_ns, sig)
         # an answer acted on is spent; one not yet may be asked again on the position a later fill leaves
         st[i, S_REDECIDE] = 1.0 if ready and not decided else 0.0
@@ -442,7 +453,7 @@ def _decide(st, pr, acct, i, ts_ns, sig):
 
 
 @kernel
-def _decide_again(st, pr, acct, clk, x, xs, fns, i):
+def _decide_again(st, pr, acct, clk, x, xs, links, i):
     """Live: a fill arrived after the tick it belongs to; that tick's decision is made again, from
     the row as it was before it, on the position the fill left (the fill model fills first, then
     decides), until one is acted on."""
@@ -450,7 +461,7 @@ def _decide_again(st, pr, acct, clk, x, xs, fns, i):
         return 0
     for k in range(x.shape[1]):
         x[i, k] = xs[i, k]
-    act = _decide(st, pr, acct, i, clk[i, C_LAST], _ask(st, pr, x, fns, i))
+    act = _decide(st, pr, acct, i, clk[i, C_LAST], _ask(st, x, links, i))
     if act:
         st[i, S_REDECIDE] = 0.0
     return act
@@ -486,7 +497,7 @@ def flatten(st, acct, i, reason):
 
 
 @entry
-def apply_entry_fill(st, pr, acct, clk, x, xs, fns, i, ts_ns, qty, price, done):
+def apply_entry_fill(st, pr, acct, clk, rows, links, i, ts_ns, qty, price, done):
     """A real broker filled ``qty`` (signed) of the pending entry at ``price``: open the position
     and its bracket on the first fill, grow it (at the average price) on later ones. ``done``: the
     entry order is final, nothing more will fill."""
@@ -499,7 +510,7 @@ def apply_entry_fill(st, pr, acct, clk, x, xs, fns, i, ts_ns, qty, price, done):
     if pos == 0.0:
         act = _hold(st, pr, clk, i, ts_ns, qty, price)
         _book_entry(st, acct, i)
-        return act | _decide_again(st, pr, acct, clk, x, xs, fns, i)
+        return act | _decide_again(st, pr, acct, clk, rows[ROW_NOW], rows[ROW_SAVED], links, i)
     avg = (st[i, S_ENTRY_PRICE] * pos + price * qty) / (pos + qty)
     st[i, S_POS] = pos + qty
     st[i, S_ENTRY_PRICE] = avg
@@ -539,7 +550,7 @@ def _hold(st, pr, clk, i, ts_ns, qty, price):
 
 
 @entry
-def apply_exit_fill(st, pr, acct, clk, x, xs, fns, i, ts_ns, qty, price, reason):
+def apply_exit_fill(st, pr, acct, clk, rows, links, i, ts_ns, qty, price, reason):
     """A real broker filled ``qty`` (unsigned, at most the position) of an exit at ``price``: book
     it; the trade is closed (ACT_EXIT_FILL) once the position is flat, else ACT_EXIT_PART. Once
     flat, the last tick's signal may enter again, as it would have on that tick."""
@@ -550,7 +561,7 @@ def apply_exit_fill(st, pr, acct, clk, x, xs, fns, i, ts_ns, qty, price, reason)
         return ACT_EXIT_PART
     st[i, S_PEND_SIDE] = 0.0
     st[i, S_PEND_KIND] = 0.0
-    return ACT_EXIT_FILL | _decide_again(st, pr, acct, clk, x, xs, fns, i)
+    return ACT_EXIT_FILL | _decide_again(st, pr, acct, clk, rows[ROW_NOW], rows[ROW_SAVED], links, i)
 
 
 @entry
@@ -569,14 +580,14 @@ def close_session(st, acct, clk, i):
 
 
 @entry
-def end_bar(st, pr, x, io, i):
+def end_bar(st, pr, rows, links, i):
     """The session ended: its last bar closes and updates the indicators; no decision comes from it."""
     if st[i, S_BAR_END] >= 0.0:
-        _close_bar(st, pr, x, io, i)
+        _close_bar(st, pr, rows[ROW_NOW], links, i)
 
 
 @entry
-def start_session(st, pr, x, x0, i, day):
+def start_session(st, pr, rows, i, day):
     """The day's counters start again; so does the strategy's row when it starts each session (tick
     strategies always; candle strategies carry their indicators across sessions unless they ask)."""
     st[i, S_DAY] = day
@@ -587,8 +598,8 @@ def start_session(st, pr, x, x0, i, day):
     st[i, S_REDECIDE] = 0.0
     if pr[i, P_RESET] == 1.0:
         st[i, S_BARS] = 0.0
-        for k in range(x.shape[1]):
-            x[i, k] = x0[i, k]
+        for k in range(rows.shape[2]):
+            rows[ROW_NOW, i, k] = rows[ROW_FRESH, i, k]
 
 
 @kernel
@@ -621,7 +632,7 @@ def session_time(st, pr, clk, i, ts_ns, price):
 
 
 @kernel
-def in_session(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, tod, price, volume):
+def in_session(st, pr, acct, clk, rows, links, i, ts_ns, tod, price, volume):
     """Everything after the session gate: the day roll, the step, the loss-limit flatten."""
     act = 0
     day = clk[i, C_DAY]
@@ -631,8 +642,8 @@ def in_session(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, tod, price, volu
         carried = 0.0  # entry charges of positions still open (live: the broker's to close)
         for j in range(st.shape[0]):
             act = _park(st, j, act, close_session(st, acct, clk, j))
-            end_bar(st, pr, x, io, j)
-            start_session(st, pr, x, x0, j, day)
+            end_bar(st, pr, rows, links, j)
+            start_session(st, pr, rows, j, day)
             carried += st[j, S_CHARGES]
         acct[A_DAY] = day
         acct[A_REALISED] = 0.0
@@ -641,7 +652,7 @@ def in_session(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, tod, price, volu
         acct[A_TRADES] = 0.0
         acct[A_HALTED] = 0.0
         act |= ACT_NEW_SESSION
-    act |= step(st, pr, acct, clk, x, xs, io, fns, i, ts_ns, tod, price, volume)
+    act |= step(st, pr, acct, clk, rows[ROW_NOW], rows[ROW_SAVED], links, i, ts_ns, tod, price, volume)
     if act & ACT_HALT:
         for j in range(st.shape[0]):
             e = flatten(st, acct, j, REASON_RISK)
@@ -650,7 +661,7 @@ def in_session(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, tod, price, volu
 
 
 @entry
-def on_tick(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, price, volume):
+def on_tick(st, pr, acct, clk, rows, links, i, ts_ns, price, volume):
     """Process one tick of instrument ``i``; returns ACT_* bits (ACT_IGNORED outside the session).
 
     A tick from a new IST day first closes what the previous session left open on every
@@ -661,33 +672,34 @@ def on_tick(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, price, volume):
     tod = session_time(st, pr, clk, i, ts_ns, price)
     if tod < 0:
         return ACT_IGNORED
-    return in_session(st, pr, acct, clk, x, x0, xs, io, fns, i, ts_ns, tod, price, volume)
+    return in_session(st, pr, acct, clk, rows, links, i, ts_ns, tod, price, volume)
 
 
 @entry
-def warm(ts, price, volume, instr, st, pr, clk, x, x0, io, fns):
+def warm(ts, price, volume, instr, st, pr, clk, rows, links):
     """Earlier sessions' ticks into the strategy rows alone: their bars, indicators and decisions (on
     no position), no order; each row's last bar closed. Returns the bars fed. The trading state is
     left as a fresh engine's: the first live tick still opens the session."""
     fed = 0
+    x = rows[ROW_NOW]
     for k in range(ts.shape[0]):
         i = instr[k]
         tod = session_time(st, pr, clk, i, ts[k], price[k])
         if tod < 0:
             continue
         if clk[i, C_DAY] != st[i, S_DAY]:
-            end_bar(st, pr, x, io, i)
-            start_session(st, pr, x, x0, i, clk[i, C_DAY])
+            end_bar(st, pr, rows, links, i)
+            start_session(st, pr, rows, i, clk[i, C_DAY])
         if pr[i, P_TF_NS] == 0.0:
-            _feed(st, pr, x, io, i, price[k], price[k], price[k], price[k], volume[k], tod - pr[i, P_OPEN_NS])
+            _feed(st, pr, x, links, i, price[k], price[k], price[k], price[k], volume[k], tod - pr[i, P_OPEN_NS])
             due = True
         else:
-            due = _candle(st, pr, x, io, i, tod, price[k], volume[k])
+            due = _candle(st, pr, x, links, i, tod, price[k], volume[k])
         if due:
-            _ask(st, pr, x, fns, i)
+            _ask(st, x, links, i)
             fed += 1
     for j in range(st.shape[0]):
-        end_bar(st, pr, x, io, j)
+        end_bar(st, pr, rows, links, j)
         st[j, S_DAY] = -1.0
         st[j, S_LTP] = np.nan
         clk[j, C_LTP] = 0

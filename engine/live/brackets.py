@@ -138,8 +138,8 @@ class BracketKeeper:
                 self._apply(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
                 return
         signed = float(qty if order.request.side == Side.BUY else -qty)
-        self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, a.x, a.xs, a.fns, j, self.now_ns(), signed, price,
-                                        done))
+        self._apply(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, a.rows, a.links, j, self.now_ns(), signed,
+                                        price, done))
 
     def _exit_update(self, j: int, order: Order, qty: int, price: float) -> None:
         """Exit fills shrink the position; the last one closes the trade and cancels the rest. A
@@ -154,8 +154,8 @@ class BracketKeeper:
             if closing:
                 reason = {Purpose.TARGET: L.REASON_TARGET, Purpose.STOP: L.REASON_STOP}.get(
                     order.purpose, int(a.st[j, L.S_PEND_REASON]))
-                act = apply_exit_fill(a.st, a.pr, a.acct, a.clk, a.x, a.xs, a.fns, j, self.now_ns(), float(closing),
-                                      price, reason)
+                act = apply_exit_fill(a.st, a.pr, a.acct, a.clk, a.rows, a.links, j, self.now_ns(),
+                                      float(closing), price, reason)
                 if act & L.ACT_EXIT_FILL:
                     self._cancel_bracket(br, keep=oid)
                 self._apply(j, act)
