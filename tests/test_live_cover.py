@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from engine.events import ALERT
-from tests.kite_engine import T0, enter, entry_sent, kite_engine, wait
+from tests.kite_engine import T0, enter, entry_sent, kite_engine, prices, wait
 
 MARGIN_REFUSAL = "RMS:Margin Exceeds, Required:1,066.00, Available:0.00 for entity account-AB1234"
 
@@ -156,3 +156,28 @@ async def test_a_position_apart_from_kites_fills_is_realigned_and_alerted(tmp_pa
         # the old legs, sized for 10, cancelled; new ones for the 6 held
         await wait(lambda: legs() == [("LIMIT", "SELL", 6), ("SL-M", "SELL", 6)])
         assert target_id not in server.working() and net_at_kite(server) == 6 == engine.positions()[0]["qty"]
+
+
+async def test_a_new_gap_in_cover_soon_after_an_alerted_one_is_alerted_again(tmp_path):
+    async with kite_engine(tmp_path, timeout=3.0) as (server, engine, bus):
+        real_time(engine)
+        await enter(server, engine)
+        sub = bus.subscribe()
+        engine.flatten()  # the first gap: Kite takes the exit and leaves it unfilled
+        [exit_id] = await wait(lambda: not working_of(server, "SL-M") and [r["order_id"] for r in working_of(
+            server, "MARKET")])
+        seen: list = []
+        await tend_for(engine, 1.3, sub, seen)
+        assert len(uncovered(seen)) == 1
+        await server.complete(exit_id, 101.0)
+        await wait(lambda: not engine.positions() and not server.working())
+        server.hang_s = 2.2
+        server.fault("place", "hang", times=2)  # the new position's stop and target: Kite is slow
+        await prices(server, [100.0, 99.0, 101.0], start=20)
+        [entry] = await wait(lambda: [r["order_id"] for r in working_of(server, "MARKET")])
+        await server.complete(entry, 101.5)
+        seen.clear()
+        await tend_for(engine, 1.8, sub, seen)  # a second gap within a minute of the first one's alert
+        [(at, alarm)] = uncovered(seen)
+        assert at <= 1.5 and "position +10 at Kite has no working stop" in alarm.data["text"]
+

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 MAX_BACKOFF_S = 60
-UNPROTECTED_REPEAT_S = 60  # a position without a working stop is alerted again this often
+UNPROTECTED_REPEAT_S = 60  # a position still without a working stop is alerted again this often
 UNCOVERED_S = 1.0  # a position is alerted once it has lacked a confirmed stop this long
 ALIGN_S = 1.0  # a position apart from Kite's fills this long is realigned (a fill handled late is not apart)
 # a stop's states in which it rests at the exchange for its quantity (a modify in flight leaves it resting)
@@ -524,7 +524,7 @@ class BracketKeeper:
                   and (order.request.side == Side.SELL) == (held > 0)):
                 covered += order.request.quantity - order.filled_quantity
         if covered >= abs(held) + unsure:
-            br.uncovered_ns = 0
+            br.uncovered_ns = br.unprotected_ns = 0  # a new gap is a new alarm, however soon it comes
             return
         if not br.uncovered_ns:
             br.uncovered_ns = now
