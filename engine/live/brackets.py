@@ -176,7 +176,8 @@ class BracketKeeper:
         why = f": {order.status_message}" if order.status_message else ""
         wait = br.backoff() if order.filled_quantity == 0 else 0
         if order.order_id == br.exit:
-            lost = isinstance(order, LiveOrder) and bool(order.lost_mono)  # never reached Kite: no refusal
+            # never reached Kite (its answer lost, or our caps held it back): no refusal of Kite's to wait out
+            lost = isinstance(order, LiveOrder) and (bool(order.lost_mono) or order.state == OrderState.DENIED)
             reason = int(st[L.S_PEND_REASON])
             br.exit, br.exit_refused = None, not lost
             br.exit_again = reason if lost else 0

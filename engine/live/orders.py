@@ -113,6 +113,11 @@ class LiveOrder(Order):
                 "modifications": self.modifications}
 
 
+# the last orders of a cap that an order of this purpose leaves for what protects and closes a
+# position: an entry leaves its stop, its target and an exit; a target the stop and an exit; a stop an exit
+RESERVE = {Purpose.ENTRY: 3, Purpose.TARGET: 2, Purpose.STOP: 1}
+
+
 class Caps:
     """Order placements within the broker's caps and ours: per minute, per day, per position."""
 
@@ -129,20 +134,29 @@ class Caps:
         self._minute.append(at)
         self._by_symbol.setdefault(symbol, deque()).append(at)
 
-    def refusal(self, symbol: str, now: float) -> str:
-        """Why one more order for ``symbol`` may not be placed now ('' when it may); counts it if so."""
+    def refusal(self, symbol: str, now: float, purpose: Purpose | None = None) -> str:
+        """Why one more order for ``symbol`` may not be placed now ('' when it may); counts it if so.
+        The last orders of every cap are kept for what protects and closes a position (``RESERVE``):
+        an entry must leave room for its stop, its target and an exit, a target for the stop and an
+        exit, a stop for an exit; exits and repairs may take the last one."""
         if symbol not in self._by_symbol:
             self._by_symbol[symbol] = deque()
         for window in (self._minute, self._by_symbol[symbol]):
             while window and now - window[0] >= 60.0:
                 window.popleft()
-        if self.today >= self.per_day:
-            return f"{self.per_day} orders today: Kite's daily cap"
-        if len(self._minute) >= self.per_minute:
-            return f"{self.per_minute} orders in the last minute: Kite's cap"
-        if len(self._by_symbol[symbol]) >= self.per_position_minute:
-            return (f"{self.per_position_minute} orders for {symbol} in the last minute "
-                    "(risk.max_orders_per_position_minute)")
+        reserve = RESERVE.get(purpose, 0) if purpose is not None else 0
+
+        def full(used: int, cap: int) -> bool:
+            return used + min(reserve, cap - 1) >= cap
+
+        kept = f" ({reserve} kept for what protects and closes a position)" if reserve else ""
+        if full(self.today, self.per_day):
+            return f"{self.today} of Kite's daily cap of {self.per_day} orders used today{kept}"
+        if full(len(self._minute), self.per_minute):
+            return f"{len(self._minute)} of Kite's cap of {self.per_minute} orders in the last minute used{kept}"
+        if full(len(self._by_symbol[symbol]), self.per_position_minute):
+            return (f"{len(self._by_symbol[symbol])} orders for {symbol} in the last minute, of at most "
+                    f"{self.per_position_minute} (risk.max_orders_per_position_minute){kept}")
         self.today += 1
         self._minute.append(now)
         self._by_symbol[symbol].append(now)
@@ -194,7 +208,7 @@ class LiveOrders(VenueProtocol):
         tick = self.tick_sizes.get(request.symbol)
         if tick:
             rules.on_the_grid(request, tick)
-        refusal = self.caps.refusal(request.symbol, self._mono())
+        refusal = self.caps.refusal(request.symbol, self._mono(), purpose)
         if refusal:
             self._deny(order, f"not sent: {refusal}")
             return order
