@@ -97,6 +97,7 @@ class LiveOrder(Order):
     lane: asyncio.Lock = field(default_factory=asyncio.Lock)
     acked: asyncio.Event = field(default_factory=asyncio.Event)  # set once the broker accepted or ended it
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a modify or cancel is with Kite
+    successor: "LiveOrder | None" = None  # the order replacing it (modification cap): cancelled once Kite has that
 
     @property
     def working(self) -> bool:
@@ -321,6 +322,12 @@ class LiveOrders(VenueProtocol):
             if order.state in (OrderState.PENDING_UPDATE, OrderState.PENDING_CANCEL) and not order.settled.is_set():
                 with contextlib.suppress(TimeoutError):  # Kite refuses a request while one is in flight
                     await asyncio.wait_for(order.settled.wait(), SETTLE_S)
+            if order.cancel_wanted and order.successor is not None and not order.successor.acked.is_set():
+                try:  # what it protects is never without it: Kite must have its successor first
+                    await asyncio.wait_for(order.successor.acked.wait(), SETTLE_S)
+                except TimeoutError:
+                    return  # the look-up takes this up again
+                continue
             if order.cancel_wanted:
                 await self._send_cancel(order)
                 return
@@ -416,6 +423,7 @@ class LiveOrders(VenueProtocol):
         log.info("order %s took %d modifications: replaced by %s", order.order_id, order.modifications,
                  new.order_id)
         self.on_replaced(order, new)
+        order.successor = new
         order.cancel_wanted = True
         self._lane(order, self._sync)
 
