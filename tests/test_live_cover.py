@@ -217,3 +217,21 @@ async def test_an_exit_the_order_cap_held_back_is_sent_again_by_itself_once_the_
         await tend_for(engine, 1.3)
         [exit_] = await wait(lambda: working_of(server, "MARKET"))
         assert (exit_["transaction_type"], exit_["quantity"]) == ("SELL", 10)
+
+
+async def test_fills_kite_made_while_otrade_could_not_see_its_orders_are_alerted_as_possibly_unprotected(tmp_path):
+    async with kite_engine(tmp_path) as (server, engine, bus):
+        real_time(engine)
+        legs = await enter(server, engine)
+        sub = bus.subscribe()
+        engine.broker.messages_flowing = lambda: False  # the ticker is down ...
+        server.ws_order_messages = "none"
+        server.fault("orders", "500-before", times=100)  # ... and Kite's order book does not answer
+        server.fault("history", "500-before", times=100)
+        server._fill(legs["SL-M"][0], 10, 96.35)  # both legs fill, unseen: Kite holds -10 with no stop
+        server._fill(legs["LIMIT"][0], 10, 106.6)
+        seen: list = []
+        await tend_for(engine, 1.6, sub, seen)
+        [(at, alarm)] = [(at, e) for at, e in seen if e.critical and "no working stop" in e.data["text"]]
+        assert at <= 1.5 and "NSE:INFY" in alarm.data["text"]
+        assert "has not seen Kite's orders" in alarm.data["text"]

@@ -192,6 +192,9 @@ class LiveOrders(VenueProtocol):
         self.book_every_s = BOOK_EVERY_S
         self.messages_flowing: Callable[[], bool] = lambda: True  # the ticker's order messages reach us
         self._book_read = 0.0  # when the book was last read (monotonic)
+        self._book_seen = 0.0  # when a read of the book last succeeded
+        self._dark_since: float | None = None  # since when the ticker's order messages have not reached us
+        self._back_at = 0.0  # when they flowed again (a book read after that is needed to see again)
 
     # --- the broker's side (a subclass) --------------------------------------------------------
     async def _place_call(self, request: OrderRequest, urgent: bool) -> str: ...
@@ -264,6 +267,24 @@ class LiveOrders(VenueProtocol):
         """The signed quantity our orders for ``symbol`` have filled, from the ledger."""
         return sum(self.ledger.filled(o.order_id) * (1 if o.request.side == Side.BUY else -1)
                    for o in self._orders.values() if o.request.symbol == symbol)
+
+    def blind_for(self) -> float:
+        """Seconds for which OTrade has not seen Kite's orders (0 when it sees them): the ticker's
+        order messages stopped and no read of the book has succeeded since; a ticker back again
+        does not tell what it missed, so a book read after its return is needed too. Fills of
+        working orders in that time are unknown to OTrade."""
+        now = self._mono()
+        if not self.messages_flowing():
+            if self._dark_since is None:
+                self._dark_since = now
+            self._back_at = 0.0
+        elif self._dark_since is not None:
+            self._back_at = self._back_at or now
+            if self._book_seen >= self._back_at:
+                self._dark_since = None
+        if self._dark_since is None:
+            return 0.0
+        return now - max(self._dark_since, self._book_seen)
 
     # --- lanes ---------------------------------------------------------------------------------
     def _lane(self, order: LiveOrder, step: Callable[[LiveOrder], Any]) -> None:
@@ -584,6 +605,7 @@ class LiveOrders(VenueProtocol):
     def sync_rows(self, rows: list[dict], unknown_too: bool = True) -> None:
         """Apply the order book's rows to the orders they are about; rows of OTrade's orders that this
         process does not know go to ``on_unknown`` (unless the caller reconciles them itself)."""
+        self._book_seen = self._mono()
         unknown = []
         for row in rows:
             report = self.report(row)
