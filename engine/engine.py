@@ -91,6 +91,7 @@ class Engine(BracketKeeper, DayKeeper):
         self._tag = TagMaker()
         self._tick_sizes: dict[str, float] = {}  # the broker's tick sizes, over the config's
         self._repriced: dict[str, tuple[int, int]] = {}  # order id -> (times re-priced, when last)
+        self._blind_alert_ns = 0  # when OTrade's blindness to Kite's orders was last alerted (0: it sees them)
         self._intents = None  # today's orders sent by any run, from the journal: read at the first reconcile
         self._window: tuple[float, float, float] | None = None  # the session window set, over the config's
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides

@@ -6,7 +6,8 @@ import asyncio
 import time
 
 from engine.events import ALERT
-from tests.kite_engine import T0, enter, entry_sent, kite_engine, wait
+from engine.live.orders import Caps
+from tests.kite_engine import T0, enter, entry_sent, kite_engine, prices, wait
 
 MARGIN_REFUSAL = "RMS:Margin Exceeds, Required:1,066.00, Available:0.00 for entity account-AB1234"
 
@@ -156,3 +157,81 @@ async def test_a_position_apart_from_kites_fills_is_realigned_and_alerted(tmp_pa
         # the old legs, sized for 10, cancelled; new ones for the 6 held
         await wait(lambda: legs() == [("LIMIT", "SELL", 6), ("SL-M", "SELL", 6)])
         assert target_id not in server.working() and net_at_kite(server) == 6 == engine.positions()[0]["qty"]
+
+
+async def test_a_new_gap_in_cover_soon_after_an_alerted_one_is_alerted_again(tmp_path):
+    async with kite_engine(tmp_path, timeout=3.0) as (server, engine, bus):
+        real_time(engine)
+        await enter(server, engine)
+        sub = bus.subscribe()
+        engine.flatten()  # the first gap: Kite takes the exit and leaves it unfilled
+        [exit_id] = await wait(lambda: not working_of(server, "SL-M") and [r["order_id"] for r in working_of(
+            server, "MARKET")])
+        seen: list = []
+        await tend_for(engine, 1.3, sub, seen)
+        assert len(uncovered(seen)) == 1
+        await server.complete(exit_id, 101.0)
+        await wait(lambda: not engine.positions() and not server.working())
+        await prices(server, [100.0, 99.0, 101.0], start=20)
+        [entry] = await wait(lambda: [r["order_id"] for r in working_of(server, "MARKET")])
+        await wait(lambda: engine.broker.order(engine.brackets[0].entry).broker_id)
+        server.hang_s = 2.2
+        server.fault("place", "hang", times=2)  # the new position's stop and target: Kite is slow
+        await server.complete(entry, 101.5)
+        seen.clear()
+        await tend_for(engine, 1.8, sub, seen)  # a second gap within a minute of the first one's alert
+        [(at, alarm)] = uncovered(seen)
+        assert at <= 1.5 and "position +10 at Kite has no working stop" in alarm.data["text"]
+
+
+async def test_an_entry_is_not_sent_when_the_minutes_order_cap_leaves_no_room_to_protect_and_exit_it(tmp_path):
+    async with kite_engine(tmp_path, tick_size=0.1) as (server, engine, bus):
+        engine.broker.caps = Caps(6)  # risk.max_orders_per_position_minute
+        legs = await enter(server, engine)  # entry, stop, target: 3 of the minute's 6
+        await server.complete(legs["LIMIT"][0], 106.6)
+        await wait(lambda: not engine.positions() and not server.working())
+        sub = bus.subscribe()
+        server.auto_fill_market = True
+        await prices(server, [100.0, 99.0, 101.0], start=20)  # the strategy wants in again
+        await asyncio.sleep(0.5)
+        engine.flatten()
+        await asyncio.sleep(0.5)
+        assert net_at_kite(server) == 0 and not server.working() and engine.positions() == []
+        assert any("entry" in a.data["text"] and "max_orders_per_position_minute" in a.data["text"]
+                   for a in alerts(sub))
+
+
+async def test_an_exit_the_order_cap_held_back_is_sent_again_by_itself_once_the_cap_has_room(tmp_path):
+    async with kite_engine(tmp_path, tick_size=0.1) as (server, engine, bus):
+        real_time(engine)
+        await enter(server, engine)
+        sub = bus.subscribe()
+        engine.broker.caps = Caps(3)
+        for _ in range(3):
+            engine.broker.caps.refusal("NSE:INFY", time.monotonic())  # the minute's orders are used up
+        engine.flatten()
+        await asyncio.sleep(0.1)
+        assert not working_of(server, "MARKET") and engine.positions()[0]["qty"] == 10
+        assert any("exit order" in a.data["text"] and "Sending the exit again" in a.data["text"] for a in alerts(sub))
+        engine.broker.caps = Caps(3)  # a minute on: room again
+        await tend_for(engine, 1.3)
+        [exit_] = await wait(lambda: working_of(server, "MARKET"))
+        assert (exit_["transaction_type"], exit_["quantity"]) == ("SELL", 10)
+
+
+async def test_fills_kite_made_while_otrade_could_not_see_its_orders_are_alerted_as_possibly_unprotected(tmp_path):
+    async with kite_engine(tmp_path) as (server, engine, bus):
+        real_time(engine)
+        legs = await enter(server, engine)
+        sub = bus.subscribe()
+        engine.broker.messages_flowing = lambda: False  # the ticker is down ...
+        server.ws_order_messages = "none"
+        server.fault("orders", "500-before", times=100)  # ... and Kite's order book does not answer
+        server.fault("history", "500-before", times=100)
+        server._fill(legs["SL-M"][0], 10, 96.35)  # both legs fill, unseen: Kite holds -10 with no stop
+        server._fill(legs["LIMIT"][0], 10, 106.6)
+        seen: list = []
+        await tend_for(engine, 1.6, sub, seen)
+        [(at, alarm)] = [(at, e) for at, e in seen if e.critical and "no working stop" in e.data["text"]]
+        assert at <= 1.5 and "NSE:INFY" in alarm.data["text"]
+        assert "has not seen Kite's orders" in alarm.data["text"]

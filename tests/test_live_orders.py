@@ -156,6 +156,23 @@ async def test_an_order_near_kites_modification_cap_is_replaced_before_the_old_o
     assert venue.server.orders[second][0]["order_timestamp"] <= cancelled_at
 
 
+async def test_an_order_replaced_near_the_cap_is_cancelled_only_once_kite_has_its_successor(venue):
+    tag = venue.submit()
+    await wait(lambda: venue.broker.order(tag).state == OrderState.ACCEPTED)
+    venue.broker.order(tag).modifications = 24
+    venue.server.fault("place", "hang")  # the successor reaches Kite a second late
+    venue.broker.modify(tag, trigger_price=995.0)
+    await asyncio.sleep(0.5)
+    [old] = venue.at_kite(tag)
+    assert old["status"] == "TRIGGER PENDING"  # still protecting: its successor is not at Kite yet
+    new = await wait(lambda: [r for r in venue.server.orders.values() if r[-1]["trigger_price"] == 995.0])
+    await wait(lambda: venue.at_kite(tag)[0]["status"] == "CANCELLED", timeout=5.0)
+    accepted = next(r["exchange_update_timestamp"] for r in new[0] if r["status"] == "TRIGGER PENDING")
+    cancelling = next(r["exchange_update_timestamp"] for r in venue.server.orders[old["order_id"]]
+                      if r["status"] == "CANCEL PENDING")
+    assert accepted <= cancelling
+
+
 async def test_a_fill_reported_by_every_channel_is_counted_once(venue):
     tag = venue.submit(order_type=OrderType.LIMIT, trigger_price=None, price=1010.0)
     await wait(lambda: venue.broker.order(tag).state == OrderState.ACCEPTED)

@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 MAX_BACKOFF_S = 60
-UNPROTECTED_REPEAT_S = 60  # a position without a working stop is alerted again this often
+UNPROTECTED_REPEAT_S = 60  # a position still without a working stop is alerted again this often
 UNCOVERED_S = 1.0  # a position is alerted once it has lacked a confirmed stop this long
 ALIGN_S = 1.0  # a position apart from Kite's fills this long is realigned (a fill handled late is not apart)
+BLIND_S = 1.0  # OTrade unable to see Kite's orders this long (ticker down, book unanswered) is alerted
 # a stop's states in which it rests at the exchange for its quantity (a modify in flight leaves it resting)
 COVERING = frozenset({OrderState.ACCEPTED, OrderState.TRIGGERED, OrderState.PENDING_UPDATE,
                       OrderState.PARTIALLY_FILLED})
@@ -75,6 +76,7 @@ class BracketKeeper:
     cfg: Config
     foreign: list[str]
     _repriced: dict[str, tuple[int, int]]
+    _blind_alert_ns: int  # when OTrade's blindness to Kite's orders was last alerted (0: it sees them)
     _intents: dict[str, tuple[str, OrderRequest, Purpose | None, float]] | None
 
     def _cancel_bracket(self, br: Bracket, keep: str | None = None) -> None:
@@ -178,7 +180,8 @@ class BracketKeeper:
         why = f": {order.status_message}" if order.status_message else ""
         wait = br.backoff() if order.filled_quantity == 0 else 0
         if order.order_id == br.exit:
-            lost = isinstance(order, LiveOrder) and bool(order.lost_mono)  # never reached Kite: no refusal
+            # never reached Kite (its answer lost, or our caps held it back): no refusal of Kite's to wait out
+            lost = isinstance(order, LiveOrder) and (bool(order.lost_mono) or order.state == OrderState.DENIED)
             reason = int(st[L.S_PEND_REASON])
             br.exit, br.exit_refused = None, not lost
             br.exit_again = reason if lost else 0
@@ -482,6 +485,7 @@ class BracketKeeper:
                 if self.arrays.st[j, L.S_POS]:
                     self._apply(j, flatten(self.arrays.st, self.arrays.acct, j, reason))
         held, working = self._book_view()  # each symbol below changes only its own orders
+        self._watch_sight(now, held, working)
         for j, br in enumerate(self.brackets):
             symbol = self.arrays.symbols[j]
             self._keep_aligned(j, br, now, self._expected(j, held, working))
@@ -526,7 +530,7 @@ class BracketKeeper:
                   and (order.request.side == Side.SELL) == (held > 0)):
                 covered += order.request.quantity - order.filled_quantity
         if covered >= abs(held) + unsure:
-            br.uncovered_ns = 0
+            br.uncovered_ns = br.unprotected_ns = 0  # a new gap is a new alarm, however soon it comes
             return
         if not br.uncovered_ns:
             br.uncovered_ns = now
@@ -542,6 +546,28 @@ class BracketKeeper:
                     f"({self._uncovered_why(j, br, held)})")
         self._publish(ALERT, critical=True, level="critical",
                       text=f"{symbol}: {what}; OTrade keeps trying. Check Kite, or /flatten")
+
+    def _watch_sight(self, now: int, held: dict[str, int], working: dict[str, list[Order]]) -> None:
+        """While OTrade cannot see Kite's orders (ticker's order messages down, the book unanswered),
+        its working orders may fill unseen (an entry, both legs of a bracket) and leave a position at
+        Kite without a stop that OTrade could not know of: after ``BLIND_S`` the instruments concerned
+        are alerted as critical, and again every ``UNPROTECTED_REPEAT_S`` while it lasts."""
+        blind_for = getattr(self.broker, "blind_for", None)
+        blind = blind_for() if blind_for is not None else 0.0
+        if blind < BLIND_S:
+            self._blind_alert_ns = 0
+            return
+        if now - self._blind_alert_ns < UNPROTECTED_REPEAT_S * NS:
+            return
+        symbols = [s for s in self.arrays.symbols if held.get(s) or working.get(s)]
+        if not symbols:
+            return
+        self._blind_alert_ns = now
+        self._publish(ALERT, critical=True, level="critical",
+                      text=f"{', '.join(symbols)}: OTrade has not seen Kite's orders for {blind:.1f} s (the ticker's "
+                           "order messages are down and Kite's order book does not answer): fills of working orders "
+                           "are unknown, so a position at Kite may have no working stop; OTrade keeps trying. "
+                           "Check Kite, or /flatten")
 
     def _uncovered_why(self, j: int, br: Bracket, held: int) -> str:
         pos = int(self.arrays.st[j, L.S_POS])

@@ -97,6 +97,7 @@ class LiveOrder(Order):
     lane: asyncio.Lock = field(default_factory=asyncio.Lock)
     acked: asyncio.Event = field(default_factory=asyncio.Event)  # set once the broker accepted or ended it
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a modify or cancel is with Kite
+    successor: "LiveOrder | None" = None  # the order replacing it (modification cap): cancelled once Kite has that
 
     @property
     def working(self) -> bool:
@@ -111,6 +112,11 @@ class LiveOrder(Order):
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "state": str(self.state), "broker_id": self.broker_id,
                 "modifications": self.modifications}
+
+
+# the last orders of a cap that an order of this purpose leaves for what protects and closes a
+# position: an entry leaves its stop, its target and an exit; a target the stop and an exit; a stop an exit
+RESERVE = {Purpose.ENTRY: 3, Purpose.TARGET: 2, Purpose.STOP: 1}
 
 
 class Caps:
@@ -129,20 +135,29 @@ class Caps:
         self._minute.append(at)
         self._by_symbol.setdefault(symbol, deque()).append(at)
 
-    def refusal(self, symbol: str, now: float) -> str:
-        """Why one more order for ``symbol`` may not be placed now ('' when it may); counts it if so."""
+    def refusal(self, symbol: str, now: float, purpose: Purpose | None = None) -> str:
+        """Why one more order for ``symbol`` may not be placed now ('' when it may); counts it if so.
+        The last orders of every cap are kept for what protects and closes a position (``RESERVE``):
+        an entry must leave room for its stop, its target and an exit, a target for the stop and an
+        exit, a stop for an exit; exits and repairs may take the last one."""
         if symbol not in self._by_symbol:
             self._by_symbol[symbol] = deque()
         for window in (self._minute, self._by_symbol[symbol]):
             while window and now - window[0] >= 60.0:
                 window.popleft()
-        if self.today >= self.per_day:
-            return f"{self.per_day} orders today: Kite's daily cap"
-        if len(self._minute) >= self.per_minute:
-            return f"{self.per_minute} orders in the last minute: Kite's cap"
-        if len(self._by_symbol[symbol]) >= self.per_position_minute:
-            return (f"{self.per_position_minute} orders for {symbol} in the last minute "
-                    "(risk.max_orders_per_position_minute)")
+        reserve = RESERVE.get(purpose, 0) if purpose is not None else 0
+
+        def full(used: int, cap: int) -> bool:
+            return used + min(reserve, cap - 1) >= cap
+
+        kept = f" ({reserve} kept for what protects and closes a position)" if reserve else ""
+        if full(self.today, self.per_day):
+            return f"{self.today} of Kite's daily cap of {self.per_day} orders used today{kept}"
+        if full(len(self._minute), self.per_minute):
+            return f"{len(self._minute)} of Kite's cap of {self.per_minute} orders in the last minute used{kept}"
+        if full(len(self._by_symbol[symbol]), self.per_position_minute):
+            return (f"{len(self._by_symbol[symbol])} orders for {symbol} in the last minute, of at most "
+                    f"{self.per_position_minute} (risk.max_orders_per_position_minute){kept}")
         self.today += 1
         self._minute.append(now)
         self._by_symbol[symbol].append(now)
@@ -177,6 +192,9 @@ class LiveOrders(VenueProtocol):
         self.book_every_s = BOOK_EVERY_S
         self.messages_flowing: Callable[[], bool] = lambda: True  # the ticker's order messages reach us
         self._book_read = 0.0  # when the book was last read (monotonic)
+        self._book_seen = 0.0  # when a read of the book last succeeded
+        self._dark_since: float | None = None  # since when the ticker's order messages have not reached us
+        self._back_at = 0.0  # when they flowed again (a book read after that is needed to see again)
 
     # --- the broker's side (a subclass) --------------------------------------------------------
     async def _place_call(self, request: OrderRequest, urgent: bool) -> str: ...
@@ -194,7 +212,7 @@ class LiveOrders(VenueProtocol):
         tick = self.tick_sizes.get(request.symbol)
         if tick:
             rules.on_the_grid(request, tick)
-        refusal = self.caps.refusal(request.symbol, self._mono())
+        refusal = self.caps.refusal(request.symbol, self._mono(), purpose)
         if refusal:
             self._deny(order, f"not sent: {refusal}")
             return order
@@ -249,6 +267,24 @@ class LiveOrders(VenueProtocol):
         """The signed quantity our orders for ``symbol`` have filled, from the ledger."""
         return sum(self.ledger.filled(o.order_id) * (1 if o.request.side == Side.BUY else -1)
                    for o in self._orders.values() if o.request.symbol == symbol)
+
+    def blind_for(self) -> float:
+        """Seconds for which OTrade has not seen Kite's orders (0 when it sees them): the ticker's
+        order messages stopped and no read of the book has succeeded since; a ticker back again
+        does not tell what it missed, so a book read after its return is needed too. Fills of
+        working orders in that time are unknown to OTrade."""
+        now = self._mono()
+        if not self.messages_flowing():
+            if self._dark_since is None:
+                self._dark_since = now
+            self._back_at = 0.0
+        elif self._dark_since is not None:
+            self._back_at = self._back_at or now
+            if self._book_seen >= self._back_at:
+                self._dark_since = None
+        if self._dark_since is None:
+            return 0.0
+        return now - max(self._dark_since, self._book_seen)
 
     # --- lanes ---------------------------------------------------------------------------------
     def _lane(self, order: LiveOrder, step: Callable[[LiveOrder], Any]) -> None:
@@ -307,6 +343,12 @@ class LiveOrders(VenueProtocol):
             if order.state in (OrderState.PENDING_UPDATE, OrderState.PENDING_CANCEL) and not order.settled.is_set():
                 with contextlib.suppress(TimeoutError):  # Kite refuses a request while one is in flight
                     await asyncio.wait_for(order.settled.wait(), SETTLE_S)
+            if order.cancel_wanted and order.successor is not None and not order.successor.acked.is_set():
+                try:  # what it protects is never without it: Kite must have its successor first
+                    await asyncio.wait_for(order.successor.acked.wait(), SETTLE_S)
+                except TimeoutError:
+                    return  # the look-up takes this up again
+                continue
             if order.cancel_wanted:
                 await self._send_cancel(order)
                 return
@@ -402,6 +444,7 @@ class LiveOrders(VenueProtocol):
         log.info("order %s took %d modifications: replaced by %s", order.order_id, order.modifications,
                  new.order_id)
         self.on_replaced(order, new)
+        order.successor = new
         order.cancel_wanted = True
         self._lane(order, self._sync)
 
@@ -562,6 +605,7 @@ class LiveOrders(VenueProtocol):
     def sync_rows(self, rows: list[dict], unknown_too: bool = True) -> None:
         """Apply the order book's rows to the orders they are about; rows of OTrade's orders that this
         process does not know go to ``on_unknown`` (unless the caller reconciles them itself)."""
+        self._book_seen = self._mono()
         unknown = []
         for row in rows:
             report = self.report(row)

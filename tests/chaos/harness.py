@@ -309,6 +309,7 @@ class Chaos:
                                  url=f"{server.base.replace('http', 'ws')}/ws", max_backoff_s=1.0,
                                  on_reconnect=on_reconnect,
                                  on_callback_error=lambda exc: engine.fault(None, exc, "ticker"))
+        broker.messages_flowing = lambda: proc.ticker.connected  # as KiteLive.ticker_for wires it
         self.note("boot", f"run {number} starting; tick sizes {self.known_ticks}")
         await self._resync(proc, "start")
         proc.tasks = [self._watch(asyncio.create_task(broker.run()), f"run {number} kite-orders"),
