@@ -119,6 +119,10 @@ class LiveOrder(Order):
 RESERVE = {Purpose.ENTRY: 3, Purpose.TARGET: 2, Purpose.STOP: 1}
 
 
+def _kept(reserve: int) -> str:
+    return f" ({reserve} kept for what protects and closes a position)" if reserve else ""
+
+
 class Caps:
     """Order placements within the broker's caps and ours: per minute, per day, per position."""
 
@@ -140,27 +144,24 @@ class Caps:
         The last orders of every cap are kept for what protects and closes a position (``RESERVE``):
         an entry must leave room for its stop, its target and an exit, a target for the stop and an
         exit, a stop for an exit; exits and repairs may take the last one."""
-        if symbol not in self._by_symbol:
-            self._by_symbol[symbol] = deque()
-        for window in (self._minute, self._by_symbol[symbol]):
+        mine = self._by_symbol.get(symbol)
+        if mine is None:
+            mine = self._by_symbol[symbol] = deque()
+        for window in (self._minute, mine):
             while window and now - window[0] >= 60.0:
                 window.popleft()
-        reserve = RESERVE.get(purpose, 0) if purpose is not None else 0
-
-        def full(used: int, cap: int) -> bool:
-            return used + min(reserve, cap - 1) >= cap
-
-        kept = f" ({reserve} kept for what protects and closes a position)" if reserve else ""
-        if full(self.today, self.per_day):
-            return f"{self.today} of Kite's daily cap of {self.per_day} orders used today{kept}"
-        if full(len(self._minute), self.per_minute):
-            return f"{len(self._minute)} of Kite's cap of {self.per_minute} orders in the last minute used{kept}"
-        if full(len(self._by_symbol[symbol]), self.per_position_minute):
-            return (f"{len(self._by_symbol[symbol])} orders for {symbol} in the last minute, of at most "
-                    f"{self.per_position_minute} (risk.max_orders_per_position_minute){kept}")
+        reserve = RESERVE.get(purpose, 0)  # on the order path: the message is made only for a refusal
+        if self.today + min(reserve, self.per_day - 1) >= self.per_day:
+            return f"{self.today} of Kite's daily cap of {self.per_day} orders used today{_kept(reserve)}"
+        if len(self._minute) + min(reserve, self.per_minute - 1) >= self.per_minute:
+            return (f"{len(self._minute)} of Kite's cap of {self.per_minute} orders in the last minute used"
+                    f"{_kept(reserve)}")
+        if len(mine) + min(reserve, self.per_position_minute - 1) >= self.per_position_minute:
+            return (f"{len(mine)} orders for {symbol} in the last minute, of at most {self.per_position_minute} "
+                    f"(risk.max_orders_per_position_minute){_kept(reserve)}")
         self.today += 1
         self._minute.append(now)
-        self._by_symbol[symbol].append(now)
+        mine.append(now)
         return ""
 
 
