@@ -27,10 +27,6 @@ SEEDS = range(24)
 TAG = "ot0a1b2c000001"
 
 
-# Known and open (issue 9): about 3 in 100 seeds still break an invariant, depending on asyncio's
-# timing rather than the seed alone (a stop race around repairs after kill -9 restarts mostly). Until
-# that is zero, a broken seed shows here as XFAIL with its reproducer instead of stopping CI.
-@pytest.mark.xfail(strict=False, reason="residual timing-dependent invariant breaks (see the note on issue 9)")
 def test_seeded_sessions_keep_every_invariant():
     results = run_seeds(SEEDS, jobs=2, concurrency=6)
     assert [r.seed for r in results] == list(SEEDS)
