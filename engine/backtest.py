@@ -171,7 +171,11 @@ class Result:
 
 
 def iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, L.IST).isoformat(timespec="milliseconds")
+    """IST, to the millisecond it falls in. Whole seconds and microseconds apart: ``ns / 1e9`` as a
+    float rounds a time just before a millisecond up into the next one."""
+    ns = int(ns)
+    return datetime.fromtimestamp(ns // 10**9, L.IST).replace(microsecond=ns % 10**9 // 1000).isoformat(
+        timespec="milliseconds")
 
 
 def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray | None = None) -> Result:

@@ -3,7 +3,7 @@
 import pytest
 
 from engine import backtest
-from tests.conftest import make_config, make_ticks, seconds
+from tests.conftest import DAY, make_config, make_ticks, ns, seconds
 
 WIDE = {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}
 
@@ -149,3 +149,9 @@ def test_bracket_levels_that_would_round_onto_the_entry_stay_a_tick_away():
     [t] = trades(cfg, seconds("10:00:00", [19.0, 18.8, 19.2, 20.0, 20.0, 20.05]))
     assert (t["entry_price"], t["exit_reason"], t["exit_price"], t["pnl"]) == (20.0, "target", 20.05,
                                                                                  pytest.approx(0.5))
+
+
+def test_a_trades_times_print_the_millisecond_they_fall_in_even_a_nanosecond_before_the_next():
+    just_before = ns("10:00:05") + 8_999_999  # as a float of seconds, 10:00:05.009
+    assert backtest.iso(just_before) == f"{DAY}T10:00:05.008+05:30"
+    assert backtest.iso(just_before + 1) == f"{DAY}T10:00:05.009+05:30"
