@@ -1,6 +1,7 @@
 """An engine trading through the local Kite server (REST worker and ticker), for live-mode tests."""
 
 import asyncio
+import time
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -9,7 +10,7 @@ from engine.brokers.kite.rest import KiteREST
 from engine.brokers.kite.ticker import KiteTicker
 from engine.brokers.kite.ticker_codec import Tick
 from engine.engine import Engine
-from engine.events import EventBus
+from engine.events import ALERT, EventBus
 from engine.journal import Journal
 from tests.conftest import make_config
 from tests.kite_server import API_KEY, FakeKite
@@ -78,3 +79,23 @@ async def enter(server, engine):
     await server.complete(await entry_sent(server), 101.5)
     legs = await wait(lambda: len(server.working()) == 2 and server.working())
     return {row["order_type"]: (oid, row) for oid, row in legs.items()}
+
+
+def alerts(sub) -> list:
+    return [e for e in iter(sub.get_nowait, None) if e.kind == ALERT]
+
+
+def net_at_kite(server, symbol="INFY") -> int:
+    """The account's position at Kite: what every order filled, bought minus sold."""
+    return sum(r[-1]["filled_quantity"] * (1 if r[-1]["transaction_type"] == "BUY" else -1)
+               for r in server.orders.values() if r[-1]["tradingsymbol"] == symbol)
+
+
+def working_of(server, order_type: str) -> list[dict]:
+    return [r for r in server.working().values() if r["order_type"] == order_type]
+
+
+def real_time(engine) -> None:
+    """The engine's clock runs from 10:00 IST in real time (tend()'s 1 s windows pass for real)."""
+    start = time.monotonic_ns()
+    engine.now_ns = lambda: T0 * 10**9 + time.monotonic_ns() - start

@@ -5,31 +5,20 @@ Kite confirmed is alerted within a second, saying why (and only then)."""
 import asyncio
 import time
 
-from engine.events import ALERT
 from engine.live.orders import Caps
-from tests.kite_engine import T0, enter, entry_sent, kite_engine, prices, wait
+from tests.kite_engine import (
+    alerts,
+    enter,
+    entry_sent,
+    kite_engine,
+    net_at_kite,
+    prices,
+    real_time,
+    wait,
+    working_of,
+)
 
 MARGIN_REFUSAL = "RMS:Margin Exceeds, Required:1,066.00, Available:0.00 for entity account-AB1234"
-
-
-def alerts(sub) -> list:
-    return [e for e in iter(sub.get_nowait, None) if e.kind == ALERT]
-
-
-def net_at_kite(server, symbol="INFY") -> int:
-    """The account's position at Kite: what every order filled, bought minus sold."""
-    return sum(r[-1]["filled_quantity"] * (1 if r[-1]["transaction_type"] == "BUY" else -1)
-               for r in server.orders.values() if r[-1]["tradingsymbol"] == symbol)
-
-
-def working_of(server, order_type: str) -> list[dict]:
-    return [r for r in server.working().values() if r["order_type"] == order_type]
-
-
-def real_time(engine) -> None:
-    """The engine's clock runs from 10:00 IST in real time (tend()'s 1 s windows pass for real)."""
-    start = time.monotonic_ns()
-    engine.now_ns = lambda: T0 * 10**9 + time.monotonic_ns() - start
 
 
 async def tend_for(engine, seconds: float, sub=None, seen: list | None = None, every: float = 0.1) -> None:

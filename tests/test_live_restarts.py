@@ -5,33 +5,12 @@ waits for Kite to answer; the book is read even once the day's orders are all fi
 import asyncio
 import time
 
-from engine.events import ALERT
 from engine.journal import Journal
 from engine.live.orders import IDLE_BOOK_S
 from engine.orders import OrderRequest, OrderType, Purpose, Side
-from tests.kite_engine import T0, enter, kite_engine, wait
+from tests.kite_engine import T0, alerts, enter, kite_engine, net_at_kite, real_time, wait, working_of
 
 INFY = "NSE:INFY"
-
-
-def alerts(sub) -> list:
-    return [e for e in iter(sub.get_nowait, None) if e.kind == ALERT]
-
-
-def net_at_kite(server, symbol="INFY") -> int:
-    """The account's position at Kite: what every order filled, bought minus sold."""
-    return sum(r[-1]["filled_quantity"] * (1 if r[-1]["transaction_type"] == "BUY" else -1)
-               for r in server.orders.values() if r[-1]["tradingsymbol"] == symbol)
-
-
-def working_of(server, order_type: str) -> list[dict]:
-    return [r for r in server.working().values() if r["order_type"] == order_type]
-
-
-def real_time(engine) -> None:
-    """The engine's clock runs from 10:00 IST in real time (tend()'s 1 s windows pass for real)."""
-    start = time.monotonic_ns()
-    engine.now_ns = lambda: T0 * 10**9 + time.monotonic_ns() - start
 
 
 async def tend_for(engine, seconds: float, every: float = 0.1) -> None:
