@@ -252,9 +252,14 @@ async def test_the_live_process_records_kites_ticks_with_last_quantity_and_depth
         now = int(time.time())
         await server.push([Tick(INFY, 102.0, "full", True, last_quantity=7, volume=10_000, exchange_timestamp=now + 500,
                                 depth=((30, 101.9, 2),) + ((0, 0.0, 0),) * 4 + ((40, 102.1, 3),))])
-        await asyncio.sleep(1.5)
+        day = store.tick_file(tmp_path / "data", datetime.now(IST).date())  # the market's, not synthetic
+
+        def recorded_it() -> bool:  # a loaded machine takes its time: waited for, not slept on
+            return bool(store.parts(day)) and 102.0 in store.read_day(day).column("price").to_pylist()
+
+        await wait(recorded_it, 30)
         await stopped(proc)
-    t = store.read_day(store.tick_file(tmp_path / "data", datetime.now(IST).date()))  # the market's, not synthetic
+    t = store.read_day(day)
     last = {c: t.column(c)[-1].as_py() for c in ("symbol", "price", "last_qty", "bid", "ask")}
     assert last == {"symbol": "NSE:INFY", "price": 102.0, "last_qty": 7, "bid": 101.9, "ask": 102.1}
 
