@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -248,22 +248,25 @@ def cmd_strategy_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_async(main: Coroutine[Any, Any, int]) -> int:
-    """Run the process's asyncio main on uvloop where it is installed, else on asyncio's own loop,
-    and say which (once logging is set up: the line is logged when ``main`` first waits)."""
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The process's event loop: uvloop where it is installed, else (None) asyncio's own."""
     try:
         import uvloop
     except ImportError:
-        factory = None
-    else:
-        factory = uvloop.new_event_loop
+        return None
+    return uvloop.new_event_loop
+
+
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """Run the process's asyncio main on ``loop_factory()``'s loop and say which (once logging is
+    set up: the line is logged when ``main`` first waits)."""
 
     async def announced() -> int:
         loop = asyncio.get_running_loop()
         loop.call_soon(logging.getLogger("engine.cli").info, "event loop: %s", type(loop).__module__.split(".")[0])
         return await main
 
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(announced())
 
 

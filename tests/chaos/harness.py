@@ -34,6 +34,7 @@ from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import KiteError, KiteREST
 from engine.brokers.kite.ticker import KiteTicker
 from engine.brokers.kite.ticker_codec import Tick
+from engine.cli import loop_factory
 from engine.engine import Engine, State
 from engine.events import ALERT, FILL, ORDER_PLACED, ORDER_UPDATED, TRADE_CLOSED, Event, EventBus
 from engine.journal import Journal
@@ -62,6 +63,7 @@ REST_TIMEOUT_S = 0.75
 STEP_S = 0.01  # between two ticks (one per instrument each step)
 TEND_S = 0.2  # engine.tend(): every second in the real app, faster here as the session is accelerated
 MONITOR_S = 0.05  # the checks' timer
+LATE_S = 0.25  # the checks' timer firing this much late is noted: the loop (or the machine) was too busy
 SEED_BUDGET_S = 60.0  # a seed takes seconds: one still running after this is stuck
 KILL_WAIT_S = 2.0  # a cancelled task still running after this will not stop
 SETTLE_S = 1.0
@@ -96,6 +98,7 @@ class SeedResult:
     restarts: int
     plan: list[str]
     events: list[str] = field(default_factory=list)  # kept when verbose or violated
+    late: float = 0.0  # the most the checks' timer fired late (s): how starved the event loop was
 
     @property
     def ok(self) -> bool:
@@ -190,8 +193,8 @@ class Process:
         return [o for o in self.broker.all_orders() if isinstance(o, LiveOrder) and o.unsure]
 
     def in_flight(self) -> int:
-        """Requests the broker has going (its lanes, a private set: there is no public view) and resyncs."""
-        return len(getattr(self.broker, "_tasks", ())) + len(self.resyncs)
+        """Requests the broker has going (its lanes) and resyncs."""
+        return self.broker.in_flight + len(self.resyncs)
 
 
 class Chaos:
@@ -234,6 +237,7 @@ class Chaos:
         self._restarts = 0
         self._step = 0
         self._last_prices = {s: self.plan.prices[s][0] for s in SYMBOLS}
+        self.late = 0.0
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def now(self) -> float:
@@ -537,7 +541,12 @@ class Chaos:
 
     async def _monitor(self) -> None:
         while True:
+            before = time.monotonic()
             await asyncio.sleep(MONITOR_S)
+            late = time.monotonic() - before - MONITOR_S
+            self.late = max(self.late, late)
+            if late >= LATE_S:
+                self.note("loop", f"the checks' timer fired {late:.2f} s late (the event loop was starved)")
             self.check("timer")
 
     # --- the exchange ----------------------------------------------------------------------------
@@ -837,7 +846,7 @@ class Chaos:
         keep = self.verbose or bool(self.violations)
         return SeedResult(self.seed, list(self.violations), self.faults, self.stop.longest, self.stop.longest_unalerted,
                           self.now(), sum(len(t) for t in self.run_trades), len(ours), self._restarts,
-                          self.plan.describe(), self.events if keep else [])
+                          self.plan.describe(), self.events if keep else [], self.late)
 
 
 async def run_seed(seed: int, steps: int = 200, verbose: bool = False, budget_s: float = SEED_BUDGET_S) -> SeedResult:
@@ -860,13 +869,15 @@ async def run_seed(seed: int, steps: int = 200, verbose: bool = False, budget_s:
 
 
 def in_loop(coro: Coroutine[Any, Any, Any]) -> Any:
-    """asyncio.run with the chaos exception handler on the loop."""
+    """Run ``coro`` on the app's event loop (uvloop where it installs), with the chaos exception
+    handler on it."""
 
     async def main() -> Any:
         asyncio.get_running_loop().set_exception_handler(loop_exception_handler)
         return await coro
 
-    return asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main())
 
 
 __all__ = ["Chaos", "SeedResult", "captured_logs", "chaos_config", "in_loop", "run_seed"]

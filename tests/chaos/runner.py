@@ -19,7 +19,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from tests.chaos.harness import SeedResult, captured_logs, in_loop, run_seed
+from tests.chaos.harness import MONITOR_S, SeedResult, captured_logs, in_loop, run_seed
 from tests.chaos.invariants import INVARIANTS, Violation
 from tests.chaos.plan import make_plan
 
@@ -215,6 +215,9 @@ class Summary:
         lines.append(f"longest time a position at Kite had no working stop: {longest.longest_unprotected[0]:.2f} s "
                      f"(seed {longest.seed}, {longest.longest_unprotected[1] or '-'}); "
                      f"without a critical alert: {unalerted.longest_unalerted[0]:.2f} s (seed {unalerted.seed})")
+        late = max(rs, key=lambda r: r.late)
+        lines.append(f"the most the event loop ran late (the checks' {MONITOR_S * 1e3:g} ms timer): {late.late:.2f} s "
+                     f"(seed {late.seed})")
         return "\n".join(lines)
 
 
