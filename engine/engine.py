@@ -37,6 +37,7 @@ from engine.live.brackets import Bracket, BracketKeeper
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
 from engine.restore import DayKeeper, rebuild
 from engine.step import (
+    adopt_position,
     apply_entry_fill,
     apply_exit_fill,
     book_entry_charges,
@@ -351,7 +352,10 @@ class Engine(BracketKeeper, DayKeeper):
             self.arrays.pr[:, [L.P_OPEN_NS, L.P_CLOSE_NS, L.P_SQUARE_OFF_NS]] = self._window
 
     def warm_up(self) -> None:
-        """Run every kernel once on scratch copies, so no compile or cache load happens on a tick."""
+        """Run every kernel the live engine calls once, on scratch copies and with the argument
+        types of its call sites, so that no compile or cache load ever happens while it trades: a
+        compile holds the event loop for seconds (on a fresh install, where the cache is empty),
+        and with it every stop still to be sent."""
         a = self.arrays
         st, acct, clk, rows = a.st.copy(), a.acct.copy(), a.clk.copy(), a.rows.copy()
         now = self.now_ns()
@@ -363,6 +367,8 @@ class Engine(BracketKeeper, DayKeeper):
         close_session(st, acct, clk, 0)
         end_bar(st, a.pr, rows, a.links, 0)
         start_session(st, a.pr, rows, 0, 0.0)
+        adopt_position(st, a.pr, clk, 0, now, 1.0, 1.0)  # a reconcile's or a restart's adoption
+        book_entry_charges(st, acct, 0)
 
     def warm_strategies(self, ticks: Ticks) -> int:
         """Earlier sessions' recorded ticks into the strategies' bars and indicators, no order, so

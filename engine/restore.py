@@ -183,7 +183,7 @@ class DayKeeper:
             if j is None:
                 notes.append(f"{symbol} {held.qty:+d} @ {held.price:.2f} is no longer configured: not restored")
                 continue
-            adopt_position(a.st, a.pr, a.clk, j, held.opened_ns, float(held.qty), held.price)
+            adopt_position(a.st, a.pr, a.clk, j, int(held.opened_ns), float(held.qty), float(held.price))
             book_entry_charges(a.st, a.acct, j)
             if held.target is not None:
                 a.st[j, L.S_TARGET] = held.target

@@ -405,7 +405,7 @@ class BracketKeeper:
 
     def apply_position(self, j: int, qty: int, price: float) -> None:
         a = self.arrays
-        adopt_position(a.st, a.pr, a.clk, j, self.now_ns(), float(qty), price)
+        adopt_position(a.st, a.pr, a.clk, j, self.now_ns(), float(qty), float(price))  # the types warm_up compiled
         a.st[j, L.S_PEND_SIDE] = a.st[j, L.S_PEND_KIND] = 0.0
 
     def _protect(self, j: int, br: Bracket) -> None:

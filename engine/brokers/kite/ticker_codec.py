@@ -156,6 +156,7 @@ class PriceDecoder:
 
     def __init__(self, capacity: int = 3000) -> None:
         self._grow(capacity)
+        self(b"\x00\x00")  # an empty frame: the walk is compiled (or loaded) now, not on the market's first
 
     def _grow(self, capacity: int) -> None:
         self.tokens = np.empty(capacity, np.int64)
