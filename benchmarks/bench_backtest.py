@@ -17,9 +17,11 @@ from pathlib import Path
 
 from benchmarks.common import report, user_strategy
 from config import validate
-from engine import backtest
 from engine.cli import DEFAULT_CONFIG, _load_config
-from engine.ticks import generate, load, save
+from engine.data.synthetic import generate
+from engine.data.tick_files import load, save
+from engine.research import backtest
+from engine.strategies import default_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 10_000_000
@@ -27,9 +29,9 @@ PY_N = 100_000
 
 PURE_PYTHON = """
 import sys, time
-from engine import backtest
+from engine.research import backtest
 from engine.cli import _load_config
-from engine.ticks import load
+from engine.data.tick_files import load
 cfg = _load_config(sys.argv[1])
 ticks, _ = load(sys.argv[2], [i.symbol for i in cfg.instruments])
 t0 = time.perf_counter()
@@ -43,7 +45,7 @@ def ema_only(cfg, kind: str = "ema_cross", timeframe: str | int = "tick"):
     data = cfg.model_dump(mode="json")
     data["instruments"] = data["instruments"][:1]
     data["instruments"][0]["strategy"].update(kind=kind, timeframe=timeframe)
-    return validate(data)
+    return validate(data, default_catalog())
 
 
 def throughput(cfg, ticks) -> tuple[float, int]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from benchmarks.common import report
 from engine.brokers.kite.rest import KiteREST
+from engine.core.layout import IST
 from engine.data.fetch import MAX_DAYS, fetch, parse_time
-from engine.layout import IST
 from tests.kite_server import API_KEY, FakeKite
 
 FIRST, LAST, DAYS = "2025-12-01", "2026-11-30", 365

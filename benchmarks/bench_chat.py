@@ -21,10 +21,11 @@ from bot.notifier import Notifier
 from bot.telegram import TelegramTransport
 from config import ConfigManager
 from engine.brokers.paper import PaperBroker
+from engine.data.synthetic import generate
 from engine.engine import Engine
-from engine.events import ALERT, Event, EventBus
-from engine.journal import Journal
-from engine.ticks import generate
+from engine.services.events import ALERT, Event, EventBus
+from engine.services.journal import Journal
+from engine.strategies import default_catalog
 from tests.botapi import FakeBotAPI
 
 TOKEN = "123456:BENCH-token"
@@ -68,7 +69,7 @@ class Rig:
     """An engine trading generated ticks in the loop, with commands and notifications wired up."""
 
     def __init__(self, tmp: Path, base: str) -> None:
-        self.manager = ConfigManager(tmp / "otrade.json", tmp / "data")
+        self.manager = ConfigManager(tmp / "otrade.json", tmp / "data", default_catalog())
         self.manager.load()
         self.manager.set("bot.allowed_chats", f"[{CHAT}]")
         cfg = self.manager.config

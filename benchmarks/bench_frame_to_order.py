@@ -29,15 +29,16 @@ import orjson
 
 from benchmarks.common import percentiles, report
 from config import validate
-from engine import layout as L
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import KiteREST
 from engine.brokers.kite.ticker import KiteTicker
 from engine.cli import loop_factory
+from engine.core import layout as L
 from engine.engine import Engine
-from engine.events import EventBus
-from engine.journal import Journal
 from engine.live.orders import Caps
+from engine.services.events import EventBus
+from engine.services.journal import Journal
+from engine.strategies import default_catalog
 
 DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "default.json").read_bytes())
 INFY = 408065
@@ -68,7 +69,7 @@ def config():
     data = copy.deepcopy(DEFAULT)
     data["instruments"] = [{**data["instruments"][0], "tick_size": 0.05,
                             "strategy": {"kind": "ema_cross", "fast": 1, "slow": 2, "allow_short": False}}]
-    return validate(data)
+    return validate(data, default_catalog())
 
 
 async def client(base: str, frames: int, warm: int) -> dict[str, dict[str, np.ndarray]]:

@@ -19,10 +19,10 @@ from benchmarks.common import percentiles, report
 from engine.brokers.paper import PaperBroker
 from engine.data import store
 from engine.data.recorder import CAPACITY, Recorder, ist_day
+from engine.data.synthetic import SESSION_CLOSE_S, SESSION_OPEN_S, generate
 from engine.engine import Engine
-from engine.events import EventBus
-from engine.journal import Journal
-from engine.ticks import SESSION_CLOSE_S, SESSION_OPEN_S, generate
+from engine.services.events import EventBus
+from engine.services.journal import Journal
 
 BLOCK = 20_000  # ticks per alternation
 

@@ -13,6 +13,7 @@ import numpy as np
 from benchmarks.common import report
 from config import parse
 from engine.cli import DEFAULT_CONFIG
+from engine.strategies import default_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,11 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def config_load_us() -> float:
     raw = DEFAULT_CONFIG.read_bytes()
     for _ in range(100):
-        parse(raw)
+        parse(raw, default_catalog())
     times = []
     for _ in range(2000):
         t0 = time.perf_counter_ns()
-        parse(raw)
+        parse(raw, default_catalog())
         times.append(time.perf_counter_ns() - t0)
     return float(np.median(times)) / 1e3
 

@@ -17,10 +17,11 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from benchmarks.common import report
-from engine import sweep
 from engine.cli import DEFAULT_CONFIG, _load_config
 from engine.data import candles
-from engine.ticks import Ticks, generate
+from engine.data.synthetic import generate
+from engine.data.ticks import Ticks
+from engine.research import sweep
 
 DAYS = 250
 MINUTE_NS = 60_000_000_000

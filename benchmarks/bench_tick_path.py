@@ -17,10 +17,11 @@ import orjson
 from benchmarks.common import percentiles, report, user_strategy
 from config import validate
 from engine.brokers.paper import PaperBroker
+from engine.data.synthetic import generate
 from engine.engine import Engine
-from engine.events import EventBus
-from engine.journal import Journal
-from engine.ticks import generate
+from engine.services.events import EventBus
+from engine.services.journal import Journal
+from engine.strategies import default_catalog
 
 DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "default.json").read_bytes())
 
@@ -30,7 +31,7 @@ def config(n: int, strategy: dict | None = None):
     base = data["instruments"][0]
     base["strategy"].update(strategy or {})
     data["instruments"] = [{**copy.deepcopy(base), "symbol": f"NSE:SYM{k:03d}"} for k in range(n)]
-    return validate(data)
+    return validate(data, default_catalog())
 
 
 def measure(n_instruments: int, n_ticks: int, strategy: dict | None = None) -> np.ndarray:

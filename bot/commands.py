@@ -2,7 +2,7 @@
 
 Transports (Telegram, console) hand in text or a button press with the caller's chat and user
 ids and send back the ``Reply``. ``None`` means: say nothing (the caller is not allowed).
-Transports pass every text they send through ``engine.logs.redact``.
+Transports pass every text they send through ``engine.services.logs.redact``.
 """
 
 import asyncio
@@ -22,9 +22,9 @@ import orjson
 from bot.auth import CONSOLE, Caller, admin_refusal, allowed
 from config import Bot, ConfigError, ConfigManager
 from engine.brokers.kite.login import NONCE_TTL_S
+from engine.core.layout import IST
 from engine.engine import ControlError, Engine, State
-from engine.layout import IST
-from engine.logs import LogBuffer, add_secret, redact
+from engine.services.logs import LogBuffer, add_secret, redact
 
 log = logging.getLogger(__name__)
 

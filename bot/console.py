@@ -10,7 +10,7 @@ from typing import TextIO
 
 from bot.commands import CONSOLE, Commands, Reply
 from bot.notifier import Message
-from engine.logs import redact
+from engine.services.logs import redact
 
 
 class ConsoleTransport:

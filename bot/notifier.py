@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_never, wait_exponential
 
 from config.models import Bot
-from engine import events as E
-from engine.layout import IST
+from engine.core.layout import IST
+from engine.services import events as E
 
 log = logging.getLogger(__name__)
 

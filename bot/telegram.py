@@ -19,7 +19,7 @@ from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, Cont
 
 from bot.commands import Caller, Commands, Reply, resolve
 from bot.notifier import Message, Outbox, as_seconds
-from engine.logs import add_secret, redact
+from engine.services.logs import add_secret, redact
 
 log = logging.getLogger(__name__)
 

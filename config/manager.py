@@ -55,7 +55,7 @@ def diff(old: Config, new: Config) -> list[Change]:
     return [Change(p, a.get(p), b.get(p)) for p in paths if a.get(p) != b.get(p)]
 
 
-def check_file(path: Path | str, strategies: StrategyCatalog | None = None) -> list[str]:
+def check_file(path: Path | str, strategies: StrategyCatalog) -> list[str]:
     """Every problem with the config file at ``path``; empty when it is valid."""
     try:
         parse(Path(path).read_bytes(), strategies)
@@ -111,7 +111,7 @@ def _discard(tmp: Path, backup: Path | None) -> None:
 class ConfigManager:
     """The config file and the live Config made from it; every change is validated whole before it is saved."""
 
-    def __init__(self, path: Path | str, data_dir: Path | str, strategies: StrategyCatalog | None = None) -> None:
+    def __init__(self, path: Path | str, data_dir: Path | str, strategies: StrategyCatalog) -> None:
         self.path = Path(path)
         self.strategies = strategies  # where the strategies its kinds name are found
         self.backups = Path(data_dir) / "config-backups"

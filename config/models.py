@@ -52,13 +52,6 @@ class StrategyCatalog(Protocol):
         ...
 
 
-def _default_catalog() -> StrategyCatalog:
-    # Strategies are engine code: imported on first use, so the config stays importable on its own.
-    from engine.strategies import default_catalog
-
-    return default_catalog()
-
-
 class Bracket(Model):
     target_pct: float = Field(0.5, gt=0, le=50)
     stop_pct: float = Field(0.25, gt=0, le=50)
@@ -86,7 +79,7 @@ class Instrument(Model):
             _broken([("", f"{_show(v)} must be an object naming its kind, e.g. {{\"kind\": \"ema_cross\"}}")])
         if "kind" not in v:
             _broken([("kind", "is required")])
-        catalog = (info.context or {}).get("strategies") or _default_catalog()
+        catalog = (info.context or {})["strategies"]
         try:
             model = catalog.model(v["kind"])
         except ValueError as exc:
@@ -304,16 +297,17 @@ def _messages(err: Any) -> list[str]:
     return [f"{path or 'config'}: {msg}" for path, msg in _pairs(err)]
 
 
-def validate(data: Any, strategies: StrategyCatalog | None = None) -> Config:
+def validate(data: Any, strategies: StrategyCatalog) -> Config:
     """A Config from parsed JSON, or ConfigError listing every problem. Strategy kinds are looked up
-    in ``strategies`` (default: engine.strategies.default_catalog())."""
+    in ``strategies`` (``engine.strategies``' catalogs: the config sits below the strategies, which
+    declare their parameters with its models, so it is handed where to find them)."""
     try:
         return Config.model_validate(data, context={"strategies": strategies})
     except ValidationError as exc:
         raise ConfigError([m for e in exc.errors(include_url=False) for m in _messages(e)]) from None
 
 
-def parse(raw: bytes, strategies: StrategyCatalog | None = None) -> Config:
+def parse(raw: bytes, strategies: StrategyCatalog) -> Config:
     """A Config from the bytes of a JSON file, or ConfigError (bad JSON: with its line and column)."""
     try:
         data = orjson.loads(raw)

@@ -1,4 +1,17 @@
-"""OTrade's trading core. Knows nothing of chat transports."""
+"""OTrade's trading core. Knows nothing of chat transports. Its folders are its layers, bottom up
+(``tests/test_layout.py`` keeps every import running down them, with no circle):
+
+    core/        pure jitted kernels over numpy state: layouts, step, costs, candle order, indicators
+    strategies/  the public strategy API and the built-ins       (config sits between core and these)
+    services/    journal, events, logs, clocks, calendar, the data directory;  orders.py: the order vocabulary
+    arrays.py    the kernels' arrays from a config
+    live/        venue contract, order state machine, fill ledger, caps, brackets, restore of a live day
+    brokers/     paper, kite/
+    data/        ticks, tick files, synthetic sessions, feeds, recorder, store, candles, fetch
+    research/    backtest, sweep, report;   engine.py: the live engine (state machine, control API)
+    runtime/     the process: app, session scheduler, web, lock
+    cli.py, __main__.py
+"""
 
 import hashlib
 import os
@@ -7,7 +20,7 @@ from pathlib import Path
 # Numba checks only a cached function's own file for changes, so a jitted loop would keep a stale
 # copy of kernels it inlined from another module. Key the cache on the source of every module that
 # holds kernels, before numba is first imported.
-_KERNEL_MODULES = ("layout.py", "kernels.py", "step.py", "backtest.py")
+_KERNEL_MODULES = ("research/backtest.py",)
 _KERNEL_PACKAGES = ("core", "strategies")
 if "NUMBA_CACHE_DIR" not in os.environ:
     _here = Path(__file__).resolve().parent

@@ -6,9 +6,10 @@ from typing import Any
 import numpy as np
 
 from config import Config
-from engine import layout as L
-from engine.costs import N_RATES, rates
-from engine.kernels import decision_address
+from config.models import Costs as CostsConfig
+from engine.core import costs as C
+from engine.core import layout as L
+from engine.core.kernels import decision_address
 from engine.strategies import Strategy
 
 
@@ -80,13 +81,26 @@ def strategy_rows(cfg: Config, width: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rows, links
 
 
+def rates(c: CostsConfig) -> np.ndarray:
+    """The kernel's charge rates (``costs``' slots) from the config's percentages."""
+    out = np.zeros(C.N_RATES)
+    out[C.BROKERAGE] = c.brokerage_pct / 100.0
+    out[C.BROKERAGE_CAP] = c.brokerage_cap
+    out[C.STT] = c.stt_sell_pct / 100.0
+    out[C.EXCHANGE] = c.exchange_pct / 100.0
+    out[C.SEBI] = c.sebi_per_crore / 1e7
+    out[C.GST] = c.gst_pct / 100.0
+    out[C.STAMP] = c.stamp_buy_pct / 100.0
+    return out
+
+
 def apply_risk(acct: np.ndarray, cfg: Config) -> None:
     """The limits and the charge rates (the loss limit counts charges) the kernel reads."""
     acct[L.A_MAX_LOSS] = cfg.risk.max_daily_loss
     acct[L.A_MAX_TRADES] = cfg.risk.max_trades_per_day
     acct[L.A_MAX_RATE] = cfg.risk.max_orders_per_second
     acct[L.A_MAX_QTY] = cfg.risk.max_quantity
-    acct[L.A_COSTS : L.A_COSTS + N_RATES] = rates(cfg.costs)
+    acct[L.A_COSTS : L.A_COSTS + C.N_RATES] = rates(cfg.costs)
 
 
 def build(cfg: Config) -> Arrays:

@@ -42,7 +42,8 @@ def _load_data(args: argparse.Namespace, cfg: Any) -> tuple[Any, int, Any, str]:
     """The data ``backtest`` and ``sweep`` run on, from the options ``_data_options`` adds: the ticks, the
     bad rows skipped, a pessimistic candle replay's partner offsets (else None), and what it is."""
     from engine.data import candles
-    from engine.ticks import TickFileError, load
+    from engine.data.tick_files import load
+    from engine.data.ticks import TickFileError
 
     symbols = [i.symbol for i in cfg.instruments]
     if (args.ticks is None) == (args.candles is None):
@@ -61,9 +62,9 @@ def _load_data(args: argparse.Namespace, cfg: Any) -> tuple[Any, int, Any, str]:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from engine import backtest
     from engine.data import candles
-    from engine.ticks import TickFileError
+    from engine.data.ticks import TickFileError
+    from engine.research import backtest
 
     cfg = _load_config(args.config)
     started = time.perf_counter()
@@ -82,7 +83,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.trades:
         result.write_trades(Path(args.trades))
     if args.report:
-        from engine import report
+        from engine.research import report
 
         report.write(Path(args.report), [_report_figure(args, result, ticks, "Backtest")], "OTrade backtest")
     if args.json:
@@ -93,7 +94,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _report_figure(args: argparse.Namespace, result: Any, ticks: Any, title: str) -> Any:
-    from engine import report
+    from engine.research import report
 
     try:
         day = date.fromisoformat(args.report_day) if args.report_day else None
@@ -107,9 +108,9 @@ def _report_figure(args: argparse.Namespace, result: Any, ticks: Any, title: str
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from config import ConfigError
-    from engine import backtest, sweep
     from engine.data.candles import CandleError
-    from engine.ticks import TickFileError
+    from engine.data.ticks import TickFileError
+    from engine.research import backtest, sweep
 
     cfg = _load_config(args.config)
     try:
@@ -133,7 +134,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {len(res.rows):,} rows to {args.out}")
     if args.report:
-        from engine import report
+        from engine.research import report
 
         best = {p: res.ranked()[0][p] for p in res.paths}
         result = backtest.run(sweep.configure(cfg, best), data.ticks, partner=data.partner)
@@ -173,7 +174,8 @@ def _print_days(days: list[dict]) -> None:
 
 
 def cmd_ticks_generate(args: argparse.Namespace) -> int:
-    from engine.ticks import generate, save
+    from engine.data.synthetic import generate
+    from engine.data.tick_files import save
 
     cfg = _load_config(args.config)
     ticks = generate(args.days, args.seed, [i.symbol for i in cfg.instruments],
@@ -282,8 +284,9 @@ def _check_clock(text: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from engine.app import data_dir_from_env, run
-    from engine.lock import DataDirBusy, hold
+    from engine.runtime.app import run
+    from engine.runtime.lock import DataDirBusy, hold
+    from engine.services.paths import data_dir_from_env
 
     if args.clock:
         _check_clock(args.clock)

@@ -15,28 +15,11 @@ from typing import Any
 import numpy as np
 
 from config import Config, ConfigError
-from engine import layout as L
 from engine.arrays import Arrays, apply_risk, build, params, strategy_rows
-from engine.brokers.base import BrokerError
 from engine.brokers.paper import PaperBroker
+from engine.core import layout as L
 from engine.core.indicators import NEED
-from engine.events import (
-    ALERT,
-    CONFIG_CHANGED,
-    FILL,
-    ORDER_PLACED,
-    ORDER_UPDATED,
-    SESSION,
-    STATE_CHANGED,
-    TRADE_CLOSED,
-    Event,
-    EventBus,
-)
-from engine.journal import Journal
-from engine.live.brackets import Bracket, BracketKeeper
-from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
-from engine.restore import DayKeeper, rebuild
-from engine.step import (
+from engine.core.step import (
     adopt_position,
     apply_entry_fill,
     apply_exit_fill,
@@ -49,7 +32,24 @@ from engine.step import (
     start_session,
     warm,
 )
-from engine.ticks import Ticks
+from engine.data.ticks import Ticks
+from engine.live.brackets import Bracket, BracketKeeper
+from engine.live.restore import DayKeeper, rebuild
+from engine.live.venue import BrokerError
+from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
+from engine.services.events import (
+    ALERT,
+    CONFIG_CHANGED,
+    FILL,
+    ORDER_PLACED,
+    ORDER_UPDATED,
+    SESSION,
+    STATE_CHANGED,
+    TRADE_CLOSED,
+    Event,
+    EventBus,
+)
+from engine.services.journal import Journal
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from config import Config, validate
-from engine.ticks import Ticks
+from engine.data.ticks import Ticks
+from engine.strategies import default_catalog
 
 DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "default.json").read_bytes())
 DAY = "2026-11-23"  # a Monday
@@ -41,7 +42,7 @@ def make_config(strategy=None, bracket=None, risk=None, slippage_ticks=0, tick_s
         data["bot"][key] = {**data["bot"][key], **value} if isinstance(value, dict) else value
     for name, values in sections.items():
         data[name].update(values)
-    return validate(data)
+    return validate(data, default_catalog())
 
 
 def ns(clock: str, day: str = DAY) -> int:
@@ -84,7 +85,7 @@ def cross_up():
 @pytest.fixture
 async def kite_day(tmp_path):
     """A local Kite server and a config and calendar under which the live process trades now."""
-    from engine.layout import IST
+    from engine.core.layout import IST
     from tests.kite_server import FakeKite
     from tests.live_process import all_day_session, write_config
 

@@ -10,8 +10,8 @@ from engine.brokers.kite.rest import KiteREST
 from engine.brokers.kite.ticker import KiteTicker
 from engine.brokers.kite.ticker_codec import Tick
 from engine.engine import Engine
-from engine.events import ALERT, EventBus
-from engine.journal import Journal
+from engine.services.events import ALERT, EventBus
+from engine.services.journal import Journal
 from tests.conftest import make_config
 from tests.kite_server import API_KEY, FakeKite
 

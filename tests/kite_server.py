@@ -1052,7 +1052,9 @@ class FakeKite:
     def _day_candles(self, token: int, interval: str, day: Any) -> list[list[Any]]:
         """The day's candles, each N-minute (and the day's) one made of the minute candles it spans."""
         if self._calendar is None:
-            from engine.calendar import TradingCalendar  # here: exchange_calendars loads slowly, most tests need none
+            from engine.services.calendar import (
+                TradingCalendar,  # here: exchange_calendars loads slowly, most tests need none
+            )
 
             self._calendar = TradingCalendar()
         session = self._calendar.session(day)

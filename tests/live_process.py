@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from engine.brokers.kite.ticker_codec import Tick
-from engine.layout import IST
+from engine.core.layout import IST
 from tests.conftest import DEFAULT
 from tests.kite_engine import wait
 from tests.kite_server import API_KEY, API_SECRET, FakeKite

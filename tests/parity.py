@@ -15,16 +15,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from config import Config
-from engine import backtest
-from engine import layout as L
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import KiteREST
 from engine.brokers.kite.ticker import KiteTicker
 from engine.brokers.kite.ticker_codec import Tick
+from engine.core import layout as L
 from engine.engine import Engine
-from engine.events import EventBus
-from engine.journal import Journal
 from engine.live.orders import Caps
+from engine.research import backtest
+from engine.services.events import EventBus
+from engine.services.journal import Journal
 from tests.conftest import make_ticks, ns, seconds
 from tests.kite_engine import INFY
 from tests.kite_server import API_KEY, FINAL, TRANSIENT, FakeKite

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from engine.brokers.kite.rest import InputException, KiteREST
+from engine.core.layout import IST
 from engine.data import candles
 from engine.data.fetch import FetchError, fetch, parse_time
-from engine.layout import IST
 from tests.kite_server import API_KEY, FakeKite
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,9 +12,9 @@ import numpy as np
 import orjson
 import pytest
 
-from engine import backtest
 from engine.data import candles
 from engine.data.candles import Candles, replay
+from engine.research import backtest
 from tests.conftest import DEFAULT, make_config, make_ticks, ns
 
 ROOT = Path(__file__).resolve().parent.parent

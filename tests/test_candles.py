@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import backtest
-from engine import layout as L
+from engine.core import layout as L
+from engine.research import backtest
 from engine.strategies import catalog_for
 from engine.strategies.api import CLOSE, HIGH, LOW, OPEN, START, VOLUME
 from tests.conftest import make_config, make_ticks
@@ -148,7 +148,8 @@ def test_the_chats_status_says_how_many_bars_a_strategy_still_needs(tmp_path):
 
 
 def test_warmed_on_earlier_days_the_engine_trades_today_as_a_backtest_over_those_days(tmp_path):
-    from engine.ticks import Ticks, generate
+    from engine.data.synthetic import generate
+    from engine.data.ticks import Ticks
 
     cfg = make_config(strategy={"kind": "ema_cross", "fast": 5, "slow": 30, "timeframe": 5, "allow_short": True},
                       bracket={"target_pct": 0.4, "stop_pct": 0.2, "trail_pct": None}, tick_size=0.1)

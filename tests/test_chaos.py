@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from engine.events import ALERT
+from engine.services.events import ALERT
 from tests.chaos.invariants import (
     BookView,
     ExceptionCheck,

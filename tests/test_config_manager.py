@@ -9,13 +9,14 @@ import orjson
 import pytest
 
 from config import Change, ConfigError, ConfigManager, check_file, diff, validate
+from engine.strategies import default_catalog
 
 DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "default.json").read_bytes())
 
 
 @pytest.fixture
 def manager(tmp_path) -> ConfigManager:
-    m = ConfigManager(tmp_path / "otrade.json", tmp_path / "data")
+    m = ConfigManager(tmp_path / "otrade.json", tmp_path / "data", default_catalog())
     m.load()
     return m
 
@@ -30,14 +31,14 @@ def backups(m: ConfigManager) -> list[Path]:
 
 def test_first_load_creates_the_file_from_the_shipped_default(manager):
     assert on_disk(manager) == DEFAULT
-    assert manager.config == validate(DEFAULT)
+    assert manager.config == validate(DEFAULT, default_catalog())
 
 
 def test_load_of_an_invalid_file_raises_and_keeps_the_file(tmp_path):
     path = tmp_path / "otrade.json"
     path.write_bytes(b'{"instruments": []}')
     with pytest.raises(ConfigError, match=r"instruments: \[\] must have at least 1 item"):
-        ConfigManager(path, tmp_path / "data").load()
+        ConfigManager(path, tmp_path / "data", default_catalog()).load()
     assert path.read_bytes() == b'{"instruments": []}'
 
 
@@ -137,7 +138,7 @@ def test_reload_of_a_corrupted_file_keeps_the_current_config(manager):
     manager.path.write_bytes(b"{ not json")
     with pytest.raises(ConfigError, match="not valid JSON at line 1"):
         manager.reload()
-    assert manager.config == validate(DEFAULT)
+    assert manager.config == validate(DEFAULT, default_catalog())
 
 
 def test_reload_returns_what_changed_on_disk(manager):
@@ -214,11 +215,11 @@ def test_a_check_can_veto_a_change(manager):
 
 
 def test_diff_lists_changed_leaves_as_dotted_paths():
-    old = validate(DEFAULT)
+    old = validate(DEFAULT, default_catalog())
     data = copy.deepcopy(DEFAULT)
     data["instruments"][0]["strategy"] = {"kind": "orb", "minutes": 30, "timeframe": 5}
     data["costs"]["gst_pct"] = 12.0
-    assert diff(old, validate(data)) == [
+    assert diff(old, validate(data, default_catalog())) == [
         Change("instruments.0.strategy.kind", "ema_cross", "orb"),
         Change("instruments.0.strategy.fast", 9, None),
         Change("instruments.0.strategy.slow", 21, None),
@@ -234,13 +235,14 @@ def test_check_file_lists_every_error_and_nothing_for_a_valid_file(tmp_path):
     bad, good = tmp_path / "bad.json", tmp_path / "good.json"
     bad.write_bytes(orjson.dumps(data))
     good.write_bytes(orjson.dumps(DEFAULT))
-    assert check_file(good) == []
-    assert check_file(bad) == ["paper.speed: -1 must be greater than or equal to 0",
+    assert check_file(good, default_catalog()) == []
+    assert check_file(bad, default_catalog()) == ["paper.speed: -1 must be greater than or equal to 0",
                                "risk.max_trades_per_day: 0 must be greater than or equal to 1"]
 
 
 def test_check_file_reports_a_missing_file(tmp_path):
-    assert check_file(tmp_path / "nope.json") == [f"{tmp_path / 'nope.json'}: No such file or directory"]
+    missing = tmp_path / "nope.json"
+    assert check_file(missing, default_catalog()) == [f"{missing}: No such file or directory"]
 
 
 async def test_async_changes_asked_at_once_apply_one_after_the_other(manager):

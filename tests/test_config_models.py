@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from config import Config, ConfigError, parse, validate
+from engine.strategies import default_catalog
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config"
 DEFAULT = orjson.loads((SHIPPED / "default.json").read_bytes())
@@ -16,12 +17,12 @@ def errors_of(mutate) -> list[str]:
     data = copy.deepcopy(DEFAULT)
     mutate(data)
     with pytest.raises(ConfigError) as info:
-        validate(data)
+        validate(data, default_catalog())
     return info.value.errors
 
 
 def test_shipped_default_validates():
-    cfg = validate(DEFAULT)
+    cfg = validate(DEFAULT, default_catalog())
     assert [(i.symbol, i.tick_size, i.quantity, i.strategy.kind) for i in cfg.instruments] == [
         ("NSE:INFY", 0.1, 10, "ema_cross"), ("NSE:SBIN", 0.05, 20, "vwap_reversion")]
     assert cfg.paper.feed == "synthetic"
@@ -29,13 +30,13 @@ def test_shipped_default_validates():
 
 def test_omitted_sections_take_their_defaults():
     cfg = validate({"instruments": [{"symbol": "NSE:INFY", "tick_size": 0.1, "quantity": 1,
-                                     "strategy": {"kind": "orb"}}]})
+                                     "strategy": {"kind": "orb"}}]}, default_catalog())
     assert (cfg.instruments[0].strategy.minutes, cfg.instruments[0].bracket.stop_pct) == (15, 0.25)
     assert (cfg.session.square_off, cfg.risk.max_orders_per_second, cfg.costs.gst_pct) == ("15:15", 10, 18.0)
 
 
 def test_session_times_convert_to_nanoseconds_after_midnight():
-    session = validate(DEFAULT).session
+    session = validate(DEFAULT, default_catalog()).session
     assert session.ns_after_midnight("open") == (9 * 60 + 15) * 60 * 10**9
     assert session.ns_after_midnight("close") == (15 * 60 + 30) * 60 * 10**9
 
@@ -145,22 +146,22 @@ def test_config_error_str_joins_every_error_by_line():
 
 def test_invalid_json_names_line_and_column():
     with pytest.raises(ConfigError) as info:
-        parse(b'{\n  "instruments": [\n}')
+        parse(b'{\n  "instruments": [\n}', default_catalog())
     assert info.value.errors == ["not valid JSON at line 3, column 1: unexpected character, expected a JSON value"]
 
 
 def test_json_that_is_not_an_object_is_a_config_error():
     with pytest.raises(ConfigError) as info:
-        parse(b"[]")
+        parse(b"[]", default_catalog())
     assert info.value.errors == ["config: [] must be a valid dictionary or instance of Config"]
 
 
 def test_parse_reads_the_shipped_default():
-    assert parse((SHIPPED / "default.json").read_bytes()) == validate(DEFAULT)
+    assert parse((SHIPPED / "default.json").read_bytes(), default_catalog()) == validate(DEFAULT, default_catalog())
 
 
 def test_models_are_immutable():
-    cfg: Config = validate(DEFAULT)
+    cfg: Config = validate(DEFAULT, default_catalog())
     with pytest.raises(ValueError, match="frozen"):
         cfg.risk.max_quantity = 1  # type: ignore[misc]
 

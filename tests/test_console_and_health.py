@@ -14,18 +14,19 @@ import pytest
 from bot.commands import Commands, Services
 from bot.console import ConsoleTransport
 from config import ConfigManager
-from engine import logs
 from engine.brokers.paper import PaperBroker
 from engine.engine import Engine, State
-from engine.events import EventBus
-from engine.journal import Journal
+from engine.services import logs
+from engine.services.events import EventBus
+from engine.services.journal import Journal
+from engine.strategies import default_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def console(tmp_path):
-    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data")
+    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data", default_catalog())
     cfg = manager.load()
     clock = time.time_ns
     engine = Engine(cfg, PaperBroker({i.symbol: i.tick_size for i in cfg.instruments}, clock), EventBus(),

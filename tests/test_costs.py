@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from config.models import Costs
-from engine.costs import round_trip_costs
+from engine.arrays import rates
+from engine.core.costs import round_trip_costs
 
 
 def charges(side: int, qty: int, entry: float, exit_: float) -> float:
     return float(round_trip_costs(np.array([side]), np.array([qty]), np.array([entry]), np.array([exit_]),
-                                  Costs())[0])
+                                  rates(Costs()))[0])
 
 
 def test_a_small_long_pays_percentage_brokerage_and_stt_rounded_up_to_the_rupee():
@@ -81,5 +82,5 @@ def test_stt_rounds_down_when_under_the_half_rupee():
 
 def test_each_trade_of_a_batch_is_charged_on_its_own():
     got = round_trip_costs(np.array([1, -1]), np.array([100, 80]), np.array([1500.0, 840.0]),
-                           np.array([1510.0, 830.0]), Costs())
+                           np.array([1510.0, 830.0]), rates(Costs()))
     assert got.tolist() == pytest.approx([100.60, 70.93], abs=1e-9)

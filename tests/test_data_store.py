@@ -13,7 +13,8 @@ import pytest
 
 from engine.data import store
 from engine.data.store import StoreError
-from engine.ticks import TickFileError, load
+from engine.data.tick_files import load
+from engine.data.ticks import TickFileError
 from tests.conftest import DAY, ns
 
 ROOT = Path(__file__).resolve().parent.parent

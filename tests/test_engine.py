@@ -2,12 +2,12 @@
 
 import pytest
 
-from engine import backtest
 from engine.brokers.paper import PaperBroker
+from engine.data.synthetic import generate
 from engine.engine import ControlError, Engine, State
-from engine.events import ALERT, TRADE_CLOSED, EventBus
-from engine.journal import Journal
-from engine.ticks import generate
+from engine.research import backtest
+from engine.services.events import ALERT, TRADE_CLOSED, EventBus
+from engine.services.journal import Journal
 from tests.conftest import make_config, make_ticks, seconds
 
 WIDE = {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}

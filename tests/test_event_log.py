@@ -3,7 +3,7 @@
 import asyncio
 import logging
 
-from engine.events import ALERT, REPORT, Event, EventBus, log_events
+from engine.services.events import ALERT, REPORT, Event, EventBus, log_events
 
 LOG = logging.getLogger("test.events")
 

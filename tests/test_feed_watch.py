@@ -4,12 +4,13 @@ import argparse
 import asyncio
 
 from config import ConfigManager
-from engine.app import Runtime, _watch_feed
 from engine.brokers.paper import PaperBroker
 from engine.engine import Engine, State
-from engine.events import ALERT, EventBus
-from engine.journal import Journal
-from engine.logs import LogBuffer
+from engine.runtime.app import Runtime, _watch_feed
+from engine.services.events import ALERT, EventBus
+from engine.services.journal import Journal
+from engine.services.logs import LogBuffer
+from engine.strategies import default_catalog
 from tests.conftest import make_config, ns
 
 
@@ -27,7 +28,8 @@ async def test_a_quiet_feed_pauses_entries_and_its_return_resumes_them(tmp_path)
     engine = Engine(make_config(), PaperBroker({"NSE:INFY": 0.05}, clock.now_ns), bus,
                     Journal(tmp_path, clock.now_ns), clock.now_ns)
     engine.start_session()
-    rt = Runtime(argparse.Namespace(), ConfigManager(tmp_path / "c.json", tmp_path), engine, bus, clock, tmp_path,
+    manager = ConfigManager(tmp_path / "c.json", tmp_path, default_catalog())
+    rt = Runtime(argparse.Namespace(), manager, engine, bus, clock, tmp_path,
                  LogBuffer(), started_ns=clock.now, last_tick_ns=clock.now - 31 * 10**9)
     watch = asyncio.create_task(_watch_feed(rt))
     try:

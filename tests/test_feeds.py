@@ -7,9 +7,9 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from engine.clock import RehearsalClock, SystemClock
-from engine.feeds import ReplayFeed, SyntheticFeed
-from engine.ticks import generate
+from engine.data.feeds import ReplayFeed, SyntheticFeed
+from engine.data.synthetic import generate
+from engine.services.clock import RehearsalClock, SystemClock
 
 START = "2026-11-23T10:00:00+05:30"
 

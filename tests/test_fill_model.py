@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine import backtest
+from engine.research import backtest
 from tests.conftest import DAY, make_config, make_ticks, ns, seconds
 
 WIDE = {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}

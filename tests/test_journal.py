@@ -3,8 +3,8 @@
 import asyncio
 from datetime import datetime
 
-from engine.journal import Journal
-from engine.layout import IST
+from engine.core.layout import IST
+from engine.services.journal import Journal
 
 
 def clock_at(iso: str) -> list[int]:

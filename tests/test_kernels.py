@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import kernels as K
+from engine.core import kernels as K
 
 prices = st.lists(st.floats(min_value=1.0, max_value=5000.0, allow_nan=False), min_size=1, max_size=400)
 windows = st.integers(min_value=1, max_value=50)

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from engine.brokers.kite.live import TOKEN_FILE, Credentials, credentials, token_day_start
-from engine.layout import IST
+from engine.core.layout import IST
 
 
 def at(text: str) -> datetime:

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from engine.engine import State
-from engine.events import ALERT
+from engine.services.events import ALERT
 from tests.kite_engine import enter, kite_engine, prices, wait
 from tests.kite_server import STATIC_IP_REFUSAL
 

@@ -5,7 +5,8 @@ import pytest
 
 from bot.commands import CONSOLE, Commands, Services
 from config import ConfigManager
-from engine.events import ALERT, FILL
+from engine.services.events import ALERT, FILL
+from engine.strategies import default_catalog
 from tests.kite_engine import enter, entry_sent, kite_engine, prices, wait
 
 
@@ -169,7 +170,8 @@ async def test_orders_shows_how_much_of_a_working_order_has_filled(live, tmp_pat
     entry = await entry_sent(server)
     await server.fill(entry, 4, 101.5)
     await wait(lambda: len(legs_of(server)) == 2)
-    commands = Commands(Services(engine, ConfigManager(tmp_path / "cfg.json", tmp_path), tmp_path, engine.now_ns))
+    manager = ConfigManager(tmp_path / "cfg.json", tmp_path, default_catalog())
+    commands = Commands(Services(engine, manager, tmp_path, engine.now_ns))
     [line] = [x for x in commands.orders(CONSOLE, []).text.splitlines() if "(entry)" in x]
     assert line.endswith("OPEN, 4 filled @ 101.50 (entry)")
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from engine.brokers.base import OutcomeUnknown
 from engine.brokers.kite.rest import InputException, KiteREST, TokenException, Unreachable, checksum
+from engine.live.venue import OutcomeUnknown
 from tests.kite_server import API_KEY, API_SECRET, MP_REFUSAL, FakeKite
 
 ORDER = {"tradingsymbol": "INFY", "exchange": "NSE", "transaction_type": "BUY", "order_type": "LIMIT",

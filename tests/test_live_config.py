@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from config import validate
-from engine.strategies import vwap_reversion
+from engine.strategies import default_catalog, vwap_reversion
 from tests.conftest import make_config, make_ticks
 from tests.parity import walk
 from tests.test_engine import feed, make_engine
@@ -35,7 +35,7 @@ def test_growing_one_instruments_window_keeps_the_others_rolling_sums(tmp_path):
     feed(engine, clock, ticks.slice(20))
     data = cfg.model_dump(mode="json")
     data["instruments"][0]["strategy"]["window"] = 50  # INFY's row outgrows the rows' width
-    engine.apply_config(validate(data))
+    engine.apply_config(validate(data, default_catalog()))
     feed(engine, clock, make_ticks(alternating(prices)[20:], SYMBOLS))
     sbin = prices[1::2]
     assert rolling_std(engine, 1) == pytest.approx(np.std(sbin[-5:]), abs=1e-9)
@@ -49,5 +49,5 @@ def test_a_change_outside_the_strategy_keeps_its_rolling_sums(tmp_path):
     feed(engine, clock, make_ticks(alternating(prices), SYMBOLS))
     data = cfg.model_dump(mode="json")
     data["instruments"][1]["bracket"]["trail_step_ticks"] = 3
-    engine.apply_config(validate(data))
+    engine.apply_config(validate(data, default_catalog()))
     assert rolling_std(engine, 1) == pytest.approx(np.std(prices[1::2][-5:]), abs=1e-9)

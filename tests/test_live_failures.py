@@ -7,12 +7,12 @@ from datetime import datetime
 import pytest
 
 from config import ConfigError
-from engine import layout as L
 from engine.brokers.kite.live import Credentials, KiteLive
 from engine.brokers.kite.ticker_codec import Tick
-from engine.events import ALERT
-from engine.journal import Journal
-from engine.layout import IST
+from engine.core import layout as L
+from engine.core.layout import IST
+from engine.services.events import ALERT
+from engine.services.journal import Journal
 from tests.conftest import make_config
 from tests.kite_engine import INFY, T0, enter, entry_sent, kite_engine, prices, wait
 from tests.kite_server import API_KEY, API_SECRET, FakeKite

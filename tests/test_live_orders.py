@@ -8,9 +8,9 @@ import pytest
 
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import KiteREST
-from engine.journal import Journal
 from engine.live.orders import Caps, OrderState
 from engine.orders import OrderRequest, OrderType, Purpose, Side
+from engine.services.journal import Journal
 from tests.kite_engine import wait
 from tests.kite_server import API_KEY, MODIFICATIONS_REFUSAL, FakeKite
 

@@ -9,7 +9,7 @@ of the data the backtest closes what is open at the last tick, while the live po
 Kite (both are compared as "held").
 
 A signal on the very tick that fills an order is decided on the position that fill leaves, live
-as in the backtest (engine/step.py ``_decide_again``), and a tick that trades through a resting
+as in the backtest (engine/core/step.py ``_decide_again``), and a tick that trades through a resting
 leg waits for that leg's fill before it decides (``_leg_crossed``).
 """
 

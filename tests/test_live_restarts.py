@@ -5,9 +5,9 @@ waits for Kite to answer; the book is read even once the day's orders are all fi
 import asyncio
 import time
 
-from engine.journal import Journal
 from engine.live.orders import IDLE_BOOK_S
 from engine.orders import OrderRequest, OrderType, Purpose, Side
+from engine.services.journal import Journal
 from tests.kite_engine import T0, alerts, enter, kite_engine, net_at_kite, real_time, wait, working_of
 
 INFY = "NSE:INFY"

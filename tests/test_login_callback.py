@@ -14,13 +14,14 @@ import pytest
 
 from bot.commands import CONSOLE, Commands, Services
 from config import ConfigError, ConfigManager, validate
-from engine.app import Runtime, _serve, _wire_kite
 from engine.brokers.kite.live import TOKEN_FILE, Credentials, KiteLive
 from engine.brokers.paper import PaperBroker
 from engine.engine import Engine, State
-from engine.events import ALERT, EventBus
-from engine.journal import Journal
-from engine.logs import LogBuffer
+from engine.runtime.app import Runtime, _serve, _wire_kite
+from engine.services.events import ALERT, EventBus
+from engine.services.journal import Journal
+from engine.services.logs import LogBuffer
+from engine.strategies import default_catalog
 from tests.conftest import DEFAULT, make_config
 from tests.kite_server import API_KEY, API_SECRET, FakeKite
 
@@ -78,7 +79,8 @@ class Live:
 
 
 def runtime(tmp_path, engine: Engine, bus: EventBus, clock: Clock) -> Runtime:
-    return Runtime(argparse.Namespace(), ConfigManager(tmp_path / "c.json", tmp_path), engine, bus, clock,
+    manager = ConfigManager(tmp_path / "c.json", tmp_path, default_catalog())
+    return Runtime(argparse.Namespace(), manager, engine, bus, clock,
                    tmp_path / "data", LogBuffer())
 
 
@@ -251,7 +253,7 @@ async def test_paper_mode_serves_no_callback(tmp_path, monkeypatch):
 
 
 def test_login_callback_is_off_by_default():
-    assert validate(DEFAULT).server.login_callback is None
+    assert validate(DEFAULT, default_catalog()).server.login_callback is None
 
 
 @pytest.mark.parametrize("path", ["/kite/callback", "/cb", "/otrade/kite-login_1.v2"])

@@ -11,16 +11,18 @@ import pytest
 from bot.commands import CONSOLE, Commands, Services
 from bot.notifier import format_event
 from config import ConfigManager
-from engine.app import Runtime, _session_hooks
+from engine.arrays import rates
 from engine.brokers.paper import PaperBroker
-from engine.calendar import Session
-from engine.costs import round_trip_costs
+from engine.core.costs import round_trip_costs
+from engine.core.layout import IST
+from engine.data.synthetic import generate
 from engine.engine import LOSS_HALT, Engine, State
-from engine.events import REPORT, TRADE_CLOSED, EventBus
-from engine.journal import Journal
-from engine.layout import IST
-from engine.logs import LogBuffer
-from engine.ticks import generate
+from engine.runtime.app import Runtime, _session_hooks
+from engine.services.calendar import Session
+from engine.services.events import REPORT, TRADE_CLOSED, EventBus
+from engine.services.journal import Journal
+from engine.services.logs import LogBuffer
+from engine.strategies import default_catalog
 from tests.conftest import make_config, make_ticks, seconds
 
 RUPEES = r"₹(-?[\d,]+\.\d\d)"
@@ -53,7 +55,7 @@ def engine_for(cfg, tmp_path, clock, bus=None):
 @pytest.fixture
 def session(tmp_path):
     """A paper session of the shipped config (INFY and SBIN) over a generated day, closed."""
-    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data")
+    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data", default_catalog())
     cfg = manager.load()
     ticks = generate(1, 7, [i.symbol for i in cfg.instruments], tick_sizes=[i.tick_size for i in cfg.instruments])
     clock, bus = Clock(int(ticks.ts[0])), EventBus()
@@ -95,7 +97,7 @@ def test_pnl_net_is_gross_minus_charges_over_a_paper_session(session):
     trades = engine.trades()
     side = np.array([1.0 if t["side"] == "long" else -1.0 for t in trades])
     paid = round_trip_costs(side, np.array([t["qty"] for t in trades]), np.array([t["entry_price"] for t in trades]),
-                            np.array([t["exit_price"] for t in trades]), engine.cfg.costs).sum()
+                            np.array([t["exit_price"] for t in trades]), rates(engine.cfg.costs)).sum()
     assert charges == round(paid, 2) and charges > 0
     assert net == pytest.approx(gross - charges, abs=0.011)
 

@@ -3,7 +3,7 @@
 import asyncio
 
 from bot.notifier import Message, Notifier, Outbox
-from engine.events import ALERT, FILL, TRADE_CLOSED, Event, EventBus
+from engine.services.events import ALERT, FILL, TRADE_CLOSED, Event, EventBus
 from tests.conftest import make_config
 
 

@@ -11,15 +11,16 @@ from bot.commands import CONSOLE, Commands, Services, resolve
 from config import ConfigManager
 from engine.brokers.paper import PaperBroker
 from engine.engine import Engine
-from engine.events import EventBus
-from engine.journal import Journal
+from engine.services.events import EventBus
+from engine.services.journal import Journal
+from engine.strategies import default_catalog
 
 SLOW_S = 0.3
 
 
 @pytest.fixture
 def commands(tmp_path):
-    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data")
+    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data", default_catalog())
     cfg = manager.load()
     clock = time.time_ns
     engine = Engine(cfg, PaperBroker({i.symbol: i.tick_size for i in cfg.instruments}, clock), EventBus(),

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.brokers.base import BrokerError, OrderRejected
 from engine.brokers.paper import PaperBroker
+from engine.live.venue import BrokerError, OrderRejected
 from engine.orders import OrderRequest, OrderType, Side, Status
 
 

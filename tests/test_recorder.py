@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.brokers.kite.ticker_codec import Tick
+from engine.core.layout import IST
 from engine.data import store
 from engine.data.recorder import Recorder
-from engine.layout import IST
 from tests.conftest import DAY, DEFAULT, ns
 from tests.kite_engine import wait
 from tests.live_process import INFY, buy, live_process, stopped

@@ -14,13 +14,14 @@ from bot.console import ConsoleTransport
 from bot.notifier import Message, Notifier
 from bot.telegram import TelegramTransport
 from config import ConfigManager
-from engine import logs
 from engine.brokers.kite.live import TOKEN_FILE, Credentials, KiteLive, credentials
 from engine.brokers.kite.login import LoginCallback, LoginLinks, Renewal
 from engine.brokers.paper import PaperBroker
 from engine.engine import Engine
-from engine.events import EventBus
-from engine.journal import Journal
+from engine.services import logs
+from engine.services.events import EventBus
+from engine.services.journal import Journal
+from engine.strategies import default_catalog
 from tests.botapi import FakeBotAPI
 from tests.conftest import ns
 from tests.kite_server import API_KEY, API_SECRET, FakeKite
@@ -53,7 +54,7 @@ async def live_chat(tmp_path, monkeypatch, log_setup):
     api = FakeBotAPI(TOKEN)
     base = await api.start()
     write_config(tmp_path / "otrade.json")
-    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data")
+    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data", default_catalog())
     cfg = manager.load()
     bus, journal = EventBus(), Journal(tmp_path / "data", clock)
     kite_live = KiteLive(Credentials(API_KEY, API_SECRET, kite.access_token), tmp_path / "data", journal, clock,
@@ -144,7 +145,7 @@ def test_the_console_redacts_replies_and_alerts():
 
 async def test_the_journal_records_token_without_the_request_token(tmp_path):
     write_config(tmp_path / "otrade.json")
-    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data")
+    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data", default_catalog())
     journal = Journal(tmp_path / "data", clock)
     engine = Engine(manager.load(), PaperBroker({"NSE:INFY": 0.05}, clock), EventBus(), journal, clock)
 

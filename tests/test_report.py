@@ -6,12 +6,16 @@ from datetime import date
 import pytest
 
 from config import validate
-from engine import backtest, cli, report
-from engine.layout import IST_OFFSET_NS, NS_PER_DAY
-from engine.ticks import Ticks, generate, save
+from engine import cli
+from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY
+from engine.data.synthetic import generate
+from engine.data.tick_files import save
+from engine.data.ticks import Ticks
+from engine.research import backtest, report
+from engine.strategies import default_catalog
 from tests.conftest import DEFAULT
 
-CFG = validate(DEFAULT)
+CFG = validate(DEFAULT, default_catalog())
 
 
 @pytest.fixture(scope="module")

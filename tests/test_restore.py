@@ -7,10 +7,10 @@ kill -9 leaves on disk); the second engine is a new process's: fresh broker, fre
 import pytest
 
 from engine.brokers.paper import PaperBroker
+from engine.data.synthetic import generate
 from engine.engine import LOSS_HALT, STOPPING, Engine, State
-from engine.events import ALERT, EventBus
-from engine.journal import Journal
-from engine.ticks import generate
+from engine.services.events import ALERT, EventBus
+from engine.services.journal import Journal
 from tests.conftest import DAY, make_config, make_ticks, ns, seconds
 from tests.kite_engine import kite_engine
 

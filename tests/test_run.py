@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from engine.ticks import generate, save
+from engine.data.synthetic import generate
+from engine.data.tick_files import save
 from tests.conftest import DEFAULT
 
 ROOT = Path(__file__).resolve().parent.parent

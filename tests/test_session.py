@@ -8,17 +8,18 @@ import orjson
 import pytest
 
 from config import ConfigManager
-from engine import layout as L
-from engine.app import Runtime, _retime, _session_hooks
 from engine.brokers.paper import PaperBroker
-from engine.calendar import TradingCalendar
-from engine.clock import RehearsalClock
+from engine.core import layout as L
+from engine.core.layout import IST
 from engine.engine import Engine, State
-from engine.events import EventBus
-from engine.journal import Journal
-from engine.layout import IST
-from engine.logs import LogBuffer
-from engine.session import CLOSE, OPEN, PRE_OPEN, REPORT, SQUARE_OFF, SessionScheduler
+from engine.runtime.app import Runtime, _retime, _session_hooks
+from engine.runtime.session import CLOSE, OPEN, PRE_OPEN, REPORT, SQUARE_OFF, SessionScheduler
+from engine.services.calendar import TradingCalendar
+from engine.services.clock import RehearsalClock
+from engine.services.events import EventBus
+from engine.services.journal import Journal
+from engine.services.logs import LogBuffer
+from engine.strategies import default_catalog
 from tests.conftest import make_config
 
 
@@ -62,7 +63,7 @@ def runtime(tmp_path, start: str):
     cfg = make_config(bracket={"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None})
     engine = Engine(cfg, PaperBroker({"NSE:INFY": 0.05}, clock.now_ns), EventBus(), Journal(tmp_path, clock.now_ns),
                     clock.now_ns)
-    manager = ConfigManager(tmp_path / "c.json", tmp_path)
+    manager = ConfigManager(tmp_path / "c.json", tmp_path, default_catalog())
     rt = Runtime(argparse.Namespace(), manager, engine, engine.bus, clock, tmp_path, LogBuffer())
     rt.scheduler = SessionScheduler(TradingCalendar(), clock, {})
     rt.scheduler.hooks.update(_session_hooks(rt))

@@ -2,9 +2,9 @@
 
 import asyncio
 
-from engine import layout as L
-from engine.app import _shutdown
-from engine.events import ALERT
+from engine.core import layout as L
+from engine.runtime.app import _shutdown
+from engine.services.events import ALERT
 from tests.test_session import open_position, runtime
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import backtest
+from engine.research import backtest
 from engine.strategies import BUILTIN, load_builtin
 from engine.strategies import rsi_reversion as rsi_file
 from engine.strategies import supertrend as st_file

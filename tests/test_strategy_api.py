@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from config import ConfigError
-from engine import backtest
 from engine.cli import main
+from engine.research import backtest
 from engine.strategies import BUILTIN, Catalog, catalog_for, load_file
 from engine.strategies.api import StrategyError
 from tests.conftest import DEFAULT, make_config, make_ticks, seconds

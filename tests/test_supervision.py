@@ -4,12 +4,13 @@ import argparse
 import asyncio
 
 from config import ConfigManager
-from engine.app import Runtime, _supervise
 from engine.brokers.paper import PaperBroker
 from engine.engine import Engine
-from engine.events import ALERT, EventBus
-from engine.journal import Journal
-from engine.logs import LogBuffer
+from engine.runtime.app import Runtime, _supervise
+from engine.services.events import ALERT, EventBus
+from engine.services.journal import Journal
+from engine.services.logs import LogBuffer
+from engine.strategies import default_catalog
 from tests.conftest import make_config
 
 
@@ -18,7 +19,7 @@ async def test_a_crashing_task_is_alerted_and_restarted(tmp_path):
     sub = bus.subscribe()
     clock = lambda: 0  # noqa: E731
     engine = Engine(make_config(), PaperBroker({"NSE:INFY": 0.05}, clock), bus, Journal(tmp_path, clock), clock)
-    rt = Runtime(argparse.Namespace(), ConfigManager(tmp_path / "c.json", tmp_path), engine, bus,
+    rt = Runtime(argparse.Namespace(), ConfigManager(tmp_path / "c.json", tmp_path, default_catalog()), engine, bus,
                  type("C", (), {"now_ns": staticmethod(clock)})(), tmp_path, LogBuffer())
     runs = []
 

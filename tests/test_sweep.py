@@ -9,13 +9,17 @@ import orjson
 import pytest
 
 from config import ConfigError, validate
-from engine import backtest, cli, sweep
+from engine import cli
+from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY
 from engine.data import candles
-from engine.layout import IST_OFFSET_NS, NS_PER_DAY
-from engine.ticks import Ticks, generate, save
+from engine.data.synthetic import generate
+from engine.data.tick_files import save
+from engine.data.ticks import Ticks
+from engine.research import backtest, sweep
+from engine.strategies import default_catalog
 from tests.conftest import DEFAULT
 
-BASE = validate(DEFAULT)  # EMA cross on NSE:INFY, VWAP reversion on NSE:SBIN
+BASE = validate(DEFAULT, default_catalog())  # EMA cross on NSE:INFY, VWAP reversion on NSE:SBIN
 FAST, SLOW, K = "instruments.0.strategy.fast", "instruments.0.strategy.slow", "instruments.1.strategy.k"
 SUMMARY = [c for c in sweep.COLUMNS if c != "profit_factor"]  # what `otrade backtest` itself reports
 

@@ -20,8 +20,9 @@ from bot.telegram import TelegramTransport, split
 from config import ConfigManager
 from engine.brokers.paper import PaperBroker
 from engine.engine import Engine, State
-from engine.events import ALERT, Event, EventBus
-from engine.journal import Journal
+from engine.services.events import ALERT, Event, EventBus
+from engine.services.journal import Journal
+from engine.strategies import default_catalog
 from tests.botapi import FakeBotAPI
 from tests.conftest import DEFAULT, make_ticks, ns, seconds
 
@@ -56,7 +57,7 @@ async def running_bot(tmp_path: Path, **bot) -> AsyncIterator[SimpleNamespace]:
     api = FakeBotAPI(TOKEN)
     base = await api.start()
     write_config(tmp_path / "otrade.json", **bot)
-    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data")
+    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data", default_catalog())
     cfg = manager.load()
     clock = Clock()
     bus = EventBus()

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import ticks as T
-from engine.layout import IST, NS_PER_S
-from engine.ticks import TickFileError, Ticks, generate, load, load_binary, load_csv, save, save_binary
+from engine.core.layout import IST, IST_OFFSET_NS, NS_PER_DAY, NS_PER_S
+from engine.data import tick_files as T
+from engine.data.synthetic import generate
+from engine.data.tick_files import load, load_binary, load_csv, save, save_binary
+from engine.data.ticks import TickFileError, Ticks
 
 SYMBOLS = ["NSE:INFY", "NSE:SBIN"]
 T0 = 1795405500000000000  # 2026-11-23T09:15:00+05:30, a Monday
@@ -280,7 +282,7 @@ def test_generated_sessions_are_consecutive_weekdays():
 
 def test_generated_ticks_lie_inside_the_session():
     ticks = generate(3, 2, SYMBOLS)
-    tod = (ticks.ts + T.IST_OFFSET_NS) % T.NS_PER_DAY // NS_PER_S
+    tod = (ticks.ts + IST_OFFSET_NS) % NS_PER_DAY // NS_PER_S
     assert tod.min() >= 9 * 3600 + 15 * 60 and tod.max() < 15 * 3600 + 30 * 60
 
 

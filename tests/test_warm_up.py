@@ -17,17 +17,17 @@ SCRIPT = """
 import json, tempfile, time
 from pathlib import Path
 from numba.core.registry import CPUDispatcher
-import engine.step, engine.brokers.kite.ticker_codec as codec
+import engine.core.step, engine.brokers.kite.ticker_codec as codec
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import KiteREST
 from engine.brokers.kite.ticker_codec import PriceDecoder
 from engine.engine import Engine
-from engine.events import EventBus
-from engine.journal import Journal
+from engine.services.events import EventBus
+from engine.services.journal import Journal
 from tests.chaos.harness import chaos_config, in_loop, run_seed
 
 def compiled():
-    return {f"{m.__name__}.{n}": {str(s) for s in f.signatures} for m in (engine.step, codec)
+    return {f"{m.__name__}.{n}": {str(s) for s in f.signatures} for m in (engine.core.step, codec)
             for n, f in vars(m).items() if isinstance(f, CPUDispatcher)}
 
 async def build():

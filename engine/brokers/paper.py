@@ -9,9 +9,9 @@ disagree. The synchronous methods are the venue; the async ones are the ``Broker
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 
-from engine.brokers.base import BrokerError, OrderRejected, Position, VenueProtocol
 from engine.live.ledger import FillLedger
 from engine.live.rules import on_grid
+from engine.live.venue import BrokerError, OrderRejected, Position, VenueProtocol
 from engine.orders import Fill, Order, OrderRequest, OrderType, Purpose, Side, Status
 
 

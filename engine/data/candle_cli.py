@@ -29,7 +29,7 @@ def register(data: argparse._SubParsersAction) -> None:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    from engine.app import data_dir_from_env
+    from engine.services.paths import data_dir_from_env
 
     return Path(args.data_dir) if args.data_dir else data_dir_from_env()
 

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from engine.layout import IST, IST_OFFSET_NS, NS_PER_DAY, NS_PER_S
-from engine.ticks import Ticks
+from engine.core.layout import IST, IST_OFFSET_NS, NS_PER_DAY, NS_PER_S
+from engine.data.ticks import Ticks
 
 INTERVAL_SECONDS = {"minute": 60, "3minute": 180, "5minute": 300, "10minute": 600, "15minute": 900,
                     "30minute": 1800, "60minute": 3600, "day": 86400}

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
 
 def data_dir(args: argparse.Namespace) -> Path:
     """``--data-dir``, else the process's data directory."""
-    from engine.app import data_dir_from_env
+    from engine.services.paths import data_dir_from_env
 
     return Path(args.data_dir) if getattr(args, "data_dir", None) else data_dir_from_env()
 
@@ -41,8 +41,8 @@ def _table(rows: list[tuple[str, ...]], right: set[int]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from engine.core.layout import IST
     from engine.data.store import StoreError, list_candles, list_ticks
-    from engine.layout import IST
 
     root = data_dir(args)
     try:

@@ -20,10 +20,10 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.brokers.kite.rest import KiteError, KiteREST
-from engine.calendar import TradingCalendar
+from engine.core.layout import IST, NS_PER_S
 from engine.data import candles as store
 from engine.data.candles import INTERVAL_SECONDS, Candles, kite_time
-from engine.layout import IST, NS_PER_S
+from engine.services.calendar import TradingCalendar
 
 MAX_DAYS = {"minute": 60, "3minute": 100, "5minute": 100, "10minute": 100, "15minute": 200, "30minute": 200,
             "60minute": 400, "day": 2000}

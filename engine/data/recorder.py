@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.layout import IST_OFFSET_NS, NS_PER_DAY
+from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY
 
 log = logging.getLogger(__name__)
 CAPACITY = 16_384  # ticks per buffer: a second of 200 instruments in a busy minute, many times over

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.ticks import TickFileError, Ticks
+from engine.data.ticks import TickFileError, Ticks
 
 MARKET, SYNTHETIC = "market", "synthetic"  # tick file kinds: a real feed's, the paper simulator's
 THROUGH = b"otrade.through"  # day file metadata: the last flush number compacted into it

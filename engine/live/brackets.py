@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from config import Config
-from engine import layout as L
 from engine.arrays import Arrays
-from engine.brokers.base import VenueProtocol
-from engine.events import ALERT
-from engine.journal import Journal
-from engine.layout import IST
+from engine.core import layout as L
+from engine.core.layout import IST
+from engine.core.step import adopt_position, apply_entry_fill, apply_exit_fill, flatten
 from engine.live import rules
 from engine.live.orders import LiveOrder, OrderState
+from engine.live.venue import VenueProtocol
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, TagMaker
-from engine.step import adopt_position, apply_entry_fill, apply_exit_fill, flatten
+from engine.services.events import ALERT
+from engine.services.journal import Journal
 
 log = logging.getLogger(__name__)
 

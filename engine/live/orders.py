@@ -29,11 +29,11 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from engine.brokers.base import OutcomeUnknown, Refused, SessionExpired, VenueProtocol
-from engine.journal import Journal
 from engine.live import rules
 from engine.live.ledger import FillLedger
+from engine.live.venue import OutcomeUnknown, Refused, SessionExpired, VenueProtocol
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
+from engine.services.journal import Journal
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,8 @@
 """Strategies by name: the built-ins (one file each in this package, on the public API in ``api``),
 the files of a strategies folder (``strategies/`` beside the config, or ``$OTRADE_STRATEGIES``) and
 packaged ones (the ``otrade.strategies`` entry point group). A built-in's name cannot be taken.
+
+May import: ``engine.core`` and ``config`` (a strategy's parameters are config models).
 """
 
 import functools
@@ -16,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from engine.strategies.api import Strategy, StrategyError
+from engine.strategies.api import LOADERS, Strategy, StrategyError
 
 BUILTIN = ("ema_cross", "orb", "rsi_reversion", "supertrend", "vwap_reversion")
 ENTRY_POINT_GROUP = "otrade.strategies"
@@ -101,7 +103,10 @@ def _packaged() -> list[str]:
 def from_source(source: tuple[str, str]) -> Strategy:
     """A strategy again from its ``source`` (another process: a sweep's workers)."""
     kind, ref = source
-    return {"builtin": load_builtin, "entry": load_entry_point, "file": load_file}[kind](ref)
+    return LOADERS[kind](ref)
+
+
+LOADERS.update(builtin=load_builtin, entry=load_entry_point, file=load_file)
 
 
 class Catalog:

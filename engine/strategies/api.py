@@ -44,9 +44,9 @@ from numba.core.errors import NumbaExperimentalFeatureWarning
 from pydantic import Field, create_model, field_validator, model_validator
 
 from config.models import Model, rule_errors
-from engine import layout as L
+from engine.core import layout as L
 from engine.core.indicators import Indicator, IndicatorLayout
-from engine.kernels import DECISION
+from engine.core.kernels import DECISION
 
 # The engine calls every strategy's decision through its address, as a function of this one
 # signature: its own kernels compile once, whatever strategies a config names.
@@ -165,10 +165,14 @@ class StrategyParams(Model):
         return 0 if self.timeframe == "tick" else int(self.timeframe) * 60_000_000_000
 
 
-def _rebuild_params(source: tuple[str, str], data: dict) -> StrategyParams:
-    from engine.strategies import from_source
+# How a strategy is found again from its ``source`` kind ("builtin", "entry", "file"): filled by the
+# package (engine.strategies), whose __init__ Python always runs before this module's.
+LOADERS: dict[str, Callable[[str], "Strategy"]] = {}
 
-    return from_source(source).Params.model_validate(data)
+
+def _rebuild_params(source: tuple[str, str], data: dict) -> StrategyParams:
+    kind, ref = source
+    return LOADERS[kind](ref).Params.model_validate(data)
 
 
 class Strategy:

@@ -65,10 +65,10 @@ TEST = '''"""__NAME__'s decisions, and a day of the backtest: `pytest test___NAM
 from pathlib import Path
 
 from config import validate
-from engine import backtest
+from engine.data.synthetic import generate
+from engine.research import backtest
 from engine.strategies import Catalog, load_file
 from engine.strategies.api import CLOSE, LONG, NONE, SHORT
-from engine.ticks import generate
 
 HERE = Path(__file__).parent
 strategy = load_file(HERE / "__NAME__.py")

@@ -6,7 +6,7 @@ The harness plays the exchange: ticks go out on the ticker and trade against the
 with the server's ``auto_match``), so fills can come in parts and market exits can be left behind
 by a fast move. A restart is a kill -9: the process's tasks are cancelled and its sessions closed
 with no cleanup of its own (its unflushed journal lines are lost), then a new one starts on the same
-server and data directory and reconciles, as ``engine/app.py`` does at start.
+server and data directory and reconciles, as ``engine/runtime/app.py`` does at start.
 """
 
 import asyncio
@@ -29,17 +29,17 @@ import numpy as np
 import orjson
 
 from config import Config
-from engine import layout as L
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import KiteError, KiteREST
 from engine.brokers.kite.ticker import KiteTicker
 from engine.brokers.kite.ticker_codec import Tick
 from engine.cli import loop_factory
+from engine.core import layout as L
 from engine.engine import Engine, State
-from engine.events import ALERT, FILL, ORDER_PLACED, ORDER_UPDATED, TRADE_CLOSED, Event, EventBus
-from engine.journal import Journal
 from engine.live.orders import Caps, LiveOrder
 from engine.orders import Purpose, Side, TagMaker
+from engine.services.events import ALERT, FILL, ORDER_PLACED, ORDER_UPDATED, TRADE_CLOSED, Event, EventBus
+from engine.services.journal import Journal
 from tests.chaos.invariants import (
     BookView,
     ExceptionCheck,
@@ -161,7 +161,7 @@ def loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, A
 
 @dataclass
 class Process:
-    """One run of OTrade (engine/app.py's live wiring), killable at any moment."""
+    """One run of OTrade (engine/runtime/app.py's live wiring), killable at any moment."""
 
     number: int
     rest: KiteREST
@@ -305,7 +305,7 @@ class Chaos:
             broker.update(row)
             self.check("order")
 
-        def on_reconnect() -> None:  # engine/app.py: every reconnect resyncs
+        def on_reconnect() -> None:  # engine/runtime/app.py: every reconnect resyncs
             self.note("ticker", f"run {number}: reconnected, resyncing")
             self._spawn_resync(proc, "ticker reconnected")
 
@@ -386,7 +386,7 @@ class Chaos:
         task.add_done_callback(proc.resyncs.discard)
 
     async def _resync(self, proc: Process, why: str) -> None:
-        """engine/app.py ``_resync``: the book's news, then positions and rows for reconcile."""
+        """engine/runtime/app.py ``_resync``: the book's news, then positions and rows for reconcile."""
         try:
             for note in await proc.broker.resync(proc.engine.reconcile, why):
                 self.note("recon", f"run {proc.number} ({why}): {note}")

@@ -10,11 +10,11 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
-from engine.brokers.base import Position, SessionExpired
 from engine.brokers.kite.rest import KiteError, KiteREST
-from engine.journal import Journal
 from engine.live.orders import Caps, LiveOrder, LiveOrders, OrderState, Report
+from engine.live.venue import Position, SessionExpired
 from engine.orders import Fill, OrderRequest, OrderType, Purpose, Side, Status
+from engine.services.journal import Journal
 
 log = logging.getLogger(__name__)
 

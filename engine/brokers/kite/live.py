@@ -15,10 +15,10 @@ import numpy as np
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import DEFAULT_BASE, Instrument, KiteREST
 from engine.brokers.kite.ticker import DEFAULT_URL, KiteTicker
-from engine.journal import Journal
-from engine.layout import IST
+from engine.core.layout import IST
 from engine.live.orders import Caps
-from engine.logs import add_secret
+from engine.services.journal import Journal
+from engine.services.logs import add_secret
 
 log = logging.getLogger(__name__)
 TOKEN_FILE = "kite_access_token"

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from engine.logs import add_secret
+from engine.services.logs import add_secret
 
 NONCE_PARAM = "otrade"  # our key in redirect_params; Kite's own are request_token, action, type, status
 NONCE_TTL_S = 600.0

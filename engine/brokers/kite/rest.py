@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from engine.brokers.base import BrokerError, OutcomeUnknown, Refused, SessionExpired
+from engine.live.venue import BrokerError, OutcomeUnknown, Refused, SessionExpired
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ its last decision), ``links`` each instrument's decision address and where its i
 
 import numpy as np
 
+from engine.core.costs import trade_charges
 from engine.core.indicators import bars_needed, update_all
-from engine.costs import trade_charges
-from engine.kernels import (
+from engine.core.kernels import (
     BRACKET_STOP,
     BRACKET_TARGET,
     BRACKET_TRAIL_MOVED,
@@ -31,7 +31,7 @@ from engine.kernels import (
     round_to_tick,
     trail_stop,
 )
-from engine.layout import (
+from engine.core.layout import (
     A_CHARGES,
     A_COSTS,
     A_DAY,

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from engine.layout import IST, IST_OFFSET_NS, NS_PER_DAY
+from engine.core.layout import IST, IST_OFFSET_NS, NS_PER_DAY
 
 log = logging.getLogger(__name__)
 MAX_BUFFER = 10_000  # beyond this, flush on the spot: slower beats losing records

@@ -17,9 +17,9 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from engine.calendar import Session, TradingCalendar
-from engine.clock import Clock
-from engine.layout import IST
+from engine.core.layout import IST
+from engine.services.calendar import Session, TradingCalendar
+from engine.services.clock import Clock
 
 log = logging.getLogger(__name__)
 

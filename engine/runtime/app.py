@@ -25,25 +25,27 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_ex
 
 from config import ConfigError, ConfigManager, Server
 from config import Session as SessionConfig
-from engine import logs
 from engine.brokers.kite.live import KiteLive, credentials
 from engine.brokers.kite.login import LoginCallback, LoginLinks, Renewal
 from engine.brokers.kite.rest import KiteError, TokenException
 from engine.brokers.paper import PaperBroker
-from engine.calendar import SHIPPED_OVERRIDES, Session, TradingCalendar
-from engine.clock import Clock, RehearsalClock, SystemClock
+from engine.core.layout import IST
+from engine.data.feeds import ReplayFeed, SyntheticFeed
 from engine.data.recorder import Recorder
+from engine.data.tick_files import load
+from engine.data.ticks import TickFileError, Ticks
 from engine.engine import STALE, STOPPING, TOKEN_PAUSE, Engine, State
-from engine.events import REPORT, SESSION, Event, EventBus, log_events
-from engine.feeds import ReplayFeed, SyntheticFeed
-from engine.journal import Journal
-from engine.layout import IST
 from engine.live.orders import Caps
-from engine.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, TOKEN_CHECK, SessionScheduler
-from engine.session import REPORT as REPORT_JOB
+from engine.runtime.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, TOKEN_CHECK, SessionScheduler
+from engine.runtime.session import REPORT as REPORT_JOB
+from engine.runtime.web import make_app, serve
+from engine.services import logs
+from engine.services.calendar import SHIPPED_OVERRIDES, Session, TradingCalendar
+from engine.services.clock import Clock, RehearsalClock, SystemClock
+from engine.services.events import REPORT, SESSION, Event, EventBus, log_events
+from engine.services.journal import Journal
+from engine.services.paths import data_dir_from_env
 from engine.strategies import StrategyError, catalog_for
-from engine.ticks import TickFileError, Ticks, load
-from engine.web import make_app, serve
 
 log = logging.getLogger("otrade")
 SHUTDOWN_BUDGET_S = 8.0  # SIGTERM to exit, inside the 10 s hosts allow
@@ -337,11 +339,6 @@ def _warm_strategies(engine: Engine, data_dir: Path, now_ns: int) -> None:
     except (StoreError, OSError):
         return
     log.info("strategies warmed on %d bars of the ticks recorded before today", engine.warm_strategies(ticks))
-
-
-def data_dir_from_env() -> Path:
-    """Where everything the process writes lives (the contract's one data directory)."""
-    return Path(os.environ.get("OTRADE_DATA_DIR", "data"))
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 
-from engine.clock import Clock
-from engine.layout import IST_OFFSET_NS, NS_PER_DAY, NS_PER_S
-from engine.ticks import REGIME_MEAN_S, REGIME_VOL, Ticks, intraday_vol, next_regime, on_grid, volumes
+from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY, NS_PER_S
+from engine.data.synthetic import REGIME_MEAN_S, REGIME_VOL, intraday_vol, next_regime, on_grid, volumes
+from engine.data.ticks import Ticks
+from engine.services.clock import Clock
 
 Tick = tuple[int, int, float, float]
 _MIN_SLEEP_NS = 1_000_000  # nearer targets are not worth a timer: the next sleep catches up

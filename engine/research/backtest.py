@@ -10,13 +10,13 @@ import numpy as np
 from tqdm import tqdm
 
 from config import Config
-from engine import layout as L
-from engine.arrays import Arrays, build
+from engine.arrays import Arrays, build, rates
+from engine.core import layout as L
 from engine.core.candle_order import adverse_first
-from engine.costs import round_trip_costs
-from engine.kernels import entry
-from engine.step import close_session, end_bar, in_session, session_time
-from engine.ticks import Ticks
+from engine.core.costs import round_trip_costs
+from engine.core.kernels import entry
+from engine.core.step import close_session, end_bar, in_session, session_time
+from engine.data.ticks import Ticks
 
 # trade record columns
 T_INSTR, T_SIDE, T_QTY, T_ENTRY, T_EXIT, T_REASON, T_PNL = range(7)
@@ -210,6 +210,6 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray |
         ti = np.concatenate((ti, np.zeros((arrays.st.shape[0] + 1, 2), dtype=np.int64)))
     n_tr = finish(arrays.st, arrays.pr, arrays.acct, arrays.clk, arrays.rows, arrays.links, tf, ti, n_tr)
     tf, ti = tf[:n_tr].copy(), ti[:n_tr].copy()
-    costs = round_trip_costs(tf[:, T_SIDE], tf[:, T_QTY], tf[:, T_ENTRY], tf[:, T_EXIT], cfg.costs)
+    costs = round_trip_costs(tf[:, T_SIDE], tf[:, T_QTY], tf[:, T_ENTRY], tf[:, T_EXIT], rates(cfg.costs))
     session_ns = float(cfg.session.ns_after_midnight("close") - cfg.session.ns_after_midnight("open"))
     return Result(arrays.symbols, total, days[:n_days].copy(), tf, ti, costs, session_ns)

@@ -16,9 +16,9 @@ from pathlib import Path
 import exchange_calendars as xcals
 import orjson
 
-from engine.layout import IST
+from engine.core.layout import IST
 
-SHIPPED_OVERRIDES = Path(__file__).resolve().parent.parent / "config" / "calendar.json"
+SHIPPED_OVERRIDES = Path(__file__).resolve().parents[2] / "config" / "calendar.json"
 
 
 @dataclass(frozen=True)

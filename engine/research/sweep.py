@@ -32,9 +32,10 @@ from tqdm import tqdm
 
 from config import Config, ConfigError, validate
 from config.manager import ConfigManager, _dotted, _parse_value
-from engine import backtest
-from engine.layout import IST_OFFSET_NS, NS_PER_DAY
-from engine.ticks import Ticks
+from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY
+from engine.data.ticks import Ticks
+from engine.research import backtest
+from engine.strategies import default_catalog
 
 # metric -> True when bigger is better
 METRICS = {"net_pnl": True, "sharpe_daily": True, "profit_factor": True, "max_drawdown": False}
@@ -103,7 +104,7 @@ def configure(base: Config, values: dict[str, Any]) -> Config:
     for path, value in values.items():
         node, key = ConfigManager._locate(data, path)  # the /set path rules and their errors
         node[key] = value
-    return validate(data)
+    return validate(data, default_catalog())
 
 
 def configs(base: Config, combos: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Config], list[str]]:
@@ -213,7 +214,7 @@ def metrics(result: backtest.Result) -> dict[str, Any]:
 def evaluate(data: Data, settings: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
     """One backtest of the config ``settings`` (its JSON data) on ticks ``lo:hi``."""
     part = data.part(lo, hi)
-    return metrics(backtest.run(validate(settings), part.ticks, partner=part.partner))
+    return metrics(backtest.run(validate(settings, default_catalog()), part.ticks, partner=part.partner))
 
 
 # A task's config travels as JSON data, validated where it runs: a pickled model would tie the

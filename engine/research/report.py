@@ -16,10 +16,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.backtest import Result
-from engine.layout import IST_OFFSET_NS, NS_PER_DAY
-from engine.sweep import SweepResult
-from engine.ticks import Ticks
+from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY
+from engine.data.ticks import Ticks
+from engine.research.backtest import Result
+from engine.research.sweep import SweepResult
 
 LINE_POINTS = 6000  # per instrument and day: the price line stays light however dense the ticks
 GREEN, RED, BLUE = "#2e7d32", "#c62828", "#1565c0"

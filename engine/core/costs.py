@@ -9,33 +9,15 @@ calculator, every component is rounded to the paisa (half up) and STT to the rup
 counts them), and ``round_trip_costs`` runs the same code over a backtest's trades.
 """
 
-from __future__ import annotations
-
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.kernels import entry, kernel
-
-if TYPE_CHECKING:
-    from config.models import Costs
+from engine.core.kernels import entry, kernel
 
 # the rates vector, as fractions (0.03 % is 0.0003) except the cap, in rupees
 BROKERAGE, BROKERAGE_CAP, STT, EXCHANGE, SEBI, GST, STAMP = range(7)
 N_RATES = 7
-
-
-def rates(c: Costs) -> np.ndarray:
-    out = np.zeros(N_RATES)
-    out[BROKERAGE] = c.brokerage_pct / 100.0
-    out[BROKERAGE_CAP] = c.brokerage_cap
-    out[STT] = c.stt_sell_pct / 100.0
-    out[EXCHANGE] = c.exchange_pct / 100.0
-    out[SEBI] = c.sebi_per_crore / 1e7
-    out[GST] = c.gst_pct / 100.0
-    out[STAMP] = c.stamp_buy_pct / 100.0
-    return out
 
 
 @kernel
@@ -67,9 +49,9 @@ def _each(r, side, qty, entry_, exit_, out):
 
 
 def round_trip_costs(side: np.ndarray, qty: np.ndarray, entry: np.ndarray, exit_: np.ndarray,
-                     c: Costs) -> np.ndarray:
-    """Charges of each trade (side +1 long, -1 short)."""
+                     r: np.ndarray) -> np.ndarray:
+    """Charges of each trade (side +1 long, -1 short) at the rates ``r`` (``engine.arrays.rates``)."""
     out = np.zeros(len(side))
-    _each(rates(c), np.asarray(side, dtype=np.float64), np.asarray(qty, dtype=np.float64),
+    _each(r, np.asarray(side, dtype=np.float64), np.asarray(qty, dtype=np.float64),
           np.asarray(entry, dtype=np.float64), np.asarray(exit_, dtype=np.float64), out)
     return out

@@ -16,15 +16,15 @@ import numpy as np
 
 from config import Config
 from config.models import Costs
-from engine import layout as L
-from engine.arrays import Arrays
-from engine.costs import round_trip_costs
-from engine.events import ALERT
-from engine.journal import Journal
-from engine.layout import IST, IST_OFFSET_NS, NS_PER_DAY
+from engine.arrays import Arrays, rates
+from engine.core import layout as L
+from engine.core.costs import round_trip_costs
+from engine.core.layout import IST, IST_OFFSET_NS, NS_PER_DAY
+from engine.core.step import adopt_position, book_entry_charges, start_session
 from engine.live.brackets import Bracket
 from engine.orders import FINAL, Side
-from engine.step import adopt_position, book_entry_charges, start_session
+from engine.services.events import ALERT
+from engine.services.journal import Journal
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KEPT_STATES = ("PAUSED", "HALTED")  # RUNNING, IDLE and CLOSED follow from the session schedule
@@ -126,7 +126,7 @@ def _charge(trades: list[dict[str, Any]], costs: Costs) -> None:
         return
     side = np.array([1.0 if t["side"] == "long" else -1.0 for t in old])
     charged = round_trip_costs(side, np.array([t["qty"] for t in old]), np.array([t["entry_price"] for t in old]),
-                               np.array([t["exit_price"] for t in old]), costs)
+                               np.array([t["exit_price"] for t in old]), rates(costs))
     for t, c in zip(old, charged, strict=True):
         t["charges"], t["net_pnl"] = float(c), t["pnl"] - float(c)
 
