@@ -4,11 +4,14 @@ It speaks Kite's REST envelope and the binary WebSocket ticker, and keeps an ord
 orders live as at Kite: PUT ORDER REQ RECEIVED -> VALIDATION PENDING -> OPEN PENDING -> OPEN /
 TRIGGER PENDING -> COMPLETE / CANCELLED / REJECTED, modifies and cancels through their own
 transient states, one history row per state change. It refuses what Kite refuses, with Kite's
-words (tick grid, stop-loss trigger side, circuits, market protection, 25 modifications, order
-rates, tags). The REST answer, the ticker's order message and the order book are independent
+words (tick grid, stop-loss trigger side against its own last price, the day's circuits,
+market protection, 25 modifications per order, order request rates, tags), and its RMS can reject
+a chosen order after acknowledging it. Rows carry Kite's one-second timestamps, which several rows
+share. The REST answer, the ticker's order message and the order book are independent
 channels, each of which can be late, lagged or lost; faults are queued per endpoint or drawn from
 a seeded RNG, so a chaos run repeats exactly given its seed. Tests act as the exchange with
-``fill``/``complete``/``trigger``/``cancel_rest``/``match``.
+``fill``/``complete``/``trigger``/``cancel_rest``/``match``, and move its price ahead of the
+engine's ticks with ``set_ltp`` and ``push(..., late=True)``.
 """
 
 import asyncio
@@ -18,7 +21,7 @@ import itertools
 import math
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,7 +62,7 @@ TRANSIENT = (*PRE_EXCHANGE, *IN_FLIGHT, "AMO REQ RECEIVED")
 STOPS = ("SL", "SL-M")
 ORDER_ENDPOINTS = ("place", "modify", "cancel")
 ENDPOINTS = (*ORDER_ENDPOINTS, "orders", "history", "positions", "trades", "profile", "instruments", "historical",
-             "ws")
+             "quote", "ws")
 # bare kinds act before the handler's work (nothing done), "-after" ones once it is done
 BEFORE_KINDS = ("hang", "500-before", "429", "static-ip", "network", "reset", "timeout")
 AFTER_KINDS = ("hang-after", "500-after", "503", "network-after", "reset-after", "timeout-after")
@@ -93,6 +96,31 @@ class _Life:
     triggered: bool = False  # a stop whose trigger was reached: OPEN at the exchange
 
 
+@dataclass(frozen=True)
+class OrderCall:
+    """One order request (place, modify, cancel) as it reached the server, and how it was answered."""
+
+    at: float  # the server's clock on arrival
+    endpoint: str
+    status: int  # HTTP status of the answer (499: none, the connection was closed)
+    message: str  # Kite's error message ('' on success)
+
+
+@dataclass
+class _Rejection:
+    """An RMS rejection waiting for the next placed order it matches (None: any)."""
+
+    message: str
+    symbol: str | None
+    order_type: str | None
+    side: str | None
+    times: int
+
+    def matches(self, symbol: str, order_type: str, side: str) -> bool:
+        return (self.symbol in (None, symbol) and self.order_type in (None, order_type)
+                and self.side in (None, side))
+
+
 class Refusal(Exception):
     def __init__(self, message: str, error_type: str = "InputException", status: int = 400) -> None:
         super().__init__(message)
@@ -121,8 +149,14 @@ class FakeKite:
     positions_from_fills  positions from the fills instead of the static ``net_positions``.
     auto_match          every pushed tick trades against the book (``match``);
     auto_fill_market    MARKET orders fill at the LTP once accepted.
-    orders_per_second / _minute / _day, max_modifications: Kite's limits (None: unlimited).
-    clock               the monotonic clock of the rate windows and lags (tests may move it by hand).
+    orders_per_second / _minute / _day, max_modifications: Kite's limits (None: unlimited). Every
+                        order request its limiter admits counts (a place, modify or cancel refused
+                        after that too; a retry is a request of its own); one answered 429 does not.
+    quotes_per_second   /quote and /quote/ltp requests in a rolling second (Kite: 1), then 429.
+    one_second_stamps   rows stamped as Kite does, to the second of the server's clock since the
+                        day's start (rows of the same second share a stamp); False: each row a
+                        second after the last, so stamps always order the rows.
+    clock               the monotonic clock of the rate windows, lags and stamps (tests may move it by hand).
     """
 
     def __init__(self, *, seed: int = 0, transition_delay_s: float = 0.0, ws_order_messages: str = "all",
@@ -130,7 +164,8 @@ class FakeKite:
                  positions_lag_s: float = 0.0, positions_from_fills: bool = False, auto_match: bool = False,
                  auto_fill_market: bool = False, orders_per_second: int | None = 10,
                  orders_per_minute: int | None = 200, orders_per_day: int | None = 5000,
-                 max_modifications: int = 25, clock: Callable[[], float] = time.monotonic,
+                 max_modifications: int = 25, quotes_per_second: int | None = 1, one_second_stamps: bool = True,
+                 clock: Callable[[], float] = time.monotonic,
                  day: datetime = datetime(2026, 11, 23, 10, 0, 0)) -> None:
         self.access_token = "tok-day-1"
         self.orders: dict[str, list[dict[str, Any]]] = {}  # order id -> history rows, the last is current
@@ -159,14 +194,19 @@ class FakeKite:
         self.orders_per_minute = orders_per_minute
         self.orders_per_day = orders_per_day
         self.max_modifications = max_modifications
+        self.quotes_per_second = quotes_per_second
+        self.one_second_stamps = one_second_stamps
         self.clock = clock
-        self.day = day  # exchange time of the first row; each later row is a second on
+        self.day = day  # exchange time when the server was made (clock's start)
+        self._clock0 = clock()
         self.instruments: dict[str, Instrument] = {
             "NSE:INFY": Instrument(408065, 1594, "INFOSYS", 0.1),
             "NSE:SBIN": Instrument(779521, 3045, "STATE BANK OF INDIA", 0.05)}
         self.last_prices: dict[int, float] = {}  # instrument token -> LTP (from push, match, set_ltp)
         self.fills: list[dict[str, Any]] = []  # trade rows, as GET /trades shows them
         self.order_requests = 0  # order calls admitted today (place + modify + cancel)
+        self.order_calls: list[OrderCall] = []  # every order request that reached the server, faults included
+        self.calls: Counter[str] = Counter()  # requests per endpoint (see ENDPOINTS)
         self.order_messages: list[dict[str, Any]] = []  # order rows sent on the ticker
         self.ws_lost: list[dict[str, Any]] = []  # order rows the ticker lost (ws_drop_rate)
         self.fault_log: list[tuple[str, str]] = []  # (endpoint, kind) of every fault served
@@ -178,6 +218,9 @@ class FakeKite:
         self._queued_faults: dict[str, list[str]] = {e: [] for e in ENDPOINTS}
         self._chaos: tuple[float, tuple[str, ...] | None, tuple[str, ...], random.Random] | None = None
         self._order_times: deque[float] = deque()
+        self._quote_times: deque[float] = deque()
+        self._rejections: list[_Rejection] = []
+        self._day_prices: dict[int, list[float]] = {}  # instrument token -> [open, high, low] of the day
         self._outbox: list[dict[str, Any]] = []  # rows due on the ticker, sent by _flush
         self._delayed: asyncio.Queue[tuple[float, str]] | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -212,6 +255,7 @@ class FakeKite:
         r.add_delete("/orders/{variety}/{order_id}", self.cancel)
         r.add_get("/trades", self.trades)
         r.add_get("/portfolio/positions", self.positions)
+        r.add_get("/quote", self.quote)
         r.add_get("/quote/ltp", self.ltp)
         r.add_get("/instruments", self.instruments_csv)
         r.add_get("/instruments/{exchange}", self.instruments_csv)
@@ -239,11 +283,38 @@ class FakeKite:
         self._instrument(symbol)[1].tick_size = tick_size
 
     def set_circuit(self, symbol: str, lower: float, upper: float) -> None:
+        """The day's price band (``/quote``'s lower_circuit_limit and upper_circuit_limit): every later
+        price and trigger must lie inside it. Without one an instrument has no band (quoted as 0 and 0,
+        as Kite quotes an index)."""
+        if not 0 < lower < upper:
+            raise ValueError(f"circuit {lower}..{upper}: need 0 < lower < upper")
         self._instrument(symbol)[1].circuit = (lower, upper)
 
     def set_ltp(self, instrument: str | int, price: float) -> None:
-        """The last traded price the stop-loss rule is checked against ("NSE:INFY" or a token)."""
-        self.last_prices[self._instrument(instrument)[1].token] = price
+        """A trade at the exchange at ``price`` ("NSE:INFY" or a token): the last traded price the
+        stop-loss rule is checked against, whatever ticks the engine has seen (``push(late=True)``)."""
+        self._traded(self._instrument(instrument)[1].token, price)
+
+    def reject_next(self, message: str, *, symbol: str | None = None, order_type: str | None = None,
+                    side: str | None = None, times: int = 1) -> None:
+        """Kite's RMS rejects the next ``times`` orders placed that match (``symbol`` "NSE:INFY",
+        ``order_type`` "SL-M", ``side`` "SELL"; None matches any) with ``message``: each is
+        acknowledged (the place call answers its order id), then VALIDATION PENDING -> REJECTED."""
+        if times < 1:
+            raise ValueError(f"times must be at least 1, not {times}")
+        if symbol is not None:
+            self._instrument(symbol)
+        if order_type not in (None, *ORDER_TYPES) or side not in (None, "BUY", "SELL"):
+            raise ValueError(f"unknown order type {order_type!r} or side {side!r}")
+        self._rejections.append(_Rejection(message, symbol, order_type, side, times))
+
+    def modifications(self, order_id: str) -> int:
+        """The modifications Kite has taken for the order (its cap is ``max_modifications``)."""
+        return self._life_of(order_id).modifications
+
+    def listening(self, token: int) -> int:
+        """How many ticker sockets are subscribed to ``token`` now."""
+        return sum(token in subs for subs in self._subs.values())
 
     def fault(self, endpoint: str, kind: str, times: int = 1) -> None:
         """Serve the next ``times`` calls of ``endpoint`` with ``kind``. Bare kinds strike before the
@@ -272,8 +343,12 @@ class FakeKite:
                 raise ValueError(f"none of {kinds} applies to {endpoint}")
         self._chaos = (rate, kinds, endpoints, random.Random(seed) if seed is not None else self.rng)
 
-    def seed_order(self, **row: Any) -> str:
-        """An order already in the book before the client starts (an earlier run's, or the trader's)."""
+    def seed_order(self, modifications: int = 0, **row: Any) -> str:
+        """An order already in the book before the client starts (an earlier run's, or the trader's),
+        as one row; ``modifications`` earlier modifications of it (which Kite counts against its cap)
+        follow in its history as MODIFY VALIDATION PENDING -> MODIFY PENDING -> its status again."""
+        if not 0 <= modifications <= self.max_modifications:
+            raise ValueError(f"modifications must be 0..{self.max_modifications}, not {modifications}")
         order_id = str(next(self._ids))
         quantity = int(row.get("quantity", 0))
         base = {"order_id": order_id, "exchange_order_id": None, "status": "OPEN", "status_message": "",
@@ -287,8 +362,15 @@ class FakeKite:
         known = self.instruments.get(f"{row.get('exchange', 'NSE')}:{row.get('tradingsymbol')}")
         if known is not None:
             base["instrument_token"] = known.token
-        self.orders[order_id] = [{**base, **row}]
-        self._life[order_id] = _Life(triggered=row.get("status") == "OPEN" and row.get("order_type") in STOPS)
+        first = {**base, **row}
+        self.orders[order_id] = [first]
+        for _ in range(modifications):
+            for status in ("MODIFY VALIDATION PENDING", "MODIFY PENDING", first["status"]):
+                stamp = self._stamp()
+                self.orders[order_id].append({**self.orders[order_id][-1], "status": status, "modified": True,
+                                              "exchange_update_timestamp": stamp, "exchange_timestamp": stamp})
+        self._life[order_id] = _Life(modifications,
+                                     triggered=row.get("status") == "OPEN" and row.get("order_type") in STOPS)
         return order_id
 
     def working(self) -> dict[str, dict]:
@@ -351,8 +433,22 @@ class FakeKite:
 
     async def _served(self, endpoint: str, request: web.Request,
                       work: Callable[[web.Request], Awaitable[web.Response]]) -> web.Response:
-        """``work`` behind this call's fault, if any."""
+        """``work`` behind this call's fault, if any; an order request is logged with its answer."""
         await request.read()  # the whole request is in before any fault: a hung call still acts later
+        self.calls[endpoint] += 1
+        if endpoint not in ORDER_ENDPOINTS:
+            return await self._faulted(endpoint, request, work)
+        at = self.clock()
+        response = await self._faulted(endpoint, request, work)
+        message = ""
+        if response.status != 200 and isinstance(response.body, bytes):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                message = orjson.loads(response.body).get("message") or ""
+        self.order_calls.append(OrderCall(at, endpoint, response.status, message))
+        return response
+
+    async def _faulted(self, endpoint: str, request: web.Request,
+                       work: Callable[[web.Request], Awaitable[web.Response]]) -> web.Response:
         kind = self._next_fault(endpoint)
         if kind == "hang":
             await asyncio.sleep(self.hang_s)
@@ -475,7 +571,9 @@ class FakeKite:
 
     # --- rows and the ticker's order messages ----------------------------------------------------
     def _stamp(self) -> str:
-        return (self.day + timedelta(seconds=next(self._rows))).strftime("%Y-%m-%d %H:%M:%S")
+        """Kite's "YYYY-MM-DD HH:MM:SS" for a row made now."""
+        seconds = int(self.clock() - self._clock0) if self.one_second_stamps else next(self._rows)
+        return (self.day + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
 
     def _append(self, order_id: str, **changes: Any) -> dict[str, Any]:
         """A state change: a new history row (and, by the ticker's policy, an order message)."""
@@ -591,7 +689,7 @@ class FakeKite:
 
     def _match(self, instrument: str | int, price: float) -> list[str]:
         symbol, inst = self._instrument(instrument)
-        self.last_prices[inst.token] = price
+        self._traded(inst.token, price)
         exchange, tradingsymbol = symbol.split(":", 1)
         touched = []
         for order_id, rows in list(self.orders.items()):
@@ -793,6 +891,12 @@ class FakeKite:
         self._post(self.orders[order_id][-1])
         rejected = bool(self.reject_reason) and (not self.reject_types or order_type in self.reject_types)
         reason = self.reject_reason
+        chosen = next((r for r in self._rejections if r.matches(symbol, order_type, side)), None)
+        if chosen is not None:
+            rejected, reason = True, chosen.message
+            chosen.times -= 1
+            if not chosen.times:
+                self._rejections.remove(chosen)
 
         def step(expect: str, **changes: Any) -> Callable[[], bool]:
             def go() -> bool:
@@ -980,12 +1084,63 @@ class FakeKite:
     async def ltp(self, request: web.Request) -> web.Response:
         if not self.authorised(request):
             return self.refuse()
-        out = {}
-        for key in request.query.getall("i", []):
-            if key in self.instruments:
-                token = self.instruments[key].token
-                out[key] = {"instrument_token": token, "last_price": self.last_prices.get(token, QUOTES.get(key, 0))}
-        return self.ok(out)
+
+        async def work(r: web.Request) -> web.Response:
+            out = {}
+            for key in r.query.getall("i", []):
+                if key in self.instruments:
+                    out[key] = {"instrument_token": self.instruments[key].token, "last_price": self._ltp(key)}
+            return self.ok(out)
+
+        return await self._served("quote", request, self._quoting(work))
+
+    async def quote(self, request: web.Request) -> web.Response:
+        """``GET /quote?i=NSE:INFY&i=...``: Kite's full quote, the day's circuit limits with it."""
+        if not self.authorised(request):
+            return self.refuse()
+
+        async def work(r: web.Request) -> web.Response:
+            out, now = {}, self._stamp()
+            for key in r.query.getall("i", []):
+                if key not in self.instruments:
+                    continue  # Kite leaves out what it does not know
+                inst, ltp = self.instruments[key], self._ltp(key)
+                open_, high, low = self._day_prices.get(inst.token, [ltp, ltp, ltp])
+                lower, upper = inst.circuit or (0.0, 0.0)
+                level = [{"price": 0.0, "quantity": 0, "orders": 0} for _ in range(5)]
+                out[key] = {
+                    "instrument_token": inst.token, "timestamp": now, "last_trade_time": now, "last_price": ltp,
+                    "last_quantity": 0, "buy_quantity": 0, "sell_quantity": 0, "volume": 0, "average_price": ltp,
+                    "oi": 0, "oi_day_high": 0, "oi_day_low": 0, "net_change": round(ltp - QUOTES.get(key, ltp), 2),
+                    "lower_circuit_limit": lower, "upper_circuit_limit": upper,
+                    "ohlc": {"open": open_, "high": high, "low": low, "close": QUOTES.get(key, 0.0)},
+                    "depth": {"buy": level, "sell": [dict(x) for x in level]}}
+            return self.ok(out)
+
+        return await self._served("quote", request, self._quoting(work))
+
+    def _quoting(self, work: Callable[[web.Request], Awaitable[web.Response]]
+                 ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """``work`` within Kite's quote rate (``quotes_per_second`` in a rolling second, then 429)."""
+        async def limited(request: web.Request) -> web.Response:
+            now, times = self.clock(), self._quote_times
+            while times and times[0] <= now - 1:
+                times.popleft()
+            if self.quotes_per_second is not None and len(times) >= self.quotes_per_second:
+                return self.error(429, "NetworkException", RATE_REFUSAL)
+            times.append(now)
+            return await work(request)
+
+        return limited
+
+    def _ltp(self, symbol: str) -> float:
+        return self.last_prices.get(self.instruments[symbol].token, QUOTES.get(symbol, 0.0))
+
+    def _traded(self, token: int, price: float) -> None:
+        """A trade at ``price``: the LTP and the day's open, high and low."""
+        self.last_prices[token] = price
+        day = self._day_prices.setdefault(token, [price, price, price])
+        day[1], day[2] = max(day[1], price), min(day[2], price)
 
     def instruments_text(self, exchange: str | None = None) -> str:
         lines = [CSV_HEADER]
@@ -1122,18 +1277,20 @@ class FakeKite:
             self._subs.pop(ws, None)
         return ws
 
-    async def push(self, ticks: list[Tick]) -> None:
+    async def push(self, ticks: list[Tick], *, late: bool = False) -> None:
         """Ticks to every socket subscribed to them; each sets its instrument's LTP (and, with
-        auto_match, trades against the book)."""
-        for tick in ticks:
-            self.last_prices[tick.instrument_token] = tick.last_price
+        auto_match, trades against the book). ``late``: the feed lags the exchange, whose price
+        has already moved on (``set_ltp``): the ticks reach the engine and nothing else."""
+        if not late:
+            for tick in ticks:
+                self._traded(tick.instrument_token, tick.last_price)
         frame = encode_frame(ticks)
         for ws in list(self.sockets):
             subs = self._subs.get(ws, {})
             mine = [t for t in ticks if t.instrument_token in subs]
             if mine:
                 await self._send(ws, frame if len(mine) == len(ticks) else encode_frame(mine))
-        if self.auto_match:
+        if self.auto_match and not late:
             for tick in ticks:
                 with contextlib.suppress(KeyError):  # an instrument the book does not know
                     self._match(tick.instrument_token, tick.last_price)

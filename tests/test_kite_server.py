@@ -96,7 +96,7 @@ async def env():
         yield pair
 
 
-async def until(predicate, timeout: float = 2.0):
+async def until(predicate, timeout: float = 60.0):  # generous: it returns as soon as it holds
     for _ in range(int(timeout / 0.01)):
         if predicate():
             return predicate()
@@ -141,6 +141,7 @@ def refusal(body: dict) -> tuple[str, str]:
     return body["error_type"], body["message"]
 
 
+RMS = "RMS:Rule: Check circuit limit including square off order exceeds"
 TICK_REFUSAL = "Tick size for this script is {:.2f}. Kindly enter price in the multiple of tick size for this script"
 
 
@@ -155,6 +156,42 @@ async def test_a_stop_order_rests_in_trigger_pending(env):
     server, http = env
     order_id = await http.placed(STOP)
     assert statuses(server, order_id) == [*OPENING, "TRIGGER PENDING"]
+
+
+async def test_the_next_matching_order_is_acknowledged_then_rejected_by_kites_rms(env):
+    server, http = env
+    server.reject_next(RMS, symbol="NSE:INFY", order_type="SL-M", side="SELL")
+    limit = await http.placed()
+    sbin = await http.placed(STOP, tradingsymbol="SBIN", trigger_price=800.0, tag="t2")
+    status, body = await http.place(STOP, tag="t3")
+    rejected = body["data"]["order_id"]
+    again = await http.placed(STOP, tag="t4")
+    assert status == 200  # acknowledged: Kite answered its order id
+    assert statuses(server, rejected) == ["PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "REJECTED"]
+    assert server.orders[rejected][-1]["status_message"] == RMS
+    assert [server.orders[o][-1]["status"] for o in (limit, sbin, again)] == ["OPEN", "TRIGGER PENDING",
+                                                                              "TRIGGER PENDING"]
+
+
+async def test_an_rms_rejection_arrives_after_the_answer_and_can_take_several_orders():
+    async with kite(transition_delay_s=0.05) as (server, http):
+        server.reject_next("RMS: blocked", order_type="SL-M", times=2)
+        first, second = await http.placed(STOP), await http.placed(STOP, tag="t2")
+        assert statuses(server, first)[0] == "PUT ORDER REQ RECEIVED"  # answered before its fate
+        third = await http.placed(STOP, tag="t3")
+        await until(lambda: all(server.orders[o][-1]["status"] not in OPENING for o in (first, second, third)))
+    assert [server.orders[o][-1]["status"] for o in (first, second, third)] == ["REJECTED", "REJECTED",
+                                                                               "TRIGGER PENDING"]
+
+
+async def test_an_rms_rejection_asks_for_what_kite_knows(env):
+    server, _http = env
+    with pytest.raises(KeyError):
+        server.reject_next("x", symbol="NSE:NOPE")
+    with pytest.raises(ValueError):
+        server.reject_next("x", order_type="STOP")
+    with pytest.raises(ValueError):
+        server.reject_next("x", times=0)
 
 
 async def test_a_rejected_order_is_validated_then_rejected_with_the_reason(env):
@@ -189,7 +226,7 @@ async def test_a_cancel_passes_cancel_pending_to_cancelled(env):
     assert (last["cancelled_quantity"], last["pending_quantity"]) == (10, 0)
 
 
-async def test_rows_carry_kites_fields_and_exchange_times_that_increase(env):
+async def test_rows_carry_kites_fields_and_exchange_times_that_never_go_back(env):
     _server, http = env
     order_id = await http.placed()
     _, body = await http("GET", f"/orders/{order_id}")
@@ -200,8 +237,32 @@ async def test_rows_carry_kites_fields_and_exchange_times_that_increase(env):
                   "exchange_update_timestamp"):
         assert all(field in r for r in rows), field
     stamps = [r["exchange_update_timestamp"] for r in rows]
-    assert stamps == sorted(set(stamps)) and stamps[0].startswith("2026-11-23 10:00:0")
+    assert stamps == sorted(stamps) and stamps[0].startswith("2026-11-23 10:00:0")
     assert not any(k.startswith("_") for r in rows for k in r)
+
+
+async def test_rows_are_stamped_to_the_second_and_rows_of_one_second_share_it():
+    clock = Clock()
+    async with kite(clock=clock) as (server, http):
+        order_id = await http.placed(STOP)
+        clock.t += 1.5
+        await http.modify(order_id, trigger_price=1069.5)
+        clock.t += 0.4  # still the same second
+        await server.trigger(order_id)
+        rows = (await http("GET", f"/orders/{order_id}"))[1]["data"]
+    assert [(r["status"], r["exchange_update_timestamp"]) for r in rows] == [
+        *((s, "2026-11-23 10:00:00") for s in OPENING), ("TRIGGER PENDING", "2026-11-23 10:00:00"),
+        *((s, "2026-11-23 10:00:01") for s in ("MODIFY VALIDATION PENDING", "MODIFY PENDING", "TRIGGER PENDING",
+                                              "OPEN"))]
+    assert {r["order_timestamp"] for r in rows} == {"2026-11-23 10:00:00"}
+
+
+async def test_with_sequence_stamps_every_row_is_a_second_after_the_last():
+    clock = Clock()
+    async with kite(clock=clock, one_second_stamps=False) as (server, http):
+        order_id = await http.placed()
+        stamps = [r["exchange_update_timestamp"] for r in server.orders[order_id]]
+    assert stamps == [f"2026-11-23 10:00:0{k}" for k in range(4)]
 
 
 async def test_with_a_transition_delay_the_answer_comes_before_the_order_is_open():
@@ -210,6 +271,18 @@ async def test_with_a_transition_delay_the_answer_comes_before_the_order_is_open
         assert statuses(server, order_id) == ["PUT ORDER REQ RECEIVED"]
         await until(lambda: server.orders[order_id][-1]["status"] == "OPEN")
         assert statuses(server, order_id) == [*OPENING, "OPEN"]
+
+
+async def test_a_seeded_order_carries_its_earlier_modifications_in_its_history_and_at_the_cap():
+    async with kite(orders_per_second=None) as (server, http):
+        order_id = server.seed_order(tradingsymbol="INFY", transaction_type="SELL", order_type="SL-M", quantity=10,
+                                     trigger_price=950.0, status="TRIGGER PENDING", tag="otabc", modifications=20)
+        rows = (await http("GET", f"/orders/{order_id}"))[1]["data"]
+        assert [r["status"] for r in rows] == ["TRIGGER PENDING", *["MODIFY VALIDATION PENDING", "MODIFY PENDING",
+                                                                     "TRIGGER PENDING"] * 20]
+        assert server.modifications(order_id) == 20
+        answers = [(await http.modify(order_id, trigger_price=951.0 + k / 10))[0] for k in range(6)]
+    assert answers == [200] * 5 + [400] and server.orders[order_id][-1]["trigger_price"] == 951.4
 
 
 async def test_a_seeded_order_has_one_row_as_given(env):
@@ -448,6 +521,28 @@ async def test_prices_and_triggers_outside_the_circuit_are_refused(env):
     assert refusal((await http.place(price=1100.1))[1])[1] == "Price cannot be above the upper circuit price"
     assert refusal((await http.place(STOP, trigger_price=999.9))[1])[1] == (
         "Trigger price cannot be below the lower circuit price")
+    assert server.orders == {}
+    assert (await http.place(price=1100.0))[0] == 200
+
+
+async def test_a_modify_outside_the_circuit_is_refused_and_changes_nothing(env):
+    server, http = env
+    target = await http.placed(transaction_type="SELL", price=1090.0)
+    stop = await http.placed(STOP, trigger_price=1010.0, tag="t2")
+    server.set_circuit("NSE:INFY", 1000.0, 1100.0)
+    assert refusal((await http.modify(target, price=1100.5))[1])[1] == "Price cannot be above the upper circuit price"
+    assert refusal((await http.modify(stop, trigger_price=995.0))[1])[1] == (
+        "Trigger price cannot be below the lower circuit price")
+    assert (server.orders[target][-1]["price"], server.orders[stop][-1]["trigger_price"]) == (1090.0, 1010.0)
+    assert server.modifications(target) == server.modifications(stop) == 0
+
+
+async def test_a_circuit_must_be_a_band(env):
+    server, _http = env
+    for lower, upper in ((1100.0, 1000.0), (0.0, 10.0)):
+        with pytest.raises(ValueError, match="lower < upper"):
+            server.set_circuit("NSE:INFY", lower, upper)
+    assert server.instruments["NSE:INFY"].circuit is None
 
 
 async def test_market_and_sl_m_orders_without_market_protection_are_refused(env):
@@ -476,6 +571,26 @@ async def test_the_26th_modification_is_refused_and_the_order_keeps_working():
         last = server.orders[order_id][-1]
     assert status == 400 and refusal(body) == ("InputException", MODIFICATIONS_REFUSAL)
     assert (last["status"], last["price"]) == ("OPEN", 1072.4) and order_id in server.working()
+
+
+async def test_modification_counts_are_kites_per_order_and_outlive_the_client_that_made_them():
+    async with kite(orders_per_second=None, orders_per_minute=None) as (server, http):
+        order_id = await http.placed(STOP)
+        other = await http.placed(STOP, tag="t2")
+        for k in range(25):
+            assert (await http.modify(order_id, trigger_price=1069.0 - k / 10))[0] == 200
+        await http.session.close()
+        again = Http(server)  # a new client (OTrade restarted): the count is Kite's
+        try:
+            status, body = await again.modify(order_id, trigger_price=1060.0)
+            rows = (await again("GET", f"/orders/{order_id}"))[1]["data"]
+            assert (await again.modify(other, trigger_price=1060.0))[0] == 200
+        finally:
+            await again.session.close()
+    assert status == 400 and refusal(body) == ("InputException", MODIFICATIONS_REFUSAL)
+    assert sum(r["status"] == "MODIFY VALIDATION PENDING" for r in rows) == 25 == server.modifications(order_id)
+    assert rows[-1]["modified"] is True and rows[-1]["trigger_price"] == 1066.6
+    assert server.modifications(other) == 1
 
 
 async def test_a_modify_of_a_complete_order_is_an_order_exception(env):
@@ -583,6 +698,38 @@ async def test_the_per_minute_order_cap():
         assert status == 429 and refusal(body)[1] == MINUTE_CAP_REFUSAL
         clock.t += 31
         assert (await http.place())[0] == 200
+
+
+async def test_modifies_and_cancels_count_against_the_per_minute_cap_too():
+    clock = Clock()
+    async with kite(clock=clock, orders_per_second=None, orders_per_minute=3) as (_server, http):
+        order_id = await http.placed()
+        clock.t += 10
+        await http.modify(order_id, price=1074.0)
+        clock.t += 10
+        await http.cancel(order_id)
+        status, body = await http.place(tag="t4")
+        clock.t += 41  # the place has left the minute
+        assert (await http.place(tag="t5"))[0] == 200
+    assert status == 429 and refusal(body) == ("NetworkException", MINUTE_CAP_REFUSAL)
+
+
+async def test_every_order_request_is_logged_with_its_answer_retries_and_refusals_included():
+    clock = Clock()
+    async with kite(clock=clock, orders_per_second=2) as (server, http):
+        server.fault("place", "429")
+        assert (await http.place())[0] == 429  # Kite's 429: the request reached it all the same
+        order_id = await http.placed()  # the retry
+        clock.t += 0.5
+        await http.modify(order_id, price=1074.0)
+        status, _ = await http.cancel(order_id)  # the third admitted in a second: refused
+        clock.t += 0.6
+        assert (await http.cancel(order_id))[0] == 200  # its retry, a request of its own
+    assert status == 429
+    assert [(c.at, c.endpoint, c.status, c.message) for c in server.order_calls] == [
+        (1000.0, "place", 429, RATE_REFUSAL), (1000.0, "place", 200, ""), (1000.5, "modify", 200, ""),
+        (1000.5, "cancel", 429, RATE_REFUSAL), (1001.1, "cancel", 200, "")]
+    assert (server.calls["place"], server.calls["modify"], server.calls["cancel"]) == (2, 1, 2)
 
 
 async def test_the_daily_order_cap():
@@ -840,8 +987,75 @@ async def test_ticks_reach_only_the_sockets_subscribed_to_them(env):
     assert int.from_bytes(frame[:2], "big") == 1  # one packet: SBIN's
 
 
-async def test_ltp_quotes_follow_the_pushed_ticks(env):
+async def test_ltp_quotes_follow_the_pushed_ticks():
+    clock = Clock()
+    async with kite(clock=clock) as (server, http):
+        assert (await http("GET", "/quote/ltp?i=NSE:INFY"))[1]["data"]["NSE:INFY"]["last_price"] == 1074.35
+        await server.push([Tick(INFY, 1080.0, "ltp", True)])
+        clock.t += 1.0
+        assert (await http("GET", "/quote/ltp?i=NSE:INFY"))[1]["data"]["NSE:INFY"]["last_price"] == 1080.0
+
+
+async def test_late_ticks_reach_the_ticker_and_leave_the_exchanges_price_where_it_is(env):
     server, http = env
-    assert (await http("GET", "/quote/ltp?i=NSE:INFY"))[1]["data"]["NSE:INFY"]["last_price"] == 1074.35
-    await server.push([Tick(INFY, 1080.0, "ltp", True)])
-    assert (await http("GET", "/quote/ltp?i=NSE:INFY"))[1]["data"]["NSE:INFY"]["last_price"] == 1080.0
+    server.set_ltp("NSE:INFY", 1072.0)  # the exchange has moved on
+    async with ticker(server) as ws:
+        await server.push([Tick(INFY, 1080.0, "ltp", True)], late=True)
+        [frame] = await received(ws, quiet=0.1)
+    assert int.from_bytes(frame[8:12], "big") == 108000  # the engine sees 1080 ...
+    assert (await http("GET", "/quote/ltp?i=NSE:INFY"))[1]["data"]["NSE:INFY"]["last_price"] == 1072.0
+
+
+async def test_a_late_tick_trades_nothing_in_the_book():
+    async with kite(auto_match=True) as (server, http):
+        order_id = await http.placed(STOP)
+        await server.push([Tick(INFY, 1069.0, "ltp", True)], late=True)
+    assert server.orders[order_id][-1]["status"] == "TRIGGER PENDING" and server.fills == []
+
+
+async def test_a_stops_trigger_is_checked_against_the_exchanges_price_not_the_engines_late_ticks(env):
+    server, http = env
+    order_id = await http.placed(STOP, trigger_price=1060.0)
+    server.set_ltp("NSE:INFY", 1062.0)
+    await server.push([Tick(INFY, 1064.0, "ltp", True)], late=True)  # what the engine trails on
+    assert refusal((await http.modify(order_id, trigger_price=1063.0))[1]) == ("InputException",
+                                                                              SELL_TRIGGER_REFUSAL)
+    assert refusal((await http.place(STOP, trigger_price=1062.0, tag="t2"))[1])[1] == SELL_TRIGGER_REFUSAL
+    assert server.orders[order_id][-1]["trigger_price"] == 1060.0 and server.modifications(order_id) == 0
+    assert (await http.modify(order_id, trigger_price=1061.5))[0] == 200
+
+
+async def test_the_full_quote_carries_the_days_circuit_limits_and_prices():
+    clock = Clock()
+    async with kite(clock=clock) as (server, http):
+        server.set_circuit("NSE:INFY", 966.95, 1181.75)
+        for price in (1074.0, 1080.5, 1070.0):
+            server.set_ltp("NSE:INFY", price)
+        status, body = await http("GET", "/quote?i=NSE:INFY&i=NSE:SBIN&i=NSE:NOPE")
+    quote, sbin = body["data"]["NSE:INFY"], body["data"]["NSE:SBIN"]
+    assert status == 200 and set(body["data"]) == {"NSE:INFY", "NSE:SBIN"}
+    assert (quote["instrument_token"], quote["last_price"], quote["lower_circuit_limit"],
+            quote["upper_circuit_limit"]) == (INFY, 1070.0, 966.95, 1181.75)
+    assert quote["ohlc"] == {"open": 1074.0, "high": 1080.5, "low": 1070.0, "close": 1074.35}
+    assert len(quote["depth"]["buy"]) == len(quote["depth"]["sell"]) == 5
+    assert quote["timestamp"] == "2026-11-23 10:00:00"
+    assert (sbin["lower_circuit_limit"], sbin["upper_circuit_limit"]) == (0.0, 0.0)  # no band set: none checked
+
+
+async def test_quotes_take_faults_too():
+    clock = Clock()
+    async with kite(clock=clock) as (server, http):
+        server.fault("quote", "500-before")
+        assert (await http("GET", "/quote?i=NSE:INFY"))[0] == 502
+        assert (await http("GET", "/quote?i=NSE:INFY"))[0] == 200
+    assert server.fault_log == [("quote", "500-before")] and server.calls["quote"] == 2
+
+
+async def test_quotes_are_one_request_a_second():
+    clock = Clock()
+    async with kite(clock=clock) as (_server, http):
+        assert (await http("GET", "/quote?i=NSE:INFY"))[0] == 200
+        status, body = await http("GET", "/quote/ltp?i=NSE:INFY")
+        clock.t += 1.0
+        assert (await http("GET", "/quote/ltp?i=NSE:INFY"))[0] == 200
+    assert status == 429 and refusal(body) == ("NetworkException", RATE_REFUSAL)
