@@ -1,8 +1,9 @@
 """Candle fetch against the local Kite server (tests/kite_server.py) on loopback.
 
 A year of minute candles for one symbol: the requests sent (retries included) against the fewest
-Kite's 60-day limit allows, ceil(365 / 60) = 7. Goal: equal. Also each interval's year, and the
-wall time at Kite's 3 requests a second.
+Kite's 60-day limit allows, ceil(365 / 60) = 7. Goal: equal (a 429 retried would make it more).
+Also each interval's year, and the wall time at Kite's 3 requests a second (each request's place
+held until a second after its answer).
 """
 
 import asyncio

@@ -8,6 +8,7 @@ from bot.commands import Commands, Services
 from bot.console import ConsoleTransport
 from bot.notifier import Notifier
 from bot.telegram import TelegramTransport
+from engine.services import logs
 
 log = logging.getLogger(__name__)
 DEFAULT_API = "https://api.telegram.org"
@@ -19,11 +20,13 @@ def attach(rt) -> None:
     commands = Commands(Services(rt.engine, config, rt.data_dir, rt.clock.now_ns, rt.logs, rt.started_ns,
                                  rt.next_event, lambda: {k: fn() for k, fn in rt.health.items()},
                                  rt.login, rt.token, rt.login_tap))
+    rt.logs.stamp_with(rt.clock.now_ns)  # /logs on the clock the chat's messages are on
     sinks = []
-    if rt.args.console:
+    if rt.args.console:  # every event on the terminal, once and in order, apart from the chat's notifier
         console = ConsoleTransport(commands)
-        sinks.append(console)
+        logs.console(rt.clock.now_ns)  # before the event log's first line, so none is echoed
         rt.tasks["console"] = console.run
+        rt.tasks["console-events"] = lambda: console.follow(rt.events)
     token = os.environ.get("TELEGRAM_BOT_TOKEN", "")
     if token:
         telegram = TelegramTransport(token, os.environ.get("TELEGRAM_API_BASE", DEFAULT_API), commands,

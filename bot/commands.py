@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 
 from bot.auth import CONSOLE, Caller, admin_refusal, allowed
-from config import Bot, ConfigError, ConfigManager
+from config import Bot, Change, ConfigError, ConfigManager
+from config.manager import KEEP_BACKUPS, as_json, changed_leaves, takes_restart
 from engine.brokers.kite.login import NONCE_TTL_S
 from engine.core.layout import IST
 from engine.engine import ControlError, Engine, State
@@ -84,6 +85,21 @@ def _version() -> str:
     except PackageNotFoundError:
         return "unknown"
 
+
+
+def _takes_effect(changes: list[Change]) -> str:
+    """Whether the changes are live now or wait for a restart (``RESTART`` in config.models says which)."""
+    leaves = changed_leaves(changes)
+    later = [p for p in leaves if takes_restart(p)]
+    if not later:
+        return "(saved, live)"
+    if len(later) == len(leaves):
+        return "(saved; takes effect after a restart)"
+    return f"(saved; live, but {', '.join(later)} after a restart)"
+
+
+def _change_line(change: Change) -> str:
+    return f"{change.path}: {as_json(change.old)} → {as_json(change.new)}"
 
 
 def _warming(strategy: dict) -> str:
@@ -240,19 +256,25 @@ class Commands:
         return Reply("HALTED: working entries cancelled, every new order refused but a flatten. /resume to undo.")
 
     def _flatten_question(self, args: list[str]) -> str:
-        return ("Flatten every open position at market and keep trading?" if _keep_trading(args)
-                else "Flatten every open position at market and pause?")
+        if not _keep_trading(args):
+            return "Flatten every open position at market and pause?"
+        return {State.PAUSED: "Flatten every open position at market and resume trading (now PAUSED)?",
+                State.HALTED: "Flatten every open position at market, then lift the HALT and trade again?",
+                }.get(self.s.engine.state, "Flatten every open position at market and keep trading?")
 
     def flatten(self, caller: Caller, args: list[str]) -> Reply:
-        engine = self.s.engine
-        if not _keep_trading(args) and engine.state == State.RUNNING:
+        engine, keep = self.s.engine, _keep_trading(args)
+        was = engine.state
+        if not keep and engine.state == State.RUNNING:
             engine.pause("flattened from chat")  # first: the very next signal must not enter again
         sent = engine.flatten()
+        if keep and engine.state in (State.PAUSED, State.HALTED):  # the question said: and trade on
+            engine.resume()
         working = [o for o in engine.orders() if o["purpose"] == "exit"]
+        running = "still RUNNING" if was == State.RUNNING else "RUNNING again"
         after = {State.PAUSED: "flat and paused; /resume to trade again.",
                  State.HALTED: "still HALTED; /resume to trade again.",
-                 State.RUNNING: "still RUNNING: entries on the next signal."}.get(engine.state,
-                                                                                  f"engine {engine.state}.")
+                 State.RUNNING: f"{running}: entries on the next signal."}.get(engine.state, f"engine {engine.state}.")
         if sent:
             return Reply(f"Flattening: {sent} exit order(s) sent; {after}")
         if working:  # sent before and not filled yet: say what is in flight rather than "nothing"
@@ -307,20 +329,35 @@ class Commands:
             raise ValueError("usage: /set <path> <value>, e.g. /set instruments.0.strategy.fast 12")
         return self._set(args[0], " ".join(args[1:]))
 
+    def _journal_changes(self, changes: list[Change]) -> None:
+        for change in changes:
+            self.s.engine.journal.record("config", path=change.path, old=change.old, new=change.new)
+
     async def _set(self, path: str, value: str) -> Reply:
         change = await self.s.config.set_async(path, value)  # the file is synced off the loop
-        self.s.engine.journal.record("config", path=change.path, old=change.old, new=change.new)
-        return Reply(f"{change.path}: {change.old!r} → {change.new!r} (saved, live)")
+        if change.old == change.new:
+            return Reply(f"{change.path} is already {as_json(change.new)}: nothing changed.")
+        self._journal_changes([change])
+        note = f"; {change.note}" if change.note else ""
+        return Reply(f"{_change_line(change)}{note} {_takes_effect([change])}")
 
     async def undo(self, caller: Caller, args: list[str]) -> Reply:
-        await self.s.config.undo_async()
-        return Reply("Restored the previous config version.")
+        if not self.s.config.undoable:
+            return Reply(f"Nothing to undo: /undo takes back the changes /set made since OTrade started, newest "
+                         f"first (up to {KEEP_BACKUPS}), and none is left.")
+        changes = await self.s.config.undo_async()
+        self._journal_changes(changes)
+        left = self.s.config.undoable
+        return Reply("\n".join([f"Undone {_takes_effect(changes)}:", *map(_change_line, changes),
+                                f"{left} earlier change(s) left to undo." if left
+                                else "That was the oldest change /undo can take back: nothing more to undo."]))
 
     def reload(self, caller: Caller, args: list[str]) -> Reply:
         changes = self.s.config.reload()
         if not changes:
             return Reply("Config file unchanged.")
-        return Reply("Reloaded:\n" + "\n".join(f"{c.path}: {c.old!r} → {c.new!r}" for c in changes))
+        self._journal_changes(changes)
+        return Reply("\n".join([f"Reloaded {_takes_effect(changes)}:", *map(_change_line, changes)]))
 
     def risk(self, caller: Caller, args: list[str]) -> Reply:
         r = self.s.engine.risk()
@@ -329,8 +366,7 @@ class Commands:
                      f"Orders/s limit: {r['max_orders_per_second']} · max quantity {r['max_quantity']}")
 
     def logs(self, caller: Caller, args: list[str]) -> Reply:
-        n = _count(args, 20, "lines")
-        return Reply("\n".join(list(self.s.logs.lines)[-n:]) or "No log lines yet.")
+        return Reply("\n".join(self.s.logs.tail(_count(args, 20, "lines"))) or "No log lines yet.")
 
     def login(self, caller: Caller, args: list[str]) -> Reply:
         if self.s.login is None:
@@ -401,8 +437,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("pnl", "", "today's P&L", False, Commands.pnl),
     Command("daily", "[n]", "P&L per day from the journal", False, Commands.daily),
     Command("config", "[path]", "show the configuration", False, Commands.config),
-    Command("set", "<path> <value>", "change a setting (validated, saved, live)", True, Commands.set),
-    Command("undo", "", "restore the previous config version", True, Commands.undo),
+    Command("set", "<path> <value>", "change a setting (validated, saved; live, or says it needs a restart)", True,
+            Commands.set),
+    Command("undo", "", f"take back the last /set; again for the one before (this run's, up to {KEEP_BACKUPS})", True,
+            Commands.undo),
     Command("reload", "", "re-read the config file", True, Commands.reload),
     Command("risk", "", "limits and today's usage", False, Commands.risk),
     Command("logs", "[n]", "the last log lines", False, Commands.logs, private=True),

@@ -1,4 +1,11 @@
-"""Console transport: the same commands typed on stdin; replies and alerts on stdout, redacted."""
+"""Console transport: the same commands typed on stdin; replies, alerts and every engine event on
+stdout, redacted.
+
+A number typed alone picks an option of the bot's most recent question (the console's buttons).
+Events are printed as they happen and in that order, each once, stamped in IST on the engine's
+clock; ``engine.services.logs.console`` keeps their log lines off the terminal (``otrade run``
+subscribes the console when it subscribes the event log, so the two see the same events).
+"""
 
 import asyncio
 import contextlib
@@ -9,19 +16,44 @@ from collections.abc import Awaitable
 from typing import TextIO
 
 from bot.commands import CONSOLE, Commands, Reply
-from bot.notifier import Message
+from bot.notifier import Message, format_event, notify_key
+from engine.services.events import CONFIG_CHANGED, Event, Subscription
 from engine.services.logs import redact
+
+NO_QUESTION = ("No question is waiting for an answer; a number picks an option of the bot's last question. "
+               "Send /help for the commands.")
 
 
 class ConsoleTransport:
     def __init__(self, commands: Commands, out: TextIO = sys.stdout) -> None:
         self.commands = commands
         self.out = out
-        self._buttons: tuple[tuple[str, str], ...] = ()
+        self._buttons: tuple[tuple[str, str], ...] = ()  # the options of the bot's most recent question
+
+    def _print(self, text: str) -> None:
+        print(redact(text), file=self.out, flush=True)
 
     def put(self, message: Message) -> None:
         marker = "!!" if message.critical else "··" if message.silent else "--"
-        print(f"{marker} {redact(message.text)}", file=self.out, flush=True)
+        self._print(f"{marker} {message.text}")
+
+    def print_event(self, event: Event) -> None:
+        """One engine event as one line: ``!!`` critical, ``--`` notified aloud in chat, ``··`` otherwise."""
+        if event.kind == CONFIG_CHANGED:  # it names no change: the config's own log line says what changed
+            return
+        key = notify_key(event)
+        loud = bool(key) and getattr(self.commands.s.config.config.bot.notify, key) == "on"
+        self._print(f"{'!!' if event.critical else '--' if loud else '··'} {format_event(event)}")
+
+    async def follow(self, events: Subscription) -> None:
+        """Print every event as it comes, none held back or put first (a terminal has no rate limit to
+        coalesce for); stopped, what is still queued (the stopping alert) is printed before it ends."""
+        try:
+            while True:
+                self.print_event(await events.get())
+        finally:
+            while (event := events.get_nowait()) is not None:
+                self.print_event(event)
 
     def show(self, reply: Reply | Awaitable[Reply] | None) -> Awaitable[None] | None:
         """Print the reply; one still to come (a command doing file I/O off the loop) is returned to await."""
@@ -29,21 +61,30 @@ class ConsoleTransport:
             return self._show_awaited(reply)
         if reply is None:
             return None
-        print(redact(reply.text), file=self.out, flush=True)
-        self._buttons = reply.buttons
+        self._print(reply.text)
+        if reply.buttons:  # a new question; a reply without options leaves the last one answerable
+            self._buttons = reply.buttons
         for k, (label, _) in enumerate(reply.buttons, start=1):
-            print(f"  [{k}] {label}", file=self.out, flush=True)
+            self._print(f"  [{k}] {label}")
         return None
 
     async def _show_awaited(self, reply: Awaitable[Reply]) -> None:
         self.show(await reply)
 
+    def _answer(self, number: int) -> Reply | Awaitable[Reply] | None:
+        if not self._buttons:
+            return Reply(NO_QUESTION)
+        if not 1 <= number <= len(self._buttons):
+            return Reply(f"No option {number}: the last question's options are numbered 1 to {len(self._buttons)}.")
+        buttons, self._buttons = self._buttons, ()  # a question is answered once
+        return self.commands.handle_button(CONSOLE, buttons[number - 1][1])
+
     def handle_line(self, line: str) -> Awaitable[None] | None:
         line = line.strip()
         if not line:
             return None
-        if line.isdigit() and 1 <= int(line) <= len(self._buttons):
-            return self.show(self.commands.handle_button(CONSOLE, self._buttons[int(line) - 1][1]))
+        if line.isdigit():
+            return self.show(self._answer(int(line)))
         return self.show(self.commands.handle_text(CONSOLE, line if line.startswith("/") else f"/{line}"))
 
     async def run(self) -> None:

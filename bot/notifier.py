@@ -30,7 +30,8 @@ class Message:
     critical: bool = False
 
 
-def _level(event: E.Event) -> str:
+def notify_key(event: E.Event) -> str:
+    """The ``bot.notify`` setting that governs the event; "" for kinds chat is never told of."""
     if event.kind == E.ORDER_UPDATED and event.data.get("status") == "REJECTED":
         return "rejected"
     if event.kind == E.STATE_CHANGED:
@@ -39,20 +40,27 @@ def _level(event: E.Event) -> str:
             E.SESSION: "session", E.REPORT: "report"}.get(event.kind, "")
 
 
+def _order(d: dict) -> str:
+    price = f" @ {d['price']:.2f}" if d.get("price") else ""
+    trigger = f" trigger {d['trigger_price']:.2f}" if d.get("trigger_price") else ""
+    return f"{d['side']} {d['quantity']} {d['symbol']} {d['order_type']}{price}{trigger}"
+
+
 def format_event(event: E.Event) -> str:
     d = event.data
     at = datetime.fromtimestamp(event.ts_ns / 1e9, IST).strftime("%H:%M:%S")
     if event.kind == E.ORDER_PLACED:
-        price = f" @ {d['price']:.2f}" if d.get("price") else ""
-        trigger = f" trigger {d['trigger_price']:.2f}" if d.get("trigger_price") else ""
-        return f"{at} → {d['side']} {d['quantity']} {d['symbol']} {d['order_type']}{price}{trigger} ({d['purpose']})"
+        return f"{at} → {_order(d)} ({d['purpose']})"
     if event.kind == E.FILL:
         if d["filled_quantity"] < d["quantity"]:  # a partial fill: say how much of the order is done
             return (f"{at} ◐ {d['side']} {d['last_quantity']} {d['symbol']} filled @ {d['last_price']:.2f}, "
                     f"{d['filled_quantity']} of {d['quantity']} done ({d['purpose']})")
         return f"{at} ✓ {d['side']} {d['quantity']} {d['symbol']} filled @ {d['average_price']:.2f} ({d['purpose']})"
-    if event.kind == E.ORDER_UPDATED:
+    if event.kind == E.ORDER_UPDATED and d["status"] == "REJECTED":
         return f"{at} ✗ {d['side']} {d['quantity']} {d['symbol']} REJECTED: {d['status_message']}"
+    if event.kind == E.ORDER_UPDATED:  # chat is told of rejections only; the console shows every update
+        return (f"{at} · {_order(d)} {d['status']} ({d['purpose']})"
+                + (f": {d['status_message']}" if d.get("status_message") else ""))
     if event.kind == E.TRADE_CLOSED:
         return (f"{at} Closed {d['side']} {d['qty']} {d['symbol']} {d['entry_price']:.2f} → {d['exit_price']:.2f} "
                 f"({d['exit_reason']}) P&L ₹{d['net_pnl']:,.2f} net "
@@ -163,7 +171,7 @@ class Notifier:
 
     def publish(self, batch: list[E.Event]) -> None:
         levels = self._config().notify
-        chosen = [(e, getattr(levels, _level(e))) for e in batch if _level(e)]
+        chosen = [(e, getattr(levels, notify_key(e))) for e in batch if notify_key(e)]
         chosen = [(e, lvl) for e, lvl in chosen if lvl != "off"]
         critical = [(e, lvl) for e, lvl in chosen if e.critical]
         routine = [(e, lvl) for e, lvl in chosen if not e.critical]

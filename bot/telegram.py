@@ -2,7 +2,8 @@
 
 The API root is configurable (``TELEGRAM_API_BASE``), so a local Bot API server stands in for
 Telegram in tests. PTB's AIORateLimiter enforces the global and per-group limits; the per-chat
-limit (about one message a second) is enforced here for pushed notifications. Only new messages
+limit (about one message a second) is enforced here for pushed notifications, and a long answer
+that Telegram slows down (429) is finished by the chat's outbox rather than cut short. Only new messages
 run commands (an edit is answered, never run), a command naming another bot (``/halt@otherbot``)
 is left to it, and every text sent passes the redactor.
 """
@@ -116,6 +117,21 @@ class TelegramTransport:
             await self.app.bot.send_message(chat_id, part, reply_markup=markup if k == len(parts) - 1 else None,
                                             disable_notification=silent)
 
+    async def _reply(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        """A command's answer, every part of it: when Telegram says to wait (a long /logs in parts),
+        the parts not sent go to the chat's outbox, which waits as told and paces them, so the
+        handler, and the commands behind it, never wait (a part that was queued loses its buttons)."""
+        parts = split(redact(text))
+        for k, part in enumerate(parts):
+            try:
+                await self.app.bot.send_message(chat_id, part, reply_markup=markup if k == len(parts) - 1 else None)
+            except RetryAfter:
+                log.info("telegram: asked to wait while answering chat %s; %d part(s) queued", chat_id,
+                         len(parts) - k)
+                for rest in parts[k:]:
+                    self._outbox(chat_id).put(Message(rest, critical=True))  # asked for: never shed
+                return
+
     def _command(self, update: Update) -> tuple[Caller, str] | None:
         """Who sent which text, for a message meant for us."""
         message, chat, user = update.effective_message, update.effective_chat, update.effective_user
@@ -130,11 +146,11 @@ class TelegramTransport:
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.connected = True
         if (got := self._command(update)) and (reply := await resolve(self.commands.handle_text(*got))):
-            await self._send(got[0].chat_id, reply.text, _markup(reply))
+            await self._reply(got[0].chat_id, reply.text, _markup(reply))
 
     async def _on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if (got := self._command(update)) and (reply := self.commands.handle_edit(*got)):
-            await self._send(got[0].chat_id, reply.text)
+            await self._reply(got[0].chat_id, reply.text)
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -151,16 +167,19 @@ class TelegramTransport:
         if query.message is not None:
             await query.edit_message_text(split(redact(reply.text))[0], reply_markup=_markup(reply))
         else:
-            await self._send(update.effective_chat.id, reply.text, _markup(reply))
+            await self._reply(update.effective_chat.id, reply.text, _markup(reply))
 
     def put(self, message: Message) -> None:
         """Queue a notification for every allowed chat; each chat has its own outbox and pace."""
         for chat_id in self._chats():
-            outbox = self._outboxes.get(chat_id)
-            if outbox is None:
-                outbox = self._outboxes[chat_id] = Outbox(self._sender(chat_id), retriable, retry_after=retry_after)
-                self._tasks.append(asyncio.create_task(outbox.run(), name=f"telegram-outbox-{chat_id}"))
-            outbox.put(message)
+            self._outbox(chat_id).put(message)
+
+    def _outbox(self, chat_id: int) -> Outbox:
+        outbox = self._outboxes.get(chat_id)
+        if outbox is None:
+            outbox = self._outboxes[chat_id] = Outbox(self._sender(chat_id), retriable, retry_after=retry_after)
+            self._tasks.append(asyncio.create_task(outbox.run(), name=f"telegram-outbox-{chat_id}"))
+        return outbox
 
     def pending(self) -> int:
         return sum(len(o) for o in self._outboxes.values())

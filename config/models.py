@@ -13,6 +13,10 @@ HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 URL_PATH = re.compile(r"^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$")  # no dot segments, query or trailing slash
 KITE_RATE_LIMIT = 10
 PYDANTIC_SHOULD = re.compile(r"^(Input|List|Value|String|Dictionary) should")
+# A field (or section) the running process reads only when it starts: a change to it is saved and
+# takes effect after a restart. Every other field is re-applied live (Engine.apply_config, the
+# session scheduler's retime, the order throttle, or read afresh on each use).
+RESTART = {"restart": True}
 
 
 class ConfigError(Exception):
@@ -101,7 +105,8 @@ class Session(Model):
     open: str = "09:15"
     close: str = "15:30"
     square_off: str = "15:15"
-    on_shutdown: Literal["keep", "flatten"] = "keep"  # open positions when the process stops
+    # open positions when the process stops (the value it started with)
+    on_shutdown: Literal["keep", "flatten"] = Field("keep", json_schema_extra=RESTART)
     stale_feed_seconds: int = Field(30, ge=1, le=3600)  # no tick this long in session: alert, no entries
     token_check: str = "08:45"  # live: check the broker session each trading day at this time
     token_alert_minutes: int = Field(5, ge=1, le=120)  # repeat the expired-token alert this often
@@ -153,7 +158,7 @@ class Bot(Model):
 
 
 class Server(Model):
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # this machine only; "0.0.0.0" for a host that checks health from outside
     port: int = Field(8080, ge=1, le=65535)  # $PORT wins when set
     login_callback: str | None = None  # live: the path Kite's login redirect lands on; null = /token by hand
 
@@ -170,11 +175,13 @@ class Server(Model):
 
 class Paper(Model):
     slippage_ticks: int = Field(0, ge=0)
-    feed: Literal["synthetic", "replay"] = "synthetic"
-    seed: int = 7
-    replay_file: str | None = None
-    speed: float = Field(1.0, ge=0)  # replay pace; 0 = as fast as possible (the replay feed relies on it)
-    tick_interval_ms: int = Field(250, ge=1)
+    # the paper feed is made once, at start
+    feed: Literal["synthetic", "replay"] = Field("synthetic", json_schema_extra=RESTART)
+    seed: int = Field(7, json_schema_extra=RESTART)
+    replay_file: str | None = Field(None, json_schema_extra=RESTART)
+    # replay pace; 0 = as fast as possible (the replay feed relies on it)
+    speed: float = Field(1.0, ge=0, json_schema_extra=RESTART)
+    tick_interval_ms: int = Field(250, ge=1, json_schema_extra=RESTART)
 
     @model_validator(mode="after")
     def _replay_needs_file(self) -> "Paper":
@@ -194,10 +201,10 @@ class Risk(Model):
     exit_reprice_seconds: float = Field(5.0, gt=0)
     # live: whatever happens (refusals, re-arming, repairs), at most this many orders are placed for
     # one instrument's position in any minute
-    max_orders_per_position_minute: int = Field(12, ge=3, le=100)
+    max_orders_per_position_minute: int = Field(12, ge=3, le=100, json_schema_extra=RESTART)
     # live: a place call whose answer was lost is looked for in Kite's order book this long (longer
     # than the book's lag) before it is taken as never placed
-    order_lookup_seconds: float = Field(15.0, ge=2, le=300)
+    order_lookup_seconds: float = Field(15.0, ge=2, le=300, json_schema_extra=RESTART)
 
     @field_validator("max_orders_per_second")
     @classmethod
@@ -226,7 +233,7 @@ class Config(Model):
     risk: Risk = Risk()
     costs: Costs = Costs()
     bot: Bot = Bot()
-    server: Server = Server()
+    server: Server = Field(Server(), json_schema_extra=RESTART)  # served from the start
 
     # Cross-section rules are field validators, not a model validator: pydantic skips model validators as soon
     # as any field fails, and a typo in `costs` must not hide a duplicate symbol.

@@ -2,31 +2,73 @@
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
 from engine.data import candle_cli
 from engine.data import cli as data_cli
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.json"
+CONFIG_ENV = "OTRADE_CONFIG"
+DEFAULT_CONFIG = "config/otrade.json"
 
 
-def _load_config(path: str):
+class UsageError(Exception):
+    """Arguments that cannot work, found before any work is done: exit 2, as argparse's own."""
+
+
+def config_path(args: argparse.Namespace, create: bool = True) -> Path:
+    """The config every command uses: ``--config``, else ``$OTRADE_CONFIG``, else ``config/otrade.json``.
+
+    The last two are made from the shipped default on first use (``create``): a Procfile host's first
+    start on a fresh volume needs that. A file named with ``--config`` is never made: a typo must not
+    trade on the defaults. Sets ``args.config`` to the path, ``args.config_new`` when it was just made.
+    """
+    if getattr(args, "config_resolved", False):
+        path = Path(args.config)
+    elif args.config:
+        path = Path(args.config)
+        if not path.exists():
+            raise UsageError(f"--config {path}: no such file (a config named with --config is never created; "
+                             f"leave --config out to use ${CONFIG_ENV}, else {DEFAULT_CONFIG}, made from the "
+                             "shipped default on first use)")
+    else:
+        path = Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    args.config, args.config_resolved = str(path), True
+    args.config_new = getattr(args, "config_new", False)
+    if create and not path.exists():
+        from config import ConfigManager
+        from engine.services.paths import data_dir_from_env
+        from engine.strategies import catalog_for
+
+        ConfigManager(path, data_dir_from_env(), catalog_for(path)).load()  # as ``otrade run`` always made it
+        args.config_new = True
+    return path
+
+
+def _say_config(args: argparse.Namespace, what: str, out: TextIO | None = None) -> None:
+    """The first line of every command: the config it used and the data it read (``what``)."""
+    new = " (new, from the shipped default)" if args.config_new else ""
+    print(f"config {args.config}{new} · {what}", file=out or sys.stdout, flush=True)  # seen while the work runs
+
+
+def _load_config(path: Path):
     """The config at ``path``, its strategies found (beside it) and compiled; SystemExit saying why not."""
     from config import ConfigError, parse
     from engine.arrays import in_use
     from engine.strategies import StrategyError, catalog_for
 
     try:
-        cfg = parse(Path(path).read_bytes(), catalog_for(path))
+        cfg = parse(path.read_bytes(), catalog_for(path))
         for strategy in in_use(cfg):
             strategy.compile()
     except FileNotFoundError:
@@ -38,9 +80,51 @@ def _load_config(path: str):
     return cfg
 
 
+def _exists(flag: str, path: str) -> Path:
+    """A data path the user named; a missing one is called missing, not mistaken for something else."""
+    from engine.data.ticks import TickFileError
+
+    if not Path(path).exists() and not _recording(Path(path)):
+        raise TickFileError(f"{flag} {path} is missing: no such file or directory")
+    return Path(path)
+
+
+def _recording(path: Path) -> bool:
+    """A recorded day not compacted yet: its parts are there, its day file not yet."""
+    if path.suffix != ".parquet":
+        return False
+    from engine.data.store import parts_dir
+
+    return parts_dir(path).is_dir()
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
+    return str(exc)
+
+
+def _outside_session(ticks: Any, cfg: Any) -> str:
+    """What the session window leaves out of tick data (the kernels' rule: open <= IST time < close)."""
+    import numpy as np
+
+    from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY
+
+    tod = (ticks.ts + IST_OFFSET_NS) % NS_PER_DAY
+    out = (tod < cfg.session.ns_after_midnight("open")) | (tod >= cfg.session.ns_after_midnight("close"))
+    if not out.any():
+        return ""
+    days = [date.fromordinal(date(1970, 1, 1).toordinal() + int(d))
+            for d in np.unique((ticks.ts[out] + IST_OFFSET_NS) // NS_PER_DAY)]
+    shown = ", ".join(d.isoformat() for d in days[:3]) + (f" and {len(days) - 3} more day(s)" if len(days) > 3 else "")
+    return (f"; {int(out.sum()):,} ticks outside the {cfg.session.open}–{cfg.session.close} session left out "
+            f"(on {shown}; Muhurat trading is such a session)")
+
+
 def _load_data(args: argparse.Namespace, cfg: Any) -> tuple[Any, int, Any, str]:
     """The data ``backtest`` and ``sweep`` run on, from the options ``_data_options`` adds: the ticks, the
-    bad rows skipped, a pessimistic candle replay's partner offsets (else None), and what it is."""
+    bad rows skipped, a pessimistic candle replay's partner offsets (else None), and what it is (with
+    what the session window leaves out: the backtest trades only inside it)."""
     from engine.data import candles
     from engine.data.tick_files import load
     from engine.data.ticks import TickFileError
@@ -49,16 +133,54 @@ def _load_data(args: argparse.Namespace, cfg: Any) -> tuple[Any, int, Any, str]:
     if (args.ticks is None) == (args.candles is None):
         raise TickFileError("give the data as --ticks or as --candles (a data directory or a candle file)")
     if args.candles is not None:  # replayed as ticks by the candle rule
-        found, interval = candles.load(Path(args.candles), symbols, args.interval)
+        found, interval = candles.load(_exists("--candles", args.candles), symbols, args.interval)
         replay = candles.replay(found, symbols, interval, args.rule, cfg.session.ns_after_midnight("open"),
                                 cfg.session.ns_after_midnight("close"))
-        return replay.ticks, 0, replay.partner, replay.data
+        left = sum(len(c) for c in found.values()) - len(replay.ticks) // 4  # four ticks a replayed candle
+        note = (f"; {left:,} candles outside the {cfg.session.open}–{cfg.session.close} session left out "
+                "(Muhurat trading is such a session)") if left else ""
+        return replay.ticks, 0, replay.partner, replay.data + note
+    source = _exists("--ticks", args.ticks)
     if args.date:  # a data directory's recorded days
         from engine.data.store import load_days
 
-        return load_days(Path(args.ticks), *args.date, symbols), 0, None, f"ticks recorded under {args.ticks}"
-    ticks, skipped = load(args.ticks, symbols, skip_bad=args.skip_bad)
-    return ticks, skipped, None, f"ticks of {Path(args.ticks).name}"
+        first, last = args.date
+        ticks = load_days(source, first, last, symbols)
+        span = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
+        return ticks, 0, None, f"ticks recorded under {args.ticks} on {span}" + _outside_session(ticks, cfg)
+    ticks, skipped = load(source, symbols, skip_bad=args.skip_bad)
+    return ticks, skipped, None, f"ticks of {args.ticks}" + _outside_session(ticks, cfg)
+
+
+def _calendar(cfg: Any) -> Any:
+    """The trading calendar ``otrade run`` keeps (``$OTRADE_CALENDAR`` over the shipped overrides)."""
+    from engine.services.calendar import SHIPPED_OVERRIDES, TradingCalendar
+
+    overrides = Path(os.environ.get("OTRADE_CALENDAR") or SHIPPED_OVERRIDES)
+    try:
+        return TradingCalendar(cfg.session.open, cfg.session.close, overrides, cfg.session.square_off)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"error: calendar {overrides} is not valid: {type(exc).__name__}: {exc}") from None
+
+
+def _report_day(args: argparse.Namespace) -> date | None:
+    """``--report-day``, checked before any work."""
+    try:
+        return date.fromisoformat(args.report_day) if args.report_day else None
+    except ValueError:
+        raise UsageError(f"--report-day {args.report_day!r} is not a date, e.g. 2026-11-23") from None
+
+
+def _check_outputs(*names: str | None) -> None:
+    """The files a command will write, checked before any work: a folder that is not there fails now,
+    not after the run."""
+    for name in filter(None, names):
+        if not Path(name).parent.is_dir():
+            raise FileNotFoundError(errno.ENOENT, f"no folder {Path(name).parent} to write it in", name)
+
+
+def _wrote(what: str, path: Path, out: TextIO) -> None:
+    print(f"wrote {what} to {path.resolve()}", file=out)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -66,40 +188,46 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from engine.data.ticks import TickFileError
     from engine.research import backtest
 
-    cfg = _load_config(args.config)
+    report_day = _report_day(args)
+    _check_outputs(args.trades, args.report)
+    cfg = _load_config(config_path(args))
+    calendar = _calendar(cfg)
     started = time.perf_counter()
     try:
         ticks, skipped, partner, data = _load_data(args, cfg)
     except (TickFileError, candles.CandleError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_error(exc)}", file=sys.stderr)
         return 1
+    notes = sys.stderr if args.json else sys.stdout  # JSON on stdout stays parseable
+    _say_config(args, f"data {data}", notes)
     loaded = time.perf_counter()
     result = backtest.run(cfg, ticks, progress=sys.stderr.isatty(), partner=partner)
     done = time.perf_counter()
-    summary = {"data": data, **result.summary(), "days": result.per_day()}
+    summary = {"config": args.config, "data": data, **result.summary(), "days": result.per_day(),
+               "closed_days": [d.isoformat() for d in result.closed_days(calendar)]}
     summary["skipped_rows"] = skipped
     summary["load_seconds"] = round(loaded - started, 3)
     summary["run_seconds"] = round(done - loaded, 3)
-    if args.trades:
+    if args.trades:  # the files first: a reader that stops early (``| head``) must not cost them
         result.write_trades(Path(args.trades))
     if args.report:
         from engine.research import report
 
-        report.write(Path(args.report), [_report_figure(args, result, ticks, "Backtest")], "OTrade backtest")
+        report.write(Path(args.report), [_report_figure(report_day, result, ticks, "Backtest")], "OTrade backtest")
     if args.json:
         sys.stdout.write(orjson.dumps(summary).decode() + "\n")
     else:
         _print_summary(summary)
+    if args.trades:
+        _wrote(f"{len(result.tf):,} trade(s)", Path(args.trades), notes)
+    if args.report:
+        _wrote("the report", Path(args.report), notes)
     return 0
 
 
-def _report_figure(args: argparse.Namespace, result: Any, ticks: Any, title: str) -> Any:
+def _report_figure(day: date | None, result: Any, ticks: Any, title: str) -> Any:
     from engine.research import report
 
-    try:
-        day = date.fromisoformat(args.report_day) if args.report_day else None
-    except ValueError:
-        raise SystemExit(f"error: --report-day {args.report_day!r} is not a date, e.g. 2026-11-23") from None
     try:
         return report.backtest_figure(result, ticks, day, title)
     except report.ReportError as exc:
@@ -112,7 +240,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from engine.data.ticks import TickFileError
     from engine.research import backtest, sweep
 
-    cfg = _load_config(args.config)
+    report_day = _report_day(args)
+    _check_outputs(args.out, args.report)
+    cfg = _load_config(config_path(args))
     try:
         if args.metric not in sweep.METRICS:
             raise sweep.SweepError(f"--metric {args.metric!r}: one of {', '.join(sweep.METRICS)}")
@@ -123,24 +253,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         walk = (sweep.parse_days(args.train), sweep.parse_days(args.test)) if args.train else None
         combos = sweep.grid([sweep.parse_param(p) for p in args.param], args.samples, args.seed)
         ticks, _, partner, what = _load_data(args, cfg)
+        _say_config(args, f"data {what}")
         data = sweep.Data(ticks, partner, what)
         res = sweep.run(cfg, data, combos, args.metric, walk, args.workers, args.ray, progress=sys.stderr.isatty())
         if args.out:
             res.write(Path(args.out))
     except (sweep.SweepError, ConfigError, TickFileError, CandleError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_error(exc)}", file=sys.stderr)
         return 1
-    print(res.table(args.top))
-    if args.out:
-        print(f"wrote {len(res.rows):,} rows to {args.out}")
-    if args.report:
+    if args.report:  # before the table: a reader that stops early (``| head``) must not cost the file
         from engine.research import report
 
         best = {p: res.ranked()[0][p] for p in res.paths}
         result = backtest.run(sweep.configure(cfg, best), data.ticks, partner=data.partner)
-        figure = _report_figure(args, result, data.ticks,
+        figure = _report_figure(report_day, result, data.ticks,
                                 "Best: " + ", ".join(f"{p}={v}" for p, v in best.items()))
         report.write(Path(args.report), report.sweep_figures(res, figure), "OTrade sweep")
+    print(res.table(args.top))
+    if args.out:
+        print(f"wrote {len(res.rows):,} rows to {args.out}")
+    if args.report:
+        _wrote("the report", Path(args.report), sys.stdout)
     return 0
 
 
@@ -154,8 +287,9 @@ def _print_summary(s: dict) -> None:
         ("exits", ", ".join(f"{k} {v}" for k, v in s["by_reason"].items()) or "-"),
         ("skipped rows", s["skipped_rows"]), ("load / run", f"{s['load_seconds']}s / {s['run_seconds']}s"),
     ]
-    if "data" in s:
-        rows.insert(0, ("data", s["data"]))
+    if s["closed_days"]:
+        rows.insert(2, ("closed days", f"{', '.join(s['closed_days'])}: closed on the trading calendar "
+                                       "(holiday or weekend); traded on what the data holds"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -177,9 +311,11 @@ def cmd_ticks_generate(args: argparse.Namespace) -> int:
     from engine.data.synthetic import generate
     from engine.data.tick_files import save
 
-    cfg = _load_config(args.config)
-    ticks = generate(args.days, args.seed, [i.symbol for i in cfg.instruments],
-                     tick_interval_ms=args.interval_ms, tick_sizes=[i.tick_size for i in cfg.instruments])
+    cfg = _load_config(config_path(args))
+    symbols = [i.symbol for i in cfg.instruments]
+    _say_config(args, f"instruments {', '.join(symbols)} (no data read: the ticks are synthetic)")
+    ticks = generate(args.days, args.seed, symbols, tick_interval_ms=args.interval_ms,
+                     tick_sizes=[i.tick_size for i in cfg.instruments])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save(out, ticks)
@@ -222,12 +358,16 @@ def cmd_strategy_new(args: argparse.Namespace) -> int:
     from engine.strategies import folder_for
     from engine.strategies.scaffold import write
 
-    folder = Path(args.dir) if args.dir else folder_for(args.config)
+    path = config_path(args, create=False)  # made only once the strategy is written: a refused name changes nothing
+    folder = Path(args.dir) if args.dir else folder_for(path)
     try:
         strategy, test = write(args.name, folder)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if not args.dir:
+        config_path(args)
+    _say_config(args, f"strategies {folder}")
     print(f"wrote {strategy} and {test}\n"
           f"use it: \"strategy\": {{\"kind\": \"{args.name}\"}} in {args.config}, then otrade config check")
     return 0
@@ -236,7 +376,8 @@ def cmd_strategy_new(args: argparse.Namespace) -> int:
 def cmd_strategy_list(args: argparse.Namespace) -> int:
     from engine.strategies import StrategyError, catalog_for
 
-    catalog = catalog_for(args.config)
+    catalog = catalog_for(config_path(args))
+    _say_config(args, f"strategies {catalog.folders[0]}")
     print(f"strategies (built-in, packaged, and files in {catalog.folders[0]}):")
     for name in catalog.names():
         try:
@@ -290,11 +431,54 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.clock:
         _check_clock(args.clock)
+    config_path(args)
+    data_dir = data_dir_from_env()
     try:
-        with hold(data_dir_from_env()):
+        with hold(data_dir):
+            _say_config(args, f"data {data_dir}", sys.stderr)  # beside the logs: stdout carries --console's events
             return run_async(run(args))
     except DataDirBusy as exc:
         raise SystemExit(f"error: refusing to start: {exc}") from None
+
+
+# --- arguments -------------------------------------------------------------------------------------
+def _config_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--config``, the same for every command (``config_path``)."""
+    here = os.environ.get(CONFIG_ENV)
+    p.add_argument("--config", metavar="FILE",
+                   help=f"{what} (default: ${CONFIG_ENV}{f', here {here}' if here else ''}, else {DEFAULT_CONFIG}; "
+                        "either is made from the shipped default on first use, a file named here must exist)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} must be >= 1")
+    return n
+
+
+def _positive(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return x
+
+
+def _tick_file_out(text: str) -> str:
+    """``--out`` of ``ticks generate``: its type is known before anything is generated."""
+    from engine.data.tick_files import BINARY_SUFFIX
+
+    suffix = Path(text).suffix.lower()
+    if suffix not in (".csv", BINARY_SUFFIX):
+        raise argparse.ArgumentTypeError(f"{text}: unknown tick file type {suffix or '(no extension)'}: "
+                                         f"name a .csv or {BINARY_SUFFIX} file")
+    return text
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
@@ -305,7 +489,7 @@ def _data_options(p: argparse.ArgumentParser) -> None:
                    help="or candles: a data directory (default: OTRADE_DATA_DIR, else data/) or one candle file")
     p.add_argument("--interval", help="the candles' interval (default: minute, or the candle file's folder)")
     p.add_argument("--candle-rule", "--rule", dest="rule", default="ohlc", choices=("ohlc", "pessimistic"),
-                   help="how a candle replays as ticks (README: Candles)")
+                   help="how a candle replays as ticks (default: ohlc; README: Candles)")
     p.add_argument("--date", type=data_cli.day_span, metavar="DAY[:DAY]",
                    help="the recorded day(s) under the data directory --ticks names, e.g. 2026-11-23")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) bad rows in the tick file")
@@ -316,67 +500,75 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="the live process (paper broker unless told otherwise)")
-    run.add_argument("--config", default=os.environ.get("OTRADE_CONFIG", "config/otrade.json"))
+    _config_option(run, "the config to trade on")
     run.add_argument("--console", action="store_true", help="print events on stdout")
     run.add_argument("--clock", help="rehearsal clock start, ISO-8601 with offset (paper only)")
-    run.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
+    run.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     run.add_argument("--live", action="store_true",
                      help="trade through Zerodha Kite (needs KITE_API_KEY, KITE_API_SECRET, KITE_ACCESS_TOKEN)")
     run.set_defaults(func=cmd_run)
 
     bt = sub.add_parser("backtest", help="replay ticks (or candles, as ticks) through the strategy")
-    bt.add_argument("--config", default=str(DEFAULT_CONFIG))
+    _config_option(bt, "the config whose instruments and strategies are backtested")
     _data_options(bt)
-    bt.add_argument("--json", action="store_true", help="print the summary as JSON")
-    bt.add_argument("--trades", help="write one CSV row per trade to this file")
-    bt.add_argument("--report", help="write an HTML report (equity, drawdown, daily P&L, a day's trades)")
-    bt.add_argument("--report-day", help="the day the report shows trades on (default: the last with a trade)")
+    bt.add_argument("--json", action="store_true", help="print the summary as JSON (the other lines go to stderr)")
+    bt.add_argument("--trades", metavar="OUT.csv",
+                    help="write one CSV row per trade to this file: times, prices, gross P&L, charges, net P&L")
+    bt.add_argument("--report", metavar="R.html",
+                    help="write an HTML report (equity, drawdown, daily P&L, a day's trades)")
+    bt.add_argument("--report-day", metavar="YYYY-MM-DD",
+                    help="the day the report shows trades on (default: the last with a trade)")
     bt.set_defaults(func=cmd_backtest)
 
     sw = sub.add_parser("sweep", help="backtest every combination of parameter values in parallel, ranked")
-    sw.add_argument("--config", default=str(DEFAULT_CONFIG))
+    _config_option(sw, "the config the parameter values are set in")
     _data_options(sw)
     sw.add_argument("--param", action="append", default=[], metavar="PATH=VALUES",
                     help="a setting and its values: LOW:HIGH:STEP (inclusive), a,b,c or one value; repeatable")
     sw.add_argument("--samples", type=int, help="run a seeded random draw of this many combinations")
-    sw.add_argument("--seed", type=int, default=1, help="seed of the --samples draw")
-    sw.add_argument("--metric", default="net_pnl", help="rank by net_pnl, sharpe_daily, profit_factor or max_drawdown")
+    sw.add_argument("--seed", type=int, default=1, help="seed of the --samples draw (default: 1)")
+    sw.add_argument("--metric", default="net_pnl",
+                    help="rank by net_pnl (default), sharpe_daily, profit_factor or max_drawdown")
     sw.add_argument("--train", help="walk-forward: days of data to choose on, e.g. 60d (with --test)")
     sw.add_argument("--test", help="walk-forward: days after each train window to score the choice on, e.g. 20d")
     sw.add_argument("--workers", type=int, help="processes (default: one per core)")
     sw.add_argument("--ray", metavar="ADDRESS",
                     help="run on a Ray cluster: its address, auto (the one running here) or local (start one)")
     sw.add_argument("--out", help="write every row to this .csv or .parquet file")
-    sw.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
-    sw.add_argument("--report", help="write an HTML report of the best combination, the ranking, walk-forward")
-    sw.add_argument("--report-day", help="the day the report shows trades on (default: the last with a trade)")
+    sw.add_argument("--top", type=int, default=10, help="rows of the ranking to print (default: 10)")
+    sw.add_argument("--report", metavar="R.html",
+                    help="write an HTML report of the best combination, the ranking, walk-forward")
+    sw.add_argument("--report-day", metavar="YYYY-MM-DD",
+                    help="the day the report shows trades on (default: the last with a trade)")
     sw.set_defaults(func=cmd_sweep)
 
     ticks = sub.add_parser("ticks", help="tick files").add_subparsers(dest="ticks_command", required=True)
     gen = ticks.add_parser("generate", help="write synthetic sessions with IST timestamps")
-    gen.add_argument("--days", type=int, default=1)
-    gen.add_argument("--seed", type=int, default=1)
-    gen.add_argument("--out", required=True, help=".csv or the binary form")
-    gen.add_argument("--config", default=str(DEFAULT_CONFIG), help="instruments to generate")
-    gen.add_argument("--interval-ms", type=float, default=1000.0, help="mean gap between ticks")
+    gen.add_argument("--days", type=_at_least_one, default=1,
+                     help="trading sessions to generate, weekdays from 2026-11-02 (default: 1)")
+    gen.add_argument("--seed", type=int, default=1,
+                     help="seed of the random walk: the same seed gives the same ticks (default: 1)")
+    gen.add_argument("--out", required=True, type=_tick_file_out, help="the file to write: .csv or the binary .otk")
+    _config_option(gen, "the config whose instruments (symbols, tick sizes) get ticks")
+    gen.add_argument("--interval-ms", type=_positive, default=1000.0,
+                     help="mean gap between an instrument's ticks, in milliseconds (default: 1000)")
     gen.set_defaults(func=cmd_ticks_generate)
 
     candle_cli.register(data_cli.register(sub))
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
     check = cfg.add_parser("check", help="validate a config file, compile its strategies, list every error")
-    check.add_argument("file")
+    check.add_argument("file", help="the config file to check")
     check.set_defaults(func=cmd_config_check)
 
     strat = sub.add_parser("strategy", help="strategies").add_subparsers(dest="strategy_command", required=True)
-    config_default = os.environ.get("OTRADE_CONFIG", "config/otrade.json")
     new = strat.add_parser("new", help="write a commented strategy file to start from, and its test")
-    new.add_argument("name")
-    new.add_argument("--config", default=config_default, help="the config whose strategies folder gets it")
+    new.add_argument("name", help="the strategy's name, a Python name: NAME.py and test_NAME.py are written")
+    _config_option(new, "the config whose strategies folder gets it")
     new.add_argument("--dir", help="write it here instead (default: strategies/ beside the config)")
     new.set_defaults(func=cmd_strategy_new)
     listing = strat.add_parser("list", help="every strategy the config can name, with its parameters")
-    listing.add_argument("--config", default=config_default, help="the config whose strategies folder to list")
+    _config_option(listing, "the config whose strategies folder to list")
     listing.set_defaults(func=cmd_strategy_list)
     return p
 
@@ -384,10 +576,19 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader gone (``| head``) shows here, not as a warning at exit
+        return code
+    except BrokenPipeError:
+        # the reader has what it wanted: stop quietly with a shell's status for it (128 + SIGPIPE);
+        # stdout points at /dev/null so the flush at exit cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # a missing, unreadable or unwritable file: say which, without a traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"error: {_error(exc)}", file=sys.stderr)
         return 1
 
 

@@ -8,7 +8,7 @@ Nothing on this path awaits: the journal buffers and the bus only enqueues.
 
 import logging
 import time
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -95,6 +95,8 @@ class Engine(BracketKeeper, DayKeeper):
         self._blind_alert_ns = 0  # when OTrade's blindness to Kite's orders was last alerted (0: it sees them)
         self._intents = None  # today's orders sent by any run, from the journal: read at the first reconcile
         self._window: tuple[float, float, float] | None = None  # the session window set, over the config's
+        # [from, until) ns: the IST day a tick must be of to reach the kernel (``trade_only``); any day by default
+        self._from_ns, self._until_ns = -(2**63), 2**63 - 1
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
         self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
         self._sync_entries()
@@ -110,6 +112,10 @@ class Engine(BracketKeeper, DayKeeper):
         a = self.arrays
         if not 0 <= i < len(a.symbols):  # the kernel writes row i unchecked
             raise IndexError(f"instrument row {i} out of range ({len(a.symbols)} instruments)")
+        if not self._from_ns <= ts_ns < self._until_ns:  # a day the calendar has not opened: its price only
+            a.st[i, L.S_LTP] = price
+            a.clk[i, L.C_LTP] = ts_ns
+            return L.ACT_IGNORED
         act = on_tick(a.st, a.pr, a.acct, a.clk, a.rows, a.links, i, ts_ns, price, volume)
         if act > 0:
             try:
@@ -268,6 +274,17 @@ class Engine(BracketKeeper, DayKeeper):
         if self.state in (State.IDLE, State.CLOSED) or (
                 self.state == State.HALTED and self.state_reason == LOSS_HALT):
             self._set_state(State.RUNNING, "session open")
+
+    def trade_only(self, day: date | None) -> None:
+        """The calendar's word on which day trades: a tick of any other IST day (None: of every day)
+        reaches the kernel no more, so it neither opens a session nor trades; it only sets the price
+        ``/status`` shows. Never called, every day with ticks in the session window trades (backtests,
+        replays). The scheduler calls it with each session's day as it opens."""
+        if day is None:
+            self._from_ns = self._until_ns = 0
+        else:
+            self._from_ns = (day - date(1970, 1, 1)).days * L.NS_PER_DAY - L.IST_OFFSET_NS
+            self._until_ns = self._from_ns + L.NS_PER_DAY
 
     def start_session(self) -> None:
         if self.state in (State.IDLE, State.CLOSED):

@@ -89,7 +89,7 @@ class FakeBotAPI:
     def to_chat(self, chat_id: int) -> list[dict[str, Any]]:
         return [m for m in self.sent if int(m["chat_id"]) == chat_id]
 
-    async def wait_for(self, predicate, timeout: float = 10.0) -> Any:
+    async def wait_for(self, predicate, timeout: float = 60.0) -> Any:  # generous: returns once it holds
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             result = predicate()

@@ -65,7 +65,7 @@ async def live_process(tmp_path: Path, server: FakeKite, **env: str):
 
 async def stopped(proc) -> str:
     proc.send_signal(signal.SIGTERM)
-    _, err = await asyncio.wait_for(proc.communicate(), 15)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()[-2000:]
     return err.decode()
 
@@ -80,7 +80,7 @@ async def buy(server: FakeKite) -> str:
         await asyncio.sleep(0.25)
         if server.orders:
             break
-    [(entry_id, entry)] = (await wait(lambda: server.working(), 15)).items()
+    [(entry_id, entry)] = (await wait(lambda: server.working())).items()
     assert (entry["transaction_type"], entry["order_type"]) == ("BUY", "MARKET")
     return entry_id
 

@@ -137,8 +137,8 @@ def test_backtest_on_candles_names_the_data_and_rule_and_prints_a_per_day_table(
                              "--candle-rule", "pessimistic"], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split(None, 1) == ["data", "minute candles of NSE:INFY from 2026-11-23 to 2026-11-25 "
-                                               "(750 candles), replayed as 4 ticks each by the pessimistic rule"]
+    assert lines[0] == (f"config {config} · data minute candles of NSE:INFY from 2026-11-23 to 2026-11-25 "
+                        "(750 candles), replayed as 4 ticks each by the pessimistic rule")
     table = lines[lines.index("") + 1:]
     assert table[0].split() == ["day", "trades", "gross", "charges", "net"]
     assert [row.split()[0] for row in table[1:]] == ["2026-11-23", "2026-11-25"]
@@ -151,9 +151,10 @@ def test_backtest_on_candles_names_the_data_and_rule_and_prints_a_per_day_table(
 ])
 def test_bad_candle_input_is_one_line_naming_it(tmp_path, args, message):
     (tmp_path / "nowhere").mkdir()
+    (tmp_path / "c.parquet").touch()  # there: a missing one is called missing (tests/test_cli_errors.py)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "engine", "backtest",
-                             *(a.format(tmp=tmp_path) for a in args)], env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-m", "engine", "backtest", "--config",
+                             str(ROOT / "config" / "default.json"), *(a.format(tmp=tmp_path) for a in args)],
+                            env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {message.format(tmp=tmp_path)}") and result.stderr.count("\n") == 1

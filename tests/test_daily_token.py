@@ -35,7 +35,7 @@ async def ask(api: FakeBotAPI, text: str) -> str:
     before = len(api.to_chat(CHAT))
     api.user_says(CHAT, ADMIN, text)
     replies = await api.wait_for(lambda: [m for m in api.to_chat(CHAT)[before:] if text != "/status"
-                                          or "Engine:" in m["text"]], timeout=20)
+                                          or "Engine:" in m["text"]], timeout=60)
     return replies[0]["text"]
 
 
@@ -67,7 +67,7 @@ async def test_an_expired_token_pauses_alerts_and_one_tap_on_the_login_link_resu
 
         server.access_token = "rotated-at-6am"
         await server.drop()  # the ticker reconnects and Kite refuses the dead token with HTTP 403
-        await api.wait_for(lambda: [m for m in api.to_chat(CHAT) if "Broker session expired" in m["text"]], 20)
+        await api.wait_for(lambda: [m for m in api.to_chat(CHAT) if "Broker session expired" in m["text"]], 60)
         assert "PAUSED" in await ask(api, "/status")
 
         link = urlparse((await ask(api, "/login")).split()[4])

@@ -12,6 +12,7 @@ from engine.services.journal import Journal
 from engine.services.logs import LogBuffer
 from engine.strategies import default_catalog
 from tests.conftest import make_config, ns
+from tests.waiting import until
 
 
 class Clock:
@@ -33,11 +34,10 @@ async def test_a_quiet_feed_pauses_entries_and_its_return_resumes_them(tmp_path)
                  LogBuffer(), started_ns=clock.now, last_tick_ns=clock.now - 31 * 10**9)
     watch = asyncio.create_task(_watch_feed(rt))
     try:
-        await asyncio.sleep(1.2)
+        await until(lambda: engine.state != State.RUNNING)  # the watch looks once a second
         assert (engine.state, engine.state_reason) == (State.PAUSED, "feed stalled")
         rt.last_tick_ns = clock.now
-        await asyncio.sleep(1.2)
-        assert engine.state == State.RUNNING
+        await until(lambda: engine.state == State.RUNNING)
     finally:
         watch.cancel()
     texts = [e.data["text"] for e in iter(sub.get_nowait, None) if e.kind == ALERT]

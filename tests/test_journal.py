@@ -5,6 +5,7 @@ from datetime import datetime
 
 from engine.core.layout import IST
 from engine.services.journal import Journal
+from tests.waiting import until
 
 
 def clock_at(iso: str) -> list[int]:
@@ -49,7 +50,7 @@ async def test_the_background_task_writes_on_its_own_and_flushes_the_rest_when_c
     journal = Journal(tmp_path, lambda: now[0])
     task = asyncio.create_task(journal.run(interval=0.01))
     journal.record("tick-path")
-    await asyncio.sleep(0.1)
+    await until(lambda: journal.read_day("2026-11-23"))
     assert [r["kind"] for r in journal.read_day("2026-11-23")] == ["tick-path"]
     journal.record("last")
     task.cancel()

@@ -54,8 +54,7 @@ async def test_a_rejected_entry_is_alerted_with_kites_reason_and_no_position_is_
     sub = bus.subscribe()
     server.reject_reason = "RMS: Margin Exceeds, Required:1015.00, Available:0.00"
     await prices(server, [100.0, 99.0, 101.0])
-    await wait(lambda: server.orders)
-    await asyncio.sleep(0.2)
+    await wait(lambda: engine.orders(working_only=False) and not engine.orders())  # Kite's refusal taken
     texts = [str(e.data) for e in iter(sub.get_nowait, None)]
     assert any("Margin Exceeds" in t for t in texts) and engine.positions() == []
 

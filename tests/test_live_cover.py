@@ -14,6 +14,7 @@ from tests.kite_engine import (
     net_at_kite,
     prices,
     real_time,
+    settle,
     wait,
     working_of,
 )
@@ -82,7 +83,7 @@ async def test_a_position_without_a_confirmed_stop_is_alerted_within_a_second_sa
         assert 0.9 <= at <= 1.5
         assert "position +10 at Kite has no working stop" in alarm.data["text"]
         assert "Kite has not confirmed the stop (submitted)" in alarm.data["text"]
-        stops = await wait(lambda: working_of(server, "SL-M"), timeout=3.0)  # the slow answer comes
+        stops = await wait(lambda: working_of(server, "SL-M"))  # the slow answer comes
         assert [(r["quantity"], r["trigger_price"]) for r in stops] == [(10, 96.4)]
         await tend_for(engine, 1.2, sub, seen)
         assert len(uncovered(seen)) == 1
@@ -182,7 +183,7 @@ async def test_an_entry_is_not_sent_when_the_minutes_order_cap_leaves_no_room_to
         sub = bus.subscribe()
         server.auto_fill_market = True
         await prices(server, [100.0, 99.0, 101.0], start=20)  # the strategy wants in again
-        await asyncio.sleep(0.5)
+        await settle(engine, 101.0)
         engine.flatten()
         await asyncio.sleep(0.5)
         assert net_at_kite(server) == 0 and not server.working() and engine.positions() == []

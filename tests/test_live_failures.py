@@ -14,7 +14,7 @@ from engine.core.layout import IST
 from engine.services.events import ALERT
 from engine.services.journal import Journal
 from tests.conftest import make_config
-from tests.kite_engine import INFY, T0, enter, entry_sent, kite_engine, prices, wait
+from tests.kite_engine import INFY, T0, enter, entry_sent, kite_engine, prices, settle, wait
 from tests.kite_server import API_KEY, API_SECRET, FakeKite
 
 
@@ -47,7 +47,7 @@ async def test_a_hung_entry_answer_delays_neither_the_stop_nor_keeps_it_from_bei
         start = engine.now_ns()
         engine.now_ns = lambda: start + 60 * 10**9
         assert engine.reprice_exits() == 0
-        await asyncio.sleep(2.0)  # the hung answer arrives
+        await wait(lambda: engine.broker.in_flight == 0)  # the hung answer arrives
         assert [r["transaction_type"] for r in server.working().values()] == ["SELL", "SELL"]
         assert engine.positions()[0]["qty"] == 10 and server.place_calls == 3
 
@@ -94,7 +94,7 @@ async def test_a_refused_square_off_exit_is_retried_with_backoff_not_on_every_ti
         await prices(server, [101.6], start=10)
         await wait(lambda: len(working_stops(server)) == 1 and not engine.brackets[0].exit)
         await prices(server, [101.7, 101.8, 101.9, 102.0, 102.1], start=11)
-        await asyncio.sleep(0.3)
+        await settle(engine, 102.1)
         cancels = sum(1 for rows in server.orders.values() if rows[-1]["status"] == "CANCELLED")
         assert len(server.orders) - placed == 1 and cancels == 0  # one exit; the bracket kept protecting
         assert any("square-off waits" in a.data["text"] for a in alerts(sub))

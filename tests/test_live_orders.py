@@ -58,7 +58,7 @@ async def venue(tmp_path, request):
 async def test_an_order_without_kites_answer_is_submitted_never_open(venue):
     venue.server.fault("place", "hang")
     tag = venue.submit()
-    await asyncio.sleep(0.2)
+    await wait(lambda: venue.server.place_calls == 1)  # at Kite, its answer hanging
     assert venue.broker.order(tag).state == OrderState.SUBMITTED and venue.broker.order(tag).working
 
 
@@ -81,7 +81,7 @@ async def test_a_lost_answer_is_resolved_by_the_tag_in_the_order_book_and_never_
 async def test_an_order_kites_book_never_shows_is_taken_for_never_placed_and_not_sent_again(venue):
     venue.server.fault("place", "500-before")
     tag = venue.submit()
-    await wait(lambda: not venue.broker.order(tag).working, timeout=5)
+    await wait(lambda: not venue.broker.order(tag).working)
     order = venue.broker.order(tag)
     assert order.state == OrderState.REJECTED and "not placed" in order.status_message
     assert venue.server.place_calls == 1 and venue.at_kite(tag) == []
@@ -90,7 +90,7 @@ async def test_an_order_kites_book_never_shows_is_taken_for_never_placed_and_not
 async def test_an_order_taken_for_never_placed_that_turns_up_working_is_cancelled(venue):
     venue.server.fault("place", "500-before")
     tag = venue.submit()
-    await wait(lambda: not venue.broker.order(tag).working, timeout=5)
+    await wait(lambda: not venue.broker.order(tag).working)
     late = venue.server.seed_order(tradingsymbol="INFY", transaction_type="SELL", order_type="SL-M", quantity=10,
                                    trigger_price=990.0, status="TRIGGER PENDING", tag=tag)
     venue.broker.update(venue.server.orders[late][-1])
@@ -124,7 +124,7 @@ async def test_changes_asked_while_a_modify_is_in_flight_reach_kite_as_the_lates
     await wait(lambda: venue.server.modifies)  # in flight, its answer hanging
     for trigger in (992.0, 993.0, 994.0, 995.0):
         venue.broker.modify(tag, trigger_price=trigger)
-    await wait(lambda: venue.at_kite(tag)[0]["trigger_price"] == 995.0, timeout=5)
+    await wait(lambda: venue.at_kite(tag)[0]["trigger_price"] == 995.0)
     assert len(venue.server.modifies) == 2 and venue.broker.order(tag).modifications == 2
 
 
@@ -162,11 +162,11 @@ async def test_an_order_replaced_near_the_cap_is_cancelled_only_once_kite_has_it
     venue.broker.order(tag).modifications = 24
     venue.server.fault("place", "hang")  # the successor reaches Kite a second late
     venue.broker.modify(tag, trigger_price=995.0)
-    await asyncio.sleep(0.5)
+    await wait(lambda: venue.server.place_calls == 2)  # the successor at Kite, its answer hanging
     [old] = venue.at_kite(tag)
     assert old["status"] == "TRIGGER PENDING"  # still protecting: its successor is not at Kite yet
     new = await wait(lambda: [r for r in venue.server.orders.values() if r[-1]["trigger_price"] == 995.0])
-    await wait(lambda: venue.at_kite(tag)[0]["status"] == "CANCELLED", timeout=5.0)
+    await wait(lambda: venue.at_kite(tag)[0]["status"] == "CANCELLED")
     accepted = next(r["exchange_update_timestamp"] for r in new[0] if r["status"] == "TRIGGER PENDING")
     cancelling = next(r["exchange_update_timestamp"] for r in venue.server.orders[old["order_id"]]
                       if r["status"] == "CANCEL PENDING")

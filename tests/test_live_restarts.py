@@ -103,7 +103,7 @@ async def test_an_earlier_runs_order_the_book_does_not_show_yet_is_cancelled_whe
         [ours] = await wait(lambda: working_of(server, "SL-M"))
         late = seed(server, "otabc123000002", "SELL", "SL-M", 10, "TRIGGER PENDING", trigger_price=96.4)
         expected = engine.broker.order("otabc123000002")
-        await wait(lambda: server.orders[late][-1]["status"] == "CANCELLED" and not expected.working, timeout=4.0)
+        await wait(lambda: server.orders[late][-1]["status"] == "CANCELLED" and not expected.working)
         assert expected.purpose is None and expected.filled_quantity == 0
         stop = engine.broker.order(engine.brackets[0].stop)
         assert stop.broker_id == ours["order_id"] != late and engine.positions()[0]["stop"] == 96.4
@@ -127,7 +127,7 @@ async def test_an_earlier_runs_stop_that_turns_up_once_the_position_is_closed_is
         engine.reconcile([], await engine.broker.rest.orders())
         assert engine.positions() == [] and not server.working()
         late = seed(server, "otabc123000003", "SELL", "SL-M", 10, "TRIGGER PENDING", trigger_price=96.4)
-        await wait(lambda: server.orders[late][-1]["status"] == "CANCELLED", timeout=4.0)
+        await wait(lambda: server.orders[late][-1]["status"] == "CANCELLED")
         assert engine.positions() == [] and net_at_kite(server) == 0 and not server.working()
 
 
@@ -144,7 +144,7 @@ async def test_an_entry_the_journal_has_and_the_book_does_not_is_alerted_as_poss
         [alarm] = [a for a in alerts(sub) if a.critical]
         assert "an entry for 10 has had no word from Kite" in alarm.data["text"]
         assert "no working stop" in alarm.data["text"]
-        await wait(lambda: not entry.working, timeout=3.0)
+        await wait(lambda: not entry.working)
         assert entry.status == "REJECTED" and "not placed" in entry.status_message
         assert engine.brackets[0].entry is None and engine.orders() == [] and engine.positions() == []
         assert server.orders == {}
@@ -160,7 +160,7 @@ async def test_a_reconcile_kite_cannot_answer_is_tried_again_until_it_does(tmp_p
         server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 1000.0}]
         server.fault("orders", "503", times=3)
         server.fault("orders", "429", times=2)  # more than the REST client's own five tries
-        notes = await asyncio.wait_for(engine.broker.resync(engine.reconcile, "start"), 8.0)
+        notes = await asyncio.wait_for(engine.broker.resync(engine.reconcile, "start"), 60)
         assert [k for e, k in server.fault_log if e == "orders"] == ["503", "503", "503", "429", "429"]
         failures = [a for a in alerts(sub) if "Could not reconcile with Kite after start" in a.data["text"]]
         assert len(failures) == 1 and failures[0].critical

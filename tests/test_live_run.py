@@ -38,7 +38,7 @@ async def test_the_live_process_enters_arms_its_bracket_and_closes_on_the_target
                           and {r["quantity"] for r in server.working().values()} == {10} and server.working(), 15)
         [target_id] = [k for k, r in legs.items() if r["order_type"] == "LIMIT"]
         await server.complete(target_id, 106.1)
-        await wait(lambda: not server.working(), 15)
+        await wait(lambda: not server.working())
         await stopped(proc)
     [trade] = [r for r in journal_of(tmp_path) if r["kind"] == "trade_closed"]
     assert (trade["qty"], trade["exit_reason"], trade["pnl"]) == (10, "target", pytest.approx(51.0))
@@ -48,7 +48,7 @@ async def test_a_restart_adopts_the_open_position_and_its_bracket_without_sendin
     server = kite_day
     async with live_process(tmp_path, server) as first:
         await server.complete(await buy(server), 101.0)
-        legs = await wait(lambda: len(server.working()) == 2 and server.working(), 15)
+        legs = await wait(lambda: len(server.working()) == 2 and server.working())
         await stopped(first)  # session.on_shutdown "keep": the position and its bracket stay at Kite
     server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 101.0}]
     placed = len(server.orders)
@@ -58,7 +58,7 @@ async def test_a_restart_adopts_the_open_position_and_its_bracket_without_sendin
         assert len(server.orders) == placed and server.working() == legs
         [stop_id] = [k for k, r in legs.items() if r["order_type"] == "SL-M"]
         await server.complete(stop_id, 95.9)
-        await wait(lambda: not server.working(), 15)
+        await wait(lambda: not server.working())
         await stopped(second)
     [trade] = [r for r in journal_of(tmp_path) if r["kind"] == "trade_closed"]
     assert (trade["qty"], trade["exit_reason"], trade["entry_price"]) == (10, "stop", 101.0)

@@ -5,6 +5,7 @@ import asyncio
 from bot.notifier import Message, Notifier, Outbox
 from engine.services.events import ALERT, FILL, TRADE_CLOSED, Event, EventBus
 from tests.conftest import make_config
+from tests.waiting import until
 
 
 class Sink:
@@ -60,7 +61,7 @@ async def test_events_published_within_the_window_are_batched():
     task = asyncio.create_task(n.run())
     for k in range(8):
         bus.publish(fill(k))
-    await asyncio.sleep(0.3)
+    await until(lambda: sink.messages)
     task.cancel()
     assert [m.text for m in sink.messages] == ["Burst of 8 events: 8 fill"]
 
@@ -76,7 +77,7 @@ async def test_the_outbox_retries_until_the_transport_takes_the_message():
     outbox = Outbox(flaky, lambda exc: isinstance(exc, ConnectionError), retry_after=lambda exc: 0.01)
     outbox.put(Message("fill", critical=True))
     task = asyncio.create_task(outbox.run())
-    await asyncio.sleep(0.2)
+    await until(lambda: len(outbox) == 0)
     task.cancel()
     assert attempts == ["fill", "fill", "fill"] and len(outbox) == 0
 
@@ -92,6 +93,6 @@ async def test_a_full_outbox_sheds_info_keeps_critical_and_says_how_many_it_shed
         outbox.put(Message(f"info {k}"))
     outbox.put(Message("critical", critical=True))
     task = asyncio.create_task(outbox.run())
-    await asyncio.sleep(0.05)
+    await until(lambda: len(outbox) == 0)
     task.cancel()
     assert sent == ["(3 info message(s) dropped while the chat was unreachable)", "info 0", "info 1", "critical"]

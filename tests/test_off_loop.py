@@ -72,7 +72,7 @@ async def test_undo_syncs_the_config_file_off_the_event_loop(commands, monkeypat
     await resolve(commands.handle_text(CONSOLE, "/set risk.max_quantity 500"))
     slow_fsync(monkeypatch)
     reply, stall = await longest_stall(resolve(commands.handle_text(CONSOLE, "/undo")))
-    assert reply.text == "Restored the previous config version."
+    assert reply.text.startswith("Undone (saved, live):\nrisk.max_quantity: 500 → 1000\n")
     assert commands.s.config.config.risk.max_quantity == 1000
     assert stall < SLOW_S / 2
 

@@ -86,7 +86,7 @@ async def test_when_the_writer_falls_behind_ticks_are_dropped_counted_and_logged
     assert time.perf_counter() - started < 0.1  # the tick path did not wait for the stuck writer
     assert rec.dropped == 12 and "writer behind: 12 dropped" in rec.health()
     with caplog.at_level(logging.WARNING, "engine.data.recorder"):
-        await wait(lambda: "writer is behind; 12 tick(s) dropped" in caplog.text, 5)
+        await wait(lambda: "writer is behind; 12 tick(s) dropped" in caplog.text)
     gate.set()
     task.cancel()
     await rec.close()
@@ -207,7 +207,7 @@ def test_a_paper_session_recorded_by_otrade_run_backtests_to_the_same_trades(tmp
     assert result.returncode == 0, result.stderr
     rows = trades.read_text().splitlines()[1:]
     backtest = [dict(zip(["entry_time", "side", "qty", "entry_price", "exit_time", "exit_price", "exit_reason",
-                          "pnl", "symbol"], r.split(","), strict=True)) for r in rows]
+                          "gross_pnl", "charges", "net_pnl", "symbol"], r.split(","), strict=True)) for r in rows]
     assert len(session) >= 3, "the rehearsal should trade several times"
 
     def ours(s) -> tuple:

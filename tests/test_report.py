@@ -6,6 +6,7 @@ from datetime import date
 import pytest
 
 from config import validate
+from config.manager import SHIPPED_DEFAULT
 from engine import cli
 from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY
 from engine.data.synthetic import generate
@@ -36,7 +37,7 @@ def test_the_backtest_report_is_one_html_file_that_needs_no_network(ticks, tmp_p
     data = tmp_path / "ticks.otk"
     save(data, ticks)
     out = tmp_path / "report.html"
-    assert cli.main(["backtest", "--ticks", str(data), "--report", str(out)]) == 0
+    assert cli.main(["backtest", "--config", str(SHIPPED_DEFAULT), "--ticks", str(data), "--report", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
     assert page.count("plotly.js v") == 1  # the library itself, once
@@ -81,7 +82,8 @@ def test_the_sweep_report_shows_the_best_parameters_the_ranking_and_walk_forward
     data = tmp_path / "ticks.otk"
     save(data, ticks)
     out = tmp_path / "sweep.html"
-    assert cli.main(["sweep", "--ticks", str(data), "--param", "instruments.0.strategy.fast=3,9", "--train", "2d",
+    assert cli.main(["sweep", "--config", str(SHIPPED_DEFAULT), "--ticks", str(data),
+                     "--param", "instruments.0.strategy.fast=3,9", "--train", "2d",
                      "--test", "1d", "--workers", "1", "--report", str(out), "--report-day", "2026-11-04"]) == 0
     page = out.read_text(encoding="utf-8")
     assert page.count("plotly.js v") == 1

@@ -65,7 +65,7 @@ class Run:
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=15) == 0, self.err.read_text()[-3000:]
+        assert self.proc.wait(timeout=60) == 0, self.err.read_text()[-3000:]
 
 
 def journal(tmp_path: Path) -> list[dict]:

@@ -43,7 +43,7 @@ def test_replayed_session_trades_and_journals(tmp_path):
     config.write_bytes(orjson.dumps(data))
     result = run(tmp_path, "--console", "--for", "6", "--clock", "2026-11-02T09:15:00+05:30", config=config)
     assert result.returncode == 0, result.stderr
-    assert "trade closed" in result.stdout  # a replay at full speed arrives as one digest
+    assert "Closed " in result.stdout  # the console prints each event, a replay's at full speed too
     [journal] = (tmp_path / "data" / "journal").iterdir()
     kinds = {orjson.loads(line)["kind"] for line in journal.read_bytes().splitlines()}
     assert {"intent", "order", "trade_closed"} <= kinds
@@ -70,10 +70,9 @@ def start(tmp_path, *args):
     returns the process once its session has started, and the file its stderr goes to."""
     err = tmp_path / "otrade.err"
     with err.open("w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--config", str(tmp_path / "o.json"),
-                                 "--clock", "2026-11-23T10:00:00+05:30", *args], cwd=tmp_path,
-                                env=process_env(tmp_path), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=stderr)
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--clock", "2026-11-23T10:00:00+05:30", *args],
+                                cwd=tmp_path, env={**process_env(tmp_path), "OTRADE_CONFIG": str(tmp_path / "o.json")},
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 30
     while "next: " not in err.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
@@ -160,6 +159,7 @@ def test_a_missing_replay_file_refuses_to_start_in_one_line(tmp_path):
 ], ids=["config is a directory", "unwritable log file", "trades into a missing directory"])
 def test_unusable_files_are_a_one_line_error(tmp_path, argv, env, path):
     save(tmp_path / "day.csv", generate(1, 3, ["NSE:INFY", "NSE:SBIN"], tick_sizes=[0.1, 0.05]))
+    (tmp_path / "o.json").write_bytes(orjson.dumps(DEFAULT))  # a config named with --config must exist
     result = subprocess.run([sys.executable, "-m", "engine", *(a.format(tmp=tmp_path) for a in argv)], cwd=tmp_path,
                             env={**process_env(tmp_path), **env}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1

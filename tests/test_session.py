@@ -1,7 +1,6 @@
 """The session scheduler on a rehearsal clock, and the trading calendar."""
 
 import argparse
-import asyncio
 from datetime import date, datetime, time
 
 import orjson
@@ -21,6 +20,7 @@ from engine.services.journal import Journal
 from engine.services.logs import LogBuffer
 from engine.strategies import default_catalog
 from tests.conftest import make_config
+from tests.waiting import until
 
 
 def at(text: str) -> datetime:
@@ -39,7 +39,7 @@ async def test_the_session_opens_at_0915_on_the_rehearsal_clock():
     scheduler = make("2026-11-23T09:14:58.5+05:30", fired)
     scheduler.start()
     try:
-        await asyncio.sleep(2.0)
+        await until(lambda: len(fired) >= 2)
     finally:
         scheduler.shutdown()
     assert [n for n, _ in fired] == [PRE_OPEN, OPEN]  # warm-up at once: it was due at 09:00
@@ -51,7 +51,7 @@ async def test_a_late_start_joins_then_closes_at_1530():
     scheduler = make("2026-11-23T15:29:59+05:30", fired)
     scheduler.start()
     try:
-        await asyncio.sleep(1.5)
+        await until(lambda: len(fired) >= 3)
     finally:
         scheduler.shutdown()
     assert [n for n, _ in fired] == [PRE_OPEN, OPEN, CLOSE]
@@ -80,10 +80,9 @@ async def test_engine_runs_from_0915_squares_off_and_closes_at_1530(tmp_path):
     rt = runtime(tmp_path, "2026-11-23T15:14:59+05:30")
     rt.scheduler.start()
     try:
-        await asyncio.sleep(0.2)
-        assert rt.engine.state == State.RUNNING
+        await until(lambda: rt.engine.state == State.RUNNING)
         open_position(rt, "15:14:00")
-        await asyncio.sleep(1.2)
+        await until(lambda: any(o["purpose"] == "exit" for o in rt.engine.orders()))
         assert [o["purpose"] for o in rt.engine.orders()] == ["exit"]  # square-off sent at 15:15
     finally:
         rt.scheduler.shutdown()
@@ -93,10 +92,9 @@ async def test_the_close_ends_the_session_and_exits_at_the_last_price(tmp_path):
     rt = runtime(tmp_path, "2026-11-23T15:29:59+05:30")
     rt.scheduler.start()
     try:
-        await asyncio.sleep(0.2)
+        await until(lambda: rt.engine.state == State.RUNNING)
         open_position(rt, "15:10:00")
-        await asyncio.sleep(1.2)
-        assert rt.engine.state == State.CLOSED
+        await until(lambda: rt.engine.state == State.CLOSED)
         assert [(t["exit_reason"], t["exit_price"]) for t in rt.engine.trades()] == [("square_off", 101.5)]
     finally:
         rt.scheduler.shutdown()
@@ -107,7 +105,7 @@ async def test_a_mid_session_start_joins_at_once():
     scheduler = make("2026-11-23T11:00:00+05:30", fired)
     scheduler.start()
     try:
-        await asyncio.sleep(0.3)
+        await until(lambda: len(fired) >= 2)
     finally:
         scheduler.shutdown()
     assert [n for n, _ in fired] == [PRE_OPEN, OPEN]
@@ -152,7 +150,7 @@ async def test_a_live_process_checks_the_broker_token_before_the_open():
     scheduler.hooks["token_check"] = lambda s: fired.append(("token_check", None))
     scheduler.start()
     try:
-        await asyncio.sleep(1.0)
+        await until(lambda: fired)
     finally:
         scheduler.shutdown()
     assert [n for n, _ in fired] == ["token_check"] and scheduler.next_event().name == PRE_OPEN
@@ -172,11 +170,11 @@ async def test_set_session_square_off_moves_the_scheduled_square_off(tmp_path):
     rt = wired(tmp_path, "2026-11-23T11:00:58.5+05:30")
     rt.scheduler.start()
     try:
-        await asyncio.sleep(0.2)
+        await until(lambda: rt.engine.state == State.RUNNING)
         open_position(rt, "10:59:00")
         rt.config.set("session.square_off", "11:01")
         assert rt.next_event() == "square_off at Mon 23 Nov 11:01 IST"
-        await asyncio.sleep(1.5)
+        await until(lambda: any(o["purpose"] == "exit" for o in rt.engine.orders()))
         assert [o["purpose"] for o in rt.engine.orders()] == ["exit"]  # sent at 11:01, no tick needed
     finally:
         rt.scheduler.shutdown()
@@ -186,7 +184,7 @@ async def test_a_config_change_keeps_a_special_sessions_window(tmp_path):
     rt = wired(tmp_path, "2026-11-08T18:10:00+05:30")  # Muhurat trading, 18:00-19:00
     rt.scheduler.start()
     try:
-        await asyncio.sleep(0.2)
+        await until(lambda: rt.engine.state == State.RUNNING)
         rt.config.set("risk.max_daily_loss", "2000")
         assert rt.engine.on_tick(0, int(at("2026-11-08T18:20:00+05:30").timestamp()) * 10**9, 100.0) != L.ACT_IGNORED
         assert rt.next_event() == "square_off at Sun 08 Nov 18:45 IST"
@@ -198,7 +196,7 @@ async def test_set_session_square_off_on_a_special_day_keeps_its_margin_to_the_s
     rt = wired(tmp_path, "2026-11-08T18:10:00+05:30")
     rt.scheduler.start()
     try:
-        await asyncio.sleep(0.2)
+        await until(lambda: rt.engine.state == State.RUNNING)
         rt.config.set("session.square_off", "15:20")  # ten minutes before the regular close
         assert rt.next_event() == "square_off at Sun 08 Nov 18:50 IST"
     finally:

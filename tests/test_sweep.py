@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from config import ConfigError, validate
+from config.manager import SHIPPED_DEFAULT
 from engine import cli
 from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY
 from engine.data import candles
@@ -171,8 +172,8 @@ def test_the_sweep_command_writes_rows_equal_to_what_otrade_backtest_prints(tick
     data = tmp_path / "ticks.otk"
     save(data, ticks)
     out = tmp_path / "rows.csv"
-    assert cli.main(["sweep", "--ticks", str(data), "--param", f"{FAST}=3:9:6", "--param", f"{K}=1.5,2.5",
-                     "--out", str(out), "--workers", "2"]) == 0
+    assert cli.main(["sweep", "--config", str(SHIPPED_DEFAULT), "--ticks", str(data), "--param", f"{FAST}=3:9:6",
+                     "--param", f"{K}=1.5,2.5", "--out", str(out), "--workers", "2"]) == 0
     assert "top 4 by net_pnl" in capsys.readouterr().out
     with open(out) as fh:
         rows = list(csv.DictReader(fh))

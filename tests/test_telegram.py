@@ -219,7 +219,7 @@ async def test_the_flatten_button_expires(chat):
     chat.clock.ns += 31 * 10**9
     before = len(chat.api.sent)
     chat.api.press(CHAT, ADMIN, yes["callback_data"], reply["message_id"])
-    [done] = await chat.api.wait_for(lambda: chat.api.sent[before:])
+    [done] = await chat.api.wait_for(lambda: [m for m in chat.api.sent[before:] if m["method"] == "editMessageText"])
     assert done["text"] == "That confirmation expired; send /flatten again."
     assert len(chat.engine.positions()) == 1
 

@@ -194,7 +194,7 @@ def read_csv(file: Path, interval: str) -> Candles:
             raise CandleError(f"{name} line 1: missing {', '.join(need)} (header: {','.join(header)})")
         at = {c: header.index(c) for c in (time_col, "open", "high", "low", "close", "volume") if c in header}
         cols: list[list] = [[] for _ in COLUMNS]
-        last = None
+        last = last_line = None
         for line, row in enumerate(rows, start=2):
             if not row or not any(f.strip() for f in row):
                 continue
@@ -208,11 +208,14 @@ def read_csv(file: Path, interval: str) -> Candles:
                     raise ValueError(f"volume {row[at['volume']].strip()} must not be negative")
                 if h < max(o, c) or lo > min(o, c):
                     raise ValueError(f"high {h:g} and low {lo:g} do not contain open {o:g} and close {c:g}")
-                if last is not None and t <= last:
-                    raise ValueError("candles must be in time order, one per start")
+                if last is not None and t <= last:  # refused, not sorted: a file out of order may be two files spliced
+                    when = f"{kite_time(t // NS_PER_S)} IST"
+                    where = f"is line {last_line}'s start again" if t == last else \
+                        f"comes before line {last_line}'s {kite_time(last // NS_PER_S)}"
+                    raise ValueError(f"{when} {where}: candles must be in time order, one per start")
             except ValueError as exc:
                 raise CandleError(f"{name} line {line}: {exc}") from None
-            last = t
+            last, last_line = t, line
             for k, x in enumerate((t, o, h, lo, c, v)):
                 cols[k].append(x)
     if not cols[0]:

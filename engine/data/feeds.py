@@ -1,19 +1,23 @@
 """Tick sources for paper trading: async iterables of ``(instr, ts_ns, price, volume)``."""
 
 import asyncio
+import itertools
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime, time, timedelta
 
 import numpy as np
 
-from engine.core.layout import IST_OFFSET_NS, NS_PER_DAY, NS_PER_S
-from engine.data.synthetic import REGIME_MEAN_S, REGIME_VOL, intraday_vol, next_regime, on_grid, volumes
+from engine.core.layout import IST, NS_PER_DAY, NS_PER_S
+from engine.data.synthetic import Market
 from engine.data.ticks import Ticks
+from engine.services.calendar import TradingCalendar
 from engine.services.clock import Clock
 
 Tick = tuple[int, int, float, float]
 _MIN_SLEEP_NS = 1_000_000  # nearer targets are not worth a timer: the next sleep catches up
 _YIELD_EVERY = 4096  # ticks between turns given to the loop when no sleep happens
+_LATE_NS = 5 * NS_PER_S  # a synthetic tick this late is dropped: no burst of stale ticks after a stall
 
 
 class _Paced:
@@ -52,56 +56,97 @@ class _Paced:
 
 
 class SyntheticFeed(_Paced):
-    """Live ticks from the model of ``ticks.generate`` (regime chain, intraday U-shape, tick grid), stamped
-    with ``clock.now_ns()`` and paced in real time, mean gap ``tick_interval_ms`` per instrument.
+    """Live ticks from the synthetic market (``synthetic.Market``: the model of ``ticks generate``),
+    each at its own time on the clock, mean gap ``tick_interval_ms`` per instrument.
 
-    Instruments, prices and volumes follow from the seed and the clock's start alone (the model runs on
-    the scheduled times, not the measured ones), so a run with the same seed and clock start repeats.
+    With a calendar the market trades its sessions only (special ones at their hours): nothing comes
+    on a day the exchange is closed, and each open gaps from the close before. The market starts
+    at the start prices ``history_days`` calendar days before the clock's session, so ``history``
+    can hand those earlier sessions to the strategies (their warm-up) and the feed then continues
+    the same path. Without a calendar it never closes and starts at the clock's instant.
+
+    The path follows from the seed and the sessions alone, not from when the feed is read: a feed
+    made again later on the same day (a restart) continues the price path of the first, and a run
+    with the same seed and clock repeats.
     """
 
     def __init__(self, symbols: Sequence[str], start_prices: Sequence[float], tick_sizes: Sequence[float],
-                 seed: int, clock: Clock, tick_interval_ms: float) -> None:
+                 seed: int, clock: Clock, tick_interval_ms: float, calendar: TradingCalendar | None = None,
+                 history_days: int = 0) -> None:
         super().__init__(clock)
+        now = clock.now_ns()
+        sessions = _always_open(now) if calendar is None else _sessions(calendar, now, history_days)
+        self._market = iter(Market(symbols, start_prices, tick_sizes, seed, tick_interval_ms, sessions))
         self.symbols = tuple(symbols)
-        if not len(self.symbols) == len(start_prices) == len(tick_sizes) > 0:
-            raise ValueError(f"{len(self.symbols)} symbols need as many start prices and tick sizes")
-        if not (tick_interval_ms > 0 and all(p > 0 for p in start_prices) and all(t > 0 for t in tick_sizes)):
-            raise ValueError("tick interval, start prices and tick sizes must be positive")
-        self._start_prices = [float(p) for p in start_prices]
-        self._tick_sizes = [float(t) for t in tick_sizes]
-        self._seed = seed
-        self._mean_gap_s = tick_interval_ms / 1000 / len(self.symbols)  # merged stream of all instruments
+        self._part: Ticks | None = None  # the part being read, from row ``_next`` on
+        self._key = 0  # its session's
+        self._next = 0
+
+    def _reading(self) -> Ticks:
+        """The part being read; the next one once this one is read to its end."""
+        if self._part is None or self._next >= len(self._part):
+            self._key, self._part = next(self._market)
+            self._next = 0
+        return self._part
+
+    def _take(self, until_ns: int) -> Iterator[tuple[int, Ticks]]:
+        """The market's ticks before ``until_ns`` not read yet, part by part; the rest stays to read."""
+        while True:
+            part, lo = self._reading(), self._next
+            hi = int(np.searchsorted(part.ts, until_ns, side="left"))
+            if hi <= lo:
+                return
+            self._next = hi
+            yield self._key, Ticks(part.ts[lo:hi], part.price[lo:hi], part.volume[lo:hi], part.instr[lo:hi],
+                                   part.symbols)
+
+    def history(self, until_ns: int) -> Iterator[Ticks]:
+        """The market before ``until_ns``, one session at a time (the feed goes on from there)."""
+        chunks: list[Ticks] = []
+        session = None
+        for key, ticks in self._take(until_ns):
+            if chunks and key != session:
+                yield _joined(chunks)
+                chunks = []
+            session = key
+            chunks.append(ticks)
+        if chunks:
+            yield _joined(chunks)
 
     async def __aiter__(self) -> AsyncIterator[Tick]:
-        rng = np.random.default_rng(self._seed)
-        n = len(self.symbols)
-        level = [math.log(p) for p in self._start_prices]
-        regime = [1] * n
-        regime_end = [float(rng.exponential(REGIME_MEAN_S[1])) for _ in range(n)]
-        last_t = [0.0] * n
-        origin = self._clock.now_ns()
-        lag = 0  # pacing shift after the loop stalled, so a stall does not end in a burst of ticks
-        last_stamp = origin
-        t = 0.0  # scheduled seconds since origin
+        for _ in self._take(self._clock.now_ns()):
+            pass  # before the start: the past, which ``history`` handed on if it was asked
         while not self._stopped:
-            t += float(rng.exponential(self._mean_gap_s))
-            k = int(rng.integers(n))
-            while regime_end[k] <= t:
-                regime[k] = next_regime(rng, regime[k])
-                regime_end[k] += float(rng.exponential(REGIME_MEAN_S[regime[k]]))
-            busy = float(intraday_vol(((origin + int(t * NS_PER_S) + IST_OFFSET_NS) % NS_PER_DAY) / NS_PER_S))
-            level[k] += REGIME_VOL[regime[k]] * busy * math.sqrt(t - last_t[k]) * float(rng.standard_normal())
-            last_t[k] = t
-            price = float(on_grid(math.exp(level[k]), self._tick_sizes[k]))
-            volume = float(volumes(rng, None, busy))
-            target = origin + lag + int(t * NS_PER_S)
-            if not await self._wait_until(target):
-                return
-            now = self._clock.now_ns()
-            if now - target > NS_PER_S:
-                lag += now - target
-            last_stamp = max(last_stamp, now)  # a system clock stepped back must not reorder ticks
-            yield k, last_stamp, price, volume
+            part = self._reading()
+            ts, instr, price, volume = (part.ts.tolist(), part.instr.tolist(), part.price.tolist(),
+                                        part.volume.tolist())
+            for k in range(self._next, len(ts)):
+                if not await self._wait_until(ts[k]):
+                    return
+                self._next = k + 1
+                if self._clock.now_ns() - ts[k] <= _LATE_NS:  # older: the loop stalled and the market moved on
+                    yield instr[k], ts[k], price[k], volume[k]
+
+
+def _joined(chunks: list[Ticks]) -> Ticks:
+    return Ticks(*(np.concatenate([getattr(c, n) for c in chunks]) for n in ("ts", "price", "volume", "instr")),
+                 chunks[0].symbols)
+
+
+def _always_open(start_ns: int) -> Iterator[tuple[int, int, int]]:
+    for k in itertools.count():
+        yield start_ns + k * NS_PER_DAY, start_ns + (k + 1) * NS_PER_DAY, k
+
+
+def _sessions(calendar: TradingCalendar, now_ns: int, history_days: int) -> Iterator[tuple[int, int, int]]:
+    """The calendar's sessions from ``history_days`` days before the one in progress or next at ``now_ns``."""
+    now = datetime.fromtimestamp(now_ns / NS_PER_S, IST)
+    first = calendar.current_or_next(now).day - timedelta(days=history_days)
+    session = calendar.current_or_next(datetime.combine(first, time(0), IST))
+    while True:
+        yield int(session.open.timestamp()) * NS_PER_S, int(session.close.timestamp()) * NS_PER_S, \
+            session.day.toordinal()
+        session = calendar.current_or_next(session.close)
 
 
 class ReplayFeed(_Paced):

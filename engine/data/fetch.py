@@ -2,12 +2,13 @@
 
 A symbol's range, less what its file says is fetched already, is asked for in as few requests as
 Kite's range limit per interval allows (``MAX_DAYS``: calendar days per request, both ends
-counted), at most 3 a second with every retry counted, 429s and 5xx retried with tenacity (the
-REST client's ``historical``). Each answer is stored as it arrives, the candles and the fetched
-range replaced together in one file, so an interrupted fetch goes on where it stopped and what is
-stored is never asked for again. Candles still forming (the one in progress, a ``day`` candle of
-today) are left for a later fetch. A trading day, or part of one, that Kite's answer lacks is
-named in a warning: it is stored as Kite gave it.
+counted), at most 3 a second with every retry counted, each request's place held until a second
+after its answer, 429s and 5xx retried with tenacity (the REST client's ``historical``). Each
+answer is stored as it arrives, the candles and the fetched range replaced together in one file, so
+an interrupted fetch goes on where it stopped and what is stored is never asked for again.
+Candles still forming (the one in progress, a ``day`` candle of today) are left for a later fetch.
+A trading day, or part of one, that Kite's answer lacks is named in a warning: it is stored as
+Kite gave it.
 """
 
 import asyncio

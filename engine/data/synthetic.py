@@ -2,7 +2,8 @@
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
@@ -16,6 +17,7 @@ REGIME_VOL = np.array([0.5e-4, 1.0e-4, 3.0e-4])  # log-return volatility per √
 REGIME_MEAN_S = np.array([1800.0, 1200.0, 240.0])  # mean stay in each regime, seconds of trading time
 OVERNIGHT_VOL = 0.005  # log-return volatility from one close to the next open
 VOLUME_MEDIAN, VOLUME_SIGMA = 50.0, 1.0  # lognormal traded quantity per tick
+PART_S = 900  # the streamed market is made a quarter of an hour of trading at a time
 
 
 def intraday_vol(tod_s):
@@ -53,7 +55,6 @@ def volumes(rng: np.random.Generator, n: int | None, busy):
     """Traded quantity per tick: lognormal whole shares, scaled by ``busy`` (the intraday U-shape)."""
     size = VOLUME_MEDIAN * busy * np.exp(VOLUME_SIGMA * rng.standard_normal(n))
     return np.maximum(1.0, np.round(size))
-
 
 
 def _arrivals(rng: np.random.Generator, horizon_ms: float, mean_ms: float) -> np.ndarray:
@@ -120,3 +121,78 @@ def generate(days: int, seed: int, symbols: Sequence[str], start: date | None = 
         return Ticks(ts, price, volume, instr, symbols)
     order = np.argsort(ts, kind="stable")  # timsort merges the per-symbol runs
     return Ticks(ts[order], price[order], volume[order], instr[order], symbols)
+
+
+@dataclass
+class _Walk:
+    """One symbol's path between two parts of a ``Market``."""
+
+    level: float  # log price, unrounded
+    regime: int
+    idle_ms: float  # trading time since its last tick
+
+
+def _part(rng: np.random.Generator, start_ns: int, span_ms: float, mean_ms: float, walk: _Walk, tick: float,
+          gap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One symbol's ticks over ``span_ms`` of trading from ``start_ns``: ``generate``'s model (Poisson
+    arrivals and regime stays are memoryless, so cutting the time into parts changes nothing of their
+    law); ``walk`` is carried on. ``gap``: the first tick opens a session after a close."""
+    at = _arrivals(rng, span_ms, mean_ms)
+    ends, states = regimes(rng, span_ms / 1000, walk.regime)
+    ts = start_ns + at.astype(np.int64) * 1_000_000
+    busy = intraday_vol(((ts + IST_OFFSET_NS) % NS_PER_DAY) / NS_PER_S)
+    vol = REGIME_VOL[states[np.searchsorted(ends, at / 1000, side="right")]] * busy
+    step = vol * np.sqrt(np.diff(at, prepend=-walk.idle_ms) / 1000) * rng.standard_normal(len(at))
+    if gap and len(at):
+        step[0] += OVERNIGHT_VOL * rng.standard_normal()
+    levels = walk.level + np.cumsum(step)
+    if len(at):
+        walk.level, walk.idle_ms = float(levels[-1]), span_ms - float(at[-1])
+    else:
+        walk.idle_ms += span_ms
+    walk.regime = int(states[np.searchsorted(ends, span_ms / 1000, side="right")])
+    return ts, on_grid(np.exp(levels), tick), volumes(rng, len(at), busy)
+
+
+class Market:
+    """``generate``'s market as an endless stream over given sessions, one part (``PART_S`` of
+    trading) at a time, so memory stays small however long it runs.
+
+    ``sessions`` yields ``(open_ns, close_ns, key)`` in time order; the first opens at the start
+    prices, each later one with an overnight gap from the close before. A part's randomness comes
+    from the seed, the symbol, its session's key and its place in the session, so the same sessions
+    make the same market every time, whatever instant it is read from. Iterating yields
+    ``(key, ticks)`` per part, the instruments merged in time order.
+    """
+
+    def __init__(self, symbols: Sequence[str], start_prices: Sequence[float], tick_sizes: Sequence[float],
+                 seed: int, tick_interval_ms: float, sessions: Iterable[tuple[int, int, int]]) -> None:
+        self.symbols = tuple(symbols)
+        if not len(self.symbols) == len(start_prices) == len(tick_sizes) > 0:
+            raise ValueError(f"{len(self.symbols)} symbols need as many start prices and tick sizes")
+        if not (tick_interval_ms > 0 and all(p > 0 for p in start_prices) and all(t > 0 for t in tick_sizes)):
+            raise ValueError("tick interval, start prices and tick sizes must be positive")
+        self._walks = [_Walk(math.log(p), 1, 0.0) for p in start_prices]
+        self._tick_sizes = [float(t) for t in tick_sizes]
+        self._seed = seed
+        self._mean_ms = float(tick_interval_ms)
+        self._sessions = sessions
+        self._crc = [zlib.crc32(s.encode()) for s in self.symbols]
+
+    def __iter__(self) -> Iterator[tuple[int, Ticks]]:
+        first = True
+        for open_ns, close_ns, key in self._sessions:
+            span_ms = (close_ns - open_ns) / 1_000_000
+            for part, lo in enumerate(np.arange(0.0, span_ms, PART_S * 1000.0)):
+                cols = []
+                for k, walk in enumerate(self._walks):
+                    rng = np.random.default_rng([self._seed, self._crc[k], key, part])
+                    if part == 0:
+                        walk.idle_ms = 0.0  # the night is the gap's, not the walk's
+                    cols.append(_part(rng, open_ns + int(lo) * 1_000_000, min(PART_S * 1000.0, span_ms - lo),
+                                      self._mean_ms, walk, self._tick_sizes[k], part == 0 and not first))
+                ts, price, volume = (np.concatenate([c[n] for c in cols]) for n in range(3))
+                instr = np.concatenate([np.full(len(c[0]), k, np.int32) for k, c in enumerate(cols)])
+                order = np.argsort(ts, kind="stable")
+                yield key, Ticks(ts[order], price[order], volume[order], instr[order], self.symbols)
+            first = False

@@ -3,8 +3,9 @@
 import csv
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -17,6 +18,9 @@ from engine.core.costs import round_trip_costs
 from engine.core.kernels import entry
 from engine.core.step import close_session, end_bar, in_session, session_time
 from engine.data.ticks import Ticks
+
+if TYPE_CHECKING:
+    from engine.services.calendar import TradingCalendar
 
 # trade record columns
 T_INSTR, T_SIDE, T_QTY, T_ENTRY, T_EXIT, T_REASON, T_PNL = range(7)
@@ -161,13 +165,22 @@ class Result:
         return rows
 
     def write_trades(self, path: Path) -> None:
-        rows = self.trade_rows()
+        """One row per trade; ``gross_pnl`` before, ``net_pnl`` after the trade's round-trip ``charges``."""
         fields = ["entry_time", "side", "qty", "entry_price", "exit_time", "exit_price", "exit_reason",
-                  "pnl", "symbol"]
+                  "gross_pnl", "charges", "net_pnl", "symbol"]
         with open(path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
-            writer.writerows(rows)
+            for row, charges in zip(self.trade_rows(), self.costs.tolist(), strict=True):
+                gross = row.pop("pnl")
+                writer.writerow({**row, "gross_pnl": gross, "charges": round(charges, 4),
+                                 "net_pnl": round(gross - charges, 4)})
+
+    def closed_days(self, calendar: "TradingCalendar") -> list[date]:
+        """The days traded on that ``calendar`` has NSE closed (a holiday, a weekend): the data held
+        ticks of them in the session window, so they were traded like any other, and the caller says so."""
+        days = [date(1970, 1, 1) + timedelta(days=d) for d in self.days.tolist()]
+        return [d for d in days if calendar.session(d) is None]
 
 
 def iso(ns: int) -> str:

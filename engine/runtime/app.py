@@ -29,7 +29,7 @@ from engine.brokers.kite.live import KiteLive, credentials
 from engine.brokers.kite.login import LoginCallback, LoginLinks, Renewal
 from engine.brokers.kite.rest import KiteError, TokenException
 from engine.brokers.paper import PaperBroker
-from engine.core.layout import IST
+from engine.core.layout import IST, NS_PER_S
 from engine.data.feeds import ReplayFeed, SyntheticFeed
 from engine.data.recorder import Recorder
 from engine.data.tick_files import load
@@ -42,7 +42,7 @@ from engine.runtime.web import make_app, serve
 from engine.services import logs
 from engine.services.calendar import SHIPPED_OVERRIDES, Session, TradingCalendar
 from engine.services.clock import Clock, RehearsalClock, SystemClock
-from engine.services.events import REPORT, SESSION, Event, EventBus, log_events
+from engine.services.events import REPORT, SESSION, Event, EventBus, Subscription, log_events
 from engine.services.journal import Journal
 from engine.services.paths import data_dir_from_env
 from engine.strategies import StrategyError, catalog_for
@@ -72,6 +72,7 @@ class Runtime:
     token: Callable[[str], Awaitable[Renewal]] | None = None  # renew with a request token, alerting (live only)
     tasks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    events: Subscription | None = None  # --console: every event from the first, for the terminal to print
 
     def next_event(self) -> str:
         event = self.scheduler.next_event() if self.scheduler else None
@@ -89,13 +90,15 @@ class Runtime:
         self.engine.alert(text, critical)
 
 
-def _feed(cfg, clock, replayed: Ticks | None):
+def _feed(cfg, clock: Clock, replayed: Ticks | None, calendar: TradingCalendar) -> ReplayFeed | SyntheticFeed:
+    """The paper feed: the replayed file, or the synthetic market on the calendar's sessions, made from
+    ``WARM_DAYS`` before the clock's session so that those days can warm the strategies up."""
     symbols = [i.symbol for i in cfg.instruments]
     if replayed is not None:
         return ReplayFeed(replayed, cfg.paper.speed, clock)
     prices = [1500.0 if i.tick_size >= 0.1 else 800.0 for i in cfg.instruments]
     return SyntheticFeed(symbols, prices, [i.tick_size for i in cfg.instruments], cfg.paper.seed, clock,
-                         cfg.paper.tick_interval_ms)
+                         cfg.paper.tick_interval_ms, calendar, WARM_DAYS)
 
 
 async def _pump(rt: Runtime, feed, replay: bool) -> None:
@@ -129,7 +132,9 @@ async def _watch_feed(rt: Runtime) -> None:
     while True:
         await asyncio.sleep(1.0)
         limit = engine.cfg.session.stale_feed_seconds
-        quiet = (rt.clock.now_ns() - (rt.last_tick_ns or rt.started_ns)) / 1e9
+        session = rt.scheduler.session if rt.scheduler else None
+        opened = int(session.open.timestamp()) * NS_PER_S if session else 0  # no tick is owed before the open
+        quiet = (rt.clock.now_ns() - max(rt.last_tick_ns or rt.started_ns, opened)) / 1e9
         if engine.state == State.RUNNING and quiet > limit:
             engine.pause(STALE)
             engine.alert(f"No tick for {quiet:.0f} s: new entries paused until the feed is back")
@@ -163,6 +168,7 @@ def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
         rt.bus.publish(Event(SESSION, rt.clock.now_ns(), {"text": text}))
 
     def open_(session: Session) -> None:
+        engine.trade_only(session.day)
         engine.set_session_window(session.open, session.close, session.square_off)
         engine.start_session()
 
@@ -186,6 +192,14 @@ def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
         rt.bus.publish(Event(REPORT, rt.clock.now_ns(), {"text": text}))
 
     return {PRE_OPEN: pre_open, OPEN: open_, SQUARE_OFF: square_off, CLOSE: close, REPORT_JOB: report}
+
+
+def _schedule(rt: Runtime, calendar: TradingCalendar) -> None:
+    """The calendar's sessions, and only they, open: no tick reaches the kernel before the scheduler
+    opens one (a weekend's, a holiday's, a special session's hours)."""
+    rt.engine.trade_only(None)
+    rt.scheduler = SessionScheduler(calendar, rt.clock, {})
+    rt.scheduler.hooks.update(_session_hooks(rt))
 
 
 async def _connect_kite(cfg, data_dir: Path, journal: Journal, clock: Clock, tick_sizes: dict) -> KiteLive | None:
@@ -325,7 +339,7 @@ async def _supervise(rt: Runtime, name: str, factory: Callable[[], Awaitable[Non
             await factory()
 
 
-WARM_DAYS = 7  # calendar days of recorded ticks fed to the strategies before the first tick
+WARM_DAYS = 7  # calendar days of ticks (recorded, or the synthetic market's) fed to the strategies before the first
 
 
 def _warm_strategies(engine: Engine, data_dir: Path, now_ns: int) -> None:
@@ -341,6 +355,37 @@ def _warm_strategies(engine: Engine, data_dir: Path, now_ns: int) -> None:
     log.info("strategies warmed on %d bars of the ticks recorded before today", engine.warm_strategies(ticks))
 
 
+def _warm_on_synthetic(engine: Engine, feed: SyntheticFeed, now_ns: int) -> None:
+    """The synthetic market's sessions before now (the week before, and today's up to now) into the
+    strategies: the path the feed then continues, so candle strategies trade from the first bar."""
+    bars = days = 0
+    for ticks in feed.history(now_ns):
+        bars += engine.warm_strategies(ticks)
+        days += 1
+    log.info("strategies warmed on %d bars of %d synthetic session(s) before the clock's start", bars, days)
+
+
+def kernels_cached() -> bool:
+    """Numba's cache holds the tick kernel: the engine loads its kernels instead of compiling them."""
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    return bool(cache) and any(Path(cache).glob("*/step.on_tick-*.nbi"))
+
+
+def _rehearsal_start(data_dir: Path, asked: datetime) -> tuple[datetime, str]:
+    """Where a rehearsal's clock starts: as asked, unless the day's rehearsal journal goes further.
+    Then just after its last record, and a note why: a clock run back over its own journal would
+    restore trades "in the future" and replay a market the day has already seen."""
+    journal = Journal(data_dir, lambda: 0, rehearsal=True)
+    day = asked.astimezone(IST).date().isoformat()
+    stamps = [datetime.fromisoformat(r["ts"]) for r in journal.read_day(day) if isinstance(r.get("ts"), str)]
+    if not stamps or max(stamps) < asked:
+        return asked, ""
+    start = max(stamps) + timedelta(milliseconds=1)
+    return start, (f"The rehearsal of {start:%a %d %b} continues at {start:%H:%M:%S} IST, where its journal "
+                   f"ends, not at {asked.astimezone(IST):%H:%M:%S} as asked: a clock never runs back over its "
+                   f"own day. To rehearse the day from the start again, remove {journal.path(day)}")
+
+
 async def run(args: argparse.Namespace) -> int:
     buffer = logs.setup(file=Path(os.environ["OTRADE_LOG_FILE"]) if os.environ.get("OTRADE_LOG_FILE") else None)
     data_dir = data_dir_from_env()
@@ -353,7 +398,15 @@ async def run(args: argparse.Namespace) -> int:
     if args.live and args.clock:
         log.error("the rehearsal clock is for paper trading only; drop --clock or --live")
         return 1
-    clock: Clock = RehearsalClock(datetime.fromisoformat(args.clock)) if args.clock else SystemClock()
+    began = time.monotonic()
+    if not kernels_cached():  # else the first start says nothing for as long as the compile takes
+        log.info("compiling the kernels (first run only, up to a minute)")
+    resumed = ""
+    if args.clock:  # stands still until the process is ready to trade: the compile costs no rehearsed time
+        start, resumed = _rehearsal_start(data_dir, datetime.fromisoformat(args.clock))
+        clock: Clock = RehearsalClock(start, running=False)
+    else:
+        clock = SystemClock()
     overrides = Path(os.environ.get("OTRADE_CALENDAR") or SHIPPED_OVERRIDES)
     try:
         calendar = TradingCalendar(cfg.session.open, cfg.session.close, overrides, cfg.session.square_off)
@@ -369,6 +422,7 @@ async def run(args: argparse.Namespace) -> int:
             return 1
     bus = EventBus()
     event_log = bus.subscribe()  # from the start: every event, the first alert included, is a log line
+    terminal = bus.subscribe() if args.console else None  # and with --console, a line on the terminal
     journal = Journal(data_dir, clock.now_ns, rehearsal=bool(args.clock))  # a rehearsal's day is not today's
     tick_sizes = {i.symbol: i.tick_size for i in cfg.instruments}
     live = None
@@ -382,12 +436,18 @@ async def run(args: argparse.Namespace) -> int:
     except StrategyError as exc:
         log.error("%s", exc)
         return 1
-    _warm_strategies(engine, data_dir, clock.now_ns())
+    replay = cfg.paper.feed == "replay" and not live
+    feed = None if live else _feed(cfg, clock, replayed, calendar)
+    if isinstance(feed, SyntheticFeed):
+        _warm_on_synthetic(engine, feed, clock.now_ns())
+    else:
+        _warm_strategies(engine, data_dir, clock.now_ns())
+    log.info("kernels compiled and strategies warm in %.1f s", time.monotonic() - began)
     if live:
         engine.set_tick_sizes(live.tick_sizes)
     manager.add_check(engine.check_config)
     manager.subscribe(lambda old, new, changes: engine.apply_config(new))
-    rt = Runtime(args, manager, engine, bus, clock, data_dir, buffer, started_ns=clock.now_ns())
+    rt = Runtime(args, manager, engine, bus, clock, data_dir, buffer, started_ns=clock.now_ns(), events=terminal)
     log.info("%s trading %s; config %s; data in %s", "LIVE (Kite)" if live else "paper",
              ", ".join(i.symbol for i in cfg.instruments), Path(args.config).resolve(), data_dir.resolve())
     if live:
@@ -398,10 +458,8 @@ async def run(args: argparse.Namespace) -> int:
         _wire_kite(rt, live)
         await _resync(rt, live, "start")
 
-    replay = cfg.paper.feed == "replay" and not live
     if not replay:  # a replay's sessions follow its ticks' own dates
-        rt.scheduler = SessionScheduler(calendar, clock, {})
-        rt.scheduler.hooks.update(_session_hooks(rt))
+        _schedule(rt, calendar)
         if live:
             rt.scheduler.token_check = _hhmm(cfg.session.token_check)
             rt.scheduler.hooks[TOKEN_CHECK] = lambda session: _check_token(rt, live)
@@ -414,17 +472,20 @@ async def run(args: argparse.Namespace) -> int:
         if live:  # the ticker's rows follow the config's instruments; the paper feed's stay its own
             manager.subscribe(lambda old, new, changes: rt.recorder.use_symbols([i.symbol for i in new.instruments]))
     rt.tasks["journal"] = journal.run
-    rt.tasks["event-log"] = lambda: log_events(event_log, logging.getLogger("otrade.events"))
+    rt.tasks["event-log"] = lambda: log_events(event_log, logging.getLogger(logs.EVENT_LOGGER))
     rt.tasks["heartbeat"] = lambda: _heartbeat(rt)
     if not replay:  # a replay's ticks carry their own (past) times
         rt.tasks["feed-watch"] = lambda: _watch_feed(rt)
     if not live:
-        rt.tasks["feed"] = lambda: _pump(rt, _feed(cfg, clock, replayed), replay)
+        rt.tasks["feed"] = lambda: _pump(rt, feed, replay)
         rt.health["feed"] = lambda: "replay" if replay else "synthetic"
 
     web_runner = await _serve(rt, cfg.server, live)  # before the transports: /login's reply depends on it
     for plugin in entry_points(group="otrade.transports"):
         plugin.load()(rt)
+    if resumed:
+        log.warning("%s", resumed)
+        engine.alert(resumed, critical=False)
     if replayed is None:  # before the first tick, live once reconciled; a replay's days are its ticks'
         engine.restore()
 
@@ -432,9 +493,13 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if isinstance(clock, RehearsalClock):
+        clock.run()  # ready to trade
     if rt.scheduler:
         rt.scheduler.start()
         log.info("next: %s", rt.next_event())
+        if rt.scheduler.session.open > rt.scheduler.now():  # waiting: say for what, on every transport
+            bus.publish(Event(SESSION, clock.now_ns(), {"text": rt.scheduler.plan()}))
     tasks = [asyncio.create_task(_supervise(rt, name, factory), name=name) for name, factory in rt.tasks.items()]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=args.duration)

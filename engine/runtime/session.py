@@ -67,7 +67,9 @@ class SessionScheduler:
             self._scheduler.shutdown(wait=False)
 
     def next_event(self) -> Event | None:
-        return self.pending[0] if self.pending else None
+        """The next event still to come on the clock (one joined late runs now: it is not next)."""
+        now = self.now()
+        return min((e for e in self.pending if e.at > now), key=lambda e: e.at, default=None)
 
     def events_for(self, session: Session) -> list[Event]:
         check = ([Event(TOKEN_CHECK, min(datetime.combine(session.day, self.token_check, IST),
@@ -94,9 +96,19 @@ class SessionScheduler:
             elif event.name in (TOKEN_CHECK, PRE_OPEN) or (inside and event.name == OPEN):
                 # joined late: check, warm up (and open when the session is running) at once, in order
                 order = {TOKEN_CHECK: 0, PRE_OPEN: 1, OPEN: 2}[event.name]
-                self._add(Event(event.name, now + timedelta(milliseconds=order)))
-        log.info("next session %s %s–%s (%s)", session.day, session.open.strftime("%H:%M"),
-                 session.close.strftime("%H:%M"), session.name)
+                self._add(event, now + timedelta(milliseconds=order))
+        log.info("%s", self.plan())
+
+    def plan(self) -> str:
+        """The session planned, in words: today's, or the next one, and why not today's."""
+        session, now = self.session, self.now()
+        if session is None:
+            return "no session planned"
+        hours = f"{session.name} session {session.open:%H:%M}–{session.close:%H:%M} IST"
+        if session.open <= now:
+            return f"session open: {hours}"
+        closed = "" if self.calendar.session(now.date()) else f"{now:%a %d %b} is not a trading day: "
+        return f"{closed}next: open at {session.open:%a %d %b %H:%M} IST ({hours})"
 
     def retime(self) -> None:
         """The calendar's times changed (a config change): move the jobs of the planned session still
@@ -117,10 +129,11 @@ class SessionScheduler:
             self._add(new)
         self.pending.sort(key=lambda e: e.at)
 
-    def _add(self, event: Event) -> None:
+    def _add(self, event: Event, run_at: datetime | None = None) -> None:
+        """Schedules ``event`` at its own time, or at ``run_at`` (one joined late: it keeps its own time)."""
         self.pending.append(event)
         offset = self.now() - datetime.now(IST)  # rehearsal clocks run ahead or behind the system's
-        real = max(event.at - offset, datetime.now(IST))
+        real = max((run_at or event.at) - offset, datetime.now(IST))
         self._scheduler.add_job(self._fire, DateTrigger(real), args=[event], id=_job_id(event), replace_existing=True)
 
     async def _fire(self, event: Event) -> None:

@@ -1,6 +1,7 @@
 """Strategies by name: the built-ins (one file each in this package, on the public API in ``api``),
-the files of a strategies folder (``strategies/`` beside the config, or ``$OTRADE_STRATEGIES``) and
-packaged ones (the ``otrade.strategies`` entry point group). A built-in's name cannot be taken.
+the files of a strategies folder (``folder_for``: ``$OTRADE_STRATEGIES``, else ``strategies/`` in the
+project, outside ``config/``) and packaged ones (the ``otrade.strategies`` entry point group). A
+built-in's name cannot be taken.
 
 May import: ``engine.core`` and ``config`` (a strategy's parameters are config models).
 """
@@ -9,6 +10,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 import traceback
@@ -23,6 +25,8 @@ from engine.strategies.api import LOADERS, Strategy, StrategyError
 BUILTIN = ("ema_cross", "orb", "rsi_reversion", "supertrend", "vwap_reversion")
 ENTRY_POINT_GROUP = "otrade.strategies"
 FOLDER_ENV = "OTRADE_STRATEGIES"
+
+log = logging.getLogger(__name__)
 
 _loaded: dict[tuple[str, str], Strategy] = {}  # by source: each file is imported once per process
 _folders: list[Path] = []  # the strategies folders of config files loaded in this process, newest first
@@ -141,24 +145,55 @@ class Catalog:
 
     def names(self) -> list[str]:
         """Every name, built-ins first; files starting with _ or test_ are not strategies."""
-        files = sorted({p.stem for f in self.folders if f.is_dir() for p in f.glob("*.py")
-                        if not p.stem.startswith(("_", "test_")) and p.stem.isidentifier()})
+        files = sorted({p.stem for f in self.folders for p in _strategy_files(f)})
         return [*BUILTIN, *self._packaged(), *(n for n in files if n not in BUILTIN)]
 
 
+def _strategy_files(folder: Path) -> list[Path]:
+    return [p for p in folder.glob("*.py") if not p.stem.startswith(("_", "test_")) and p.stem.isidentifier()]
+
+
+def _earlier_folder(config_path: Path | str) -> Path | None:
+    """``config/strategies/``, where earlier versions wrote a ``config/`` config's strategies, while
+    it holds any: they are still found, after the folder new ones go to."""
+    home = Path(config_path).resolve().parent
+    earlier = home / "strategies"
+    if os.environ.get(FOLDER_ENV) or home.name != "config" or not _strategy_files(earlier):
+        return None
+    return earlier
+
+
 def folder_for(config_path: Path | str) -> Path:
-    """A config file's strategies folder: ``$OTRADE_STRATEGIES``, else ``strategies/`` beside it."""
-    return Path(os.environ.get(FOLDER_ENV) or Path(config_path).resolve().parent / "strategies")
+    """The folder a config file's strategies are written to and looked for first:
+    ``$OTRADE_STRATEGIES`` if set; else ``strategies/`` beside the config file's folder when that
+    folder is named ``config`` (``config/otrade.json`` -> ``strategies/``: the project's ``config``
+    is a Python package that is linted and packaged, a trader's files belong to neither), else
+    ``strategies/`` beside the config file."""
+    env = os.environ.get(FOLDER_ENV)
+    if env:
+        return Path(env)
+    home = Path(config_path).resolve().parent
+    folder = (home.parent if home.name == "config" else home) / "strategies"
+    earlier = _earlier_folder(config_path)
+    if earlier is not None:
+        log.warning("the strategies in %s (where earlier versions wrote them) are still found; new ones go to %s",
+                    earlier, folder)
+    return folder
 
 
 def catalog_for(config_path: Path | str) -> Catalog:
-    """The catalog a config file's strategies are found in; its folder is remembered, so a config
-    validated later in this process without one (a sweep's variants) finds them too."""
-    folder = folder_for(config_path)
-    if folder in _folders:
-        _folders.remove(folder)
-    _folders.insert(0, folder)
-    return Catalog([folder])
+    """The catalog a config file's strategies are found in (``folder_for``'s folder, then the one
+    earlier versions wrote to, if it holds any); its folders are remembered, so a config validated
+    later in this process without one (a sweep's variants) finds them too."""
+    folders = [folder_for(config_path)]
+    earlier = _earlier_folder(config_path)
+    if earlier is not None:
+        folders.append(earlier)
+    for folder in reversed(folders):
+        if folder in _folders:
+            _folders.remove(folder)
+        _folders.insert(0, folder)
+    return Catalog(folders)
 
 
 def default_catalog() -> Catalog:

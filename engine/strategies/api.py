@@ -28,10 +28,19 @@ The function is compiled by Numba (no Python objects, no allocation: plain arith
 once, cached across runs, and checked by ``otrade config check``.
 """
 
+import ast
+import faulthandler
+import inspect
 import math
+import mmap
+import os
 import re
+import select
+import signal
 import sys
+import textwrap
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,6 +86,8 @@ VOLUME = L.X_VOLUME
 START = L.X_START  # the bar's start (a tick's time), ns after the session open
 SESSION = L.X_SESSION  # the session's IST day number
 N_BAR = L.N_X_BAR
+_BAR_NAMES = {OPEN: "OPEN", HIGH: "HIGH", LOW: "LOW", CLOSE: "CLOSE", VOLUME: "VOLUME", START: "START",
+              SESSION: "SESSION"}
 
 TIMEFRAME_MINUTES = 375  # NSE's session, 09:15-15:30: the longest bar
 RESERVED = ("kind", "timeframe", "allow_short")  # every strategy's own fields
@@ -281,6 +292,7 @@ class Strategy:
             if self.decide is None:
                 raise StrategyError(f"{self.where}: {self.name} has no decision: decorate one function "
                                     "with @strategy.decision")
+            self._refuse_fixed_writes()
             started = time.perf_counter()
             try:
                 compiled = njit(SIGNATURE, **_JIT)(self.decide)
@@ -292,9 +304,54 @@ class Strategy:
             self._compiled = compiled
         return self._compiled
 
-    def check(self, p: Any, bars: int = 300) -> None:
+    def _refuse_fixed_writes(self) -> None:
+        """StrategyError at the first line of the decision that writes a slot named by a constant
+        (``x[CLOSE] = ...``) other than memory: the bar, a parameter or an indicator's header.
+        Writes through computed indices are caught by ``check``, which watches every slot."""
+        fn = self.decide
+        try:
+            source = textwrap.dedent(inspect.getsource(fn))
+        except (OSError, TypeError):  # no source to read (made by exec): check() still watches the row
+            return
+        func = ast.parse(source).body[0]
+        if not isinstance(func, ast.FunctionDef) or not func.args.args:
+            return
+        row = func.args.args[0].arg
+        local = {n.id for n in ast.walk(func) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        names = {k: v for k, v in {**fn.__globals__, **inspect.getclosurevars(fn).nonlocals}.items()
+                 if k not in local}
+        memory = range(N_BAR + len(self.params), self.base)
+        heads = self.base + sum(len(i.head) for i in self._layout.indicators.values())
+        writes = sorted((n for n in ast.walk(func) if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store)
+                         and isinstance(n.value, ast.Name) and n.value.id == row), key=lambda n: n.lineno)
+        for node in writes:
+            slot = _value(node.slice, names)
+            if isinstance(slot, int) and not isinstance(slot, bool) and 0 <= slot < heads and slot not in memory:
+                line = fn.__code__.co_firstlineno + node.lineno - 1
+                raise StrategyError(f"{fn.__code__.co_filename}:{line}: {fn.__name__}() writes "
+                                    f"{row}[{ast.unparse(node.slice)}]: only memory slots may be written")
+
+    def _slot_name(self, k: int, p: Any) -> str:
+        """Slot ``k`` of the row for parameters ``p``, as an error names it."""
+        if k < N_BAR:
+            return f"x[{_BAR_NAMES[k]}]"
+        if k < N_BAR + len(self.params):
+            return f"x[{k}] (the parameter {list(self.params)[k - N_BAR]!r})"
+        layout = self._layout_for(p)
+        for name, ind in layout.indicators.items():
+            at = self.base + layout.offsets[name]
+            if at <= k < at + len(ind.head):
+                output = dict((slot, out) for out, slot in ind.outputs).get(k - at, "state")
+                return f"x[{k}] (indicator {name!r}: {output})"
+        return f"x[{k}] (an indicator's window)"
+
+    def check(self, p: Any, bars: int = 300, seconds: float = 5.0) -> None:
         """Compile, then decide on ``bars`` bars of a seeded walk, flat, long and short: every answer
-        must be one the engine knows (StrategyError at the decision's line)."""
+        must be one the engine knows, only memory and scratch slots may change, and every call must
+        return within ``seconds``. StrategyError names the decision's file and line.
+
+        The trial runs in a forked child, killed if a call does not return: a compiled loop cannot
+        be interrupted in-process, and a thread left running it would keep a core spinning."""
         compiled = self.compile()
         from engine.core.indicators import update_all
 
@@ -308,17 +365,43 @@ class Strategy:
                                 f"{', '.join(ANSWERS.values())}")
 
         fresh, offsets = self.row(p)
+        fixed = np.ones(fresh.size, dtype=bool)  # every slot but memory and scratch
+        fixed[N_BAR + len(self.params) : self.base] = False
+        fixed[fresh.size - int(self._scratch(p)) :] = False
         closes = 100.0 + np.cumsum(np.random.default_rng(11).normal(0.0, 0.4, bars))
-        for pos in (0.0, 1.0, -1.0):
-            x = fresh.copy()
-            for k, c in enumerate(closes):
-                x[OPEN], x[HIGH], x[LOW], x[CLOSE], x[VOLUME] = c, c + 0.3, c - 0.3, c, 100.0
-                x[START], x[SESSION] = k % 75 * 300e9, k // 75
-                update_all(x, offsets, x[SESSION], x[START], c + 0.3, c - 0.3, c, 100.0)
-                answer = compiled(x, pos)
-                if answer not in ANSWERS:
-                    raise StrategyError(f"{self.decide_at}: the decision answered {answer} (bar {k}, position "
-                                        f"{pos:+.0f}); it must answer one of {', '.join(ANSWERS.values())}")
+        positions = (0.0, 1.0, -1.0)
+        update_all(fresh.copy(), offsets, 0.0, 0.0, 100.0, 100.0, 100.0, 1.0)  # compiled here, not in the child
+
+        def trial(progress: np.ndarray) -> str:
+            for n, pos in enumerate(positions):
+                x = fresh.copy()
+                for k, c in enumerate(closes):
+                    progress[0] = n * bars + k
+                    x[OPEN], x[HIGH], x[LOW], x[CLOSE], x[VOLUME] = c, c + 0.3, c - 0.3, c, 100.0
+                    x[START], x[SESSION] = k % 75 * 300e9, k // 75
+                    update_all(x, offsets, x[SESSION], x[START], c + 0.3, c - 0.3, c, 100.0)
+                    before = x.copy()
+                    answer = compiled(x, pos)
+                    if answer not in ANSWERS:
+                        return (f"{self.decide_at}: the decision answered {answer} (bar {k}, position {pos:+.0f}); "
+                                f"it must answer one of {', '.join(ANSWERS.values())}")
+                    written = np.flatnonzero(fixed & (x.view(np.int64) != before.view(np.int64)))  # bits: NaN too
+                    if written.size:
+                        slot = self._slot_name(int(written[0]), p)
+                        return (f"{self.decide_at}: {self.decide.__name__}() writes {slot} (bar {k}): only memory "
+                                "slots may be written")
+            return ""
+
+        outcome, said, step = _bounded(trial, seconds)
+        bar = f"bar {step % bars} (position {positions[step // bars]:+.0f})"
+        if outcome == "hung":
+            raise StrategyError(f"{self.decide_at}: {self.decide.__name__}() did not answer within {seconds:g} s on "
+                                f"{bar}: an endless loop?")
+        if outcome == "died":
+            raise StrategyError(f"{self.decide_at}: {self.decide.__name__}() crashed on {bar} ({said}): "
+                                "an index outside the row?")
+        if said:
+            raise StrategyError(said)
 
     # --- one instrument's row -----------------------------------------------------------------
     def row(self, p: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -352,6 +435,61 @@ class Strategy:
             lines.append(f"{key} = {p.default!r}" + (f" ({p.range})" if p.range else "")
                          + (f": {p.about}" if p.about else ""))
         return lines
+
+
+def _value(node: ast.expr, names: dict[str, Any]) -> Any:
+    """What a literal, a name or a dotted name in the decision's source stands for; None otherwise."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return names.get(node.id)
+    if isinstance(node, ast.Attribute):
+        return getattr(_value(node.value, names), node.attr, None)
+    return None
+
+
+def _bounded(trial: Callable[[np.ndarray], str], seconds: float) -> tuple[str, str, int]:
+    """``trial(progress)`` in a forked child that counts its steps in ``progress[0]``: ("answered",
+    what it returned, steps), ("hung", "", step) once one step has run ``seconds`` (the child is
+    killed and reaped: nothing is left running), or ("died", how, step)."""
+    progress = np.frombuffer(mmap.mmap(-1, 8), dtype=np.int64)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answers through the pipe and leaves without the parent's exit handlers
+        faulthandler.disable()  # a crash is the parent's to report, not a dump of the parent's stack
+        code = 1
+        try:
+            os.close(read)
+            os.write(write, b"." + trial(progress).encode())
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write)
+    reaped = False
+    try:
+        waiting = select.poll()  # not select.select: a long-running process may hold fds past its 1024
+        waiting.register(read, select.POLLIN)
+        seen, since = -1, time.monotonic()
+        while not waiting.poll(seconds * 50):  # ms: a twentieth of the limit
+            if progress[0] != seen:
+                seen, since = int(progress[0]), time.monotonic()
+            elif time.monotonic() - since >= seconds:
+                return "hung", "", seen
+        reply = b""
+        while chunk := os.read(read, 1 << 16):
+            reply += chunk
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        reaped = True
+        if reply.startswith(b"."):
+            return "answered", reply[1:].decode(), int(progress[0])
+        return "died", signal.Signals(-code).name if code < 0 else f"exit status {code}", int(progress[0])
+    finally:
+        os.close(read)
+        if not reaped:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 _NUMBA_PLACE = re.compile(r'File "([^"]+)", line (\d+)|" at (/[^ ]+\.py) \((\d+)\)')

@@ -1,4 +1,9 @@
-"""``otrade strategy new NAME``: a commented strategy file to start from, and a test for it."""
+"""``otrade strategy new NAME``: a commented strategy file to start from, and a test for it.
+
+The test runs as a plain script (``python test_NAME.py``) as well as under pytest: the first install
+(``pip install -e .``) has no pytest, and the project's pytest settings want pytest-xdist (``-n 2``),
+so a script is what works for everyone who can run ``otrade``.
+"""
 
 from pathlib import Path
 
@@ -60,8 +65,11 @@ def decide(x, pos):
     return NONE
 '''
 
-TEST = '''"""__NAME__'s decisions, and a day of the backtest: `pytest test___NAME__.py`."""
+TEST = '''"""__NAME__'s decisions, and a day of the backtest: `python strategies/test___NAME__.py` (no pytest
+needed; `pytest strategies/test___NAME__.py` runs the same tests where pytest is installed)."""
 
+import sys
+import traceback
 from pathlib import Path
 
 from config import validate
@@ -100,6 +108,21 @@ def test_it_compiles_and_trades_on_a_generated_day():
                                      "strategy": {"kind": "__NAME__", "timeframe": 1, "length": 5}}],
                     "risk": {"max_trades_per_day": 100}}, strategies=Catalog([HERE]))
     assert backtest.run(cfg, generate(1, 1, ["NSE:INFY"], tick_sizes=[0.1])).summary()["trades"] > 0
+
+
+if __name__ == "__main__":  # run as a script: each test_ function above, as pytest would
+    failed = []
+    for name, test in list(globals().items()):
+        if name.startswith("test_") and callable(test):
+            try:
+                test()
+                print(f"ok      {name}")
+            except Exception:
+                failed.append(name)
+                print(f"FAILED  {name}")
+                traceback.print_exc()
+    print(f"{len(failed)} failed: {', '.join(failed)}" if failed else "all passed")
+    sys.exit(1 if failed else 0)
 '''
 
 

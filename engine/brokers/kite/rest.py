@@ -31,7 +31,7 @@ LOGIN_URL = "https://kite.zerodha.com/connect/login?v=3&api_key={api_key}"
 FORM = "application/x-www-form-urlencoded"
 RATE_BACKOFF_S = 0.2  # first wait after a 429; tenacity doubles it from there
 HISTORICAL_PER_SECOND = 3  # Kite's limit on the historical candle API
-HISTORICAL_WINDOW_S = 1.05  # its "second", widened by the jitter between our sending and Kite's counting
+HISTORICAL_WINDOW_S = 1.05  # its "second", with a margin for its clock's granularity
 
 
 class KiteError(BrokerError):
@@ -121,6 +121,43 @@ class RollingLimit:
         return None
 
 
+class AnsweredLimit:
+    """At most ``max_rate`` requests in any rolling ``window`` as Kite counts them, however late
+    that is. Kite counts a request somewhere between our sending it and our having its answer; a
+    request holds its place from when it is let go until ``window`` after its answer (or failure).
+    Stamped when let go (``RollingLimit``), a request held up on a busy event loop or a slow link
+    was counted in the next second beside that second's own: 429s, each retry one more request."""
+
+    def __init__(self, max_rate: int, window: float = 1.0) -> None:
+        self.max_rate = max_rate
+        self.window = window
+        self._in_flight = 0
+        self._answered: deque[float] = deque()
+        self._turn = asyncio.Lock()  # places go in the order asked for: requests leave in plan order
+        self._an_answer: asyncio.Future[None] | None = None  # awaited while every place is in flight
+
+    async def __aenter__(self) -> None:
+        async with self._turn:
+            while True:
+                now = time.monotonic()
+                while self._answered and now - self._answered[0] >= self.window:
+                    self._answered.popleft()
+                if self._in_flight + len(self._answered) < self.max_rate:
+                    self._in_flight += 1
+                    return
+                if self._answered:
+                    await asyncio.sleep(self.window - (now - self._answered[0]))
+                else:
+                    self._an_answer = asyncio.get_running_loop().create_future()
+                    await self._an_answer
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._in_flight -= 1
+        self._answered.append(time.monotonic())
+        if self._an_answer is not None and not self._an_answer.done():
+            self._an_answer.set_result(None)
+
+
 def checksum(api_key: str, request_token: str, api_secret: str) -> str:
     return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
 
@@ -134,7 +171,7 @@ class KiteREST:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self.orders_per_second = orders_per_second
-        self._historical_limiter = RollingLimit(HISTORICAL_PER_SECOND, HISTORICAL_WINDOW_S)
+        self._historical_limiter = AnsweredLimit(HISTORICAL_PER_SECOND, HISTORICAL_WINDOW_S)
         self.historical_requests = 0  # tries sent, retries included
 
     @property
@@ -278,7 +315,8 @@ class KiteREST:
     async def historical(self, token: int, interval: str, start: str, end: str) -> list[list[Any]]:
         """Kite's candles ``[timestamp, open, high, low, close, volume]`` of instrument ``token``
         from ``start`` to ``end`` (``yyyy-mm-dd hh:mm:ss`` IST). Every try, a retry too, waits for
-        its place within the 3 a second; 429s, 5xx and silence are retried with a backoff."""
+        its place within the 3 a second (held until a second after its answer: ``AnsweredLimit``);
+        429s, 5xx and silence are retried with a backoff."""
         path = f"/instruments/historical/{token}/{interval}"
         params = {"from": start, "to": end, "continuous": 0, "oi": 0}
         async for attempt in AsyncRetrying(retry=retry_if_exception_type((RateLimited, *UNKNOWN_OUTCOME)),

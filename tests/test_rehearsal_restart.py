@@ -1,0 +1,120 @@
+"""A rehearsal started again on a day its journal already has: the clock never runs back over the
+journal, and the synthetic market goes on along the same price path."""
+
+import contextlib
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from engine.data.feeds import SyntheticFeed
+from engine.runtime.app import WARM_DAYS, _rehearsal_start
+from engine.services.calendar import TradingCalendar
+from engine.services.journal import Journal
+from tests.conftest import DEFAULT
+from tests.test_feeds import VirtualClock
+from tests.test_rehearsal_warm_up import instant, play
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+async def test_a_feed_made_again_later_the_same_day_continues_the_same_price_path():
+    def feed(clock):
+        return SyntheticFeed(["NSE:INFY"], [1500.0], [0.1], 7, clock, 500, TradingCalendar(), WARM_DAYS)
+
+    first = await play(feed(VirtualClock(instant("2026-11-23T10:00:00+05:30"))), instant("2026-11-23T10:10:00+05:30"))
+    again = await play(feed(VirtualClock(instant("2026-11-23T10:05:00+05:30"))), instant("2026-11-23T10:10:00+05:30"))
+    assert again and again == [t for t in first if t[1] >= instant("2026-11-23T10:05:00+05:30")]
+
+
+def journal_until(data_dir: Path, last: str) -> Journal:
+    stamps = iter([instant("2026-11-23T09:15:00+05:30"), round(at(last).timestamp() * 1e6) * 1000])
+    journal = Journal(data_dir, lambda: next(stamps), rehearsal=True)
+    journal.record("state", old="IDLE", new="RUNNING", reason="session open")
+    journal.record("state", old="RUNNING", new="PAUSED", reason="process stopping")
+    journal.flush()
+    journal.close()
+    return journal
+
+
+def test_a_clock_asked_to_run_back_over_the_days_journal_starts_where_the_journal_ends(tmp_path):
+    journal = journal_until(tmp_path, "2026-11-23T10:07:12.5+05:30")
+    start, note = _rehearsal_start(tmp_path, at("2026-11-23T09:14:30+05:30"))
+    assert start == at("2026-11-23T10:07:12.501+05:30")
+    assert note == ("The rehearsal of Mon 23 Nov continues at 10:07:12 IST, where its journal ends, not at 09:14:30 "
+                    "as asked: a clock never runs back over its own day. To rehearse the day from the start again, "
+                    f"remove {journal.path('2026-11-23')}")
+
+
+def test_a_clock_after_the_journals_end_or_on_another_day_starts_as_asked(tmp_path):
+    journal_until(tmp_path, "2026-11-23T10:07:12.5+05:30")
+    for asked in ("2026-11-23T10:30:00+05:30", "2026-11-25T09:14:30+05:30"):
+        assert _rehearsal_start(tmp_path, at(asked)) == (at(asked), "")
+
+
+def records(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_bytes().splitlines() if path.exists() else ():
+        with contextlib.suppress(orjson.JSONDecodeError):  # a line being written
+            out.append(orjson.loads(line))
+    return out
+
+
+def test_otrade_run_started_again_with_the_same_clock_continues_the_day(tmp_path):
+    data = copy.deepcopy(DEFAULT)
+    data["instruments"] = [{"symbol": "NSE:INFY", "tick_size": 0.1, "quantity": 10,
+                            "strategy": {"kind": "ema_cross", "fast": 40, "slow": 200, "allow_short": False},
+                            "bracket": {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}}]
+    data["paper"]["tick_interval_ms"] = 10
+    (tmp_path / "o.json").write_bytes(orjson.dumps(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_", "OTRADE_"))}
+    env.update(OTRADE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), PORT="0")
+    path = tmp_path / "data" / "journal" / "2026-11-23.rehearsal.jsonl"
+
+    def start(name: str) -> subprocess.Popen:
+        argv = [sys.executable, "-m", "engine", "run", "--console", "--config", str(tmp_path / "o.json"), "--clock",
+                "2026-11-23T10:00:00+05:30"]
+        out, err = (tmp_path / f"{name}.out").open("w"), (tmp_path / f"{name}.err").open("w")
+        return subprocess.Popen(argv, cwd=tmp_path, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err)
+
+    def fills() -> list[dict]:
+        return [r for r in records(path) if r["kind"] == "order" and r["status"] == "COMPLETE"]
+
+    def wait(ready, proc, limit=90.0) -> None:
+        deadline = time.monotonic() + limit
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+
+    first = start("first")
+    try:
+        wait(lambda: fills() and fills()[-1]["purpose"] == "entry" and len(records(path)) > 2, first)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(15) == 0
+    before = records(path)
+    last_price = [r for r in before if r["kind"] == "order" and r["status"] == "COMPLETE"][-1]["average_price"]
+
+    second = start("second")
+    try:
+        wait(lambda: len(fills()) > len([r for r in before if r["kind"] == "order" and r["status"] == "COMPLETE"]),
+             second)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0
+    after = records(path)[len(before):]
+    console = (tmp_path / "second.out").read_text()
+    assert "The rehearsal of Mon 23 Nov continues at 10:0" in console and "Restored from the journal" in console
+    assert all(a["ts"] >= before[-1]["ts"] for a in after)  # nothing of the second run before the first's end
+    first_fill = next(r for r in after if r["kind"] == "order" and r["status"] == "COMPLETE")
+    assert abs(first_fill["average_price"] / last_price - 1) < 0.005  # the market went on: no jump
