@@ -26,6 +26,7 @@ from engine.core.step import (
     book_entry_charges,
     cancel_entry,
     close_session,
+    decide_again,
     end_bar,
     flatten,
     on_tick,
@@ -33,7 +34,8 @@ from engine.core.step import (
     warm,
 )
 from engine.data.ticks import Ticks
-from engine.live.brackets import Bracket, BracketKeeper
+from engine.live.brackets import BracketKeeper
+from engine.live.protection import Bracket, Protection
 from engine.live.restore import DayKeeper, rebuild
 from engine.live.venue import BrokerError
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
@@ -85,7 +87,7 @@ class Engine(BracketKeeper, DayKeeper):
         self.state = State.IDLE
         self.state_reason = ""
         self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
-        self.brackets = [Bracket() for _ in self.arrays.symbols]
+        self.protection = Protection(self, len(self.arrays.symbols))  # what protects each position, at what level
         self.closed_trades: list[dict[str, Any]] = []
         self.foreign: list[str] = []  # broker positions and orders OTrade did not create
         self.token_ok = True  # False from a broker's TokenException until a new token
@@ -104,8 +106,14 @@ class Engine(BracketKeeper, DayKeeper):
         broker.on_order = self._on_order
         if self.live:
             broker.tags = self._tag
-            broker.on_replaced = self._replaced
+            broker.on_replaced = self.protection.replaced
+            broker.on_abandoned = self.protection.abandoned
+            broker.on_modify_refused = self.protection.modify_refused
             broker.on_unknown = lambda rows: self.reconcile(None, rows)
+
+    @property
+    def brackets(self) -> list[Bracket]:
+        return self.protection.brackets
 
     # --- tick path --------------------------------------------------------------------------
     def on_tick(self, i: int, ts_ns: int, price: float, volume: float = 1.0) -> int:
@@ -160,15 +168,14 @@ class Engine(BracketKeeper, DayKeeper):
         if act & L.ACT_ENTRY_FILL:
             if not self.live:
                 self.broker.fill(br.entry, st[L.S_OUT_ENTRY_PRICE])
-            self._protect(j, br)
+            self.protection.protect(j)
         if act & L.ACT_EXIT_PART:
-            self._protect(j, br)
+            self.protection.protect(j)
         if act & L.ACT_STOP_MOVED:
-            self.broker.modify(br.stop, trigger_price=float(st[L.S_STOP]))
-            self.journal.record("stop_moved", symbol=self.arrays.symbols[j], stop=float(st[L.S_STOP]))
+            self.protection.stop_moved(j)
         if act & L.ACT_ENTRY_ORDER:
             side = Side.BUY if st[L.S_PEND_SIDE] > 0 else Side.SELL
-            order = self._send(j, side, OrderType.MARKET, Purpose.ENTRY)
+            order = self.send_order(j, side, OrderType.MARKET, Purpose.ENTRY)
             if order.status == Status.REJECTED:
                 self._reject_pending(j, order)
             else:
@@ -185,7 +192,7 @@ class Engine(BracketKeeper, DayKeeper):
             else:
                 self._cancel_bracket(br)
             side = Side.BUY if st[L.S_PEND_SIDE] > 0 else Side.SELL
-            br.exit = self._send(j, side, OrderType.MARKET, Purpose.EXIT, qty=int(abs(st[L.S_POS]))).order_id
+            br.exit = self.send_order(j, side, OrderType.MARKET, Purpose.EXIT, qty=int(abs(st[L.S_POS]))).order_id
         if act & L.ACT_ENTRY_CANCELLED and br.entry:
             self.broker.cancel(br.entry)
             br.entry = None
@@ -198,13 +205,12 @@ class Engine(BracketKeeper, DayKeeper):
         if filled is None:
             # square-off or session end: the exit is sent and filled on the same tick
             side = Side.SELL if st[L.S_OUT_EXIT_QTY] > 0 else Side.BUY
-            filled = self._send(j, side, OrderType.MARKET, Purpose.EXIT, qty=int(abs(st[L.S_OUT_EXIT_QTY]))).order_id
+            filled = self.send_order(j, side, OrderType.MARKET, Purpose.EXIT,
+                                     qty=int(abs(st[L.S_OUT_EXIT_QTY]))).order_id
         self.broker.fill(filled, float(st[L.S_OUT_EXIT_PRICE]))
 
     def _record_trade(self, j: int, st: np.ndarray) -> None:
-        br = self.brackets[j]
-        br.exit = br.target = br.stop = None
-        br.exit_refused, br.exit_again = False, 0
+        self.brackets[j].closed()
         clk = self.arrays.clk[j]
         trade = {
             "symbol": self.arrays.symbols[j],
@@ -223,13 +229,18 @@ class Engine(BracketKeeper, DayKeeper):
         self.journal.record("trade_closed", **trade)
         self._publish(TRADE_CLOSED, **trade)
 
-    def _send(self, j: int, side: Side, kind: OrderType, purpose: Purpose, price: float | None = None,
-              trigger: float | None = None, qty: int | None = None) -> Order:
+    def send_order(self, j: int, side: Side, kind: OrderType, purpose: Purpose, price: float | None = None,
+                   trigger: float | None = None, qty: int | None = None) -> Order:
+        """Journal the intent, then hand the order to the venue (``qty`` None: the instrument's)."""
         qty = int(self.arrays.pr[j, L.P_QTY]) if qty is None else qty
         request = OrderRequest(self.arrays.symbols[j], side, qty, kind, price=price, trigger_price=trigger,
                                tag=self._tag())
         self.journal.record("intent", purpose=str(purpose), **request.__dict__)
         return self.broker.submit(request, purpose)
+
+    def act(self, j: int, act: int) -> None:
+        """Carry out row ``j``'s kernel decisions ``act`` (a kernel call made outside the tick)."""
+        self._apply(j, act)
 
     def _reject_pending(self, j: int, order: Order) -> None:
         flatten(self.arrays.st, self.arrays.acct, j, L.REASON_FLATTEN)
@@ -380,6 +391,7 @@ class Engine(BracketKeeper, DayKeeper):
         apply_entry_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0, True)
         apply_exit_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0, L.REASON_FLATTEN)
         cancel_entry(st, acct, 0)
+        decide_again(st, a.pr, acct, clk, rows, a.links, 0)
         flatten(st, acct, 0, L.REASON_FLATTEN)
         close_session(st, acct, clk, 0)
         end_bar(st, a.pr, rows, a.links, 0)
@@ -451,7 +463,7 @@ class Engine(BracketKeeper, DayKeeper):
             for j in range(len(b.symbols)):
                 start_session(b.st, b.pr, b.rows, j, acct[L.A_DAY])
             self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
-            self.brackets = [Bracket() for _ in self.arrays.symbols]
+            self.protection.reset(len(self.arrays.symbols))
         self.cfg = cfg
         self._use_tick_sizes()
         self._use_window()
@@ -510,18 +522,9 @@ class Engine(BracketKeeper, DayKeeper):
                 out.append({"symbol": symbol, "qty": int(st[L.S_POS]),
                             "entry_price": float(st[L.S_ENTRY_PRICE]),
                             "ltp": float(st[L.S_LTP]), "unrealised": float(st[L.S_UNREAL]),
-                            "target": float(st[L.S_TARGET]), "stop": self._stop_level(j),
+                            "target": float(st[L.S_TARGET]), "stop": self.protection.stop_level(j),
                             "trailing": bool(st[L.S_TRAILED])})
         return out
-
-    def _stop_level(self, j: int) -> float | None:
-        """Live: the trigger Kite confirmed for the working stop (None: no working stop); paper: the
-        fill model's."""
-        if not self.live:
-            return float(self.arrays.st[j, L.S_STOP])
-        stop = self.brackets[j].stop
-        order = self.broker.order(stop) if stop else None
-        return order.request.trigger_price if order is not None and order.working else None
 
     def orders(self, working_only: bool = True) -> list[dict[str, Any]]:
         return [o.to_dict() for o in self.broker.all_orders() if o.working or not working_only]

@@ -127,9 +127,10 @@ async def test_an_exception_on_the_tick_path_is_alerted_pauses_the_instrument_an
         def broken(*args):
             raise RuntimeError("a bug on the tick path")
 
-        engine._protect = broken
+        engine.protection.protect = broken
         await server.complete(await entry_sent(server), 101.5)
         await prices(server, [102.0, 102.5], start=5)
+        await wait(lambda: engine.arrays.st[0, L.S_LTP] == 102.5)  # the ticks taken
         [fault] = [a for a in alerts(sub) if "Internal fault" in a.data["text"]]
         assert fault.critical and "entries paused" in fault.data["text"]
         assert server.sockets == [socket] and engine.arrays.st[0, L.S_LTP] == 102.5
@@ -194,6 +195,7 @@ async def test_a_trailing_stop_never_exceeds_kites_25_modifications_and_shows_ki
         await wait(lambda: working_stops(server))
         for k in range(60):
             await prices(server, [102.0 + 0.5 * k], start=10 + k)
+        await settle(engine, 131.5)  # the last tick taken: the stop below is the final one, not one on the way
         await wait(lambda: len(working_stops(server)) == 1
                    and working_stops(server)[0]["trigger_price"] == engine.arrays.st[0, L.S_STOP])
         [stop] = working_stops(server)
@@ -206,10 +208,13 @@ async def test_a_trailing_stop_never_exceeds_kites_25_modifications_and_shows_ki
 async def test_the_trailing_stop_moves_in_steps_of_at_least_the_configured_ticks(tmp_path):
     bracket = {"target_pct": 50.0, "stop_pct": 1.0, "trail_pct": 1.0, "trail_step_ticks": 30}
     async with kite_engine(tmp_path, bracket=bracket) as (server, engine, _):
+        server.set_tick_size("NSE:INFY", 0.05)  # the engine's grid: Kite takes the trail
         await server.complete(await entry_sent(server), 101.5)
         await wait(lambda: working_stops(server))
         first = engine.arrays.st[0, L.S_STOP]
         await prices(server, [102.0, 102.2, 102.4], start=10)  # each would tighten by less than 30 ticks
+        await settle(engine, 102.4)
         assert engine.arrays.st[0, L.S_STOP] == first
         await prices(server, [103.2], start=20)
+        await wait(lambda: engine.arrays.st[0, L.S_STOP] != first)  # the kernel's stop is the one Kite confirmed
         assert engine.arrays.st[0, L.S_STOP] == pytest.approx(round(103.2 * 0.99 / 0.05) * 0.05)

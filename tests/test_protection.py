@@ -2,12 +2,10 @@
 the ways a position lost money there. What Kite refused never becomes the engine's stop; Kite's
 working stop is never looser than the last one it confirmed; an exit the engine wants reaches Kite
 within 2 s; after a restart the levels, entry price and modification counts are Kite's and the
-journal's, never recomputed. Each is marked xfail (strict) until the product holds it."""
+journal's, never recomputed."""
 
 import time
 from contextlib import asynccontextmanager
-
-import pytest
 
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import KiteREST
@@ -15,9 +13,11 @@ from engine.brokers.kite.ticker_codec import Tick
 from engine.live.orders import Caps
 from engine.orders import OrderRequest, OrderType, Purpose, Side
 from engine.services.journal import Journal
+from tests.chaos.invariants import BookView, KernelCheck, LevelCheck
 from tests.kite_engine import (
     INFY,
     T0,
+    alerts,
     enter,
     entry_sent,
     kernel_stop,
@@ -44,8 +44,6 @@ def refused(server, endpoint: str, message: str) -> list:
     return [c for c in server.order_calls if c.endpoint == endpoint and message in c.message]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a refused trailing modify leaves the kernel's stop at the "
-                                       "refused level, so it takes the stop for crossed and sends no exit")
 async def test_a_refused_trailing_modify_puts_the_engines_stop_back_to_kites_trigger(tmp_path):
     async with kite_engine(tmp_path, bracket=TRAILING, tick_size=TICK) as (server, engine, _):
         legs = await enter(server, engine)
@@ -68,8 +66,6 @@ def up(start: float, n: int, step: float = 0.1) -> list[float]:
     return [round(start + step * k, 2) for k in range(n)]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: the stop near Kite's modification cap is cancelled although "
-                                       "its successor was rejected, leaving no stop at Kite")
 async def test_a_rejected_successor_leaves_the_stop_it_was_to_replace_working(tmp_path):
     async with kite_engine(tmp_path, bracket=TRAILING, tick_size=TICK) as (server, engine, _):
         legs = await enter(server, engine)
@@ -103,8 +99,6 @@ async def restarted(tmp_path, server, bracket: dict):
         yield engine, bus
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a restart counts the adopted stop's modifications from 0, so "
-                                       "Kite refuses the 26th and the stop stops trailing")
 async def test_an_adopted_stop_keeps_trailing_past_kites_modification_cap_after_a_restart(tmp_path):
     server = FakeKite()
     await server.start()
@@ -121,8 +115,6 @@ async def test_an_adopted_stop_keeps_trailing_past_kites_modification_cap_after_
         await server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a restart recomputes the stop from the entry price and the next "
-                                       "trail modifies Kite's trailed stop down")
 async def test_a_restart_never_loosens_the_stop_kite_trailed(tmp_path):
     bracket = {**TRAILING, "target_pct": 10.0}  # the target at 111.65, out of the way
     server = FakeKite()
@@ -142,8 +134,6 @@ async def test_a_restart_never_loosens_the_stop_kite_trailed(tmp_path):
         await server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a restart takes the average of the day's buys, an earlier round "
-                                       "trip's included, for the open position's entry price")
 async def test_a_restart_keeps_the_open_positions_own_entry_price(tmp_path):
     server = FakeKite()
     await server.start()
@@ -167,8 +157,6 @@ async def test_a_restart_keeps_the_open_positions_own_entry_price(tmp_path):
         await server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a target beyond the day's circuit is refused again and again, and "
-                                       "while it backs off the stop is not resized to a growing position")
 async def test_a_target_beyond_the_circuit_never_holds_back_the_stops_resize(tmp_path):
     async with kite_engine(tmp_path, tick_size=TICK) as (server, engine, _):  # a 5% target and stop
         server.set_circuit("NSE:INFY", 95.0, 105.0)  # a 5% band: the target of a fill at 101.50 (106.60) is outside
@@ -187,8 +175,6 @@ async def test_a_target_beyond_the_circuit_never_holds_back_the_stops_resize(tmp
             assert time.monotonic() - started <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: OTrade's caps count placements only, Kite's count modifications "
-                                       "too, so trailing spends the minute's requests the exit needs")
 async def test_trailing_never_spends_the_order_requests_an_exit_needs(tmp_path):
     server = FakeKite(orders_per_minute=20)  # Kite's 200 a minute, scaled down; OTrade told the same
     async with kite_engine(tmp_path, server, bracket=TRAILING, tick_size=TICK, caps=Caps(12, per_minute=20)) as (
@@ -204,8 +190,6 @@ async def test_trailing_never_spends_the_order_requests_an_exit_needs(tmp_path):
         assert exit_["transaction_type"] == "SELL"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a 429 is retried inside the limiter slot its first try took, so "
-                                       "OTrade sends more order requests in a second than Kite allows")
 async def test_order_requests_retries_included_stay_within_kites_ten_a_second(tmp_path):
     server = FakeKite()
     await server.start()
@@ -236,8 +220,6 @@ class Clock:
         return self.t
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a stale row stamped the same second as the newest one passes the "
-                                       "stale-row guard and undoes a modify Kite confirmed")
 async def test_a_stale_row_of_the_same_second_never_undoes_a_modify_kite_confirmed(tmp_path):
     clock = Clock()
     server = FakeKite(clock=clock, book_lag_s=0.5)  # the book shows Kite's orders as they were half a second ago
@@ -251,3 +233,52 @@ async def test_a_stale_row_of_the_same_second_never_undoes_a_modify_kite_confirm
         reads = server.calls["orders"]
         await wait(lambda: server.calls["orders"] >= reads + 2)  # the lagging book read twice since
         assert engine.positions()[0]["stop"] == 102.0, "a row from before the modify was taken for Kite's word"
+
+
+async def test_an_exit_decided_on_a_tick_through_the_stop_is_sent_when_kite_never_confirms_the_stop_triggered(
+        tmp_path):
+    bracket = {"target_pct": 5.0, "stop_pct": 1.0, "trail_pct": None}  # fill 101.50: stop 100.50
+    async with kite_engine(tmp_path, bracket=bracket, tick_size=TICK) as (server, engine, _):
+        stop_id = (await enter(server, engine))["SL-M"][0]
+        real_time(engine)
+        async with tending(engine):
+            # the feed shows a trade through the stop that Kite's stop never saw; the EMAs cross down on it
+            await server.push([Tick(INFY, 100.4, "full", True, exchange_timestamp=T0 + 3)], late=True)
+            [exit_] = await wait(lambda: working_of(server, "MARKET"), timeout=5.0)
+        assert exit_["transaction_type"] == "SELL" and exit_["quantity"] == 10
+        assert server.orders[stop_id][1]["status"] != "OPEN"  # Kite never triggered it
+
+
+def circuit_alerts(sub) -> list[str]:
+    return [a.data["text"] for a in alerts(sub) if "circuit band" in a.data["text"]]
+
+
+async def test_a_target_and_a_stop_beyond_the_days_circuit_are_placed_inside_it_and_alerted_once(tmp_path):
+    async with kite_engine(tmp_path, tick_size=TICK) as (server, engine, bus):  # a 5% target and stop
+        server.set_circuit("NSE:INFY", 97.0, 105.0)  # fill 101.50: target 106.60 above it, stop 96.40 below
+        assert await engine.broker.read_circuits(["NSE:INFY"]) == {"NSE:INFY": (97.0, 105.0)}
+        sub = bus.subscribe()
+        legs = await enter(server, engine)
+        assert (legs["LIMIT"][1]["price"], legs["SL-M"][1]["trigger_price"]) == (105.0, 97.0)
+        await wait(lambda: (engine.positions()[0]["target"], kernel_stop(engine)) == (105.0, 97.0))
+        assert refused(server, "place", "circuit") == []
+        assert len(circuit_alerts(sub)) == 2
+
+
+def test_the_chaos_level_check_catches_a_stop_kite_holds_looser_than_one_it_held_for_the_position():
+    check = LevelCheck()
+    held = {"NSE:INFY": 10}
+    assert check.check(1.0, BookView(positions=held, stops={"NSE:INFY": [(0.5, "SELL", 100.5, "1")]})) == []
+    assert check.check(2.0, BookView(positions=held, stops={"NSE:INFY": [(0.5, "SELL", 107.8, "1")]})) == []  # trailed
+    [v] = check.check(3.0, BookView(positions=held, stops={"NSE:INFY": [(2.5, "SELL", 106.3, "2")]}))  # a restart's
+    assert v.invariant == "level" and "106.3" in v.detail and "107.8" in v.detail
+    later = BookView(positions=held, stops={"NSE:INFY": [(9.5, "SELL", 100.0, "3")]}, flat_at={"NSE:INFY": 9.0})
+    assert check.check(10.0, later) == []  # a new position since it was flat: its own stop
+
+
+def test_the_chaos_kernel_check_catches_otrade_trading_on_a_stop_kite_does_not_hold_once_settled():
+    check = KernelCheck()
+    assert check.check(1.0, False, {"NSE:INFY": (103.5, 100.5)}) == []  # a modify may still be on its way
+    assert check.check(2.0, True, {"NSE:INFY": (100.5, 100.5)}) == []
+    [v] = check.check(3.0, True, {"NSE:INFY": (103.5, 100.5)})
+    assert v.invariant == "kernel" and check.check(4.0, True, {"NSE:INFY": (103.5, 100.5)}) == []  # once

@@ -67,7 +67,7 @@ async def live_chat(tmp_path, monkeypatch, log_setup):
 
     commands = Commands(Services(engine, manager, tmp_path / "data", clock, buffer, token=renew))
     telegram = TelegramTransport(TOKEN, base, commands, lambda: manager.config.bot.allowed_chats,
-                                 timeout=1.0, poll_timeout=1.0)
+                                 timeout=10.0, poll_timeout=1.0)  # generous: a loaded machine answers late
     console = ConsoleTransport(commands, io.StringIO())
     await telegram.start()
     notifier = Notifier(bus.subscribe(), lambda: manager.config.bot, [telegram, console])

@@ -52,8 +52,9 @@ def write_config(path: Path, **bot) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(tmp_path: Path, **bot) -> AsyncIterator[SimpleNamespace]:
-    """The engine on paper, its commands on the real PTB polling the local Bot API, and the notifier."""
+async def running_bot(tmp_path: Path, timeout: float = 10.0, **bot) -> AsyncIterator[SimpleNamespace]:
+    """The engine on paper, its commands on the real PTB polling the local Bot API, and the notifier;
+    ``timeout`` is the Telegram client's (generous: a loaded machine answers a local call late)."""
     api = FakeBotAPI(TOKEN)
     base = await api.start()
     write_config(tmp_path / "otrade.json", **bot)
@@ -66,7 +67,7 @@ async def running_bot(tmp_path: Path, **bot) -> AsyncIterator[SimpleNamespace]:
     manager.subscribe(lambda old, new, changes: engine.apply_config(new))
     commands = Commands(Services(engine, manager, tmp_path / "data", clock))
     telegram = TelegramTransport(TOKEN, base, commands, lambda: manager.config.bot.allowed_chats,
-                                 timeout=1.0, poll_timeout=1.0)
+                                 timeout=timeout, poll_timeout=1.0)
     await telegram.start()
     notifier = Notifier(bus.subscribe(), lambda: manager.config.bot, [telegram])
     notifier_task = asyncio.create_task(notifier.run())
@@ -230,20 +231,21 @@ async def test_resume_from_halted_asks_for_confirmation(chat):
     assert reply["text"].startswith("Resume trading from HALTED?") and chat.engine.state == State.HALTED
 
 
-async def test_alerts_survive_telegram_failing_while_the_engine_trades(chat):
-    chat.api.fail_next(("502", 0), ("429", 1), ("hang", 2.5), ("502", 0))
-    started = time.perf_counter()
-    feed(chat.engine, chat.clock, seconds("10:00:00", [100.0, 99.0, 101.0, 101.5, 110.0]))
-    trading_took = time.perf_counter() - started
-    chat.bus.publish(Event(ALERT, chat.clock(), {"text": "feed stalled"}, critical=True))
-    assert chat.engine.trades()[0]["exit_reason"] == "target" and trading_took < 1.0
+async def test_alerts_survive_telegram_failing_while_the_engine_trades(tmp_path):
+    async with running_bot(tmp_path, timeout=1.0) as chat:  # the hang below outlasts the client's timeout
+        chat.api.fail_next(("502", 0), ("429", 1), ("hang", 2.5), ("502", 0))
+        started = time.perf_counter()
+        feed(chat.engine, chat.clock, seconds("10:00:00", [100.0, 99.0, 101.0, 101.5, 110.0]))
+        trading_took = time.perf_counter() - started
+        chat.bus.publish(Event(ALERT, chat.clock(), {"text": "feed stalled"}, critical=True))
+        assert chat.engine.trades()[0]["exit_reason"] == "target" and trading_took < 1.0
 
-    def delivered():
-        texts = [m["text"] for m in chat.api.to_chat(CHAT)
-                 if "feed stalled" in m["text"] or "trade closed" in m["text"]]
-        return texts if len(texts) == 2 else None
+        def delivered():
+            texts = [m["text"] for m in chat.api.to_chat(CHAT)
+                     if "feed stalled" in m["text"] or "trade closed" in m["text"]]
+            return texts if len(texts) == 2 else None
 
-    assert await chat.api.wait_for(delivered, timeout=40)
+        assert await chat.api.wait_for(delivered, timeout=40)
 
 
 def test_long_replies_are_split_at_line_breaks_within_telegrams_limit():

@@ -468,6 +468,13 @@ def _decide_again(st, pr, acct, clk, x, xs, links, i):
 
 
 @entry
+def decide_again(st, pr, acct, clk, rows, links, i):
+    """Live: the last tick's decision made again on the position as it is now (one that tick left to
+    wait for a resting leg's fill, which the broker has not confirmed)."""
+    return _decide_again(st, pr, acct, clk, rows[ROW_NOW], rows[ROW_SAVED], links, i)
+
+
+@entry
 def cancel_entry(st, acct, i):
     """Drop a pending entry; a trade it already opened (a live entry filled in part) still counts."""
     return _cancel_entry(st, acct, i)

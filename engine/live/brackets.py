@@ -1,15 +1,14 @@
-"""The orders that protect or exit a position at the venue, kept whole for the position it holds.
+"""The orders that enter, exit and repair a position at the venue, and the position Kite's fills make.
 
-Paper and live alike: a LIMIT target and an SL-M stop rest for the whole position. Live, the
-broker's word moves positions: fills arrive in parts and the bracket follows the position; fills
-the engine no longer wants are undone; a stop that would already be through the market becomes a
-market exit; exits that do not fill are re-priced; refusals are retried with backoff, bounded and
-loud; reconciliation derives positions from the fill ledger. Order state is the venue's
+Paper and live alike: a LIMIT target and an SL-M stop rest for the whole position (their levels
+and sending are the protection owner's, ``engine.live.protection``). Live, the broker's word moves
+positions: fills arrive in parts and the bracket follows the position; fills the engine no longer
+wants are undone; exits that do not fill are re-priced; refusals are retried with backoff, bounded
+and loud; reconciliation derives positions from the fill ledger. Order state is the venue's
 (``engine.live.orders``): the keeper only names which orders protect which position.
 """
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from config import Config
@@ -17,8 +16,9 @@ from engine.arrays import Arrays
 from engine.core import layout as L
 from engine.core.layout import IST
 from engine.core.step import adopt_position, apply_entry_fill, apply_exit_fill, flatten
-from engine.live import rules
 from engine.live.orders import LiveOrder, OrderState
+from engine.live.protection import Bracket, Protection
+from engine.live.restore import Held, rebuild
 from engine.live.venue import VenueProtocol
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, TagMaker
 from engine.services.events import ALERT
@@ -27,7 +27,6 @@ from engine.services.journal import Journal
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
-MAX_BACKOFF_S = 60
 UNPROTECTED_REPEAT_S = 60  # a position still without a working stop is alerted again this often
 UNCOVERED_S = 1.0  # a position is alerted once it has lacked a confirmed stop this long
 ALIGN_S = 1.0  # a position apart from Kite's fills this long is realigned (a fill handled late is not apart)
@@ -37,40 +36,16 @@ COVERING = frozenset({OrderState.ACCEPTED, OrderState.TRIGGERED, OrderState.PEND
                       OrderState.PARTIALLY_FILLED})
 
 
-@dataclass
-class Bracket:
-    """The broker orders protecting or exiting one instrument's position."""
-
-    entry: str | None = None
-    target: str | None = None
-    stop: str | None = None
-    exit: str | None = None
-    former: set[str] = field(default_factory=set)  # legs replaced (modification cap) that may still fill
-    exit_refused: bool = False  # the broker refused an exit: strategy exits wait for the trader
-    failures: int = 0  # refusals in a row of this position's protecting or exiting orders
-    rearm_ns: int = 0  # after a refusal, a missing stop or target is not sent again before this
-    exit_retry_ns: int = 0  # after a refused exit, the square-off's (or loss limit's) next try
-    unprotected_ns: int = 0  # when the position was last alerted as without a stop
-    exit_again: int = 0  # the reason of an exit that never reached Kite: sent again after exit_retry_ns
-    unrepaired: int = 0  # signed quantity a repair still has to trade (one ended short of it)
-    repair_ns: int = 0  # when that repair is sent again
-    uncovered_ns: int = 0  # since when the position has lacked a stop Kite confirmed for all of it
-    apart_ns: int = 0  # since when the position has differed from what Kite's fills make it
-
-    def backoff(self) -> int:
-        """Seconds to wait before the next try after one more refusal: 0, 1, 2, 4 ... 60."""
-        self.failures += 1
-        return 0 if self.failures == 1 else min(MAX_BACKOFF_S, 2 ** (self.failures - 2))
-
-
 class BracketKeeper:
-    """Engine methods for the orders that protect or exit a position at the venue (a mixin: they
-    work on the engine's arrays, broker, journal and bus)."""
+    """Engine methods for the orders that enter, exit and repair a position at the venue, and for
+    reconciling with Kite (a mixin: they work on the engine's arrays, broker, journal and bus; what
+    protects a position, and at what level, they ask ``protection``)."""
 
     # what the engine provides
     arrays: Arrays
     broker: VenueProtocol
     brackets: list[Bracket]
+    protection: Protection
     index: dict[str, int]
     journal: Journal
     cfg: Config
@@ -147,6 +122,7 @@ class BracketKeeper:
         """Exit fills shrink the position; the last one closes the trade and cancels the rest. A
         fill beyond the position (both legs filled in a race) is undone at market."""
         a, br, oid = self.arrays, self.brackets[j], order.order_id
+        self.protection.confirmed(j, order)
         ours = oid in (br.target, br.stop, br.exit) or oid in br.former
         if oid == br.exit and (br.target or br.stop) and isinstance(order, LiveOrder) and order.state not in (
                 OrderState.SUBMITTED, OrderState.REJECTED, OrderState.DENIED):
@@ -167,19 +143,20 @@ class BracketKeeper:
             br.former.discard(oid)
             if ours and oid != br.exit and order.filled_quantity:
                 br.failures = 0  # it worked: protection is not failing
+                self.protection.leg_filled(j, order)
             if ours and a.st[j, L.S_POS] != 0.0 and oid in (br.target, br.stop, br.exit):
                 self._lost_exit(j, order)
 
     def _lost_exit(self, j: int, order: Order) -> None:
         """An exit order ended unfilled (refused, or cancelled outside OTrade) with the position open.
         A refused market exit leaves the bracket protecting (re-armed where a leg is gone); a lost stop or
-        target is re-armed.
+        target is re-armed (``Protection.leg_lost``).
         Either way after a backoff once it keeps failing, and loudly."""
         br, st, now = self.brackets[j], self.arrays.st[j], self.now_ns()
-        what = f"{order.request.symbol} {order.purpose} order {str(order.status).lower()}"
-        why = f": {order.status_message}" if order.status_message else ""
-        wait = br.backoff() if order.filled_quantity == 0 else 0
         if order.order_id == br.exit:
+            what = f"{order.request.symbol} {order.purpose} order {str(order.status).lower()}"
+            why = f": {order.status_message}" if order.status_message else ""
+            wait = br.backoff() if order.filled_quantity == 0 else 0
             # never reached Kite (its answer lost, or our caps held it back): no refusal of Kite's to wait out
             lost = isinstance(order, LiveOrder) and (bool(order.lost_mono) or order.state == OrderState.DENIED)
             reason = int(st[L.S_PEND_REASON])
@@ -187,33 +164,14 @@ class BracketKeeper:
             br.exit_again = reason if lost else 0
             st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0
             br.exit_retry_ns = now + max(1, wait) * NS
-            self._protect(j, br)  # the bracket it replaced comes back at once
+            self.protection.protect(j)  # the bracket it replaced comes back at once
             text = (f"{what}{why}; position {int(st[L.S_POS]):+d} still open, stop and target kept. "
                     + (f"Sending the exit again in {max(1, wait)} s" if lost else
                        f"Strategy exits wait: /flatten to try again (a square-off waits {max(1, wait)} s)"))
         else:
-            if order.order_id == br.target:
-                br.target = None
-            else:
-                br.stop = None
-            br.rearm_ns = now + wait * NS
-            text = (f"{what}{why}; position {int(st[L.S_POS]):+d} is not fully protected: "
-                    + (f"re-arming in {wait} s" if wait else "re-arming now"))
-            self._protect(j, br)
+            text = self.protection.leg_lost(j, order)
         self._publish(ALERT, critical=True, level="critical", text=text)
         self.journal.record("exit_lost", symbol=order.request.symbol, order_id=order.order_id, text=text)
-
-    def _replaced(self, old: LiveOrder, new: LiveOrder) -> None:
-        """The venue replaced a leg near the broker's modification cap (place new, cancel old)."""
-        j = self.index.get(old.request.symbol)
-        if j is None:
-            return
-        br = self.brackets[j]
-        for name in ("target", "stop"):
-            if getattr(br, name) == old.order_id:
-                setattr(br, name, new.order_id)
-                br.former.add(old.order_id)
-        self.journal.record("replaced", old=old.order_id, new=new.order_id, modifications=old.modifications)
 
     def reconcile(self, positions: list[dict] | None, orders: list[dict]) -> list[str]:
         """Live start, ticker reconnect, new token, or a book read showing an earlier run's orders:
@@ -227,11 +185,21 @@ class BracketKeeper:
         working = [o for o in orders if o.get("status") in ("OPEN", "TRIGGER PENDING")]
         known = {o.request.tag for o in broker.all_orders()}
         fresh: list[LiveOrder] = []  # an earlier run's orders: their fills join the ledger, roles below
+        journaled: dict[str, Held] = {}  # the journal's open positions and levels, taken at the first look only
+        modified: dict[str, int] = {}  # the journal's modifications per order of an earlier run
         if self._intents is None:  # the first look at Kite in this process
-            self._intents = self._intents_today()
+            records = self._journal_today()
+            self._intents = self._intents_of(records)
+            journaled = self._journaled_positions(records)
             now_s = self.now_ns() / NS
             for _, request, _, sent_s in sorted(self._intents.values(), key=lambda i: i[3]):
                 broker.sent_before(request.symbol, max(0.0, now_s - sent_s))  # a restart keeps the caps' count
+            for r in records:
+                intent = self._intents.get(r.get("order_id") or "") if r.get("kind") == "modified" else None
+                if intent is not None and r.get("ts"):  # Kite's minute cap counts modifications too
+                    modified[intent[0]] = modified.get(intent[0], 0) + 1
+                    ago = now_s - datetime.fromisoformat(r["ts"]).timestamp()
+                    broker.sent_before(intent[1].symbol, max(0.0, ago), placement=False)
             shown = {row.get("tag") for row in orders}
             for tag, request, purpose, _ in self._intents.values():
                 if tag not in known and tag not in shown and request.symbol in self.index:
@@ -241,7 +209,9 @@ class BracketKeeper:
             symbol = f"{row.get('exchange')}:{row.get('tradingsymbol')}"
             if tag not in known and TagMaker.made_by_otrade(tag) and symbol in self.index:
                 intent = self._intents.get(tag)
-                fresh.append(broker.adopt(row, intent[2] if intent else None))
+                order = broker.adopt(row, intent[2] if intent else None)
+                order.modifications = max(order.modifications, modified.get(tag, 0))  # its history's count too
+                fresh.append(order)
         held = {f"{p['exchange']}:{p['tradingsymbol']}": (int(p["quantity"]), float(p["average_price"]))
                 for p in positions or ()}
         ledger, working_now = self._book_view()
@@ -250,11 +220,13 @@ class BracketKeeper:
             pos = int(a.st[j, L.S_POS])
             reported = held.get(symbol, (0, 0.0))[0]
             expected = self._expected(j, ledger, working_now)
-            note = self._realign(j, expected) if expected != pos else ""
+            note = self._realign(j, expected, journaled.get(symbol)) if expected != pos else ""
             roles = self._adopt_working(j, [o for o in fresh if o.working and o.request.symbol == symbol])
+            if note or roles:
+                self.protection.adopt(j, journaled.get(symbol))
             armed = bool(note and expected)
             if armed:
-                self._protect(j, self.brackets[j])
+                self.protection.protect(j)
             if note or roles:
                 notes.append(f"{symbol}: " + ", ".join(filter(None, [note, *(f"kept {r}" for r in roles)]))
                              + (", bracket armed" if armed else ""))
@@ -310,31 +282,49 @@ class BracketKeeper:
                 undo += left if order.request.side == Side.BUY else -left
         return held.get(symbol, 0) + undo
 
-    def _realign(self, j: int, qty: int) -> str:
+    def _realign(self, j: int, qty: int, journaled: Held | None = None) -> str:
         """Take ``qty`` as the position: the bracket, sized and sided for another one, is cancelled
-        (the caller arms a new one). Returns what was done, for the trader."""
+        (the caller arms a new one). Its entry price is the journal's for this position (``journaled``),
+        else its own fills'. A position still on the same side keeps its levels: a realigned stop is
+        never looser. Returns what was done, for the trader."""
         a, br, symbol = self.arrays, self.brackets[j], self.arrays.symbols[j]
         pos = int(a.st[j, L.S_POS])
+        levels = a.st[j, [L.S_STOP, L.S_TARGET, L.S_TRAILED]].copy() if pos * qty > 0 else None
         self._cancel_bracket(br)
         if br.exit and self.broker.order(br.exit).working:
             self.broker.cancel(br.exit)
         br.exit = None
         ltp = float(a.st[j, L.S_LTP])
-        price = self._entry_average(symbol, qty) or (ltp if ltp == ltp else 0.0)
+        price = journaled.price if journaled is not None and journaled.qty == qty else self._entry_price(symbol, qty)
+        price = price or (ltp if ltp == ltp else 0.0)
         self.apply_position(j, qty, price if qty else 0.0)
+        if levels is not None:
+            a.st[j, [L.S_STOP, L.S_TARGET, L.S_TRAILED]] = levels
         return (f"adopted position {qty:+d} @ {price:.2f}" if qty
                 else f"OTrade's orders leave no position (OTrade showed {pos:+d}); flat now")
 
-    def _intents_today(self) -> dict[str, tuple[str, OrderRequest, Purpose | None, float]]:
+    def _journal_today(self) -> list[dict]:
+        day = datetime.fromtimestamp(self.now_ns() / NS, IST).date().isoformat()
+        try:
+            return self.journal.read_day(day)
+        except (OSError, ValueError) as exc:
+            log.warning("journal unreadable (%s): an earlier run's orders get their roles from their form, "
+                        "their levels from Kite's book", exc)
+            return []
+
+    def _journaled_positions(self, records: list[dict]) -> dict[str, Held]:
+        """The open positions today's journal leaves, with the entry price of each one's own fills and
+        the levels last journaled for it."""
+        try:
+            return rebuild(records, self.cfg.costs, frozenset()).held
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("journal's positions not understood (%s): entry prices from the fills at Kite", exc)
+            return {}
+
+    def _intents_of(self, records: list[dict]) -> dict[str, tuple[str, OrderRequest, Purpose | None, float]]:
         """Every order OTrade sent today and what for, from the journal's intents (each is written
         before its order leaves): an earlier run's repair stays a repair, its stop a stop, and one
         that Kite's book does not show yet is looked for."""
-        day = datetime.fromtimestamp(self.now_ns() / NS, IST).date().isoformat()
-        try:
-            records = self.journal.read_day(day)
-        except (OSError, ValueError) as exc:
-            log.warning("journal unreadable (%s): an earlier run's orders get their roles from their form", exc)
-            return {}
         intents = {}
         for r in records:
             if r.get("kind") != "intent" or not r.get("tag"):
@@ -352,13 +342,25 @@ class BracketKeeper:
                                  sent_s)
         return intents
 
-    def _entry_average(self, symbol: str, position: int) -> float:
-        """The average price of the day's fills on the position's side (exact when they are all of
-        it, a fair estimate after earlier round trips); 0 when there are none."""
-        side = Side.BUY if position > 0 else Side.SELL
-        legs = [o for o in self.broker.all_orders() if o.request.symbol == symbol and o.request.side == side]
-        qty = sum(self.broker.filled(o.order_id) for o in legs)
-        return sum(self.broker.filled(o.order_id) * o.average_price for o in legs) / qty if qty else 0.0
+    def _entry_price(self, symbol: str, position: int) -> float:
+        """The open trade's own entry price: the average of its fills since the position was last flat,
+        walking the day's fills in the order they came; 0 when they leave no position on its side."""
+        sides = {o.order_id: o.request.side for o in self.broker.all_orders() if o.request.symbol == symbol}
+        held, price = 0, 0.0
+        for order_id, qty, at in self.broker.ledger.fills:
+            side = sides.get(order_id)
+            if side is None:
+                continue
+            signed = qty if side == Side.BUY else -qty
+            total = held + signed
+            if total == 0:
+                price = 0.0
+            elif held == 0 or (held > 0) != (total > 0):  # opened, or turned over: the rest at this price
+                price = at
+            elif (signed > 0) == (held > 0):  # grown: at the average
+                price = (price * abs(held) + at * abs(signed)) / abs(total)
+            held = total
+        return price if held and (held > 0) == (position > 0) else 0.0
 
     def _adopt_working(self, j: int, orders: list[LiveOrder]) -> list[str]:
         """Give an earlier run's working orders (known by OTrade's tag) their roles: on the exit side
@@ -408,53 +410,6 @@ class BracketKeeper:
         adopt_position(a.st, a.pr, a.clk, j, self.now_ns(), float(qty), float(price))  # the types warm_up compiled
         a.st[j, L.S_PEND_SIDE] = a.st[j, L.S_PEND_KIND] = 0.0
 
-    def _protect(self, j: int, br: Bracket) -> None:
-        """Rest a target and a stop for the whole open position: send the missing ones, resize the
-        working ones to what the position is now (a leg keeps what it already filled). A stop that
-        the market is already through would be refused: the position exits at market instead."""
-        st = self.arrays.st[j]
-        pos = int(abs(st[L.S_POS]))
-        if pos == 0 or self._exiting(j, br):
-            return  # flat, or a market exit for all of it is on its way
-        exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
-        for name in ("target", "stop"):  # a leg that filled (undersized) or ended no longer protects
-            order_id = getattr(br, name)
-            if order_id and not self.broker.order(order_id).working:
-                setattr(br, name, None)
-        if (br.stop is None or br.target is None) and self.now_ns() < br.rearm_ns:
-            return  # after a refusal: tend() re-arms once the backoff is over
-        if br.stop is None:
-            request = OrderRequest(self.arrays.symbols[j], exit_side, pos, OrderType.SL_M,
-                                   trigger_price=float(st[L.S_STOP]))
-            problem = rules.trigger_problem(request, float(st[L.S_LTP])) if self.live else ""
-            if problem and br.exit_refused and self.now_ns() < br.exit_retry_ns:
-                return  # the market exit that replaces it was refused: tried again after its backoff
-            if problem:
-                self._publish(ALERT, critical=True, level="critical",
-                              text=f"{request.symbol}: {problem}, so Kite would refuse the stop: exiting "
-                                   f"{int(st[L.S_POS]):+d} at market instead")
-                self._apply(j, flatten(self.arrays.st, self.arrays.acct, j, L.REASON_STOP))
-                return
-            br.stop = self._send(j, exit_side, OrderType.SL_M, Purpose.STOP, trigger=float(st[L.S_STOP]),
-                                 qty=pos).order_id
-        if br.target is None:
-            br.target = self._send(j, exit_side, OrderType.LIMIT, Purpose.TARGET, price=float(st[L.S_TARGET]),
-                                   qty=pos).order_id
-        for order_id in (br.stop, br.target):
-            order = self.broker.order(order_id)
-            size = self.broker.filled(order_id) + pos
-            if order.working and order.wants("quantity") != size:
-                self.broker.modify(order_id, quantity=size)
-                self.journal.record("resized", order_id=order_id, quantity=size)
-
-    def _exiting(self, j: int, br: Bracket) -> bool:
-        """A market exit for the whole position is on its way: paper's fills at the next tick; live
-        only once Kite has accepted it (until then the stop keeps protecting)."""
-        if not self.live:
-            return self.arrays.st[j, L.S_PEND_KIND] == L.ORDER_EXIT
-        order = self.broker.order(br.exit) if br.exit else None
-        return isinstance(order, LiveOrder) and order.working and order.state != OrderState.SUBMITTED
-
     def _repair(self, j: int, order: Order, qty: int, why: str) -> None:
         """Undo ``qty`` the engine did not want filled, at market, and tell the trader."""
         side = Side.BUY if order.request.side == Side.SELL else Side.SELL
@@ -489,9 +444,10 @@ class BracketKeeper:
         for j, br in enumerate(self.brackets):
             symbol = self.arrays.symbols[j]
             self._keep_aligned(j, br, now, self._expected(j, held, working))
-            if self.arrays.st[j, L.S_POS] and not self._exiting(j, br) and (br.stop is None or br.target is None) \
-                    and now >= br.rearm_ns:
-                self._protect(j, br)
+            if self.arrays.st[j, L.S_POS] and (br.stop is None or br.target is None):
+                self.protection.protect(j)  # each missing leg once its own backoff is over
+            self.protection.trail_hit(j)
+            self.protection.held_decision(j)
             self._watch_cover(j, br, now, held.get(symbol, 0), working.get(symbol, []))
 
     def _keep_aligned(self, j: int, br: Bracket, now: int, expected: int) -> None:
@@ -508,7 +464,7 @@ class BracketKeeper:
         br.apart_ns = 0
         note = self._realign(j, expected)
         if expected:
-            self._protect(j, br)
+            self.protection.protect(j)
         symbol = self.arrays.symbols[j]
         self.journal.record("reconcile", note=f"{symbol}: {note}")
         self._publish(ALERT, critical=True, level="critical",

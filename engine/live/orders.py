@@ -15,8 +15,15 @@ few microseconds on the order path, where making a task costs tens. A modify or 
 broker has not accepted yet waits for it. Changes asked for while one is in flight are merged: the
 broker gets the latest wish, once.
 
+Near the broker's modification cap an order is replaced: its successor is placed, and the old order
+cancelled only once the successor works at the broker; a successor that ends before that is
+abandoned and the old order keeps working. An adopted order's modifications are counted from its
+history before it is next modified. Rows carry one-second stamps that several share: a row showing
+an order as it was before a change the broker confirmed, stamped no later than it, is stale.
+
 The broker side (which calls, which rows mean what) is a subclass's: ``_place_call``,
-``_modify_call``, ``_cancel_call``, ``_history``, ``_book`` and ``report``.
+``_modify_call``, ``_cancel_call``, ``_history``, ``_book``, ``report``, ``modifications_in`` and
+``through_trigger``.
 """
 
 import asyncio
@@ -53,6 +60,9 @@ class OrderState(StrEnum):
 
 
 FINAL_STATES = frozenset({OrderState.DENIED, OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED})
+# the broker has the order resting at the exchange (a modify or cancel in flight leaves it there)
+AT_KITE = frozenset({OrderState.ACCEPTED, OrderState.TRIGGERED, OrderState.PENDING_UPDATE, OrderState.PENDING_CANCEL,
+                     OrderState.PARTIALLY_FILLED})
 # how far along an order is: a report never moves it back (rows race across channels)
 _RANK = {OrderState.INITIALIZED: 0, OrderState.SUBMITTED: 1, OrderState.DENIED: 3, OrderState.FILLED: 3,
          OrderState.CANCELED: 3, OrderState.REJECTED: 3}
@@ -65,6 +75,7 @@ IDLE_BOOK_S = 5.0
 FIELDS = ("quantity", "price", "trigger_price", "order_type")
 STANDBY_RUNNERS = 4  # lane runners kept idle from the start: a bracket's orders go out without making one
 URGENT = frozenset({Purpose.STOP, Purpose.EXIT, Purpose.REPAIR})  # orders that take the reserved slots
+CAPPED_RETRY_S = 1.0  # a modify or cancel our caps held back is tried again this much later
 
 
 @dataclass(frozen=True)
@@ -94,14 +105,23 @@ class LiveOrder(Order):
     retry_mono: float = 0.0  # when a refused or unanswered modify or cancel may be tried again
     reprice: bool = False  # wanted: modified to MARKET again (a new protection price), even if it is one
     modifications: int = 0  # modifications the broker took
+    counted: bool = True  # False for an adopted order until its history at the broker has counted them
+    capped: bool = False  # a change of it is held back by the caps (alerted once)
     lost_mono: float = 0.0  # when the place call's answer was lost (0: it was not)
     word_mono: float = 0.0  # when the broker last said something about it (or it was sent)
     stamp: str = ""
+    # (quantity, price, trigger_price, order_type) the order had before a change the broker confirmed ->
+    # the newest stamp known then: a row showing them, stamped no later, is older than that change
+    superseded: dict[tuple, str] = field(default_factory=dict)
     # its lane: the requests still to run, the first one running (by a runner: no task of its own, no lock)
     steps: deque = field(default_factory=deque)
     acked: asyncio.Event = field(default_factory=asyncio.Event)  # set once the broker accepted or ended it
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a modify or cancel is with Kite
-    successor: "LiveOrder | None" = None  # the order replacing it (modification cap): cancelled once Kite has that
+    # near the broker's modification cap: the order placed to replace it, until that one works (it then
+    # takes over and this one is cancelled) or ends unfilled (abandoned: this one keeps working)
+    successor: "LiveOrder | None" = None
+    predecessor: "LiveOrder | None" = None  # the order it is to replace, until it takes over or is abandoned
+    replace_failures: int = 0  # successors in a row that never worked: the next waits 1, 2, 4 ... 30 s
 
     @property
     def working(self) -> bool:
@@ -118,6 +138,18 @@ class LiveOrder(Order):
                 "modifications": self.modifications}
 
 
+def _values(order: Order) -> tuple:
+    r = order.request
+    return r.quantity, r.price, r.trigger_price, r.order_type
+
+
+def _supersede(order: "LiveOrder", values: tuple, stamp: str) -> None:
+    """The order changed from ``values``, confirmed when ``stamp`` was the newest stamp known of it."""
+    order.superseded.pop(_values(order), None)  # what it is now is no longer stale, whenever it was before
+    if stamp:
+        order.superseded[values] = stamp
+
+
 # the last orders of a cap that an order of this purpose leaves for what protects and closes a
 # position: an entry leaves its stop, its target and an exit; a target the stop and an exit; a stop an exit
 RESERVE = {Purpose.ENTRY: 3, Purpose.TARGET: 2, Purpose.STOP: 1}
@@ -128,7 +160,9 @@ def _kept(reserve: int) -> str:
 
 
 class Caps:
-    """Order placements within the broker's caps and ours: per minute, per day, per position."""
+    """Order requests within the broker's caps and ours. Kite's per minute and per day count every
+    request it takes (placements, modifications, cancels, a retry too); ours per position counts
+    placements (a runaway re-placing loop, not a trailing stop)."""
 
     def __init__(self, per_position_minute: int, per_minute: int = 200, per_day: int = 5000) -> None:
         self.per_position_minute, self.per_minute, self.per_day = per_position_minute, per_minute, per_day
@@ -136,18 +170,20 @@ class Caps:
         self._by_symbol: dict[str, deque[float]] = {}
         self.today = 0
 
-    def sent_before(self, symbol: str, at: float) -> None:
-        """An order an earlier run sent today at ``at`` (this clock): the caps count it, so a restart
-        does not start them afresh."""
+    def sent_before(self, symbol: str, at: float, placement: bool = True) -> None:
+        """An order request an earlier run sent today at ``at`` (this clock): the caps count it, so a
+        restart does not start them afresh."""
         self.today += 1
         self._minute.append(at)
-        self._by_symbol.setdefault(symbol, deque()).append(at)
+        if placement:
+            self._by_symbol.setdefault(symbol, deque()).append(at)
 
-    def refusal(self, symbol: str, now: float, purpose: Purpose | None = None) -> str:
-        """Why one more order for ``symbol`` may not be placed now ('' when it may); counts it if so.
-        The last orders of every cap are kept for what protects and closes a position (``RESERVE``):
-        an entry must leave room for its stop, its target and an exit, a target for the stop and an
-        exit, a stop for an exit; exits and repairs may take the last one."""
+    def refusal(self, symbol: str, now: float, purpose: Purpose | None = None, placement: bool = True) -> str:
+        """Why one more order request for ``symbol`` may not be sent now ('' when it may); counts it if
+        so (a modify or cancel: ``placement`` False). The last requests of every cap are kept for what
+        protects and closes a position (``RESERVE``): an entry must leave room for its stop, its target
+        and an exit, a target for the stop and an exit, a stop for an exit; exits, repairs and cancels
+        may take the last one."""
         mine = self._by_symbol.get(symbol)
         if mine is None:
             mine = self._by_symbol[symbol] = deque()
@@ -160,12 +196,13 @@ class Caps:
         if len(self._minute) + min(reserve, self.per_minute - 1) >= self.per_minute:
             return (f"{len(self._minute)} of Kite's cap of {self.per_minute} orders in the last minute used"
                     f"{_kept(reserve)}")
-        if len(mine) + min(reserve, self.per_position_minute - 1) >= self.per_position_minute:
+        if placement and len(mine) + min(reserve, self.per_position_minute - 1) >= self.per_position_minute:
             return (f"{len(mine)} orders for {symbol} in the last minute, of at most {self.per_position_minute} "
                     f"(risk.max_orders_per_position_minute){_kept(reserve)}")
         self.today += 1
         self._minute.append(now)
-        mine.append(now)
+        if placement:
+            mine.append(now)
         return ""
 
 
@@ -184,7 +221,11 @@ class LiveOrders(VenueProtocol):
         self.on_order: Callable[[Order, int, float], None] | None = None
         self.on_token_error: Callable[[str], None] = lambda text: None
         self.on_error: Callable[[str], None] = lambda text: None  # the trader must know (critical)
+        # a successor works at the broker and takes over (old, new); or ended before it did (abandoned)
         self.on_replaced: Callable[[LiveOrder, LiveOrder], None] = lambda old, new: None
+        self.on_abandoned: Callable[[LiveOrder, LiveOrder], None] = lambda old, new: None
+        # a modify the broker refused (the order, the changes it refused, its words): the order is as it was
+        self.on_modify_refused: Callable[[LiveOrder, dict[str, Any], str], None] = lambda order, changes, why: None
         # rows of OTrade's orders this process does not know (an earlier run's, which a lagging book
         # hid at start): the engine gives them their roles
         self.on_unknown: Callable[[list[dict]], None] = lambda rows: None
@@ -209,6 +250,14 @@ class LiveOrders(VenueProtocol):
     async def _history(self, broker_id: str) -> list[dict]: ...
     async def _book(self) -> list[dict]: ...
     def report(self, row: dict) -> Report | None: ...
+
+    def through_trigger(self, message: str) -> bool:
+        """Whether the broker refused a stop's trigger because its last price is already through it."""
+        return False
+
+    def modifications_in(self, rows: list[dict]) -> int:
+        """How many modifications an order's history rows show (its count against the broker's cap)."""
+        return 0
 
     # --- what the engine calls (synchronous, no I/O) -------------------------------------------
     def submit(self, request: OrderRequest, purpose: Purpose | None = None) -> LiveOrder:
@@ -237,9 +286,10 @@ class LiveOrders(VenueProtocol):
         self._orders[request.tag] = order
         return order
 
-    def sent_before(self, symbol: str, ago_s: float) -> None:
-        """An earlier run sent an order for ``symbol`` ``ago_s`` seconds ago: the caps count it."""
-        self.caps.sent_before(symbol, self._mono() - ago_s)
+    def sent_before(self, symbol: str, ago_s: float, placement: bool = True) -> None:
+        """An earlier run sent an order request for ``symbol`` ``ago_s`` seconds ago (a placement, or a
+        modify or cancel): the caps count it."""
+        self.caps.sent_before(symbol, self._mono() - ago_s, placement)
 
     def modify(self, order_id: str, price: float | None = None, trigger_price: float | None = None,
                quantity: int | None = None, order_type: OrderType | None = None) -> LiveOrder:
@@ -264,6 +314,9 @@ class LiveOrders(VenueProtocol):
 
     def cancel(self, order_id: str) -> LiveOrder:
         order = self.order(order_id)
+        successor = order.successor
+        if successor is not None and successor.predecessor is order:
+            self.cancel(successor.order_id)  # the replacement of an order no longer wanted is not wanted either
         if order.working and not order.cancel_wanted:
             order.cancel_wanted = True
             self._lane(order, self._sync)
@@ -375,28 +428,28 @@ class LiveOrders(VenueProtocol):
             if order.state == OrderState.SUBMITTED:
                 if order.acked.is_set():
                     return  # a report moved it back: the look-up picks this up
-                try:
-                    await asyncio.wait_for(order.acked.wait(), SETTLE_S)
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (a kill) here
+                    async with asyncio.timeout(SETTLE_S):
+                        await order.acked.wait()
                 except TimeoutError:
                     return  # not accepted yet: the look-up picks this up
                 continue
             if order.state in (OrderState.PENDING_UPDATE, OrderState.PENDING_CANCEL) and not order.settled.is_set():
                 with contextlib.suppress(TimeoutError):  # Kite refuses a request while one is in flight
-                    await asyncio.wait_for(order.settled.wait(), SETTLE_S)
-            if order.cancel_wanted and order.successor is not None and not order.successor.acked.is_set():
-                try:  # what it protects is never without it: Kite must have its successor first
-                    await asyncio.wait_for(order.successor.acked.wait(), SETTLE_S)
-                except TimeoutError:
-                    return  # the look-up takes this up again
-                continue
+                    async with asyncio.timeout(SETTLE_S):
+                        await order.settled.wait()
             if order.cancel_wanted:
                 await self._send_cancel(order)
                 return
+            if order.successor is not None:
+                return  # the wish waits for its successor: it takes it over, or is abandoned
             changes = {k: v for k, v in order.pending.items() if v != getattr(order.request, k)}
             if order.reprice:
                 changes["order_type"], order.reprice = OrderType.MARKET, False
             if not changes:
                 order.pending.clear()
+                return
+            if not order.counted and not await self._count(order):
                 return
             if order.modifications >= rules.REPLACE_AT:
                 self._replace(order)
@@ -404,12 +457,46 @@ class LiveOrders(VenueProtocol):
             if not await self._send_modify(order, changes):
                 return
 
+    async def _count(self, order: LiveOrder) -> bool:
+        """An adopted order's modifications so far, from its history at the broker, which counts them
+        against its cap whatever run made them; False (tried again later) when it cannot be read now."""
+        try:
+            rows = await self._history(order.broker_id)
+        except SessionExpired:
+            raise
+        except Exception as exc:
+            log.warning("order %s: history unavailable (%s); its modifications counted later", order.order_id, exc)
+            order.retry_mono = self._mono() + SETTLE_S
+            return False
+        order.modifications = max(order.modifications, self.modifications_in(rows))
+        order.counted = True
+        if rows:
+            self.update(rows[-1])
+        return True
+
+    def _capped(self, order: LiveOrder) -> bool:
+        """A modify or cancel our caps hold back: tried again later, alerted once."""
+        refusal = self.caps.refusal(order.request.symbol, self._mono(),
+                                    None if order.cancel_wanted else order.purpose, placement=False)
+        if not refusal:
+            order.capped = False
+            return False
+        order.retry_mono = self._mono() + CAPPED_RETRY_S
+        if not order.capped:
+            order.capped = True
+            what = "cancel" if order.cancel_wanted else "change"
+            self.on_error(f"{order.request.symbol} {order.purpose} order: {what} held back, {refusal}; "
+                          "sent once there is room")
+        return True
+
     async def _send_modify(self, order: LiveOrder, changes: dict[str, Any]) -> bool:
         """One modify; True when the broker took it (the changes are then confirmed by its rows)."""
         params = dict(changes)
         if changes.get("order_type") in (OrderType.MARKET, OrderType.SL_M) or (
                 "quantity" in changes and order.request.order_type in (OrderType.MARKET, OrderType.SL_M)):
             params.setdefault("order_type", order.wants("order_type"))
+        if self._capped(order):
+            return False
         try:
             await self._modify_call(order.broker_id, params)
         except Refused as exc:
@@ -417,6 +504,8 @@ class LiveOrders(VenueProtocol):
                 if order.pending.get(k) == v:
                     del order.pending[k]
             await self._refused(order, "modify", str(exc))
+            if order.working:
+                self.on_modify_refused(order, changes, str(exc))
             return False
         except OutcomeUnknown as exc:
             log.warning("modify %s: %s; looking at the order", order.order_id, exc)
@@ -426,20 +515,26 @@ class LiveOrders(VenueProtocol):
             await self._look(order)
             return False
         order.modifications += 1
-        order.state = OrderState.PENDING_UPDATE
-        order.settled.clear()
         order.word_mono = self._mono()
+        before = _values(order)
         for k, v in changes.items():
             if order.pending.get(k) == v:
                 setattr(order.request, k, v)  # the broker took it; its rows will say so too
                 del order.pending[k]
         self.journal.record("modified", order_id=order.order_id, **{k: str(v) for k, v in changes.items()})
+        if _values(order) != before:  # not yet shown by a row (which may have come first): in flight at Kite
+            _supersede(order, before, order.stamp)
+            order.state = OrderState.PENDING_UPDATE
+            order.settled.clear()
+            self._changed(order, 0, 0.0)
         await self._look(order)
         return True
 
     async def _send_cancel(self, order: LiveOrder) -> None:
         if self._mono() < order.retry_mono:
             return  # after a refusal: the look-up tries again once the backoff is over
+        if self._capped(order):
+            return
         try:
             await self._cancel_call(order.broker_id, order.purpose != Purpose.ENTRY)
         except Refused as exc:
@@ -469,8 +564,9 @@ class LiveOrders(VenueProtocol):
                           f"order: {message}")
 
     def _replace(self, order: LiveOrder) -> None:
-        """Near the broker's modification cap: place the order anew as wanted, then cancel the old
-        one, so what it protects is never without it in between."""
+        """Near the broker's modification cap: place the order anew as wanted; the old one is cancelled
+        only once the new one works at the broker (``_succession``), so what it protects is never
+        without it, and keeps working if the new one never does."""
         wanted = {k: order.wants(k) for k in FIELDS}
         wanted["quantity"] -= self.ledger.filled(order.order_id)
         if wanted["quantity"] <= 0:
@@ -478,15 +574,38 @@ class LiveOrders(VenueProtocol):
         request = replace(order.request, tag=self.tags(), **wanted)
         self.journal.record("intent", purpose=str(order.purpose), replaces=order.order_id, **request.__dict__)
         new = self.submit(request, order.purpose)
-        if not new.working:
-            return  # denied (alerted): the old order keeps protecting as it is
-        order.pending.clear()
-        log.info("order %s took %d modifications: replaced by %s", order.order_id, order.modifications,
+        if not new.working:  # denied (alerted): the old order keeps protecting as it is
+            self._replace_later(order)
+            return
+        log.info("order %s took %d modifications: replacing it by %s", order.order_id, order.modifications,
                  new.order_id)
-        self.on_replaced(order, new)
-        order.successor = new
-        order.cancel_wanted = True
-        self._lane(order, self._sync)
+        order.successor, new.predecessor = new, order
+
+    def _replace_later(self, order: LiveOrder) -> None:
+        order.replace_failures += 1
+        order.retry_mono = self._mono() + min(30.0, 2.0 ** (order.replace_failures - 1))
+
+    def _succession(self, new: LiveOrder) -> None:
+        """A successor's news: working at the broker (or filling), it takes over and the old order is
+        cancelled, the latest wish for the old one carried over; ended before that, it is abandoned
+        and the old order keeps working (replaced again after a wait)."""
+        old = new.predecessor
+        if new.cancel_wanted:  # given up with the old one: neither takes over
+            new.predecessor = old.successor = None
+        elif new.filled_quantity or new.state in AT_KITE:
+            new.predecessor = old.successor = None
+            old.replace_failures = 0
+            carried = {k: v for k, v in old.pending.items() if k != "quantity" and v != getattr(new.request, k)}
+            old.pending.clear()
+            self.on_replaced(old, new)
+            self.cancel(old.order_id)
+            if carried and new.working:
+                new.pending.update(carried)
+                self._lane(new, self._sync)
+        elif not new.working:
+            new.predecessor = old.successor = None
+            self._replace_later(old)
+            self.on_abandoned(old, new)
 
     # --- the broker's word ---------------------------------------------------------------------
     def _bind(self, order: LiveOrder, broker_id: str) -> None:
@@ -540,6 +659,12 @@ class LiveOrders(VenueProtocol):
         rank = _RANK.get(report.state, 2)
         if rank < _RANK.get(order.state, 2) or report.filled < self.ledger.filled(order.order_id):
             return False
+        replaced_at = order.superseded.get((report.quantity, report.price, report.trigger_price, report.order_type))
+        if rank == 2 and replaced_at is not None and (report.state == OrderState.PENDING_UPDATE or (
+                report.stamp and report.stamp <= replaced_at)):
+            # the order as it was before a change the broker confirmed: a modify's own first row, or a row
+            # stamped no later than that change (one-second stamps: several rows share one)
+            return False
         order.stamp = report.stamp or order.stamp
         before = (order.state, order.status, order.request.quantity, order.request.price,
                   order.request.trigger_price, order.request.order_type)
@@ -553,10 +678,13 @@ class LiveOrders(VenueProtocol):
         order.status = Status._value2member_map_.get(report.status, order.status)
         order.status_message = report.message or order.status_message
         if rank >= 2:  # the broker's values are what the order is
+            values = _values(order)
             order.request.quantity = report.quantity
             order.request.price = report.price
             order.request.trigger_price = report.trigger_price
             order.request.order_type = report.order_type
+            if _values(order) != values:
+                _supersede(order, values, order.stamp)
             for k in [k for k, v in order.pending.items() if getattr(order.request, k) == v]:
                 del order.pending[k]
         if order.working and (order.pending or order.cancel_wanted) and not order.steps:
@@ -587,6 +715,8 @@ class LiveOrders(VenueProtocol):
         self._changed(order, 0, 0.0)
 
     def _changed(self, order: LiveOrder, qty: int, price: float) -> None:
+        if order.predecessor is not None:
+            self._succession(order)
         order.updated_ns = self._now_ns()
         order.history.append((order.updated_ns, order.status))
         if self.on_order is not None:
@@ -640,8 +770,9 @@ class LiveOrders(VenueProtocol):
 
     def _resume_wanted(self, now: float) -> None:
         for order in self._orders.values():
+            waits = order.successor is not None and not order.cancel_wanted  # for its successor's fate
             if (order.working and (order.pending or order.cancel_wanted or order.reprice)
-                    and now >= order.retry_mono and not order.steps):
+                    and now >= order.retry_mono and not order.steps and not waits):
                 self._lane(order, self._sync)
 
     def sync_rows(self, rows: list[dict], unknown_too: bool = True) -> None:

@@ -21,7 +21,7 @@ from engine.core import layout as L
 from engine.core.costs import round_trip_costs
 from engine.core.layout import IST, IST_OFFSET_NS, NS_PER_DAY
 from engine.core.step import adopt_position, book_entry_charges, start_session
-from engine.live.brackets import Bracket
+from engine.live.protection import Bracket, Protection
 from engine.orders import FINAL, Side
 from engine.services.events import ALERT
 from engine.services.journal import Journal
@@ -144,7 +144,7 @@ class DayKeeper:
     live: bool
     closed_trades: list[dict[str, Any]]
     now_ns: Callable[[], int]
-    _protect: Callable[[int, Bracket], None]
+    protection: Protection
     _publish: Callable[..., None]
 
     def today(self) -> str:
@@ -193,7 +193,7 @@ class DayKeeper:
             # the last price known, until a tick comes: a session closing first exits at it, not at 0
             a.st[j, L.S_LAST_PRICE], a.clk[j, L.C_LAST] = held.price, self.now_ns()
             self.broker.hold(symbol, held.qty, held.price)
-            self._protect(j, self.brackets[j])
+            self.protection.protect(j)
         return notes
 
     def check_journal_positions(self, day: Day | None = None) -> list[str]:

@@ -41,8 +41,11 @@ from engine.orders import Purpose, Side, TagMaker
 from engine.services.events import ALERT, FILL, ORDER_PLACED, ORDER_UPDATED, TRADE_CLOSED, Event, EventBus
 from engine.services.journal import Journal
 from tests.chaos.invariants import (
+    RESTING,
     BookView,
     ExceptionCheck,
+    KernelCheck,
+    LevelCheck,
     PositionCheck,
     RateCheck,
     Settle,
@@ -217,6 +220,8 @@ class Chaos:
         self.lost_trades: list[dict[str, Any]] = []  # trade_closed records a kill took before their flush
         self.known_ticks = dict(TICKS)  # what the engine would read in the instruments file today
         self.position, self.stop, self.tag = PositionCheck(), StopCheck(), TagCheck()
+        self.level, self.kernel = LevelCheck(), KernelCheck()
+        self.closed: Counter[str] = Counter()  # trades any run closed, per symbol (from their events)
         self.rate, self.exceptions = RateCheck(self.cfg.risk.max_orders_per_position_minute), ExceptionCheck()
         self.settle = Settle(SETTLE_S)
         self.settled = False
@@ -242,6 +247,12 @@ class Chaos:
     # --- bookkeeping -----------------------------------------------------------------------------
     def now(self) -> float:
         return time.monotonic() - self._t0
+
+    def clock_ns(self) -> int:
+        """OTrade's clock: exchange time from step 0 (``T0``), running in real time across restarts.
+        The ticks' stamps run ahead of it (a step is a second of exchange time): on the wall clock,
+        now weeks after ``T0``, every tick was older than the fill it followed, and no stop trailed."""
+        return T0 * 1_000_000_000 + int((time.monotonic() - self._t0) * 1e9)
 
     def note(self, source: str, text: str) -> None:
         self.events.append(f"{self.now():8.3f} {source:<7} {text}")
@@ -280,13 +291,13 @@ class Chaos:
             self.known_ticks.update({s: found[s].tick_size for s in SYMBOLS if s in found})
         except KiteError as exc:  # the real process refuses to start; here it starts on yesterday's file
             self.note("boot", f"instruments unavailable ({exc.message}); using the last known tick sizes")
-        journal = Journal(self.data_dir, time.time_ns)
+        journal = Journal(self.data_dir, self.clock_ns)
         bus = EventBus()
         sub = bus.subscribe(maxsize=1_000_000)
         risk = self.cfg.risk
-        broker = KiteBroker(rest, journal, dict(self.known_ticks), time.time_ns,
+        broker = KiteBroker(rest, journal, dict(self.known_ticks), self.clock_ns,
                             Caps(risk.max_orders_per_position_minute), risk.order_lookup_seconds)
-        engine = Engine(self.cfg, broker, bus, journal, time.time_ns)
+        engine = Engine(self.cfg, broker, bus, journal, self.clock_ns)
         broker.on_token_error = engine.token_expired
         broker.on_error = engine.alert
         engine.set_tick_sizes(dict(self.known_ticks))
@@ -474,6 +485,7 @@ class Chaos:
                                 f"{d.get('side')} {d.get('quantity')} {d.get('order_type')} {d.get('order_id')} "
                                 f"{d.get('status')} filled {d.get('filled_quantity')}{extra}")
         elif event.kind == TRADE_CLOSED:
+            self.closed[d.get("symbol")] += 1
             self.note("engine", f"run {proc.number} trade closed {d.get('symbol')} {d.get('side')} {d.get('qty')} "
                                 f"{d.get('entry_price')} -> {d.get('exit_price')} ({d.get('exit_reason')})")
         else:
@@ -535,9 +547,31 @@ class Chaos:
         self.settled = self.settle.update(now, not self.unsettled, self._version)
         found = [*self.position.check(now, self.settled, view.positions, otrade),
                  *self.stop.check(now, view, self.alerts, otrade is not None),
+                 *self.level.check(now, view, self.closed, self._own(proc) if otrade is not None else None),
+                 *self.kernel.check(now, self.settled, self._levels() if self.settled else {}),
                  *self.tag.check(now, view), *self.rate.check(now, view)]
         for v in found:
             self.violate(v)
+
+    @staticmethod
+    def _own(proc: Process) -> dict[str, int]:
+        """What OTrade holds itself, per symbol (an excess it is undoing left out)."""
+        return {s: int(proc.engine.arrays.st[j, L.S_POS]) for j, s in enumerate(proc.engine.arrays.symbols)}
+
+    def _levels(self) -> dict[str, tuple[float, float]]:
+        """symbol -> (OTrade's stop, the trigger at Kite of the stop it names), for each position of
+        OTrade's whose stop rests at Kite."""
+        proc, out = self.proc, {}
+        if proc is None or not proc.ready:
+            return out
+        engine = proc.engine
+        for j, symbol in enumerate(engine.arrays.symbols):
+            stop = engine.brackets[j].stop
+            order = proc.broker.order(stop) if stop and engine.arrays.st[j, L.S_POS] else None
+            rows = self.server.orders.get(order.broker_id or "") if order is not None else None
+            if rows and rows[-1]["status"] in RESTING:
+                out[symbol] = (float(engine.arrays.st[j, L.S_STOP]), float(rows[-1]["trigger_price"]))
+        return out
 
     async def _monitor(self) -> None:
         while True:

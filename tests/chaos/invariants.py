@@ -15,7 +15,7 @@ from typing import Any
 from engine.orders import TagMaker
 from tests.kite_server import TRANSIENT, FakeKite
 
-INVARIANTS = ("position", "stop", "tag", "rate", "exception", "journal", "end")
+INVARIANTS = ("position", "stop", "level", "kernel", "tag", "rate", "exception", "journal", "end")
 # a stop rests at the exchange in these (a modify in flight leaves it resting)
 RESTING = ("OPEN", "TRIGGER PENDING", "MODIFY VALIDATION PENDING", "MODIFY PENDING")
 STOP_LIMIT_S = 2.0  # a position must have its stop at Kite within this long
@@ -46,6 +46,9 @@ class BookView:
     tags: dict[str, list[str]] = field(default_factory=dict)  # tag -> order ids (ours)
     placed: dict[str, list[float]] = field(default_factory=dict)  # symbol -> when our orders reached Kite
     stamps: dict[str, str] = field(default_factory=dict)  # our order id -> its newest row's stamp
+    # symbol -> (when placed, side, trigger, order id) of each of our stops resting at the exchange
+    stops: dict[str, list[tuple[float, str, float, str]]] = field(default_factory=dict)
+    flat_at: dict[str, float] = field(default_factory=dict)  # symbol -> when its position last began
 
 
 def book_view(server: FakeKite) -> BookView:
@@ -69,8 +72,17 @@ def book_view(server: FakeKite) -> BookView:
             key = (symbol, row["transaction_type"])
             left = int(row["quantity"]) - int(row.get("filled_quantity") or 0)
             view.cover[key] = view.cover.get(key, 0) + left
+            view.stops.setdefault(symbol, []).append((float(first.get("_at", float("-inf"))), row["transaction_type"],
+                                                      float(row["trigger_price"]), order_id))
     for times in view.placed.values():
         times.sort()
+    held: dict[str, int] = {}
+    for fill in server.fills:  # in the order the exchange made them
+        symbol = f"{fill['exchange']}:{fill['tradingsymbol']}"
+        before = held.get(symbol, 0)
+        held[symbol] = before + (1 if fill["transaction_type"] == "BUY" else -1) * int(fill["quantity"])
+        if held[symbol] * before <= 0:  # flat, or turned over: a new position from here
+            view.flat_at[symbol] = float(fill["_at"])
     return view
 
 
@@ -160,6 +172,81 @@ class StopCheck:
     def finish(self, now: float, alerts: Iterable[tuple[float, str]]) -> None:
         for symbol in list(self._since):
             self._close(symbol, now, alerts)
+
+
+class LevelCheck:
+    """7. A stop never loosens: for each position at Kite, the tightest of our stops resting for it
+    (placed since it began: last flat or turned over) is never looser than the tightest one Kite has
+    held for it since, trailing, replacements near Kite's modification cap and OTrade's restarts
+    included. A trade OTrade closed, or OTrade (reconciled) holding none, ends the position too: an
+    excess being undone can keep Kite from ever being flat between two trades."""
+
+    name = "level"
+
+    def __init__(self) -> None:
+        self._best: dict[str, tuple[tuple, float]] = {}  # symbol -> (its position's episode, tightest)
+        self._earlier: dict[str, set[str]] = {}  # symbol -> stops resting when its position began: an earlier one's
+        self._reported: set[tuple] = set()
+        self._flat: Counter[str] = Counter()  # symbol -> times OTrade was seen to hold none after holding some
+        self._held: dict[str, bool] = {}
+
+    def check(self, now: float, view: BookView, closed: Counter[str] | None = None,
+              otrade: dict[str, int] | None = None) -> list[Violation]:
+        """``closed``: per symbol, the trades OTrade's runs have closed so far; ``otrade``: what the
+        OTrade process up (and reconciled) holds itself, an excess it is undoing left out (None: none is)."""
+        closed = closed or Counter()
+        for symbol, qty in (otrade or {}).items():
+            if self._held.get(symbol) and not qty:
+                self._flat[symbol] += 1
+            self._held[symbol] = bool(qty)
+        out = []
+        for symbol, pos in sorted(view.positions.items()):
+            if not pos:
+                continue
+            sign = 1 if pos > 0 else -1
+            episode = (view.flat_at.get(symbol, float("-inf")), sign, closed[symbol], self._flat[symbol])
+            side = "SELL" if pos > 0 else "BUY"
+            stops = [(t, oid) for placed, s, t, oid in view.stops.get(symbol, ()) if s == side and placed >= episode[0]]
+            seen, best = self._best.get(symbol, (None, None))
+            if seen != episode:
+                self._earlier[symbol] = {oid for _, oid in stops} if seen is not None else set()
+                self._best[symbol], best = (episode, None), None
+            triggers = [t for t, oid in stops if oid not in self._earlier[symbol]]
+            if not triggers:
+                continue
+            tightest = max(triggers) if sign > 0 else min(triggers)
+            if best is None or (tightest - best) * sign > 0:
+                self._best[symbol] = (episode, tightest)
+            elif (best - tightest) * sign > 1e-6 and (symbol, *episode) not in self._reported:
+                self._reported.add((symbol, *episode))
+                out.append(Violation(self.name, now, f"{symbol}: position {pos:+d}, Kite's tightest stop of ours "
+                                                      f"at {tightest:g} after one at {best:g}: loosened"))
+        return out
+
+
+class KernelCheck:
+    """8. Once the book has settled, OTrade trades on the stop Kite holds: for each position, the
+    engine's stop (the level its kernel trails from and takes as crossed) is the trigger of its stop
+    resting at Kite."""
+
+    name = "kernel"
+
+    def __init__(self) -> None:
+        self._reported: dict[str, tuple[float, float]] = {}
+
+    def check(self, now: float, settled: bool, levels: dict[str, tuple[float, float]]) -> list[Violation]:
+        """``levels``: symbol -> (the engine's stop, its stop's trigger at Kite), for positions with one."""
+        if not settled:
+            return []
+        out = []
+        for symbol, (engine, kite) in sorted(levels.items()):
+            if abs(engine - kite) < 1e-6:
+                self._reported.pop(symbol, None)
+            elif self._reported.get(symbol) != (engine, kite):
+                self._reported[symbol] = (engine, kite)
+                out.append(Violation(self.name, now, f"{symbol}: settled book, OTrade's stop {engine:g}, "
+                                                      f"its stop's trigger at Kite {kite:g}"))
+        return out
 
 
 class TagCheck:

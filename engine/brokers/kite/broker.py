@@ -4,6 +4,8 @@ What is Kite's here: the form of an order, which status of Kite's is which state
 Everything about an order's life (lanes, look-ups, the ledger) is the state machine's.
 """
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from engine.brokers.kite.rest import KiteError, KiteREST
-from engine.live.orders import Caps, LiveOrder, LiveOrders, OrderState, Report
+from engine.live.orders import LOOK_EVERY_S, Caps, LiveOrder, LiveOrders, OrderState, Report
 from engine.live.venue import Position, SessionExpired
 from engine.orders import Fill, OrderRequest, OrderType, Purpose, Side, Status
 from engine.services.journal import Journal
@@ -19,6 +21,8 @@ from engine.services.journal import Journal
 log = logging.getLogger(__name__)
 
 RESYNC_MAX_WAIT_S = 5.0  # a reconcile Kite keeps refusing is tried again at least this often
+CIRCUIT_EVERY_S = 60.0  # the day's circuit limits are read again this often (revised intraday for some)
+_MODIFYING = frozenset({"MODIFY VALIDATION PENDING", "MODIFY PENDING"})
 MARKET_PROTECTION = -1  # Kite's automatic protection, required on MARKET and SL-M since April 2026
 _RECEIVED = frozenset({"PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING", "AMO REQ RECEIVED"})
 _STATES = {"TRIGGER PENDING": OrderState.ACCEPTED, "MODIFY VALIDATION PENDING": OrderState.PENDING_UPDATE,
@@ -62,6 +66,8 @@ class KiteBroker(LiveOrders):
                  now_ns: Callable[[], int], caps: Caps | None = None, lookup_seconds: float = 15.0) -> None:
         super().__init__(journal, dict(tick_sizes), now_ns, caps, lookup_seconds)
         self.rest = rest
+        self.circuits: dict[str, tuple[float, float]] = {}  # symbol -> the day's (lower, upper) circuit limits
+        self.banded: list[str] = []  # the symbols whose circuit limits are kept fresh
 
     # --- calls ---------------------------------------------------------------------------------
     async def _place_call(self, request: OrderRequest, urgent: bool) -> str:
@@ -82,6 +88,21 @@ class KiteBroker(LiveOrders):
     async def _book(self) -> list[dict]:
         return await self.rest.orders()
 
+    def through_trigger(self, message: str) -> bool:
+        """Kite's "Trigger price for stoploss sell orders should be lower than the last traded price."
+        (and the buy mirror)."""
+        return "last traded price" in message and message.startswith("Trigger price for stoploss")
+
+    def modifications_in(self, rows: list[dict]) -> int:
+        """Kite's count against its cap of 25 per order: each modification passes MODIFY VALIDATION PENDING /
+        MODIFY PENDING in the order's history (one or both rows)."""
+        count, modifying = 0, False
+        for row in rows:
+            now = row.get("status") in _MODIFYING
+            count += now and not modifying
+            modifying = now
+        return count
+
     def report(self, row: dict) -> Report | None:
         try:
             filled = int(row.get("filled_quantity") or 0)
@@ -96,6 +117,44 @@ class KiteBroker(LiveOrders):
         except (KeyError, ValueError, TypeError) as exc:
             log.warning("order row not understood (%s): skipped", exc)
             return None
+
+    # --- the day's price band ------------------------------------------------------------------
+    async def read_circuits(self, symbols: list[str]) -> dict[str, tuple[float, float]]:
+        """The day's circuit limits of ``symbols`` from Kite's full quote (every price and trigger must
+        lie inside them), kept fresh from then on by ``run``; an instrument quoted without a band (0, 0)
+        has none. Returns them."""
+        self.banded = list(symbols)
+        # the quote endpoint is read through the client's one call path (its retries on 429 and silence)
+        quotes = await self.rest.quote(*symbols)
+        for symbol in symbols:
+            quote = quotes.get(symbol) or {}
+            lower = float(quote.get("lower_circuit_limit") or 0.0)
+            upper = float(quote.get("upper_circuit_limit") or 0.0)
+            if 0.0 < lower < upper:
+                self.circuits[symbol] = (lower, upper)
+            else:
+                self.circuits.pop(symbol, None)
+        return {s: self.circuits[s] for s in symbols if s in self.circuits}
+
+    async def _keep_circuits(self) -> None:
+        while True:
+            await asyncio.sleep(CIRCUIT_EVERY_S)
+            if not self.banded:
+                continue
+            try:
+                await self.read_circuits(self.banded)
+            except KiteError as exc:  # the last ones known stay; a token error is the look-up's to report
+                log.warning("circuit limits not refreshed (%s); keeping the last ones", exc)
+
+    async def run(self, every: float = LOOK_EVERY_S) -> None:
+        """The order look-up (``LiveOrders.run``), and the circuit limits kept fresh beside it."""
+        bands = asyncio.get_running_loop().create_task(self._keep_circuits())
+        try:
+            await super().run(every)
+        finally:
+            bands.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bands
 
     # --- reconciliation ------------------------------------------------------------------------
     async def sync(self) -> list[dict]:
@@ -136,9 +195,10 @@ class KiteBroker(LiveOrders):
                                int(row["quantity"]), OrderType(row["order_type"]), price=_price(row.get("price")),
                                trigger_price=_price(row.get("trigger_price")), tag=tag)
         now = self._now_ns()
+        # its modifications so far are counted from its history before it is next modified
         order = LiveOrder(tag, request, Status.SUBMITTED, now, now, purpose=purpose,
                           status_message=f"Kite order {row['order_id']} (adopted)", state=OrderState.SUBMITTED,
-                          word_mono=self._mono())
+                          word_mono=self._mono(), counted=False)
         self._orders[tag] = order
         report = self.report(row)
         if report is not None:

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from engine.brokers.kite.broker import KiteBroker
-from engine.brokers.kite.rest import DEFAULT_BASE, Instrument, KiteREST
+from engine.brokers.kite.broker import CIRCUIT_EVERY_S, KiteBroker
+from engine.brokers.kite.rest import DEFAULT_BASE, Instrument, KiteError, KiteREST
 from engine.brokers.kite.ticker import DEFAULT_URL, KiteTicker
 from engine.core.layout import IST
 from engine.live.orders import Caps
@@ -109,7 +109,8 @@ class KiteLive:
         self._resubscribing: asyncio.Task | None = None
 
     async def prepare(self) -> list[str]:
-        """Instrument tokens and tick sizes from today's instruments file; returns warnings."""
+        """Instrument tokens and tick sizes from today's instruments file, and the day's circuit limits
+        (kept fresh by the order worker from then on); returns warnings."""
         for exchange in sorted({s.split(":")[0] for s in self.symbols}):
             self.known.update(await self.rest.instruments(exchange))
         warnings = []
@@ -119,6 +120,11 @@ class KiteLive:
                 warnings.append(f"{symbol}: configured tick_size {configured} but Kite says "
                                 f"{self.known[symbol].tick_size} today; using Kite's")
         self.use_symbols(self.symbols)
+        try:
+            await self.broker.read_circuits(self.symbols)
+        except KiteError as exc:  # read again by the order worker; until then no price is clamped into a band
+            warnings.append(f"the day's circuit limits could not be read ({exc}); trying again in "
+                            f"{CIRCUIT_EVERY_S:g} s")
         return warnings
 
     def unknown(self, symbols: list[str]) -> list[str]:
@@ -138,6 +144,7 @@ class KiteLive:
         self.symbols = list(symbols)
         self.tokens.clear()  # in place: the ticker's callback holds this map
         self.tokens.update({self.known[s].token: row for row, s in enumerate(symbols)})
+        self.broker.banded = list(symbols)  # their circuit limits read at the order worker's next refresh
         if self.ticker is not None:
             task = asyncio.get_running_loop().create_task(self.ticker.set_tokens(list(self.tokens)))
             self._resubscribing = task  # a reference, so the task is not collected mid-flight

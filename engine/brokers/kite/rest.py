@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE = "https://api.kite.trade"
 LOGIN_URL = "https://kite.zerodha.com/connect/login?v=3&api_key={api_key}"
 FORM = "application/x-www-form-urlencoded"
-RATE_BACKOFF_S = 0.2  # first wait after a 429; tenacity doubles it from there
+RATE_BACKOFF_S = 0.2  # first wait after a 429; doubled from there
+RATE_MAX_WAIT_S = 5.0
+ORDER_TRIES = 5  # an order request answered 429 is tried this many times in all
 HISTORICAL_PER_SECOND = 3  # Kite's limit on the historical candle API
 HISTORICAL_WINDOW_S = 1.05  # its "second", with a margin for its clock's granularity
 
@@ -299,6 +301,10 @@ class KiteREST:
     async def positions(self) -> dict[str, list[dict[str, Any]]]:
         return await self._call("GET", "/portfolio/positions")
 
+    async def quote(self, *symbols: str) -> dict[str, dict[str, Any]]:
+        """Kite's full quote of each symbol (the day's circuit limits among its fields)."""
+        return await self._call("GET", "/quote", params=[("i", s) for s in symbols])
+
     async def ltp(self, *symbols: str) -> dict[str, float]:
         data = await self._call("GET", "/quote/ltp", params=[("i", s) for s in symbols])
         return {s: v["last_price"] for s, v in data.items()}
@@ -329,31 +335,29 @@ class KiteREST:
         return orjson.loads(body)["data"]["candles"]
 
     # --- orders --------------------------------------------------------------------------------
-    async def place_order(self, params: Mapping[str, Any], variety: str = "regular", urgent: bool = False) -> str:
-        """Place once; returns Kite's order id. A 429 is a refusal (nothing was placed), so it is
-        retried after a backoff. A lost answer (``OutcomeUnknown``) is raised, never retried here:
-        only a look at the order book for the tag can tell whether the order exists. ``urgent``
-        orders take the reserved slots first."""
-        async with self._limiter(urgent):
-            try:  # the first try outside tenacity, whose set-up costs ~60 us on the order's path
-                body = await self._raw("POST", f"/orders/{variety}", data=params)
-            except RateLimited:
-                await asyncio.sleep(RATE_BACKOFF_S)  # the wait tenacity would have made before try 2
-                async for retry in AsyncRetrying(retry=retry_if_exception_type(RateLimited), reraise=True,
-                                                 wait=wait_exponential(multiplier=2 * RATE_BACKOFF_S, max=5),
-                                                 stop=stop_after_attempt(4)):
-                    with retry:
-                        body = await self._raw("POST", f"/orders/{variety}", data=params)
+    async def _order_call(self, method: str, path: str, data: Mapping[str, Any] | None, urgent: bool) -> str:
+        """One order request; returns Kite's order id. A 429 is a refusal (nothing was done), so it is
+        tried again after a backoff, each try in a slot of its own: Kite counts every request it gets
+        against its 10 a second. A lost answer (``OutcomeUnknown``) is raised, never retried here: only
+        a look at the order can tell whether it was done. ``urgent`` ones take the reserved slots first."""
+        for attempt in range(ORDER_TRIES):
+            async with self._limiter(urgent):
+                try:
+                    body = await self._raw(method, path, data=data)
+                    break
+                except RateLimited:
+                    if attempt == ORDER_TRIES - 1:
+                        raise
+            await asyncio.sleep(min(RATE_MAX_WAIT_S, RATE_BACKOFF_S * 2**attempt))
         return orjson.loads(body)["data"]["order_id"]
 
+    async def place_order(self, params: Mapping[str, Any], variety: str = "regular", urgent: bool = False) -> str:
+        """Place once (a 429 tried again); returns Kite's order id."""
+        return await self._order_call("POST", f"/orders/{variety}", params, urgent)
+
     async def modify_order(self, order_id: str, params: Mapping[str, Any], variety: str = "regular") -> str:
-        """One modify (each one Kite takes counts towards its 25 per order): 429s are retried, a lost
-        answer is raised for the caller to look the order up."""
-        async with self._order_limiter:
-            data = await self._call("PUT", f"/orders/{variety}/{order_id}", data=params, retry=False)
-        return data["order_id"]
+        """One modify (each one Kite takes counts towards its 25 per order; a 429 tried again)."""
+        return await self._order_call("PUT", f"/orders/{variety}/{order_id}", params, False)
 
     async def cancel_order(self, order_id: str, variety: str = "regular", urgent: bool = False) -> str:
-        async with self._limiter(urgent):
-            data = await self._call("DELETE", f"/orders/{variety}/{order_id}", retry=False)
-        return data["order_id"]
+        return await self._order_call("DELETE", f"/orders/{variety}/{order_id}", None, urgent)
