@@ -240,7 +240,7 @@ class FakeKite:
         self._calendar: Any = None
         self.base = ""
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
         app = web.Application()
         r = app.router
         r.add_post("/session/token", self.session_token)
@@ -263,7 +263,7 @@ class FakeKite:
         r.add_get("/ws", self.ws)
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # hung handlers must not stall stop
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
         await site.start()
         self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
         return self.base
@@ -1308,3 +1308,25 @@ class FakeKite:
     async def drop(self) -> None:
         for ws in list(self.sockets):
             await ws.close()
+
+
+async def _serve(port: int) -> None:
+    server = FakeKite()
+    base = await server.start(port)
+    print("A local Kite on 127.0.0.1 (made-up candles and prices; Ctrl-C stops it). In another shell:\n"
+          f"  export KITE_API_BASE={base} KITE_WS_URL={base.replace('http', 'ws', 1)}/ws \\\n"
+          f"         KITE_API_KEY={API_KEY} KITE_API_SECRET={API_SECRET} KITE_ACCESS_TOKEN={server.access_token}",
+          flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+if __name__ == "__main__":  # python -m tests.kite_server [--port N]: the research loop without a Kite account
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.kite_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: %(default)s)")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(parser.parse_args().port))
