@@ -29,6 +29,7 @@ The broker side (which calls, which rows mean what) is a subclass's: ``_place_ca
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status,
 from engine.services.journal import Journal
 
 log = logging.getLogger(__name__)
+# Kite refusing a change while the order is between states: its word on an earlier change is still to come
+_BUSY = re.compile(r"cannot be modified as it is [A-Z ]*(PENDING|RECEIVED)", re.IGNORECASE)
 
 
 class OrderState(StrEnum):
@@ -500,6 +503,11 @@ class LiveOrders(VenueProtocol):
         try:
             await self._modify_call(order.broker_id, params)
         except Refused as exc:
+            if _BUSY.search(str(exc)):  # Kite still works on an earlier change (one whose answer was lost): not a no
+                log.warning("modify %s: %s; looking at the order", order.order_id, exc)
+                order.retry_mono = self._mono() + SETTLE_S
+                await self._look(order)
+                return False
             for k, v in changes.items():  # refused: the order stays as it was
                 if order.pending.get(k) == v:
                     del order.pending[k]
