@@ -1,6 +1,7 @@
 """Builders shared by the engine tests: configs from a few overrides, ticks from (time, price) rows."""
 
 import copy
+import os
 from datetime import datetime, time
 from pathlib import Path
 
@@ -14,6 +15,15 @@ from engine.strategies import default_catalog
 
 DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "default.json").read_bytes())
 DAY = "2026-11-23"  # a Monday
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def process_env(tmp_path: Path, **extra: str) -> dict:
+    """The environment of an ``otrade`` subprocess: no credentials or OTrade settings of the caller's,
+    its data under ``tmp_path``, this checkout importable, any free port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_", "OTRADE_"))}
+    env.update(OTRADE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), PORT="0", **extra)
+    return env
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@ from the shipped default on first use; a config named with ``--config`` must exi
 first line names the config and the data."""
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from engine import cli
 from engine.data.tick_files import save
-from tests.conftest import DEFAULT, make_ticks, seconds
+from tests.conftest import DEFAULT, make_ticks, process_env, seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,9 +103,7 @@ def test_a_config_named_with_config_that_does_not_exist_is_an_error_and_is_not_m
 
 
 def test_run_names_its_config_and_data_directory_first(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_", "OTRADE_"))}
-    env.update(OTRADE_DATA_DIR=str(tmp_path / "data"), OTRADE_CONFIG=str(tmp_path / "o.json"), PORT="0",
-               PYTHONPATH=str(ROOT))
+    env = process_env(tmp_path, OTRADE_CONFIG=str(tmp_path / "o.json"))
     result = subprocess.run([sys.executable, "-m", "engine", "run", "--for", "1", "--clock",
                              "2026-11-23T10:00:00+05:30"], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300)

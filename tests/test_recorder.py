@@ -20,10 +20,9 @@ from engine.brokers.kite.ticker_codec import Tick
 from engine.core.layout import IST
 from engine.data import store
 from engine.data.recorder import Recorder
-from tests.conftest import DAY, DEFAULT, ns
+from tests.conftest import DAY, DEFAULT, ns, process_env
 from tests.kite_engine import wait
 from tests.live_process import INFY, buy, live_process, stopped
-from tests.test_run import process_env
 
 SYMBOLS = ("NSE:INFY", "NSE:SBIN")
 

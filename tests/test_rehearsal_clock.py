@@ -2,7 +2,6 @@
 says so instead of staying silent."""
 
 import copy
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from engine.runtime.app import kernels_cached
 from engine.services.clock import RehearsalClock
 from engine.services.events import EventBus
 from engine.services.journal import Journal
-from tests.conftest import DEFAULT, make_config
+from tests.conftest import DEFAULT, make_config, process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime.fromisoformat("2026-11-23T09:14:58+05:30")
@@ -41,9 +40,7 @@ def test_the_kernel_cache_tells_a_first_start_from_a_later_one(tmp_path, monkeyp
 
 
 def environ(tmp_path: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_", "OTRADE_"))}
-    env.update(OTRADE_DATA_DIR=str(tmp_path / "data"), OTRADE_CONFIG=str(tmp_path / "o.json"), PYTHONPATH=str(ROOT),
-               PORT="0", **extra)
+    env = process_env(tmp_path, OTRADE_CONFIG=str(tmp_path / "o.json"), **extra)
     return env
 
 

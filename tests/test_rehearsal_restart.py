@@ -3,7 +3,6 @@ journal, and the synthetic market goes on along the same price path."""
 
 import contextlib
 import copy
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from engine.data.feeds import SyntheticFeed
 from engine.runtime.app import WARM_DAYS, _rehearsal_start
 from engine.services.calendar import TradingCalendar
 from engine.services.journal import Journal
-from tests.conftest import DEFAULT
+from tests.conftest import DEFAULT, process_env
 from tests.test_feeds import VirtualClock
 from tests.test_rehearsal_warm_up import instant, play
 
@@ -77,8 +76,7 @@ def test_otrade_run_started_again_with_the_same_clock_continues_the_day(tmp_path
                             "bracket": {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}}]
     data["paper"]["tick_interval_ms"] = 10
     (tmp_path / "o.json").write_bytes(orjson.dumps(data))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_", "OTRADE_"))}
-    env.update(OTRADE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), PORT="0")
+    env = process_env(tmp_path)
     path = tmp_path / "data" / "journal" / "2026-11-23.rehearsal.jsonl"
 
     def start(name: str) -> subprocess.Popen:

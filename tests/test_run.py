@@ -13,7 +13,7 @@ import pytest
 
 from engine.data.synthetic import generate
 from engine.data.tick_files import save
-from tests.conftest import DEFAULT
+from tests.conftest import DEFAULT, process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,12 +57,6 @@ def test_an_invalid_config_refuses_to_start_and_says_why(tmp_path):
     result = run(tmp_path, "--for", "1", config=config)
     assert result.returncode == 1
     assert "risk.max_daily_loss: -1 must be greater than 0" in result.stderr
-
-
-def process_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_", "OTRADE_"))}
-    env.update(OTRADE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), PORT="0")
-    return env
 
 
 def start(tmp_path, *args):

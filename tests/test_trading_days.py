@@ -4,7 +4,6 @@ and special sessions, on the rehearsal clock, in the process and in `otrade run`
 import argparse
 import asyncio
 import copy
-import os
 import subprocess
 import sys
 from datetime import datetime
@@ -24,7 +23,7 @@ from engine.services.events import EventBus
 from engine.services.journal import Journal
 from engine.services.logs import LogBuffer
 from engine.strategies import default_catalog
-from tests.conftest import DEFAULT, make_config
+from tests.conftest import DEFAULT, make_config, process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RISE = [100.0, 99.0, 101.0, 101.5]  # the tick strategy of make_config buys on the rise
@@ -135,8 +134,7 @@ def otrade_run(tmp_path: Path, clock: str, seconds: float, **env: str) -> subpro
                             "bracket": {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}}]
     data["paper"]["tick_interval_ms"] = 50
     (tmp_path / "o.json").write_bytes(orjson.dumps(data))
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_", "OTRADE_"))}
-    environ.update(OTRADE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), PORT="0", **env)
+    environ = process_env(tmp_path, **env)
     return subprocess.run([sys.executable, "-m", "engine", "run", "--console", "--config", str(tmp_path / "o.json"),
                            "--clock", clock, "--for", str(seconds)], cwd=tmp_path, env=environ,
                           stdin=subprocess.PIPE, capture_output=True, text=True, timeout=180)
