@@ -5,7 +5,7 @@
     strategies/  the public strategy API and the built-ins       (config sits between core and these)
     services/    journal, events, logs, clocks, calendar, the data directory;  orders.py: the order vocabulary
     arrays.py    the kernels' arrays from a config
-    live/        venue contract, order state machine, fill ledger, caps, brackets, restore of a live day
+    live/        venue contract, order state machine, fill ledger, protection, reconciliation, live restore
     brokers/     paper, kite/
     data/        ticks, tick files, synthetic sessions, feeds, recorder, store, candles, fetch
     research/    backtest, sweep, report;   engine.py: the live engine (state machine, control API)

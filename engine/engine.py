@@ -34,10 +34,12 @@ from engine.core.step import (
     warm,
 )
 from engine.data.ticks import Ticks
-from engine.live.brackets import BracketKeeper
+from engine.live.fills import Fills
 from engine.live.protection import Bracket, Protection
-from engine.live.restore import DayKeeper, rebuild
+from engine.live.reconcile import Reconciler
+from engine.live.restore import DayBook, rebuild
 from engine.live.venue import BrokerError
+from engine.live.watch import Watch
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
 from engine.services.events import (
     ALERT,
@@ -75,7 +77,13 @@ class ControlError(Exception):
     """A control request that cannot be honoured in the current state; nothing was changed."""
 
 
-class Engine(BracketKeeper, DayKeeper):
+class Engine:
+    """The kernel's decisions carried out at the venue, and the control API. Live, its parts each own
+    one concern and see the engine only as ``engine.live.host.Host``: ``protection`` (each position's
+    stop and target, at the levels Kite confirmed), ``fills`` (the venue's fills move positions; repairs
+    and lost exits), ``reconciler`` (OTrade against Kite's book), ``watch`` (alarms and re-pricing) and
+    ``days`` (today from the journal)."""
+
     def __init__(self, cfg: Config, broker: PaperBroker, bus: EventBus, journal: Journal,
                  now_ns=time.time_ns) -> None:
         self.cfg = cfg
@@ -87,15 +95,15 @@ class Engine(BracketKeeper, DayKeeper):
         self.state = State.IDLE
         self.state_reason = ""
         self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
-        self.protection = Protection(self, len(self.arrays.symbols))  # what protects each position, at what level
+        self.protection = Protection(self, len(self.arrays.symbols))
+        self.fills = Fills(self, self.protection)
+        self.reconciler = Reconciler(self, self.protection, self.fills)
+        self.watch = Watch(self, self.protection)
+        self.days = DayBook(self, self.protection)
         self.closed_trades: list[dict[str, Any]] = []
-        self.foreign: list[str] = []  # broker positions and orders OTrade did not create
         self.token_ok = True  # False from a broker's TokenException until a new token
         self._tag = TagMaker()
         self._tick_sizes: dict[str, float] = {}  # the broker's tick sizes, over the config's
-        self._repriced: dict[str, tuple[int, int]] = {}  # order id -> (times re-priced, when last)
-        self._blind_alert_ns = 0  # when OTrade's blindness to Kite's orders was last alerted (0: it sees them)
-        self._intents = None  # today's orders sent by any run, from the journal: read at the first reconcile
         self._window: tuple[float, float, float] | None = None  # the session window set, over the config's
         # [from, until) ns: the IST day a tick must be of to reach the kernel (``trade_only``); any day by default
         self._from_ns, self._until_ns = -(2**63), 2**63 - 1
@@ -188,9 +196,9 @@ class Engine(BracketKeeper, DayKeeper):
                 st[L.S_PEND_SIDE] = st[L.S_PEND_KIND] = 0.0
                 return
             if self.live:  # the stop keeps protecting until Kite has accepted the exit
-                self._cancel_entry_rest(br)
+                self.fills.cancel_entry_rest(br)
             else:
-                self._cancel_bracket(br)
+                self.fills.cancel_bracket(br)
             side = Side.BUY if st[L.S_PEND_SIDE] > 0 else Side.SELL
             br.exit = self.send_order(j, side, OrderType.MARKET, Purpose.EXIT, qty=int(abs(st[L.S_POS]))).order_id
         if act & L.ACT_ENTRY_CANCELLED and br.entry:
@@ -201,7 +209,7 @@ class Engine(BracketKeeper, DayKeeper):
         """Paper: the fill model closed the position; fill the venue order that did it."""
         reason = L.REASONS[int(st[L.S_OUT_REASON])]
         filled = {"target": br.target, "stop": br.stop, "trail": br.stop}.get(reason) or br.exit
-        self._cancel_bracket(br, keep=filled)
+        self.fills.cancel_bracket(br, keep=filled)
         if filled is None:
             # square-off or session end: the exit is sent and filled on the same tick
             side = Side.SELL if st[L.S_OUT_EXIT_QTY] > 0 else Side.BUY
@@ -262,7 +270,7 @@ class Engine(BracketKeeper, DayKeeper):
             kind = ORDER_PLACED if len(order.history) == 1 else ORDER_UPDATED
             self._publish(kind, critical=order.status == Status.REJECTED, **data)
         if self.live:
-            self._broker_update(order, qty, price)
+            self.fills.update(order, qty, price)
 
     def _publish(self, kind: str, critical: bool = False, **data: Any) -> None:
         self.bus.publish(Event(kind, self.now_ns(), data, critical))
@@ -315,8 +323,8 @@ class Engine(BracketKeeper, DayKeeper):
         if self.state != State.HALTED:
             self._set_state(State.CLOSED, "session closed")
 
-    def alert(self, text: str, critical: bool = True) -> None:
-        self._publish(ALERT, critical=critical, level="critical" if critical else "info", text=text)
+    def alert(self, text: str, critical: bool = True, level: str | None = None) -> None:
+        self._publish(ALERT, critical=critical, level=level or ("critical" if critical else "info"), text=text)
 
     def token_expired(self, message: str) -> None:
         """The broker refused our session: no new entries until a new token; protection stays."""
@@ -486,7 +494,8 @@ class Engine(BracketKeeper, DayKeeper):
         day = rebuild(self.journal.read_day(self.today(), torn), self.cfg.costs, TRANSIENT_PAUSES)
         if day.empty and not torn:
             return ""
-        notes = self._rebuild_day(day)
+        self.closed_trades = day.trades
+        notes = self.days.rebuild(day)
         if day.state == State.HALTED:
             self.arrays.acct[L.A_HALTED] = 1.0 if day.reason == LOSS_HALT else 0.0  # the kernel halted it
             self._set_state(State.HALTED, day.reason)
@@ -508,10 +517,36 @@ class Engine(BracketKeeper, DayKeeper):
         self._publish(ALERT, critical=True, level="info", text=text)
         return text
 
-    def apply_position(self, j: int, qty: int, price: float) -> None:
-        """An adopted position (an earlier run's) comes with the charges of its entry."""
-        super().apply_position(j, qty, price)
-        book_entry_charges(self.arrays.st, self.arrays.acct, j)
+    def today(self) -> str:
+        return self.days.today()
+
+    def daily(self, n: int) -> list[dict[str, Any]]:
+        """The last ``n`` days' closed trades and money, oldest first (today's: the engine's own)."""
+        return self.days.daily(n, self.closed_trades)
+
+    # --- live: Kite's side --------------------------------------------------------------------
+    def reconcile(self, positions: list[dict] | None, orders: list[dict]) -> list[str]:
+        """OTrade's positions and orders against Kite's book (``Reconciler.reconcile``): returns the notes."""
+        return self.reconciler.reconcile(positions, orders)
+
+    def tend(self) -> None:
+        """Live, every second: re-price exits that do not fill, send again what a repair or a lost exit
+        left, re-arm protection whose backoff is over, take Kite's fills as the position should anything
+        have left them apart, and sound the alarm for a position without a stop Kite confirmed."""
+        self.watch.reprice_exits()
+        for j in range(len(self.arrays.symbols)):
+            self.fills.send_again(j)
+        now = self.now_ns()
+        held, working = self.reconciler.book_view()  # each symbol below changes only its own orders
+        self.watch.sight(now, held, working)
+        for j, br in enumerate(self.brackets):
+            symbol = self.arrays.symbols[j]
+            self.reconciler.keep_aligned(j, br, now, self.reconciler.expected(j, held, working))
+            if self.arrays.st[j, L.S_POS] and (br.stop is None or br.target is None):
+                self.protection.protect(j)  # each missing leg once its own backoff is over
+            self.protection.trail_hit(j)
+            self.protection.held_decision(j)
+            self.watch.cover(j, br, now, held.get(symbol, 0), working.get(symbol, []))
 
     # --- control API: plain data for any transport ------------------------------------------
     def positions(self) -> list[dict[str, Any]]:
@@ -582,7 +617,8 @@ class Engine(BracketKeeper, DayKeeper):
                 "strategy": self._strategy_status(j),
             })
         return {"state": str(self.state), "reason": self.state_reason, "broker": self.broker.name,
-                "instruments": instruments, "pnl": self.pnl(), "risk": self.risk(), "foreign": list(self.foreign)}
+                "instruments": instruments, "pnl": self.pnl(), "risk": self.risk(),
+                "foreign": list(self.reconciler.foreign)}
 
 
 __all__ = ["BrokerError", "ControlError", "Engine", "State"]

@@ -115,9 +115,9 @@ async def test_a_market_exit_left_unfilled_is_repriced_at_market_with_protection
     engine.flatten()
     [(exit_id, _)] = await wait(lambda: [(k, r) for k, r in server.working().items() if r["order_type"] == "MARKET"])
     seconds_later(engine, 4)
-    assert engine.reprice_exits() == 0
+    assert engine.watch.reprice_exits() == 0
     seconds_later(engine, 2)
-    assert engine.reprice_exits() == 1
+    assert engine.watch.reprice_exits() == 1
     [form] = await wait(lambda: server.modifies)
     assert (form["order_type"], form["market_protection"]) == ("MARKET", "-1")
     assert any(e.kind == ALERT and "re-priced at market" in e.data["text"] for e in iter(sub.get_nowait, None))
@@ -132,7 +132,7 @@ async def test_a_triggered_stop_that_does_not_fill_is_repriced(live):
     await server.trigger(stop_id)
     await wait(lambda: engine.broker.order(engine.brackets[0].stop).status == "OPEN")
     seconds_later(engine, 6)
-    assert engine.reprice_exits() == 1
+    assert engine.watch.reprice_exits() == 1
     await wait(lambda: server.orders[stop_id][-1]["order_type"] == "MARKET")
 
 
@@ -140,7 +140,7 @@ async def test_a_resting_target_and_an_untriggered_stop_are_never_repriced(live)
     server, engine, _ = live
     await enter(server, engine)
     seconds_later(engine, 600)
-    assert engine.reprice_exits() == 0
+    assert engine.watch.reprice_exits() == 0
 
 
 async def test_a_fill_missed_while_the_ticker_was_away_is_caught_up_from_the_order_book(live):

@@ -46,7 +46,7 @@ async def test_a_hung_entry_answer_delays_neither_the_stop_nor_keeps_it_from_bei
         assert time.monotonic() - started < 1.0  # the entry's call is still hanging
         start = engine.now_ns()
         engine.now_ns = lambda: start + 60 * 10**9
-        assert engine.reprice_exits() == 0
+        assert engine.watch.reprice_exits() == 0
         await wait(lambda: engine.broker.in_flight == 0)  # the hung answer arrives
         assert [r["transaction_type"] for r in server.working().values()] == ["SELL", "SELL"]
         assert engine.positions()[0]["qty"] == 10 and server.place_calls == 3

@@ -203,3 +203,16 @@ async def test_orders_beyond_the_per_position_cap_are_denied_and_alerted(venue):
     await asyncio.sleep(0.1)
     assert [venue.broker.order(t).state for t in tags][-1] == OrderState.DENIED
     assert "max_orders_per_position_minute" in venue.errors[-1]
+
+
+async def test_a_modify_refused_while_kite_still_works_on_a_lost_one_stays_wanted_until_kite_confirms_it(venue):
+    tag = venue.submit()
+    await wait(lambda: venue.broker.order(tag).state == OrderState.ACCEPTED)
+    venue.server.transition_delay_s = 1.5  # Kite works on a change for a while
+    venue.server.fault("modify", "500-after")  # it took the first modify; its answer is lost
+    venue.broker.modify(tag, trigger_price=995.0)
+    await wait(lambda: any("cannot be modified as it is MODIFY" in c.message for c in venue.server.order_calls))
+    assert venue.broker.order(tag).wants("trigger_price") == 995.0  # Kite's "busy" is not its no to the change
+    await wait(lambda: venue.broker.order(tag).request.trigger_price == 995.0)
+    assert not venue.broker.order(tag).pending and not venue.errors
+    assert [r["trigger_price"] for r in venue.at_kite(tag)] == [995.0]

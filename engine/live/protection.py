@@ -19,22 +19,18 @@ Paper: the venue confirms at once, so the kernel's levels are the venue's.
 """
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.arrays import Arrays
 from engine.core import layout as L
 from engine.core.step import decide_again, flatten
 from engine.live import rules
+from engine.live.host import NS, Host
 from engine.live.orders import AT_KITE, LiveOrder, OrderState
-from engine.live.venue import VenueProtocol
 from engine.orders import Order, OrderRequest, OrderType, Purpose, Side
-from engine.services.journal import Journal
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 MAX_BACKOFF_S = 60
 LEGS = ("stop", "target")
 CROSSED_WAIT_S = 0.9  # a decision held for a leg's fill is made anyway once Kite is silent this long
@@ -107,24 +103,6 @@ class Held(Protocol):
     target: float | None
     stop: float | None
     trailed: bool
-
-
-class Host(Protocol):
-    """What the owner needs of the engine."""
-
-    arrays: Arrays
-    broker: VenueProtocol
-    journal: Journal
-    live: bool
-    index: dict[str, int]  # symbol -> row
-    now_ns: Callable[[], int]
-
-    def send_order(self, j: int, side: Side, kind: OrderType, purpose: Purpose, price: float | None = None,
-                   trigger: float | None = None, qty: int | None = None) -> Order: ...
-
-    def act(self, j: int, act: int) -> None: ...
-
-    def alert(self, text: str, critical: bool = True) -> None: ...
 
 
 class Protection:
@@ -442,4 +420,4 @@ class Protection:
             h.broker.modify(stop.order_id, trigger_price=journaled)
 
 
-__all__ = ["Bracket", "Held", "Host", "Leg", "Protection"]
+__all__ = ["Bracket", "Held", "Leg", "Protection"]

@@ -7,24 +7,21 @@ derived from the fills, as the venue's own ledger derives them: each order's cum
 quantity, its new part booked at the price it implies.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from config import Config
 from config.models import Costs
-from engine.arrays import Arrays, rates
+from engine.arrays import rates
 from engine.core import layout as L
 from engine.core.costs import round_trip_costs
 from engine.core.layout import IST, IST_OFFSET_NS, NS_PER_DAY
 from engine.core.step import adopt_position, book_entry_charges, start_session
-from engine.live.protection import Bracket, Protection
+from engine.live.host import Host
+from engine.live.protection import Protection
 from engine.orders import FINAL, Side
-from engine.services.events import ALERT
-from engine.services.journal import Journal
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KEPT_STATES = ("PAUSED", "HALTED")  # RUNNING, IDLE and CLOSED follow from the session schedule
@@ -131,44 +128,34 @@ def _charge(trades: list[dict[str, Any]], costs: Costs) -> None:
         t["charges"], t["net_pnl"] = float(c), t["pnl"] - float(c)
 
 
-class DayKeeper:
-    """Engine methods that bring the day back from the journal and report days from it (a mixin:
-    they work on the engine's arrays, broker, journal and bus)."""
+class DayBook:
+    """Today brought back from the journal into the kernel's state, and earlier days reported from it."""
 
-    arrays: Arrays
-    brackets: list[Bracket]
-    broker: Any
-    cfg: Config
-    index: dict[str, int]
-    journal: Journal
-    live: bool
-    closed_trades: list[dict[str, Any]]
-    now_ns: Callable[[], int]
-    protection: Protection
-    _publish: Callable[..., None]
+    def __init__(self, host: Host, protection: Protection) -> None:
+        self.host = host
+        self.protection = protection
 
     def today(self) -> str:
-        return datetime.fromtimestamp(self.now_ns() / 1e9, IST).date().isoformat()
+        return datetime.fromtimestamp(self.host.now_ns() / 1e9, IST).date().isoformat()
 
-    def _rebuild_day(self, day: Day) -> list[str]:
+    def rebuild(self, day: Day) -> list[str]:
         """Today's figures into the kernel's state, as they were: closed trades, entries taken, and
         (paper) the open positions with their levels, protected again; live, the journal's positions
         checked against Kite's. Returns notes for the restore message."""
-        a = self.arrays
-        number = (self.now_ns() + IST_OFFSET_NS) // NS_PER_DAY
+        a = self.host.arrays
+        number = (self.host.now_ns() + IST_OFFSET_NS) // NS_PER_DAY
         for j in range(len(a.symbols)):
             start_session(a.st, a.pr, a.rows, j, float(number))  # under way: the first tick is not a new day
         a.acct[L.A_DAY] = number
         for t in day.trades:
-            j = self.index.get(t["symbol"])
+            j = self.host.index.get(t["symbol"])
             if j is not None:
                 a.st[j, L.S_REALISED] += t["pnl"]
                 a.st[j, L.S_DAY_CHARGES] += t["charges"]
         a.acct[L.A_REALISED] = sum(t["pnl"] for t in day.trades)
         a.acct[L.A_CHARGES] += sum(t["charges"] for t in day.trades)  # live: reconcile booked open entries
         a.acct[L.A_TRADES] = day.entries
-        self.closed_trades = day.trades
-        if self.live:
+        if self.host.live:
             self.check_journal_positions(day)  # alerted on their own
             return []
         return self._hold_journaled(day)
@@ -176,10 +163,10 @@ class DayKeeper:
     def _hold_journaled(self, day: Day) -> list[str]:
         """Paper: the positions the journal's fills leave, with their last journaled target and stop
         (a trailed stop stays where it was), protected at the venue again."""
-        a, notes = self.arrays, []
-        self.broker.number_after(day.order_ids)
+        a, notes = self.host.arrays, []
+        self.host.broker.number_after(day.order_ids)
         for symbol, held in day.held.items():
-            j = self.index.get(symbol)
+            j = self.host.index.get(symbol)
             if j is None:
                 notes.append(f"{symbol} {held.qty:+d} @ {held.price:.2f} is no longer configured: not restored")
                 continue
@@ -191,8 +178,8 @@ class DayKeeper:
                 a.st[j, L.S_STOP] = held.stop
             a.st[j, L.S_TRAILED] = float(held.trailed)
             # the last price known, until a tick comes: a session closing first exits at it, not at 0
-            a.st[j, L.S_LAST_PRICE], a.clk[j, L.C_LAST] = held.price, self.now_ns()
-            self.broker.hold(symbol, held.qty, held.price)
+            a.st[j, L.S_LAST_PRICE], a.clk[j, L.C_LAST] = held.price, self.host.now_ns()
+            self.host.broker.hold(symbol, held.qty, held.price)
             self.protection.protect(j)
         return notes
 
@@ -200,29 +187,29 @@ class DayKeeper:
         """Live, once reconciled with Kite: the positions today's journal leaves against the ones
         OTrade now holds (Kite's orders of the day decide). Each disagreement is alerted and returned."""
         if day is None:
-            day = rebuild(self.journal.read_day(self.today()), self.cfg.costs, frozenset())
-        st, notes = self.arrays.st, []
-        for symbol in sorted({*self.arrays.symbols, *day.held}):
-            j = self.index.get(symbol)
+            day = rebuild(self.host.journal.read_day(self.today()), self.host.cfg.costs, frozenset())
+        st, notes = self.host.arrays.st, []
+        for symbol in sorted({*self.host.arrays.symbols, *day.held}):
+            j = self.host.index.get(symbol)
             held = int(st[j, L.S_POS]) if j is not None else 0
             journaled = day.held[symbol].qty if symbol in day.held else 0
             if held != journaled:
                 text = (f"{symbol}: the journal shows {journaled:+d} open but Kite's orders of the day leave "
                         f"{held:+d}; Kite's is kept (a fill while OTrade was down is not among today's trades: "
                         "check Kite)")
-                self._publish(ALERT, critical=True, level="critical", text=text)
+                self.host.alert(text)
                 notes.append(text)
         return notes
 
-    def daily(self, n: int) -> list[dict[str, Any]]:
+    def daily(self, n: int, today_trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The last ``n`` days' closed trades and money, oldest first: today's are the engine's own
         (the figures /trades and /pnl show), earlier days' come from the journal."""
         today = self.today()
-        dates = [*(d for d in self.journal.dates() if d < today), today][-n:]
+        dates = [*(d for d in self.host.journal.dates() if d < today), today][-n:]
         out = []
         for date in dates:
-            trades = (list(self.closed_trades) if date == today
-                      else rebuild(self.journal.read_day(date), self.cfg.costs, frozenset()).trades)
+            trades = (list(today_trades) if date == today
+                      else rebuild(self.host.journal.read_day(date), self.host.cfg.costs, frozenset()).trades)
             gross, charges = sum(t["pnl"] for t in trades), sum(t["charges"] for t in trades)
             out.append({"date": date, "trades": len(trades), "gross": gross, "charges": charges,
                         "net": gross - charges})
