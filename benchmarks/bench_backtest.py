@@ -17,7 +17,8 @@ from pathlib import Path
 
 from benchmarks.common import report, user_strategy
 from config import validate
-from engine.cli import DEFAULT_CONFIG, _load_config
+from config.manager import SHIPPED_DEFAULT
+from engine.cli import _load_config
 from engine.data.synthetic import generate
 from engine.data.tick_files import load, save
 from engine.research import backtest
@@ -30,9 +31,10 @@ PY_N = 100_000
 PURE_PYTHON = """
 import sys, time
 from engine.research import backtest
+from pathlib import Path
 from engine.cli import _load_config
 from engine.data.tick_files import load
-cfg = _load_config(sys.argv[1])
+cfg = _load_config(Path(sys.argv[1]))
 ticks, _ = load(sys.argv[2], [i.symbol for i in cfg.instruments])
 t0 = time.perf_counter()
 backtest.run(cfg, ticks)
@@ -56,7 +58,7 @@ def throughput(cfg, ticks) -> tuple[float, int]:
 
 
 def main() -> None:
-    cfg = _load_config(str(DEFAULT_CONFIG))
+    cfg = _load_config(SHIPPED_DEFAULT)
     ema_cfg = ema_only(cfg)
     symbols = [i.symbol for i in cfg.instruments]
     sizes = [i.tick_size for i in cfg.instruments]
@@ -82,7 +84,7 @@ def main() -> None:
         small = tmp / "head.otk"
         save(small, head)
         env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONPATH": str(ROOT)}
-        out = subprocess.run([sys.executable, "-c", PURE_PYTHON, str(DEFAULT_CONFIG), str(small)],
+        out = subprocess.run([sys.executable, "-c", PURE_PYTHON, str(SHIPPED_DEFAULT), str(small)],
                              env=env, capture_output=True, text=True, check=True)
         py_rate = float(out.stdout.strip())
 

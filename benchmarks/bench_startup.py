@@ -12,14 +12,14 @@ import numpy as np
 
 from benchmarks.common import report
 from config import parse
-from engine.cli import DEFAULT_CONFIG
+from config.manager import SHIPPED_DEFAULT
 from engine.strategies import default_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def config_load_us() -> float:
-    raw = DEFAULT_CONFIG.read_bytes()
+    raw = SHIPPED_DEFAULT.read_bytes()
     for _ in range(100):
         parse(raw, default_catalog())
     times = []

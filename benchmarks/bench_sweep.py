@@ -17,7 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from benchmarks.common import report
-from engine.cli import DEFAULT_CONFIG, _load_config
+from config.manager import SHIPPED_DEFAULT
+from engine.cli import _load_config
 from engine.data import candles
 from engine.data.synthetic import generate
 from engine.data.ticks import Ticks
@@ -73,7 +74,7 @@ def ceiling(data: sweep.Data, settings: list[dict], cores: int) -> float:
 
 
 def main() -> None:
-    cfg = _load_config(str(DEFAULT_CONFIG))
+    cfg = _load_config(SHIPPED_DEFAULT)
     symbols = [i.symbol for i in cfg.instruments]
     raw = generate(DAYS, 1, symbols, tick_interval_ms=1000.0, tick_sizes=[i.tick_size for i in cfg.instruments])
     replay = candles.replay({s: minute_candles(raw, k) for k, s in enumerate(symbols)}, symbols, "minute", "ohlc",

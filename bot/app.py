@@ -8,6 +8,7 @@ from bot.commands import Commands, Services
 from bot.console import ConsoleTransport
 from bot.notifier import Notifier
 from bot.telegram import TelegramTransport
+from engine.runtime.app import day_charts
 from engine.services import logs
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ def attach(rt) -> None:
     config = rt.config
     commands = Commands(Services(rt.engine, config, rt.data_dir, rt.clock.now_ns, rt.logs, rt.started_ns,
                                  rt.next_event, lambda: {k: fn() for k, fn in rt.health.items()},
-                                 rt.login, rt.token, rt.login_tap))
+                                 rt.login, rt.token, rt.login_tap, web=rt.web_link, charts=day_charts(rt)))
     rt.logs.stamp_with(rt.clock.now_ns)  # /logs on the clock the chat's messages are on
     sinks = []
     if rt.args.console:  # every event on the terminal, once and in order, apart from the chat's notifier
@@ -40,6 +41,7 @@ def attach(rt) -> None:
         log.info("telegram: TELEGRAM_BOT_TOKEN is not set; running without Telegram")
         rt.health["telegram"] = lambda: "off"
     notifier = Notifier(rt.bus.subscribe(), lambda: config.config.bot, sinks)
+    rt.gauges.add("outbox_depth", "Chat messages waiting in the transports' outboxes", notifier.pending)
     rt.tasks["notifier"] = notifier.run
     rt.on_stop.append(lambda: _drain(notifier, sinks))
 

@@ -23,6 +23,7 @@ from bot.auth import CONSOLE, Caller, admin_refusal, allowed
 from config import Bot, Change, ConfigError, ConfigManager
 from config.manager import KEEP_BACKUPS, as_json, changed_leaves, takes_restart
 from engine.brokers.kite.login import NONCE_TTL_S
+from engine.charts import Charts, Picture
 from engine.core.layout import IST
 from engine.engine import ControlError, Engine, State
 from engine.services.logs import LogBuffer, add_secret, redact
@@ -35,6 +36,7 @@ class Reply:
     text: str
     buttons: tuple[tuple[str, str], ...] = ()  # (label, callback data)
     toast: bool = False  # a button's refusal: told to the tapper alone, the message left as it is
+    picture: Picture | None = None  # sent as a photo with its caption; ``text`` is for where no picture goes
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Services:
     login: Callable[[], str] | None = None  # the broker's login URL; None in paper mode
     token: Callable[[str], Awaitable[Any]] | None = None  # renews the session from a request token and alerts
     login_tap: bool = False  # Kite's redirect comes back to our own server: tapping the link is enough
+    web: Callable[[], tuple[str, datetime]] | None = None  # a new monitoring page link and its expiry; None: no server
+    charts: Charts | None = None  # /chart and /equity; None: this process draws no pictures
 
 
 @dataclass
@@ -389,8 +393,43 @@ class Commands:
         task.add_done_callback(self._running.discard)
         return Reply("Exchanging the token with Kite…")
 
+    def web(self, caller: Caller, args: list[str]) -> Reply:
+        if args:
+            raise ValueError("takes no arguments: send /web alone")
+        if self.s.web is None:
+            return Reply("The monitoring page is off: the web server is not listening (see /logs).")
+        link, expiry = self.s.web()
+        log.info("/web: a page link for user %s in chat %s, until %s", caller.user_id, caller.chat_id,
+                 f"{expiry:%Y-%m-%d %H:%M} IST")
+        text = (f"Monitoring page (read-only) until {expiry:%a %d %b %H:%M} IST:\n{link}\n"
+                "Anyone with this link can watch until then: do not forward it.")
+        if link.startswith(("http://127.0.0.1:", "http://localhost:")):
+            text += ("\nThe address is the OTrade machine's own: from a phone, reach it through an SSH tunnel, "
+                     "Tailscale or a TLS proxy and set server.web_url (README: The monitoring page).")
+        return Reply(text)
+
     def version(self, caller: Caller, args: list[str]) -> Reply:
         return Reply(f"OTrade {_version()}")
+
+    def _charts(self) -> Charts:
+        if self.s.charts is None:
+            raise ValueError("this process draws no pictures")
+        return self.s.charts
+
+    def chart(self, caller: Caller, args: list[str]) -> Awaitable[Reply]:
+        if len(args) > 1:
+            raise ValueError("usage: /chart [SYMBOL], e.g. /chart INFY")
+        return _picture(self._charts().price(args[0] if args else None))  # the engine read here, on the loop
+
+    def equity(self, caller: Caller, args: list[str]) -> Awaitable[Reply]:
+        if args:
+            raise ValueError("takes no arguments: send /equity alone")
+        return _picture(self._charts().equity())
+
+
+async def _picture(draw: Callable[[], Picture]) -> Reply:
+    picture = await asyncio.to_thread(draw)  # the disk and matplotlib, off the event loop
+    return Reply(picture.caption, picture=picture)
 
 
 def _count(args: list[str], default: int, what: str) -> int:
@@ -436,6 +475,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("trades", "", "today's closed trades", False, Commands.trades),
     Command("pnl", "", "today's P&L", False, Commands.pnl),
     Command("daily", "[n]", "P&L per day from the journal", False, Commands.daily),
+    Command("chart", "[SYMBOL]", "today's price, indicators, trades, stop and target, as a picture", False,
+            Commands.chart),
+    Command("equity", "", "today's net P&L through the day and the last 20 days', as a picture", False,
+            Commands.equity),
     Command("config", "[path]", "show the configuration", False, Commands.config),
     Command("set", "<path> <value>", "change a setting (validated, saved; live, or says it needs a restart)", True,
             Commands.set),
@@ -446,6 +489,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("logs", "[n]", "the last log lines", False, Commands.logs, private=True),
     Command("login", "", "the broker's login link (live)", True, Commands.login),
     Command("token", "<url or request_token>", "finish the daily broker login (live)", True, Commands.token),
+    Command("web", "", "a link to the live monitoring page (read-only, expires)", False, Commands.web, private=True),
     Command("version", "", "the running version", False, Commands.version),
 )
 

@@ -4,19 +4,26 @@ stdout, redacted.
 A number typed alone picks an option of the bot's most recent question (the console's buttons).
 Events are printed as they happen and in that order, each once, stamped in IST on the engine's
 clock; ``engine.services.logs.console`` keeps their log lines off the terminal (``otrade run``
-subscribes the console when it subscribes the event log, so the two see the same events).
+subscribes the console when it subscribes the event log, so the two see the same events). A picture
+(/chart, /equity, the end-of-day report's) is saved as a PNG under ``<data>/charts/`` and its path
+printed.
 """
 
 import asyncio
 import contextlib
 import inspect
+import itertools
 import sys
 import threading
 from collections.abc import Awaitable
+from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
 from bot.commands import CONSOLE, Commands, Reply
 from bot.notifier import Message, format_event, notify_key
+from engine.charts import Picture
+from engine.core.layout import IST
 from engine.services.events import CONFIG_CHANGED, Event, Subscription
 from engine.services.logs import redact
 
@@ -50,10 +57,27 @@ class ConsoleTransport:
         coalesce for); stopped, what is still queued (the stopping alert) is printed before it ends."""
         try:
             while True:
-                self.print_event(await events.get())
+                event = await events.get()
+                self.print_event(event)
+                if (picture := event.data.get("picture")) is not None:
+                    self._print(f"   picture: {await asyncio.to_thread(self.save, picture)}")
         finally:
             while (event := events.get_nowait()) is not None:
                 self.print_event(event)
+                if (picture := event.data.get("picture")) is not None:
+                    self._print(f"   picture: {self.save(picture)}")
+
+    def save(self, picture: Picture) -> Path:
+        """The PNG under ``<data>/charts/``, named by the engine's clock and what it shows."""
+        folder = self.commands.s.data_dir / "charts"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = f"{datetime.fromtimestamp(self.commands.s.now_ns() / 1e9, IST):%Y-%m-%d_%H%M%S}_{picture.name}"
+        for n in itertools.count():
+            path = folder / (f"{stamp}.png" if not n else f"{stamp}-{n}.png")
+            with contextlib.suppress(FileExistsError), open(path, "xb") as out:  # never over an earlier one
+                out.write(picture.png)
+                return path.resolve()
+        raise AssertionError  # unreachable: the count never ends
 
     def show(self, reply: Reply | Awaitable[Reply] | None) -> Awaitable[None] | None:
         """Print the reply; one still to come (a command doing file I/O off the loop) is returned to await."""
@@ -61,6 +85,8 @@ class ConsoleTransport:
             return self._show_awaited(reply)
         if reply is None:
             return None
+        if reply.picture is not None:
+            return self._show_picture(reply)
         self._print(reply.text)
         if reply.buttons:  # a new question; a reply without options leaves the last one answerable
             self._buttons = reply.buttons
@@ -69,7 +95,12 @@ class ConsoleTransport:
         return None
 
     async def _show_awaited(self, reply: Awaitable[Reply]) -> None:
-        self.show(await reply)
+        if (saving := self.show(await reply)) is not None:
+            await saving
+
+    async def _show_picture(self, reply: Reply) -> None:
+        path = await asyncio.to_thread(self.save, reply.picture)  # the disk, off the event loop
+        self._print(f"{reply.text}\n  picture: {path}")
 
     def _answer(self, number: int) -> Reply | Awaitable[Reply] | None:
         if not self._buttons:

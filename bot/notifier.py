@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_never, wait_exponential
 
 from config.models import Bot
+from engine.charts import Picture
 from engine.core.layout import IST
 from engine.services import events as E
 
@@ -25,9 +26,10 @@ DIGEST_AFTER = 6  # more events than this in one coalescing window become one di
 
 @dataclass(frozen=True)
 class Message:
-    text: str
+    text: str  # with a picture: its caption
     silent: bool = False
     critical: bool = False
+    picture: Picture | None = None
 
 
 def notify_key(event: E.Event) -> str:
@@ -144,6 +146,10 @@ class Notifier:
         for outbox in self.outboxes:
             outbox.put(message)
 
+    def pending(self) -> int:
+        """Messages the transports hold, not yet delivered (the outbox depth /metrics shows)."""
+        return sum(sink.pending() for sink in self.outboxes if hasattr(sink, "pending"))
+
     async def _pull(self) -> None:
         # Taking an event and holding it in the batch is one step, so flush() never misses one.
         self._batch.append(await self._sub.get())
@@ -182,6 +188,9 @@ class Notifier:
         else:
             for e, lvl in routine:
                 self._emit(Message(format_event(e), silent=lvl == "silent"))
+        for e, lvl in chosen:  # an event's picture (the end-of-day report's) follows its text, never folded
+            if (picture := e.data.get("picture")) is not None:
+                self._emit(Message(picture.caption, silent=lvl == "silent", critical=e.critical, picture=picture))
 
 
 def as_seconds(value: float | timedelta | None) -> float | None:

@@ -5,7 +5,8 @@ Telegram in tests. PTB's AIORateLimiter enforces the global and per-group limits
 limit (about one message a second) is enforced here for pushed notifications, and a long answer
 that Telegram slows down (429) is finished by the chat's outbox rather than cut short. Only new messages
 run commands (an edit is answered, never run), a command naming another bot (``/halt@otherbot``)
-is left to it, and every text sent passes the redactor.
+is left to it, and every text sent passes the redactor. A picture (/chart, /equity, the end-of-day
+report's) is uploaded as a photo with its one-line caption.
 """
 
 import asyncio
@@ -20,11 +21,13 @@ from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, Cont
 
 from bot.commands import Caller, Commands, Reply, resolve
 from bot.notifier import Message, Outbox, as_seconds
+from engine.charts import Picture
 from engine.services.logs import add_secret, redact
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4096
+MAX_CAPTION = 1024  # a photo's caption
 PRIVATE_INTERVAL = 1.0  # seconds between messages to one chat
 GROUP_INTERVAL = 3.0  # 20 a minute in groups
 ADDRESSED = re.compile(r"\s*(/\w+)@(\w+)")  # /command@botname
@@ -117,6 +120,19 @@ class TelegramTransport:
             await self.app.bot.send_message(chat_id, part, reply_markup=markup if k == len(parts) - 1 else None,
                                             disable_notification=silent)
 
+    async def _photo(self, chat_id: int, picture: Picture, silent: bool = False) -> None:
+        """The PNG as a photo, uploaded, with its caption (redacted, cut to Telegram's limit)."""
+        await self.app.bot.send_photo(chat_id, picture.png, caption=redact(picture.caption)[:MAX_CAPTION],
+                                      disable_notification=silent)
+
+    async def _answer_photo(self, chat_id: int, picture: Picture) -> None:
+        """A command's picture; when Telegram says to wait, the chat's outbox sends it as told."""
+        try:
+            await self._photo(chat_id, picture)
+        except RetryAfter:
+            log.info("telegram: asked to wait while answering chat %s with a picture; queued", chat_id)
+            self._outbox(chat_id).put(Message(picture.caption, critical=True, picture=picture))
+
     async def _reply(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         """A command's answer, every part of it: when Telegram says to wait (a long /logs in parts),
         the parts not sent go to the chat's outbox, which waits as told and paces them, so the
@@ -146,7 +162,10 @@ class TelegramTransport:
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.connected = True
         if (got := self._command(update)) and (reply := await resolve(self.commands.handle_text(*got))):
-            await self._reply(got[0].chat_id, reply.text, _markup(reply))
+            if reply.picture is not None:
+                await self._answer_photo(got[0].chat_id, reply.picture)
+            else:
+                await self._reply(got[0].chat_id, reply.text, _markup(reply))
 
     async def _on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if (got := self._command(update)) and (reply := self.commands.handle_edit(*got)):
@@ -193,7 +212,10 @@ class TelegramTransport:
             wait = last + gap - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            await self._send(chat_id, message.text, silent=message.silent)
+            if message.picture is not None:
+                await self._photo(chat_id, message.picture, message.silent)
+            else:
+                await self._send(chat_id, message.text, silent=message.silent)
             last = time.monotonic()
 
         return send

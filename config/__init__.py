@@ -14,9 +14,11 @@ from config.models import (
     Server,
     Session,
     StrategyCatalog,
+    live_session_problems,
     parse,
     validate,
 )
 
 __all__ = ["Bot", "Bracket", "Change", "Config", "ConfigError", "ConfigManager", "Costs", "Instrument", "Notify",
-           "Paper", "Risk", "Server", "Session", "StrategyCatalog", "check_file", "diff", "parse", "validate"]
+           "Paper", "Risk", "Server", "Session", "StrategyCatalog", "check_file", "diff", "live_session_problems",
+           "parse", "validate"]

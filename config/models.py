@@ -11,6 +11,7 @@ NS_PER_MIN = 60_000_000_000
 SYMBOL = re.compile(r"^(NSE|BSE):[A-Z0-9][A-Z0-9&_.-]*$")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 URL_PATH = re.compile(r"^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$")  # no dot segments, query or trailing slash
+WEB_URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._~/-]*)?$")  # an origin, and a proxy's prefix
 KITE_RATE_LIMIT = 10
 PYDANTIC_SHOULD = re.compile(r"^(Input|List|Value|String|Dictionary) should")
 # A field (or section) the running process reads only when it starts: a change to it is saved and
@@ -134,6 +135,36 @@ class Session(Model):
         return (int(text[:2]) * 60 + int(text[3:])) * NS_PER_MIN
 
 
+# What live trading can hold the session times to (issue 20). NSE's normal market is 09:15–15:30 IST;
+# the quarter hour before it is the pre-open call auction. Zerodha squares off open intraday (MIS)
+# positions itself from about 15:20 (shared/kite/README.md, "Indian market rules"): its rule, not NSE's.
+NSE_OPEN = "09:15"
+NSE_CLOSE = "15:30"
+ZERODHA_MIS_SQUARE_OFF = "15:20"
+
+
+def live_session_problems(session: Session) -> list[str]:
+    """Why the exchange or Zerodha would defeat these session times in live trading, one line each
+    (``path: value rule``, as ConfigError's); empty when nothing would. Not a validator: paper,
+    rehearsals and backtests take any hours, and a special session (Muhurat trading) takes the
+    calendar's hours, not these."""
+    problems = []
+    if session.open < NSE_OPEN:
+        problems.append(f"session.open: {session.open!r} must be {NSE_OPEN} or later for live trading: NSE's normal "
+                        f"market opens at {NSE_OPEN}, and before it is the pre-open call auction (09:00–09:15), "
+                        "not continuous trading (the exchange's rule)")
+    if session.square_off >= ZERODHA_MIS_SQUARE_OFF:
+        problems.append(f"session.square_off: {session.square_off!r} must be before {ZERODHA_MIS_SQUARE_OFF} for "
+                        f"live trading: from about {ZERODHA_MIS_SQUARE_OFF} Zerodha squares off open intraday (MIS) "
+                        "positions itself, at ₹50 + GST an order (Zerodha's rule, not the exchange's: NSE trades "
+                        f"to {NSE_CLOSE})")
+    if session.close > NSE_CLOSE:
+        problems.append(f"session.close: {session.close!r} must be {NSE_CLOSE} or earlier for live trading: NSE's "
+                        "normal market closes then, and an intraday order is not taken after it (the exchange's "
+                        "rule)")
+    return problems
+
+
 Level = Literal["on", "silent", "off"]
 
 
@@ -161,6 +192,10 @@ class Server(Model):
     host: str = "127.0.0.1"  # this machine only; "0.0.0.0" for a host that checks health from outside
     port: int = Field(8080, ge=1, le=65535)  # $PORT wins when set
     login_callback: str | None = None  # live: the path Kite's login redirect lands on; null = /token by hand
+    # the monitoring page: where a browser reaches this server (a tunnel's, Tailscale's or a TLS proxy's
+    # address; null = http://127.0.0.1:<port>), and how long a /web link (and the session it opens) lasts
+    web_url: str | None = None
+    web_link_hours: float = Field(4.0, gt=0, le=168)
 
     @field_validator("login_callback")
     @classmethod
@@ -170,7 +205,17 @@ class Server(Model):
                           "e.g. '/kite/callback'")])
         if v == "/healthz":
             _broken([("", f"{v!r} must not be the health check's path")])
+        if v is not None and (v + "/").startswith("/web/"):
+            _broken([("", f"{v!r} must not be under /web, the monitoring page's")])
         return v
+
+    @field_validator("web_url")
+    @classmethod
+    def _web_url(cls, v: str | None) -> str | None:
+        if v is not None and not WEB_URL.match(v):
+            _broken([("", f"{v!r} must be an http:// or https:// address without a query, e.g. "
+                          "'https://otrade.example.ts.net' or 'http://127.0.0.1:8080'")])
+        return v.rstrip("/") if v is not None else v
 
 
 class Paper(Model):

@@ -1,4 +1,5 @@
-"""The ``otrade`` command line: run, backtest, sweep, ticks generate, config check, strategy new/list."""
+"""The ``otrade`` command line: run, backtest, sweep, audit, ticks generate, config check, strategy new/list,
+warm."""
 
 import argparse
 import asyncio
@@ -201,7 +202,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     notes = sys.stderr if args.json else sys.stdout  # JSON on stdout stays parseable
     _say_config(args, f"data {data}", notes)
     loaded = time.perf_counter()
-    result = backtest.run(cfg, ticks, progress=sys.stderr.isatty(), partner=partner)
+    try:
+        result = backtest.run(cfg, ticks, progress=sys.stderr.isatty(), partner=partner)
+    except candles.CandleError as exc:  # the pessimistic rule refusing a strategy it cannot bound
+        print(f"error: {_error(exc)}", file=sys.stderr)
+        return 1
     done = time.perf_counter()
     summary = {"config": args.config, "data": data, **result.summary(), "days": result.per_day(),
                "closed_days": [d.isoformat() for d in result.closed_days(calendar)]}
@@ -248,6 +253,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise sweep.SweepError(f"--metric {args.metric!r}: one of {', '.join(sweep.METRICS)}")
         if args.out and Path(args.out).suffix.lower() not in sweep.OUTPUTS:
             raise sweep.SweepError(f"--out {args.out}: write {' or '.join(sweep.OUTPUTS)}")
+        if args.min_trades is not None and args.min_trades < 0:
+            raise sweep.SweepError(f"--min-trades {args.min_trades}: a number of trades, 0 or more")
         if bool(args.train) != bool(args.test):
             raise sweep.SweepError("walk-forward takes both --train and --test")
         walk = (sweep.parse_days(args.train), sweep.parse_days(args.test)) if args.train else None
@@ -255,7 +262,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         ticks, _, partner, what = _load_data(args, cfg)
         _say_config(args, f"data {what}")
         data = sweep.Data(ticks, partner, what)
-        res = sweep.run(cfg, data, combos, args.metric, walk, args.workers, args.ray, progress=sys.stderr.isatty())
+        res = sweep.run(cfg, data, combos, args.metric, walk, args.workers, args.ray, progress=sys.stderr.isatty(),
+                        min_trades=sweep.MIN_TRADES if args.min_trades is None else args.min_trades)
         if args.out:
             res.write(Path(args.out))
     except (sweep.SweepError, ConfigError, TickFileError, CandleError, FileNotFoundError) as exc:
@@ -264,10 +272,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.report:  # before the table: a reader that stops early (``| head``) must not cost the file
         from engine.research import report
 
-        best = {p: res.ranked()[0][p] for p in res.paths}
-        result = backtest.run(sweep.configure(cfg, best), data.ticks, partner=data.partner)
-        figure = _report_figure(report_day, result, data.ticks,
-                                "Best: " + ", ".join(f"{p}={v}" for p, v in best.items()))
+        figure = None
+        if ranked := res.ranked():
+            best = {p: ranked[0][p] for p in res.paths}
+            result = backtest.run(sweep.configure(cfg, best), data.ticks, partner=data.partner)
+            figure = _report_figure(report_day, result, data.ticks, "In sample (all days, test days included), "
+                                    "the best: " + ", ".join(f"{p}={v}" for p, v in best.items()))
         report.write(Path(args.report), report.sweep_figures(res, figure), "OTrade sweep")
     print(res.table(args.top))
     if args.out:
@@ -324,7 +334,7 @@ def cmd_ticks_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from config import check_file, parse
+    from config import check_file, live_session_problems, parse
     from engine.arrays import in_use
     from engine.strategies import StrategyError, catalog_for
 
@@ -333,6 +343,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     notes = []
     if not errors:  # each strategy it names compiled and tried on a few hundred bars, never at a first tick
         cfg = parse(Path(args.file).read_bytes(), catalog)
+        # hours live trading cannot keep: errors for --live, as ``otrade run --live`` refuses them; paper keeps any
+        hours = live_session_problems(cfg.session)
+        if args.live:
+            errors += hours
+        else:
+            notes += [f"warning (otrade run --live would refuse it): {problem}" for problem in hours]
         for strategy in in_use(cfg):
             try:
                 for ins in cfg.instruments:
@@ -389,6 +405,95 @@ def cmd_strategy_list(args: argparse.Namespace) -> int:
         for line in strategy.describe():
             print(f"    {line}")
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """The day's parity audit, as the end-of-day report has it: exit 0 at parity, 1 on a break or
+    when the day cannot be audited."""
+    from engine.research.audit import AuditError, audit_day
+    from engine.runtime.app import warm_up_sessions
+    from engine.services.calendar import SHIPPED_OVERRIDES
+    from engine.services.paths import data_dir_from_env
+    from engine.strategies import catalog_for
+
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        raise UsageError(f"--date {args.date!r} is not a day, e.g. 2026-11-23") from None
+    path = config_path(args)
+    cfg = _load_config(path)
+    data_dir = data_dir_from_env()
+    _say_config(args, f"data {data_dir}")
+    overrides = Path(os.environ.get("OTRADE_CALENDAR") or SHIPPED_OVERRIDES)
+
+    def warm_up(c: Any, until_ns: int, synthetic: bool) -> list:
+        return warm_up_sessions(c, data_dir, overrides, until_ns, synthetic)
+
+    try:
+        result = audit_day(data_dir, day, cfg, catalog_for(path), overrides, warm_up, args.rehearsal or None)
+    except AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(result.describe())
+    for note in result.notes:
+        print(note)
+    print(result.text())
+    return 1 if result.breaks else 0
+
+
+WARM_PARTS = ("run", "backtest")
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    """Compile into Numba's cache, ahead of the runs that load it: the config's strategies, the live
+    engine's kernels and the ticker's decoder (``run``), the backtest's loop (``backtest``: sweeps and
+    audits run it too). Prints each with its seconds and whether the cache already held it."""
+    import numpy as np
+
+    from engine.arrays import build, in_use
+    from engine.data.ticks import Ticks
+
+    cache = Path(os.environ["NUMBA_CACHE_DIR"])
+    config_path(args)
+    _say_config(args, f"numba cache {cache}")
+    began = time.perf_counter()
+    written = _cache_files(cache)
+    cfg = _load_config(Path(args.config))  # compiles the strategies
+    _warmed("strategies", cache, written, {s.name: s.compile_seconds for s in in_use(cfg)})
+    if args.only in (None, "run"):
+        from engine.brokers.kite.ticker_codec import PriceDecoder
+        from engine.engine import warm_kernels
+
+        written = _cache_files(cache)
+        took = warm_kernels(build(cfg), time.time_ns())
+        decoder = time.perf_counter()
+        PriceDecoder(8)
+        took["ticker decoder"] = time.perf_counter() - decoder
+        _warmed("live engine (otrade run)", cache, written, took)
+    if args.only in (None, "backtest"):
+        from engine.research import backtest
+
+        written = _cache_files(cache)
+        loop = time.perf_counter()
+        n = len(cfg.instruments)  # a tick of each: the loop's argument types whatever the data
+        backtest.run(cfg, Ticks(np.full(n, time.time_ns()), np.ones(n), np.ones(n), np.arange(n),
+                                tuple(i.symbol for i in cfg.instruments)))
+        _warmed("backtest loop (otrade backtest, sweep, audit)", cache, written,
+                {"backtest.run": time.perf_counter() - loop})
+    files = len(_cache_files(cache))
+    print(f"{time.perf_counter() - began:.1f} s in all; the cache holds {files} files")
+    return 0
+
+
+def _cache_files(cache: Path) -> set[Path]:
+    return set(cache.rglob("*.nbc")) if cache.is_dir() else set()
+
+
+def _warmed(what: str, cache: Path, before: set[Path], took: dict[str, float]) -> None:
+    """One part's lines: compiled (new cache files) or loaded, then each piece's seconds."""
+    print(f"{what}: {'compiled' if _cache_files(cache) - before else 'from the cache'}")
+    for name, seconds in took.items():
+        print(f"  {name:<22} {seconds:6.2f} s")
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -529,6 +634,9 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--seed", type=int, default=1, help="seed of the --samples draw (default: 1)")
     sw.add_argument("--metric", default="net_pnl",
                     help="rank by net_pnl (default), sharpe_daily, profit_factor or max_drawdown")
+    sw.add_argument("--min-trades", type=int, metavar="N",
+                    help="rank only combinations with at least N trades over the data, pro rata on a walk-forward "
+                         "train window (default: 30)")
     sw.add_argument("--train", help="walk-forward: days of data to choose on, e.g. 60d (with --test)")
     sw.add_argument("--test", help="walk-forward: days after each train window to score the choice on, e.g. 20d")
     sw.add_argument("--workers", type=int, help="processes (default: one per core)")
@@ -559,6 +667,8 @@ def parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
     check = cfg.add_parser("check", help="validate a config file, compile its strategies, list every error")
     check.add_argument("file", help="the config file to check")
+    check.add_argument("--live", action="store_true",
+                       help="for otrade run --live: session hours the exchange or Zerodha would defeat are errors")
     check.set_defaults(func=cmd_config_check)
 
     strat = sub.add_parser("strategy", help="strategies").add_subparsers(dest="strategy_command", required=True)
@@ -570,6 +680,19 @@ def parser() -> argparse.ArgumentParser:
     listing = strat.add_parser("list", help="every strategy the config can name, with its parameters")
     _config_option(listing, "the config whose strategies folder to list")
     listing.set_defaults(func=cmd_strategy_list)
+
+    audit = sub.add_parser("audit", help="replay a recorded day through the backtest and compare it with its journal")
+    audit.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the day to audit")
+    _config_option(audit, "the config the day ran on (its journalled changes are replayed at their times)")
+    audit.add_argument("--rehearsal", action="store_true",
+                       help="audit the day's rehearsal (otrade run --clock): its journal and recording")
+    audit.set_defaults(func=cmd_audit)
+
+    warm = sub.add_parser("warm", help="compile the strategies and kernels into Numba's cache ahead of the runs")
+    _config_option(warm, "the config whose strategies to compile")
+    warm.add_argument("--only", choices=WARM_PARTS,
+                      help="only what otrade run calls, or only the backtest's loop (default: both)")
+    warm.set_defaults(func=cmd_warm)
     return p
 
 

@@ -8,6 +8,7 @@ Nothing on this path awaits: the journal buffers and the bus only enqueues.
 
 import logging
 import time
+from collections.abc import Collection
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -77,6 +78,44 @@ class ControlError(Exception):
     """A control request that cannot be honoured in the current state; nothing was changed."""
 
 
+# What a reconcile that adopts a position and arms its stop calls (the reconciler, the protection): a
+# live start compiles these before it, everything else once the stops are on their way (engine.runtime.app).
+RECONCILE_KERNELS = ("adopt_position", "book_entry_charges", "flatten")
+
+
+def warm_kernels(a: Arrays, now: int, only: Collection[str] | None = None) -> dict[str, float]:
+    """Call every kernel the live engine calls (or ``only`` those named) once, on scratch copies of
+    ``a`` and with the argument types of its call sites: each is compiled, or loaded from Numba's
+    cache. Returns each one's seconds, in calling order: the kernels of a reconcile, a fill and the
+    protection first, the tick's last. ValueError for a name that is not one of them."""
+    st, acct, clk, rows = a.st.copy(), a.acct.copy(), a.clk.copy(), a.rows.copy()
+    t = Ticks(np.array([now]), np.ones(1), np.ones(1), np.zeros(1), a.symbols)  # a restart's warm-up's types
+    calls = {
+        "adopt_position": lambda: adopt_position(st, a.pr, clk, 0, now, 1.0, 1.0),
+        "book_entry_charges": lambda: book_entry_charges(st, acct, 0),
+        "flatten": lambda: flatten(st, acct, 0, L.REASON_FLATTEN),
+        "apply_entry_fill": lambda: apply_entry_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0, True),
+        "apply_exit_fill": lambda: apply_exit_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0,
+                                                   L.REASON_FLATTEN),
+        "cancel_entry": lambda: cancel_entry(st, acct, 0),
+        "decide_again": lambda: decide_again(st, a.pr, acct, clk, rows, a.links, 0),
+        "start_session": lambda: start_session(st, a.pr, rows, 0, 0.0),
+        "close_session": lambda: close_session(st, acct, clk, 0),
+        "end_bar": lambda: end_bar(st, a.pr, rows, a.links, 0),
+        "on_tick": lambda: on_tick(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0),
+        "warm": lambda: warm(t.ts, t.price, t.volume, t.instr, st, a.pr, clk, rows, a.links, False),
+    }
+    if unknown := sorted(set(only or ()) - calls.keys()):
+        raise ValueError(f"no kernel {', '.join(unknown)}; the live engine's are {', '.join(calls)}")
+    took = {}
+    for name, call in calls.items():
+        if only is None or name in only:
+            began = time.perf_counter()
+            call()
+            took[name] = time.perf_counter() - began
+    return took
+
+
 class Engine:
     """The kernel's decisions carried out at the venue, and the control API. Live, its parts each own
     one concern and see the engine only as ``engine.live.host.Host``: ``protection`` (each position's
@@ -85,7 +124,7 @@ class Engine:
     ``days`` (today from the journal)."""
 
     def __init__(self, cfg: Config, broker: PaperBroker, bus: EventBus, journal: Journal,
-                 now_ns=time.time_ns) -> None:
+                 now_ns=time.time_ns, compile_kernels: bool = True) -> None:
         self.cfg = cfg
         self.arrays: Arrays = build(cfg)
         self.broker = broker
@@ -110,7 +149,8 @@ class Engine:
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
         self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
         self._sync_entries()
-        self.warm_up()
+        if compile_kernels:  # else the caller's ``warm_up``s, before the first tick (a live start's in two steps)
+            self.warm_up()
         broker.on_order = self._on_order
         if self.live:
             broker.tags = self._tag
@@ -263,6 +303,9 @@ class Engine:
 
     def _order_changed(self, order: Order, qty: int, price: float) -> None:
         data = order.to_dict()
+        if qty:  # the fill's own time (paper: its tick's), which a restart gives the position it opened
+            j = self.index.get(order.request.symbol)
+            data["fill_ns"] = int(self.arrays.clk[j, L.C_LTP]) if j is not None and not self.live else self.now_ns()
         self.journal.record("order", **data)
         if qty:
             self._publish(FILL, last_quantity=qty, last_price=price, **data)
@@ -387,25 +430,12 @@ class Engine:
         if self._window is not None:
             self.arrays.pr[:, [L.P_OPEN_NS, L.P_CLOSE_NS, L.P_SQUARE_OFF_NS]] = self._window
 
-    def warm_up(self) -> None:
-        """Run every kernel the live engine calls once, on scratch copies and with the argument
-        types of its call sites, so that no compile or cache load ever happens while it trades: a
-        compile holds the event loop for seconds (on a fresh install, where the cache is empty),
-        and with it every stop still to be sent."""
-        a = self.arrays
-        st, acct, clk, rows = a.st.copy(), a.acct.copy(), a.clk.copy(), a.rows.copy()
-        now = self.now_ns()
-        on_tick(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0)
-        apply_entry_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0, True)
-        apply_exit_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0, L.REASON_FLATTEN)
-        cancel_entry(st, acct, 0)
-        decide_again(st, a.pr, acct, clk, rows, a.links, 0)
-        flatten(st, acct, 0, L.REASON_FLATTEN)
-        close_session(st, acct, clk, 0)
-        end_bar(st, a.pr, rows, a.links, 0)
-        start_session(st, a.pr, rows, 0, 0.0)
-        adopt_position(st, a.pr, clk, 0, now, 1.0, 1.0)  # a reconcile's or a restart's adoption
-        book_entry_charges(st, acct, 0)
+    def warm_up(self, only: Collection[str] | None = None) -> dict[str, float]:
+        """Run every kernel the live engine calls (or ``only`` those named) once, so that no compile or
+        cache load ever happens while it trades: a compile holds the event loop for seconds (on a fresh
+        install, where the cache is empty), and with it every stop still to be sent. Returns each
+        kernel's seconds (``warm_kernels``)."""
+        return warm_kernels(self.arrays, self.now_ns(), only)
 
     def warm_strategies(self, ticks: Ticks) -> int:
         """Earlier sessions' recorded ticks into the strategies' bars and indicators, no order, so
@@ -414,7 +444,32 @@ class Engine:
         a = self.arrays
         if ticks.symbols != a.symbols or not len(ticks) or a.acct[L.A_DAY] != -1.0:
             return 0
-        return int(warm(ticks.ts, ticks.price, ticks.volume, ticks.instr, a.st, a.pr, a.clk, a.rows, a.links))
+        # those sessions ended flat: a position a live start's reconcile adopted first is today's, not theirs
+        held = a.st[:, L.S_POS].copy()
+        a.st[:, L.S_POS] = 0.0
+        try:
+            return int(warm(ticks.ts, ticks.price, ticks.volume, ticks.instr, a.st, a.pr, a.clk, a.rows, a.links,
+                            False))
+        finally:
+            a.st[:, L.S_POS] = held
+
+    def catch_up(self, ticks: Ticks) -> int:
+        """Today's ticks before this start (an earlier run's recording, or the synthetic market's) into
+        the strategies, the session left under way with its forming bar open: the indicators are the
+        ones a process running since the open would have, as in the backtest of the day, and a restart
+        changes nothing the strategy does. Before the first live tick only; ticks of another day, or
+        none in the session, change nothing. Returns the bars fed."""
+        a, day = self.arrays, self.days.day_number()
+        if ticks.symbols != a.symbols or not len(ticks) or a.acct[L.A_DAY] not in (-1.0, float(day)):
+            return 0
+        tod = (ticks.ts + L.IST_OFFSET_NS) % L.NS_PER_DAY
+        today = (ticks.ts + L.IST_OFFSET_NS) // L.NS_PER_DAY == day
+        if not (today & (tod >= a.pr[:, L.P_OPEN_NS].min()) & (tod < a.pr[:, L.P_CLOSE_NS].max())).any():
+            return 0
+        self.days.under_way()  # the scheduler's open, not a tick, makes it RUNNING
+        keep = np.flatnonzero(today)
+        return int(warm(ticks.ts[keep], ticks.price[keep], ticks.volume[keep], ticks.instr[keep], a.st, a.pr, a.clk,
+                        a.rows, a.links, True))
 
     def _same_shape(self, cfg: Config) -> bool:
         return ([(i.symbol, i.strategy.kind) for i in cfg.instruments]

@@ -4,11 +4,15 @@ It speaks the Bot API's envelope (``{"ok": true, "result": ...}``) for the metho
 queues updates that tests inject (a user typing or editing a message, a button press, in a
 private chat or a group: a negative chat id), records what the bot sends and how it answers
 button presses, and can be told to fail: HTTP 502, 429 with ``retry_after``, or a hang past the client timeout.
+``sendPhoto`` is as strict as Telegram's: the photo must be an uploaded file (multipart), an image
+(here: a PNG, what OTrade sends) within Telegram's size and dimension limits, its caption at most
+1024 characters.
 """
 
 import asyncio
 import contextlib
 import itertools
+import struct
 import time
 from typing import Any
 
@@ -16,6 +20,10 @@ import orjson
 from aiohttp import web
 
 BOT_USER = {"id": 4242, "is_bot": True, "first_name": "OTrade", "username": "otrade_test_bot"}
+MAX_PHOTO_BYTES = 10 * 1024 * 1024  # Telegram's limits for a photo: 10 MB, width + height <= 10000,
+MAX_PHOTO_SIDES = 10_000  # and neither side more than 20 times the other
+MAX_CAPTION = 1024
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _chat(chat_id: int) -> dict[str, Any]:
@@ -28,6 +36,7 @@ class FakeBotAPI:
         self.token = token
         self.updates: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []  # sendMessage and editMessageText calls, in order
+        self.photos: list[dict[str, Any]] = []  # sendPhoto calls taken: chat_id, caption, the file's bytes, size
         self.answers: list[dict[str, Any]] = []  # answerCallbackQuery calls, in order
         self.calls: list[str] = []
         self.failures: list[tuple[str, float]] = []  # ("502" | "429" | "hang", retry_after / seconds)
@@ -114,7 +123,7 @@ class FakeBotAPI:
         form = await request.post()
         params: dict[str, Any] = {}
         for key, value in form.items():
-            if key == "text":  # a message's text stays text, even one that reads as JSON ("10")
+            if key in ("text", "caption"):  # text stays text, even one that reads as JSON ("10")
                 params[key] = value
                 continue
             try:
@@ -132,7 +141,7 @@ class FakeBotAPI:
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return self._ok(True)
-        if method in ("sendMessage", "editMessageText") and self.failures:
+        if method in ("sendMessage", "editMessageText", "sendPhoto") and self.failures:
             mode, value = self.failures.pop(0)
             if mode == "502":
                 return web.Response(status=502, text="Bad Gateway")
@@ -176,6 +185,34 @@ class FakeBotAPI:
         return self._ok({"message_id": message_id, "date": int(time.time()), "text": p["text"],
                          "chat": _chat(chat_id), "from": BOT_USER})
 
+    async def _m_sendPhoto(self, p: dict) -> web.Response:
+        photo = p.get("photo")
+        if photo is None:
+            return self._error(400, "Bad Request: there is no photo in the request")
+        if not isinstance(photo, web.FileField):  # a file_id or a URL: this server has neither to give
+            return self._error(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        data = photo.file.read()
+        if len(data) > MAX_PHOTO_BYTES:
+            return self._error(400, "Bad Request: file is too big")
+        size = _image_size(data)
+        if size is None:
+            return self._error(400, "Bad Request: IMAGE_PROCESS_FAILED")
+        width, height = size
+        if width + height > MAX_PHOTO_SIDES or max(width, height) > 20 * min(width, height):
+            return self._error(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+        caption = p.get("caption") or ""
+        if len(caption) > MAX_CAPTION:
+            return self._error(400, "Bad Request: message caption is too long")
+        message_id = next(self._message_ids)
+        chat_id = int(p["chat_id"])
+        self.photos.append({"chat_id": chat_id, "caption": caption, "photo": data, "size": (width, height),
+                            "disable_notification": bool(p.get("disable_notification")), "message_id": message_id})
+        self._received.set()
+        sizes = [{"file_id": f"photo-{message_id}", "file_unique_id": f"u{message_id}", "width": width,
+                  "height": height, "file_size": len(data)}]
+        return self._ok({"message_id": message_id, "date": int(time.time()), "chat": _chat(chat_id),
+                         "from": BOT_USER, "photo": sizes, **({"caption": caption} if caption else {})})
+
     async def _m_answerCallbackQuery(self, p: dict) -> web.Response:
         self.answers.append(p)
         self._received.set()
@@ -187,3 +224,10 @@ class FakeBotAPI:
         self._received.set()
         return self._ok({"message_id": int(p["message_id"]), "date": int(time.time()), "text": p["text"],
                          "chat": {"id": chat_id, "type": "private", "title": "t"}, "from": BOT_USER})
+
+
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG (the pictures OTrade sends); None for anything that is not one."""
+    if data.startswith(PNG) and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    return None

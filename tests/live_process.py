@@ -37,24 +37,26 @@ def write_config(tmp_path: Path) -> None:
 
 
 def all_day_session(tmp_path: Path) -> None:
-    """Today (IST) is a session from 00:00 to 23:59, whatever the weekday or holiday, so the process trades now."""
+    """Today (IST) is a special session from 00:00 to 23:59 on the calendar, whatever the weekday or holiday, so
+    the process trades now. The config keeps NSE's hours, which live accepts: a special session takes the
+    calendar's, squaring off as long before its close as the config's square-off is before its close."""
     today = datetime.now(IST).date().isoformat()
     (tmp_path / "calendar.json").write_bytes(orjson.dumps(
         {"holidays": [], "special_sessions": [{"date": today, "open": "00:00", "close": "23:59", "name": "test"}]}))
-    data = orjson.loads((tmp_path / "otrade.json").read_bytes())
-    data["session"].update({"open": "00:00", "close": "23:59", "square_off": "23:58", "token_check": "00:00"})
-    (tmp_path / "otrade.json").write_bytes(orjson.dumps(data))
 
 
 @asynccontextmanager
-async def live_process(tmp_path: Path, server: FakeKite, **env: str):
-    """`otrade run --live` against ``server``; killed on the way out if the test did not stop it."""
+async def live_process(tmp_path: Path, server: FakeKite, console: bool = False, **env: str):
+    """`otrade run --live` against ``server``; killed on the way out if the test did not stop it. With
+    ``console``, commands go in on its stdin and replies come out on its stdout."""
     env = env_for(tmp_path, KITE_API_KEY=API_KEY, KITE_API_SECRET=API_SECRET, KITE_ACCESS_TOKEN=server.access_token,
                   KITE_API_BASE=server.base, KITE_WS_URL=server.base.replace("http", "ws") + "/ws",
                   OTRADE_CALENDAR=str(tmp_path / "calendar.json"), **env)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", "run", "--live", cwd=tmp_path,
-                                                env=env, stderr=asyncio.subprocess.PIPE,
-                                                stdin=asyncio.subprocess.DEVNULL)
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "engine", "run", "--live",
+                                                *(["--console"] if console else []), cwd=tmp_path, env=env,
+                                                stderr=pipe, stdin=pipe if console else asyncio.subprocess.DEVNULL,
+                                                stdout=pipe if console else None)
     try:
         yield proc
     finally:

@@ -19,7 +19,6 @@ from tests.conftest import DEFAULT, make_config, make_ticks, ns
 
 ROOT = Path(__file__).resolve().parent.parent
 OPEN_NS, CLOSE_NS = (9 * 3600 + 15 * 60) * 10**9, (15 * 3600 + 30 * 60) * 10**9
-SHORTS = {"kind": "ema_cross", "fast": 1, "slow": 2, "allow_short": True}
 
 
 def bars(*rows, day="2026-11-23") -> Candles:
@@ -68,41 +67,47 @@ def test_candles_of_several_instruments_merge_in_time_order_each_pairing_its_own
     assert r.partner.tolist() == [0, 0, 2, 2, 0, 0, 0, 0]  # the low's pair is the high two ticks on
 
 
-# ema_cross 1/2 goes long at 09:15's high and fills at its close, 101: stop 100, target 102.
-# At 09:16 the high, 102.5, is nearer the open than the low, 99: both levels lie inside the candle.
-LONG_THEN_BOTH = bars(("09:15", 100, 101, 100, 101), ("09:16", 101, 102.5, 99, 101))
-# The mirror: short at 09:15's low, filled at 99 (stop 100, target 98); 09:16's low is nearer the open.
-SHORT_THEN_BOTH = bars(("09:15", 100, 100, 99.5, 99), ("09:16", 99, 101, 97.5, 99))
+# ema_cross 1/2 on 1-minute bars: 09:16's rise is a cross, decided at 09:17's open; the long fills at
+# 09:17's first extreme, 101 (a flat candle): stop 100, target 102. At 09:18 the high, 102.5, is
+# nearer the open than the low, 99: both levels lie inside the candle.
+CANDLES_1 = {"kind": "ema_cross", "fast": 1, "slow": 2, "timeframe": 1}
+SHORTS_1 = {**CANDLES_1, "allow_short": True}
+FLAT_THEN_UP = (("09:15", 100, 100, 100, 100), ("09:16", 101, 101, 101, 101), ("09:17", 101, 101, 101, 101))
+LONG_THEN_BOTH = bars(*FLAT_THEN_UP, ("09:18", 101, 102.5, 99, 101))
+# The mirror: short at 99 (stop 100, target 98); 09:18's low is nearer the open.
+SHORT_THEN_BOTH = bars(("09:15", 100, 100, 100, 100), ("09:16", 99, 99, 99, 99), ("09:17", 99, 99, 99, 99),
+                       ("09:18", 99, 101, 97.5, 99))
 
 
 def test_ohlc_rule_takes_a_longs_target_when_the_high_is_nearer_the_open():
-    first = trades(LONG_THEN_BOTH, "ohlc")[0]
+    first = trades(LONG_THEN_BOTH, "ohlc", CANDLES_1)[0]
     assert (first["side"], first["entry_price"], first["exit_reason"]) == ("long", 101.0, "target")
 
 
 def test_pessimistic_rule_takes_a_held_longs_stop_before_its_target():
-    first = trades(LONG_THEN_BOTH, "pessimistic")[0]
+    first = trades(LONG_THEN_BOTH, "pessimistic", CANDLES_1)[0]
     assert (first["side"], first["entry_price"], first["exit_reason"]) == ("long", 101.0, "stop")
-    assert first["exit_time"].startswith("2026-11-23T09:16:15")  # at the low, the candle's second tick
+    assert first["exit_time"].startswith("2026-11-23T09:18:15")  # at the low, the candle's second tick
 
 
 def test_pessimistic_rule_takes_a_held_shorts_stop_before_its_target():
-    assert trades(SHORT_THEN_BOTH, "ohlc", SHORTS)[0]["exit_reason"] == "target"
-    first = trades(SHORT_THEN_BOTH, "pessimistic", SHORTS)[0]
+    assert trades(SHORT_THEN_BOTH, "ohlc", SHORTS_1)[0]["exit_reason"] == "target"
+    first = trades(SHORT_THEN_BOTH, "pessimistic", SHORTS_1)[0]
     assert (first["side"], first["entry_price"], first["exit_reason"]) == ("short", 99.0, "stop")
 
 
 def test_pessimistic_rule_fills_an_entry_pending_at_the_open_at_the_worse_extreme():
-    # flat at 100 all of 09:15; 09:16 opens at 101, a cross: the long's order fills at the next tick
-    c = bars(("09:15", 100, 100, 100, 100), ("09:16", 101, 102, 100.5, 101.5))
-    assert trades(c, "ohlc")[0]["entry_price"] == 100.5  # the low is nearer the open
-    assert trades(c, "pessimistic")[0]["entry_price"] == 102.0  # bought at the high
+    # the cross of 09:16 is decided at 09:17's open: the long's order fills at the candle's first extreme
+    c = bars(*FLAT_THEN_UP[:2], ("09:17", 101, 102, 100.5, 101.5))
+    assert trades(c, "ohlc", CANDLES_1)[0]["entry_price"] == 100.5  # the low is nearer the open
+    assert trades(c, "pessimistic", CANDLES_1)[0]["entry_price"] == 102.0  # bought at the high
 
 
 def test_a_pessimistic_replay_leaves_its_ticks_as_they_were_for_the_next_run():
     r = ticks_of(LONG_THEN_BOTH, "pessimistic")
     before = r.ticks.price.copy()
-    results = [backtest.run(make_config(), r.ticks, partner=r.partner).trade_rows() for _ in range(2)]
+    cfg = make_config(strategy=CANDLES_1)
+    results = [backtest.run(cfg, r.ticks, partner=r.partner).trade_rows() for _ in range(2)]
     assert np.array_equal(r.ticks.price, before) and results[0] == results[1]
 
 

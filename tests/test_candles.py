@@ -107,12 +107,13 @@ def test_status_says_how_many_bars_the_strategy_still_needs(tmp_path):
     assert status == {"kind": "probe", "timeframe": 1, "bars_needed": 3, "indicators": {"ema": 0}}
 
 
-def test_the_sessions_last_bar_updates_the_indicators_and_orders_nothing(tmp_path):
-    engine, clock, _ = make_engine(probe(tmp_path, wait=99), tmp_path)
+def test_the_sessions_last_bar_updates_the_indicators_reaches_the_decision_and_orders_nothing(tmp_path):
+    engine, clock, _ = make_engine(probe(tmp_path), tmp_path)  # the probe asks for a long whenever flat
     feed(engine, clock, make_ticks(at([("15:27:10", 100.0), ("15:28:10", 101.0), ("15:29:10", 102.0)])))
     assert (engine.arrays.st[0, L.S_BARS], asked(engine)) == (2, 2)
     engine.end_session()
-    assert (engine.arrays.st[0, L.S_BARS], asked(engine)) == (3, 2)
+    assert (engine.arrays.st[0, L.S_BARS], asked(engine)) == (3, 3)
+    assert engine.arrays.st[0, L.S_PEND_SIDE] == 0.0 and engine.broker.all_orders() == []
     assert engine.arrays.x[0, engine.arrays.strategies[0].slot("ema")] == 101.25  # 100, then halfway to 101, to 102
 
 

@@ -19,6 +19,7 @@ LAYERS = (
     ("engine.brokers",),  # venues: paper, Kite
     ("engine.data",),  # ticks, feeds, recorder, store, candles, fetch
     ("engine.research", "engine.engine"),  # backtest, sweep, report; the live engine
+    ("engine.charts",),  # pictures for chat: they read the engine and the store; the runtime and the bot draw them
     ("engine.runtime",),  # the process: app, session scheduler, web, lock
     ("engine.cli",),
     ("engine.__main__", "bot"),  # bot: chat-ops, above all of the engine, which never imports it

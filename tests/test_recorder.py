@@ -27,7 +27,7 @@ from tests.live_process import INFY, buy, live_process, stopped
 SYMBOLS = ("NSE:INFY", "NSE:SBIN")
 
 
-def day_file(data_dir: Path, day: str = DAY, kind: str = store.SYNTHETIC) -> Path:
+def day_file(data_dir: Path, day: str = DAY, kind: str = store.SYNTHETIC) -> Path:  # otrade_run's: REHEARSAL
     return store.tick_file(data_dir, date.fromisoformat(day), kind)
 
 
@@ -152,20 +152,20 @@ async def test_the_session_close_compacts_the_day_into_its_day_file(tmp_path):
     assert pq.read_table(f).column("price").to_pylist() == [1500.0 + k for k in range(5)]
 
 
-async def test_a_start_compacts_earlier_days_a_crash_left_in_parts_but_not_today(tmp_path):
+async def test_a_start_compacts_every_day_a_crash_left_in_parts_today_included(tmp_path):
     for day in ("2026-11-20", DAY):
         store.append_part(day_file(tmp_path, day), pa.table({"ts": [ns("10:00:00", day)], "symbol": ["NSE:INFY"],
                                                              "price": [1500.0], "volume": [1.0]}), 1)
-    rec = Recorder(tmp_path, SYMBOLS, synthetic=True, now_ns=lambda: ns("09:00:00"))
+    rec = Recorder(tmp_path, SYMBOLS, synthetic=True, now_ns=lambda: ns("11:00:00"))
     await rec.close()
-    assert day_file(tmp_path, "2026-11-20").exists() and not store.parts_dir(day_file(tmp_path, "2026-11-20")).exists()
-    assert not day_file(tmp_path).exists() and store.parts(day_file(tmp_path))
+    for day in ("2026-11-20", DAY):
+        assert day_file(tmp_path, day).exists() and not store.parts_dir(day_file(tmp_path, day)).exists()
 
 
 async def test_a_restarted_recording_goes_on_after_the_days_earlier_parts(tmp_path):
     await recorded(tmp_path, [(0, "10:00:00", 1500.0, 1.0)])
     await recorded(tmp_path, [(0, "10:05:00", 1501.0, 1.0)])
-    assert [p.name for p in store.parts(day_file(tmp_path))] == ["000001-000001.parquet", "000002-000002.parquet"]
+    assert [p.name for p in store.parts(day_file(tmp_path))] == ["000002-000002.parquet"]  # the first compacted
     assert store.read_day(day_file(tmp_path)).column("price").to_pylist() == [1500.0, 1501.0]
 
 
@@ -198,7 +198,7 @@ def test_a_paper_session_recorded_by_otrade_run_backtests_to_the_same_trades(tmp
     assert proc.wait(timeout=300) == 0, (tmp_path / "otrade.err").read_text()  # a cold Numba cache compiles first
     journal = (tmp_path / "data" / "journal" / f"{DAY}.rehearsal.jsonl").read_bytes().splitlines()
     session = [r for r in map(orjson.loads, journal) if r["kind"] == "trade_closed"]
-    recording = day_file(tmp_path / "data")
+    recording = day_file(tmp_path / "data", kind=store.REHEARSAL)
     trades = tmp_path / "trades.csv"
     result = subprocess.run([sys.executable, "-m", "engine", "backtest", "--config", str(tmp_path / "o.json"),
                              "--ticks", str(recording), "--trades", str(trades)], cwd=tmp_path,
@@ -225,7 +225,7 @@ def test_a_paper_session_recorded_by_otrade_run_backtests_to_the_same_trades(tmp
 
 def test_kill_9_loses_at_most_the_last_seconds_and_the_day_stays_readable(tmp_path):
     proc = otrade_run(tmp_path, "--for", "60")
-    parts = store.parts_dir(day_file(tmp_path / "data"))
+    parts = store.parts_dir(day_file(tmp_path / "data", kind=store.REHEARSAL))
     try:
         deadline = time.monotonic() + 60
         while len(list(parts.glob("*.parquet"))) < 4:  # a few seconds of ticks on disk
@@ -237,11 +237,11 @@ def test_kill_9_loses_at_most_the_last_seconds_and_the_day_stays_readable(tmp_pa
         proc.wait()
     newest = max(p.stat().st_mtime for p in parts.glob("*.parquet"))
     assert killed - newest < 2.5  # the writer was on disk within the last flush or two
-    day = store.read_day(day_file(tmp_path / "data"))
+    day = store.read_day(day_file(tmp_path / "data", kind=store.REHEARSAL))
     assert len(day) > 100 and day.column("ts").to_pylist() == sorted(day.column("ts").to_pylist())
     result = subprocess.run([sys.executable, "-m", "engine", "data", "list"], cwd=tmp_path,
                             env=process_env(tmp_path), capture_output=True, text=True, timeout=60)
-    assert f"{DAY}  synthetic" in result.stdout and "recording or cut short" in result.stdout, result.stderr
+    assert f"{DAY}  rehearsal" in result.stdout and "recording or cut short" in result.stdout, result.stderr
 
 
 async def test_the_live_process_records_kites_ticks_with_last_quantity_and_depth(tmp_path, kite_day):

@@ -11,7 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 
+from engine.data import store
 from engine.data.feeds import SyntheticFeed
 from engine.runtime.app import WARM_DAYS, _rehearsal_start
 from engine.services.calendar import TradingCalendar
@@ -50,9 +52,19 @@ def test_a_clock_asked_to_run_back_over_the_days_journal_starts_where_the_journa
     journal = journal_until(tmp_path, "2026-11-23T10:07:12.5+05:30")
     start, note = _rehearsal_start(tmp_path, at("2026-11-23T09:14:30+05:30"))
     assert start == at("2026-11-23T10:07:12.501+05:30")
-    assert note == ("The rehearsal of Mon 23 Nov continues at 10:07:12 IST, where its journal ends, not at 09:14:30 "
-                    "as asked: a clock never runs back over its own day. To rehearse the day from the start again, "
-                    f"remove {journal.path('2026-11-23')}")
+    assert note == ("The rehearsal of Mon 23 Nov continues at 10:07:12 IST, where its journal and recording end, "
+                    "not at 09:14:30 as asked: a clock never runs back over its own day. To rehearse the day from the "
+                    f"start again, remove {journal.path('2026-11-23')} and 2026-11-23.rehearsal.parquet (and its "
+                    f".parts) in {tmp_path / 'ticks'}")
+
+
+def test_a_clock_asked_to_run_back_over_the_days_recording_starts_where_the_recording_ends(tmp_path):
+    journal_until(tmp_path, "2026-11-23T10:07:12.5+05:30")
+    day = store.tick_file(tmp_path, at("2026-11-23T10:00:00+05:30").date(), store.REHEARSAL)
+    store.append_part(day, pa.table({"ts": [instant("2026-11-23T10:09:30+05:30")], "symbol": ["NSE:INFY"],
+                                     "price": [1500.0], "volume": [1.0]}), 1)  # ticks after the journal's end
+    start, note = _rehearsal_start(tmp_path, at("2026-11-23T09:14:30+05:30"))
+    assert start == at("2026-11-23T10:09:30.001+05:30") and "continues at 10:09:30 IST" in note
 
 
 def test_a_clock_after_the_journals_end_or_on_another_day_starts_as_asked(tmp_path):

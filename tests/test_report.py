@@ -1,5 +1,6 @@
 """`--report`: one HTML file, plotly.js inside, with equity, drawdown, daily P&L and a day's trades."""
 
+import html
 import re
 from datetime import date
 
@@ -78,15 +79,46 @@ def test_a_report_day_the_data_lacks_is_an_error_naming_the_days_it_has(result, 
         report.backtest_figure(result, ticks, date(2026, 11, 7))
 
 
-def test_the_sweep_report_shows_the_best_parameters_the_ranking_and_walk_forward(ticks, tmp_path, capsys):
+def sweep_report(ticks, tmp_path, *args: str) -> str:
     data = tmp_path / "ticks.otk"
     save(data, ticks)
     out = tmp_path / "sweep.html"
-    assert cli.main(["sweep", "--config", str(SHIPPED_DEFAULT), "--ticks", str(data),
-                     "--param", "instruments.0.strategy.fast=3,9", "--train", "2d",
-                     "--test", "1d", "--workers", "1", "--report", str(out), "--report-day", "2026-11-04"]) == 0
-    page = out.read_text(encoding="utf-8")
+    assert cli.main(["sweep", "--config", str(SHIPPED_DEFAULT), "--ticks", str(data), "--workers", "1",
+                     "--report", str(out), *args]) == 0
+    return out.read_text(encoding="utf-8")
+
+
+def test_the_sweep_report_leads_with_walk_forward_out_of_sample_and_shows_every_window(ticks, tmp_path, capsys):
+    page = sweep_report(ticks, tmp_path, "--param", "instruments.0.strategy.fast=3,9", "--train", "1d",
+                        "--test", "1d", "--min-trades", "8", "--report-day", "2026-11-04")
     assert page.count("plotly.js v") == 1
-    for title in ("Best: instruments.0.strategy.fast=", "Top 2 by net_pnl", "Walk-forward windows",
-                  "NSE:SBIN on 2026-11-04"):
-        assert title in page
+    windows = re.search(r'<table class="windows"><thead><tr>(.*?)</tr></thead><tbody>(.*?)</tbody>', page)
+    header = re.findall(r"<th>(.*?)</th>", windows[1])
+    assert header.index("out_of_sample") < header.index("in_sample")
+    tests = [re.findall(r"<td>(.*?)</td>", row)[2] for row in re.findall(r"<tr>(.*?)</tr>", windows[2])]
+    assert tests == ["2026-11-03..2026-11-03", "2026-11-04..2026-11-04", "2026-11-05..2026-11-05"]  # all three
+    order = [page.index(s) for s in ("Walk-forward by net_pnl", "Out of sample: net ₹ on the test days",
+                                     "How likely the best on all days is overfit",
+                                     "In sample: the top 2 by net_pnl on all 4 days",
+                                     "In sample (all days, test days included), the best: "
+                                     "instruments.0.strategy.fast=")]
+    assert order == sorted(order)
+    assert "NSE:SBIN on 2026-11-04" in page
+
+
+def test_the_sweep_report_says_how_likely_the_winner_is_overfit_with_a_verdict_each(ticks, tmp_path, capsys):
+    page = sweep_report(ticks, tmp_path, "--param", "instruments.0.strategy.fast=3,9,15",
+                        "--param", "instruments.1.strategy.k=1.5,2.5", "--min-trades", "8")
+    printed = capsys.readouterr().out
+    dsr = re.search(r"^  (deflated Sharpe .*)$", printed, re.M)[1]
+    pbo = re.search(r"^  (PBO .*)$", printed, re.M)[1]
+    assert f"<p>{html.escape(dsr)}</p>" in page and f"<p>{html.escape(pbo)}</p>" in page
+    assert re.search(r": (worth paper trading|paper trade it before any money|do not trade it)$", dsr)
+    assert re.search(r": (not overfit \(.*\)|paper trade it first|do not trade it)$", pbo)
+
+
+def test_a_sweep_report_with_nothing_ranked_says_so_and_draws_no_winner(ticks, tmp_path, capsys):
+    page = sweep_report(ticks, tmp_path, "--param", "instruments.0.strategy.fast=3,9", "--min-trades", "1000")
+    assert "<h2>Overfitting not measured: no combination is ranked</h2>" in page
+    assert "no combination is ranked (2 made fewer than 1000 trades; the most trades: " in page
+    assert "the best: " not in page

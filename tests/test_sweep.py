@@ -3,6 +3,7 @@
 import copy
 import csv
 import math
+import statistics
 
 import numpy as np
 import orjson
@@ -16,7 +17,7 @@ from engine.data import candles
 from engine.data.synthetic import generate
 from engine.data.tick_files import save
 from engine.data.ticks import Ticks
-from engine.research import backtest, sweep
+from engine.research import backtest, overfit, sweep
 from engine.strategies import default_catalog
 from tests.conftest import DEFAULT
 
@@ -160,7 +161,7 @@ def test_each_window_scores_its_train_winner_on_the_following_test_days(ticks):
         train = [r for r in res.rows if r["segment"] == "train" and r["window"] == k]
         [chosen] = [r for r in train if r["chosen"]]
         [test] = [r for r in res.rows if r["segment"] == "test" and r["window"] == k]
-        assert chosen["sharpe_daily"] == max(r["sharpe_daily"] for r in train)
+        assert chosen["sharpe_daily"] == max(r["sharpe_daily"] for r in train if not r["excluded"])
         assert test[FAST] == chosen[FAST]
         assert_row_is_backtest(chosen, on_days(ticks, chosen["first_day"], chosen["last_day"]))
         assert_row_is_backtest(test, on_days(ticks, test["first_day"], test["last_day"]))
@@ -199,3 +200,120 @@ def test_a_local_ray_sweep_equals_the_local_one(ticks):
     finally:
         ray.shutdown()
     assert remote.rows == local.rows
+
+
+@pytest.fixture(scope="module")
+def one_day() -> Ticks:
+    """A day on which one trade a day is one winning trade, and twenty a day are four, one of them lost."""
+    return generate(1, 10, ["NSE:INFY", "NSE:SBIN"], tick_interval_ms=4000, tick_sizes=[0.1, 0.05])
+
+
+def test_a_combination_with_fewer_trades_than_the_minimum_is_not_ranked_but_counted(one_day):
+    res = sweep.run(BASE, sweep.Data(one_day), combos("risk.max_trades_per_day=1,20"), workers=1, min_trades=2)
+    thin, busy = res.rows
+    assert (thin["trades"], busy["trades"]) == (1, 4) and thin["net_pnl"] < busy["net_pnl"]
+    assert (thin["rank"], thin["excluded"]) == (None, "made fewer than 2 trades")
+    assert res.ranked() == [busy] and busy["rank"] == 1
+    assert res.exclusion() == "not ranked: 1 of 2 combinations: 1 made fewer than 2 trades"
+
+
+def test_a_profit_factor_with_no_losing_trade_is_never_best(one_day):
+    res = sweep.run(BASE, sweep.Data(one_day), combos("risk.max_trades_per_day=1,20"), metric="profit_factor",
+                    workers=1, min_trades=0)
+    thin, busy = res.rows
+    assert thin["profit_factor"] == math.inf and math.isfinite(busy["profit_factor"])
+    assert (thin["rank"], thin["excluded"]) == (None, "had no losing trade (profit_factor undefined)")
+    assert res.ranked() == [busy]
+
+
+def test_a_train_window_ranks_only_combinations_with_its_share_of_the_minimum(ticks):
+    res = sweep.run(BASE, sweep.Data(ticks), combos("risk.max_trades_per_day=1,20", f"{FAST}=3,9"),
+                    metric="profit_factor", walk=(3, 2), workers=2)
+    need = math.ceil(sweep.MIN_TRADES * 3 / 8)  # 3 train days of 8
+    train = [r for r in res.rows if r["segment"] == "train"]
+    thin = [r for r in train if r["trades"] < need]
+    assert thin and all(r["excluded"] == f"made fewer than {need} trades" and not r["chosen"] for r in thin)
+    for k in (1, 2, 3):
+        mine = [r for r in train if r["window"] == k and not r["excluded"]]
+        [chosen] = [r for r in mine if r["chosen"]]
+        assert chosen["profit_factor"] == max(r["profit_factor"] for r in mine)
+
+
+def test_a_window_where_no_combination_traded_enough_is_not_traded_and_named(ticks):
+    res = sweep.run(BASE, sweep.Data(ticks), combos(f"{FAST}=3,9"), walk=(3, 2), workers=1, min_trades=1000)
+    assert [r for r in res.rows if r["segment"] == "test"] == [] and res.ranked() == []
+    assert [w["out_of_sample"] for w in res.walk_forward()] == [None, None, None]
+    assert res.out_of_sample()["traded"] == 0
+    text = res.table()
+    assert "window 1 not traded: no combination made 375 trades on its train days (2026-11-02..2026-11-04)" in text
+    assert "overfitting not measured: no combination is ranked" in text
+    assert "no combination is ranked (2 made fewer than 1000 trades; the most trades: " in text
+
+
+def test_the_table_leads_with_walk_forward_out_of_sample_then_overfitting_then_the_in_sample_ranking(ticks):
+    res = sweep.run(BASE, sweep.Data(ticks), combos(f"{FAST}=3,9,15", f"{K}=1.5,2.5"), walk=(3, 2), workers=2)
+    lines = res.table().splitlines()
+    oos = lines.index(res.headline())
+    assert lines[oos].startswith("out of sample, 5 days: net ₹")
+    header = lines[oos + 1].split()
+    assert header.index("out_of_sample") < header.index("in_sample")
+    assert [line.split()[0] for line in lines[oos + 2:oos + 5]] == ["1", "2", "3"]  # every window
+    overfit_at = lines.index("how likely the best on all days is overfit, of 6 combinations tried:")
+    assert lines[overfit_at + 1].strip().startswith("deflated Sharpe ")
+    assert lines[overfit_at + 2].strip().startswith("PBO ")
+    ranking = next(k for k, line in enumerate(lines) if line.startswith("top 6 by net_pnl on all 8 days"))
+    assert oos < overfit_at < ranking and "(in sample" in lines[ranking]
+
+
+def daily_net(result: backtest.Result) -> list[float]:
+    """Net ₹ per session, from the trades' own exit times (not the sweep's day arithmetic)."""
+    days = dict.fromkeys((d["day"] for d in result.per_day()), 0.0)
+    for trade, net in zip(result.trade_rows(), result.net, strict=True):
+        days[trade["exit_time"][:10]] += float(net)
+    return list(days.values())
+
+
+def test_the_winners_overfitting_figures_come_from_every_combinations_own_days(ticks):
+    grid = combos(f"{FAST}=3,9,15", f"{K}=1.5,2.5")
+    res = sweep.run(BASE, sweep.Data(ticks), grid, workers=2)
+    returns = np.array([daily_net(backtest.run(sweep.configure(BASE, c), ticks)) for c in grid]).T
+    sharpes = [statistics.mean(c) / statistics.stdev(c) for c in returns.T]
+    [winner] = [k for k, r in enumerate(res.rows) if r["rank"] == 1]
+    expected = overfit.deflated_sharpe(returns[:, winner], np.array(sharpes))
+    assert res.deflated.probability == pytest.approx(expected.probability)
+    assert res.deflated.trials == 6 and res.deflated.days == 8
+    assert res.overfitting.probability == pytest.approx(overfit.pbo(returns, score="sum").probability)
+    row = res.rows[winner]
+    assert row["deflated_sharpe"] == round(expected.probability, 4)
+    assert row["pbo"] == round(res.overfitting.probability, 4)
+    assert row["verdict"] == f"{res.deflated.verdict()}; {res.overfitting.verdict()}"
+
+
+def test_the_out_file_carries_the_ranking_and_the_winners_overfitting_verdict(ticks, tmp_path, capsys):
+    data = tmp_path / "ticks.otk"
+    save(data, ticks)
+    out = tmp_path / "rows.csv"
+    assert cli.main(["sweep", "--config", str(SHIPPED_DEFAULT), "--ticks", str(data), "--param", f"{FAST}=3,9,15",
+                     "--param", "risk.max_trades_per_day=1,20", "--out", str(out), "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    busy = sorted((r for r in rows if r["risk.max_trades_per_day"] == "20"), key=lambda r: r["rank"])
+    assert [r["rank"] for r in busy] == ["1", "2", "3"]
+    assert [float(r["net_pnl"]) for r in busy] == sorted((float(r["net_pnl"]) for r in busy), reverse=True)
+    thin = [r for r in rows if r["risk.max_trades_per_day"] == "1"]
+    assert [r["excluded"] for r in thin] == ["made fewer than 30 trades"] * 3 and {r["rank"] for r in thin} == {""}
+    [winner] = [r for r in rows if r["rank"] == "1"]
+    assert float(winner["pbo"]) >= 0 and "deflated Sharpe" in winner["verdict"] and "PBO" in winner["verdict"]
+    assert "not ranked: 3 of 6 combinations: 3 made fewer than 30 trades" in printed
+    assert winner["verdict"].split("; ")[0] in printed
+
+
+def test_a_negative_minimum_of_trades_is_an_error_naming_it_and_writes_nothing(ticks, tmp_path, capsys):
+    data = tmp_path / "ticks.otk"
+    save(data, ticks)
+    out = tmp_path / "rows.csv"
+    assert cli.main(["sweep", "--config", str(SHIPPED_DEFAULT), "--ticks", str(data), "--param", f"{FAST}=3,9",
+                     "--min-trades", "-1", "--out", str(out)]) == 1
+    assert "error: --min-trades -1: a number of trades, 0 or more" in capsys.readouterr().err
+    assert not out.exists()

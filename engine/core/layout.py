@@ -90,10 +90,12 @@ ROW_FRESH = 1  # as it starts: a new session of a strategy that starts again eac
 ROW_SAVED = 2  # live: as it was before its last decision, to make that decision again after a late fill
 N_ROW_PLANES = 3
 
-# --- each instrument's links: its decision's addresses (kernels.decision), its indicators' offsets
+# --- each instrument's links: its decision's addresses (kernels.decision), its strategy's place in a
+# compiled loop's strategies (engine.strategies.compiled), its indicators' offsets
 LINK_JIT = 0
 LINK_C = 1
-LINK_IND = 2  # the first of P_N_IND offsets
+LINK_STRATEGY = 2
+LINK_IND = 3  # the first of P_N_IND offsets
 
 # --- per-instrument clock (int64, exact nanoseconds) ---------------------------------------
 C_LAST = 0  # last in-session tick

@@ -4,15 +4,23 @@
 fill the pending market order at this price; bracket exits (not on the tick that opened the
 position); square-off; the strategy (a tick strategy on every tick; a candle strategy when this
 tick closes its bar: the bar updates the indicators and the decision runs, then the tick starts the
-next bar), which may leave a market order pending for the next tick; mark to market and the daily
-loss limit, which counts the day's charges (closed trades' and open positions' entries) as the
-trader pays them. It returns ``ACT_*`` bits; the caller only touches Python when a bit is set.
+next bar; the session's last bar is closed by ``end_bar``), which may leave a market order pending
+for the next tick; mark to market and the daily loss limit, which counts the day's charges (closed
+trades' and open positions' entries) as the trader pays them. It returns ``ACT_*`` bits; the caller
+only touches Python when a bit is set.
 
-Every strategy's decision is called through its address (``kernels.decision``): these kernels
-compile once whatever strategies run. ``rows`` holds three planes of strategy rows, one row per
+What a row's strategy does with a bar goes through three hooks (``HOOKS``). Here they serve any
+strategy: its indicators updated by kind (``update_all``), its decision called through its address
+(``kernels.decision``), so these kernels compile once whatever strategies run.
+``engine.strategies.compiled`` writes the backtest loop out again for a set of strategies with the
+hooks replaced by their own code. ``rows`` holds three planes of strategy rows, one row per
 instrument (``ROW_NOW``; ``ROW_FRESH``, its fresh form; ``ROW_SAVED``, live, the row as it was before
 its last decision), ``links`` each instrument's decision address and where its indicators sit
 (``LINK_*``). Two arrays, not five: each array argument costs the live tick path Numba's dispatch.
+
+Kernels run once a trade rather than once a tick (``_close``, ``_hold``, ``_book_entry``) are entries,
+called rather than inlined: inlined at each of their call sites, they made every loop that holds
+them several times longer to compile, for no faster tick.
 """
 
 import numpy as np
@@ -153,7 +161,7 @@ def _book_exit(st, acct, clk, i, ts_ns, price, reason):
     _close(st, acct, clk, i, ts_ns, st[i, S_POS], price, reason)
 
 
-@kernel
+@entry
 def _close(st, acct, clk, i, ts_ns, qty, price, reason):
     """Close ``qty`` (signed like the position, at most all of it) at ``price``; the S_OUT_* exit
     fields accumulate over a position's exit fills. Returns True once the position is flat."""
@@ -189,7 +197,7 @@ def _close(st, acct, clk, i, ts_ns, qty, price, reason):
     return True
 
 
-@kernel
+@entry
 def _book_entry(st, acct, i):
     """Book the charges of the open position's entry order now, so the loss limit counts them."""
     pos = st[i, S_POS]
@@ -313,8 +321,30 @@ def _live_orders(st, pr, acct, clk, i, ts_ns, tod, price, crossed):
     return act
 
 
+# --- the strategy hooks, for any strategy (engine.strategies.compiled replaces them by name) ------
+@kernel
+def _indicators(x, pr, links, i, session, start, high, low, close, volume):
+    """The bar into row ``i``'s indicators."""
+    _update_all(x[i], _offsets(pr, links, i), session, start, high, low, close, volume)
+
+
+@kernel
+def _needed(x, pr, links, i):
+    """The most bars any of row ``i``'s indicators still needs (0: all are ready)."""
+    return bars_needed(x[i], _offsets(pr, links, i))
+
+
+@kernel
+def _answer(x, links, i, side):
+    """Row ``i``'s decision on its row as it stands, for a position of ``side``."""
+    return decision(links[i, LINK_JIT], links[i, LINK_C])(x[i], side)
+
+
+HOOKS = ("_indicators", "_needed", "_answer")
+
+
 @entry
-def _indicators(s, offsets, session, start, high, low, close, volume):
+def _update_all(s, offsets, session, start, high, low, close, volume):
     # A called function, not inlined into the kernels that feed bars: inlined, the whole indicator
     # library made on_tick take minutes more to compile, for no faster tick.
     update_all(s, offsets, session, start, high, low, close, volume)
@@ -330,7 +360,7 @@ def _feed(st, pr, x, links, i, open_, high, low, close, volume, start):
     x[i, X_VOLUME] = volume
     x[i, X_START] = start
     x[i, X_SESSION] = st[i, S_DAY]
-    _indicators(x[i], _offsets(pr, links, i), st[i, S_DAY], start, high, low, close, volume)
+    _indicators(x, pr, links, i, st[i, S_DAY], start, high, low, close, volume)
     st[i, S_BARS] += 1.0
 
 
@@ -379,7 +409,7 @@ def _candle(st, pr, x, links, i, tod, price, volume):
 def _ask(st, x, links, i):
     """Row ``i``'s decision on its row as it stands, for the position it holds."""
     pos = st[i, S_POS]
-    return decision(links[i, LINK_JIT], links[i, LINK_C])(x[i], 1.0 if pos > 0.0 else (-1.0 if pos < 0.0 else 0.0))
+    return _answer(x, links, i, 1.0 if pos > 0.0 else (-1.0 if pos < 0.0 else 0.0))
 
 
 @kernel
@@ -407,7 +437,7 @@ def step(st, pr, acct, clk, x, xs, links, i, ts_ns, tod, price, volume):
     else:
         due = _candle(st, pr, x, links, i, tod, price, volume)
     if due:
-        ready = st[i, S_BARS] >= pr[i, P_WARMUP] and bars_needed(x[i], _offsets(pr, links, i)) == 0
+        ready = st[i, S_BARS] >= pr[i, P_WARMUP] and _needed(x, pr, links, i) == 0
         if live:
             _keep_row(x, xs, i)
         sig = _ask(st, x, links, i)  # runs while warming up too: its memory stays current
@@ -538,7 +568,7 @@ def book_entry_charges(st, acct, i):
     _book_entry(st, acct, i)
 
 
-@kernel
+@entry
 def _hold(st, pr, clk, i, ts_ns, qty, price):
     """Hold ``qty`` (signed) bought or sold at ``price``, with the bracket that price implies."""
     side = 1.0 if qty > 0.0 else -1.0
@@ -588,9 +618,14 @@ def close_session(st, acct, clk, i):
 
 @entry
 def end_bar(st, pr, rows, links, i):
-    """The session ended: its last bar closes and updates the indicators; no decision comes from it."""
+    """The session ended: its last bar closes, updates the indicators and reaches the decision, which
+    sees no position (the session is over: every position was squared off) and whose answer is
+    dropped. The strategy's memory so sees every bar: yesterday's last precedes today's first. No
+    decision of the session is made again after this (a late live fill)."""
     if st[i, S_BAR_END] >= 0.0:
         _close_bar(st, pr, rows[ROW_NOW], links, i)
+        _answer(rows[ROW_NOW], links, i, 0.0)
+    st[i, S_REDECIDE] = 0.0
 
 
 @entry
@@ -683,10 +718,13 @@ def on_tick(st, pr, acct, clk, rows, links, i, ts_ns, price, volume):
 
 
 @entry
-def warm(ts, price, volume, instr, st, pr, clk, rows, links):
-    """Earlier sessions' ticks into the strategy rows alone: their bars, indicators and decisions (on
-    no position), no order; each row's last bar closed. Returns the bars fed. The trading state is
-    left as a fresh engine's: the first live tick still opens the session."""
+def warm(ts, price, volume, instr, st, pr, clk, rows, links, under_way):
+    """Sessions' ticks into the strategy rows alone: their bars, indicators and decisions (their
+    answers dropped), no order. Returns the bars fed. Earlier sessions (``under_way`` False): each
+    row's last bar closed and the trading state left as a fresh engine's, so the first live tick
+    still opens the session. Today's before a restart (``under_way`` True, the day's session already
+    started by the restore): the session stays under way, its forming bar open, as if the process
+    had never stopped."""
     fed = 0
     x = rows[ROW_NOW]
     for k in range(ts.shape[0]):
@@ -705,6 +743,8 @@ def warm(ts, price, volume, instr, st, pr, clk, rows, links):
         if due:
             _ask(st, x, links, i)
             fed += 1
+    if under_way:
+        return fed
     for j in range(st.shape[0]):
         end_bar(st, pr, rows, links, j)
         st[j, S_DAY] = -1.0

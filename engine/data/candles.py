@@ -13,19 +13,11 @@ volume each, and they go through the same kernels as recorded ticks. The order o
 - ``ohlc``: open, then the extreme nearer the open, then the other extreme, then close. When the
   open is as near one extreme as the other, a candle that closed at or above its open dips first
   (open, low, high, close), one that closed below rallies first (open, high, low, close).
-- ``pessimistic``: open; then the extreme against the instrument's exposure at that moment, then
-  the other one; then close. Holding a long (or selling one, an exit pending), the low comes
-  first: its stop, below, is taken before its target. Holding a short, the high comes first.
-  With an entry pending from the open tick, which fills at the first extreme, the long buys at
-  the high and the short sells at the low before the other extreme tests the new stop. With no
-  position and nothing pending, the ``ohlc`` order. Whichever way the candle really went, a
-  bracket whose stop and target both lie inside one candle ends at the stop, and an order filling
-  inside a candle fills at its worse extreme: each trade is a lower bound. A strategy deciding on
-  ticks also decides on this order, so its trades can differ from the ``ohlc`` run's: the total is
-  a pessimistic estimate there, not a proven bound.
+- ``pessimistic``: each trade meets its candles' extremes in the orders that make it worst, a
+  search over both orders of every candle it is pending or open in, through the same kernels
+  (``engine.core.candle_order``, given the offsets in ``Replay.partner``); flat with nothing
+  pending, the ``ohlc`` order. The backtest refuses it for a strategy that decides inside a candle.
 
-The pessimistic order depends on the position, so the backtest loop decides it as it reaches a
-candle's first extreme (``engine.core.candle_order``, given the offsets in ``Replay.partner``).
 A candle (a ``day`` one stamped at midnight, or the last ``60minute`` one) is trimmed to the
 session window first; candles wholly outside the window are not replayed.
 """

@@ -8,7 +8,7 @@ free one from a fixed pool: memory is bounded, and when the writer falls behind 
 free, ticks are dropped and counted (a log line, and /status) rather than the tick path ever
 waiting. The writer appends each buffer to the day as one closed Parquet part, so ``kill -9`` loses
 at most the last second or two, merges parts as they pile up, and compacts a day into its day file
-at the session's close (and, at start, any earlier day a crash left in parts).
+at the session's close (and, at start, any day a crash left in parts: today's too, on a restart).
 """
 
 import asyncio
@@ -53,9 +53,10 @@ class Recorder:
 
     def __init__(self, data_dir: Path, symbols: Sequence[str], synthetic: bool, quotes: bool = False,
                  flush_s: float = FLUSH_S, capacity: int = CAPACITY, pool: int = POOL,
-                 now_ns: Callable[[], int] = time.time_ns) -> None:
+                 now_ns: Callable[[], int] = time.time_ns, rehearsal: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.synthetic = synthetic  # the paper simulator's ticks: a file of their own, never the market's
+        self.rehearsal = rehearsal  # on a rehearsal clock: a file of their own again, never a real paper day's
         self.quotes = quotes
         self.flush_s = flush_s
         self.recorded = self.dropped = self.failed = 0  # ticks written, dropped (writer behind), lost to errors
@@ -169,12 +170,11 @@ class Recorder:
                 self._free.append(item)
 
     def _catch_up(self) -> None:
-        """Days before today left in parts by a crash: compacted now, so each is one file again."""
+        """Days left in parts by a crash, today's included (a restart): compacted now, so each is one
+        file again and today's recording goes on from it."""
         root = self.data_dir / "ticks"
-        today = ist_day(self._now_ns()).isoformat()
-        stale = [d.with_name(d.name.removesuffix(".parts") + ".parquet") for d in root.glob("*.parts")] \
-            if root.is_dir() else []
-        self._compact([f for f in stale if f.name[:10] < today])
+        self._compact(sorted(d.with_name(d.name.removesuffix(".parts") + ".parquet") for d in root.glob("*.parts"))
+                      if root.is_dir() else [])
 
     def _compact(self, days: Sequence[Path]) -> None:
         for day_file in days:
@@ -209,7 +209,8 @@ class Recorder:
                 columns |= {"last_qty": pa.array(qty, mask=qty < 0), "bid": pa.array(bid, mask=np.isnan(bid)),
                             "ask": pa.array(ask, mask=np.isnan(ask))}
             table = pa.table(columns, schema=self._store.LIVE_TICK_SCHEMA if self.quotes else self._store.TICK_SCHEMA)
-            kind = self._store.SYNTHETIC if self.synthetic else self._store.MARKET
+            kind = (self._store.MARKET if not self.synthetic else
+                    self._store.REHEARSAL if self.rehearsal else self._store.SYNTHETIC)
             day_file = self._store.tick_file(self.data_dir, ist_day(int(ts[rows][0])), kind)
             flush = self._flushes.get(day_file)
             if flush is None:

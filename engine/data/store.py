@@ -41,7 +41,9 @@ import pyarrow.parquet as pq
 
 from engine.data.ticks import TickFileError, Ticks
 
-MARKET, SYNTHETIC = "market", "synthetic"  # tick file kinds: a real feed's, the paper simulator's
+# tick file kinds: a real feed's, the paper simulator's, and a rehearsal's (the paper simulator on a
+# rehearsal clock: a day of its own, never mixed with a paper session held on that day)
+MARKET, SYNTHETIC, REHEARSAL = "market", "synthetic", "rehearsal"
 THROUGH = b"otrade.through"  # day file metadata: the last flush number compacted into it
 _SYMBOL = pa.dictionary(pa.int32(), pa.string())
 _BASE = [("ts", pa.int64()), ("symbol", _SYMBOL), ("price", pa.float64()), ("volume", pa.float64())]
@@ -51,7 +53,7 @@ LIVE_TICK_SCHEMA = pa.schema(_BASE + _QUOTES)
 # zstd; only the symbol dictionary-encoded: a dictionary per numeric column costs the writer tens of MB
 _WRITE = {"compression": "zstd", "use_dictionary": ["symbol"]}
 _PART = re.compile(r"(\d{6,})-(\d{6,})\.parquet")
-_DAY = re.compile(r"(\d{4}-\d\d-\d\d)(\.synthetic)?\.parquet")
+_DAY = re.compile(r"(\d{4}-\d\d-\d\d)(?:\.(synthetic|rehearsal))?\.parquet")
 _ROW_GROUP = 1 << 16  # rows per row group of merged parts and day files: bounds what rewriting them holds
 
 
@@ -288,6 +290,27 @@ def load_ticks(path: Path, symbols: Sequence[str]) -> Ticks:
     return to_ticks(table, symbols, path.name)
 
 
+def recorded(data_dir: Path, day: date, kind: str = MARKET) -> bool:
+    """The day has a recording of this kind (a day file, or the parts a running or crashed recorder left)."""
+    f = tick_file(data_dir, day, kind)
+    return f.exists() or parts_dir(f).is_dir()
+
+
+def last_ts(day_file: Path) -> int | None:
+    """The newest tick's time in a recorded day (its day file and parts), from the files' column
+    statistics alone; None for a day with no tick."""
+    newest = None
+    for path in ([day_file] if day_file.exists() else []) + parts(day_file):
+        meta = _metadata(path)
+        column = meta.schema.names.index("ts")
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(column).statistics
+            if stats is None or not stats.has_min_max:  # not written by us: read the column
+                return int(pc.max(read_day(day_file).column("ts")).as_py() or 0) or None
+            newest = stats.max if newest is None else max(newest, stats.max)
+    return None if newest is None else int(newest)
+
+
 def load_days(data_dir: Path, first: date, last: date, symbols: Sequence[str]) -> Ticks:
     """The recorded market days from ``first`` to ``last`` (inclusive) one after the other."""
     days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
@@ -342,7 +365,7 @@ def list_ticks(data_dir: Path) -> list[TickDay]:
             ticks += _metadata(p).num_rows
             symbols.update(pc.unique(read_table(p, ["symbol"]).column("symbol").cast(pa.string())).to_pylist())
         size = sum(p.stat().st_size for p in sources)
-        out.append(TickDay(date.fromisoformat(m[1]), SYNTHETIC if m[2] else MARKET, len(symbols), ticks, size,
+        out.append(TickDay(date.fromisoformat(m[1]), m[2] or MARKET, len(symbols), ticks, size,
                            len(sources) - day_file.exists()))
     return out
 

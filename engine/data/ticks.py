@@ -32,8 +32,10 @@ class Ticks:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def slice(self, stop: int) -> "Ticks":
-        return Ticks(self.ts[:stop], self.price[:stop], self.volume[:stop], self.instr[:stop], self.symbols)
+    def slice(self, stop: int, start: int = 0) -> "Ticks":
+        """Rows ``start`` to ``stop`` (the first ``stop`` by default)."""
+        part = slice(start, stop)
+        return Ticks(self.ts[part], self.price[part], self.volume[part], self.instr[part], self.symbols)
 
 
 def iso(ns: int) -> str:

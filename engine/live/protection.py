@@ -80,6 +80,7 @@ class Bracket:
     through: float | None = None  # a trail Kite refused as its market was already through it
     trailed: bool = False  # Kite confirmed a trailed stop for this position
     clamped: set[str] = field(default_factory=set)  # legs alerted as clamped into the circuit band
+    floor: tuple[float, float] | None = None  # (side, trigger): the tightest stop Kite confirmed for the position
     crossed_ns: int = 0  # since when the last tick's decision has waited for a fill Kite has not confirmed
 
     def backoff(self) -> int:
@@ -92,7 +93,7 @@ class Bracket:
         self.exit = self.target = self.stop = None
         self.exit_refused, self.exit_again = False, 0
         self.legs = {name: Leg() for name in LEGS}
-        self.wanted_stop, self.through, self.trailed = None, None, False
+        self.wanted_stop, self.through, self.trailed, self.floor = None, None, False, None
         self.clamped.clear()
 
 
@@ -193,7 +194,8 @@ class Protection:
                 setattr(br, name, None)
         now = h.now_ns()
         if br.stop is None and now >= br.legs["stop"].rearm_ns:
-            trigger = self._clamp(j, "stop", exit_side, float(st[L.S_STOP])) if h.live else float(st[L.S_STOP])
+            level = self._floored(br, float(st[L.S_STOP]), 1.0 if st[L.S_POS] > 0 else -1.0)
+            trigger = self._clamp(j, "stop", exit_side, level) if h.live else level
             problem = self._through(j, exit_side, trigger)
             if problem and br.exit_refused and now < br.exit_retry_ns:
                 return  # the market exit that replaces it was refused: tried again after its backoff
@@ -210,6 +212,15 @@ class Protection:
             if order is not None and order.wants("quantity") != size:
                 h.broker.modify(order_id, quantity=size)
                 h.journal.record("resized", order_id=order_id, quantity=size)
+
+    @staticmethod
+    def _floored(br: Bracket, level: float, sign: float) -> float:
+        """``level``, or the tightest stop Kite confirmed for the position when that is tighter: a stop armed
+        anew (the working one lost, its last trail unknown to a restarted process's kernel) never starts looser
+        than one Kite held for the position."""
+        if br.floor is not None and br.floor[0] == sign and (br.floor[1] - level) * sign > 0.0:
+            return br.floor[1]
+        return level
 
     def stop_moved(self, j: int) -> None:
         """The kernel trailed its stop. Paper: the venue takes it. Live: the trail is sent when it is
@@ -251,6 +262,7 @@ class Protection:
         st = h.arrays.st[j]
         if order.order_id == br.stop and order.request.trigger_price is not None:
             trigger, sign = order.request.trigger_price, (1.0 if st[L.S_POS] > 0 else -1.0)
+            br.floor = (sign, self._floored(br, trigger, sign))
             if trigger == st[L.S_STOP]:
                 return
             trail = br.wanted_stop is not None and (trigger - st[L.S_STOP]) * sign > 0.0  # a trail Kite took
@@ -406,6 +418,9 @@ class Protection:
         journaled = held.stop if held is not None else None
         trigger = stop.request.trigger_price if stop is not None else journaled
         price = target.request.price if target is not None else (held.target if held is not None else None)
+        for level in (trigger, journaled):  # Kite's, and the last one it confirmed before the restart
+            if level is not None:
+                br.floor = (sign, self._floored(br, level, sign))
         if trigger is not None:
             tighter = (trigger - st[L.S_STOP]) * sign > 0.0
             br.trailed = br.trailed or tighter or bool(held is not None and held.trailed)

@@ -87,7 +87,7 @@ def _order(day: Day, fills: dict[str, tuple[int, float]], r: dict[str, Any]) -> 
         fills[oid] = (filled, average)
         price = (filled * average - before * before_avg) / (filled - before)
         qty = filled - before if r["side"] == Side.BUY else before - filled
-        _book(day, symbol, qty, price, ns_of(r["ts"]))
+        _book(day, symbol, qty, price, int(r["fill_ns"]) if r.get("fill_ns") else ns_of(r["ts"]))
         if r.get("purpose") == "entry" and before == 0:
             day.entries += 1
     held = day.held.get(symbol)
@@ -138,15 +138,25 @@ class DayBook:
     def today(self) -> str:
         return datetime.fromtimestamp(self.host.now_ns() / 1e9, IST).date().isoformat()
 
+    def day_number(self) -> int:
+        """Today as the kernel numbers days (IST days since the epoch)."""
+        return (self.host.now_ns() + IST_OFFSET_NS) // NS_PER_DAY
+
+    def under_way(self) -> None:
+        """Today's session as already started (a restart, or a start after the open): the first tick
+        is not a new day. A row already in today's session (caught up on today's ticks) keeps it."""
+        a, number = self.host.arrays, self.day_number()
+        for j in range(len(a.symbols)):
+            if a.st[j, L.S_DAY] != number:
+                start_session(a.st, a.pr, a.rows, j, float(number))
+        a.acct[L.A_DAY] = number
+
     def rebuild(self, day: Day) -> list[str]:
         """Today's figures into the kernel's state, as they were: closed trades, entries taken, and
         (paper) the open positions with their levels, protected again; live, the journal's positions
         checked against Kite's. Returns notes for the restore message."""
         a = self.host.arrays
-        number = (self.host.now_ns() + IST_OFFSET_NS) // NS_PER_DAY
-        for j in range(len(a.symbols)):
-            start_session(a.st, a.pr, a.rows, j, float(number))  # under way: the first tick is not a new day
-        a.acct[L.A_DAY] = number
+        self.under_way()
         for t in day.trades:
             j = self.host.index.get(t["symbol"])
             if j is not None:

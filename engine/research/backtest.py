@@ -13,10 +13,11 @@ from tqdm import tqdm
 from config import Config
 from engine.arrays import Arrays, build, rates
 from engine.core import layout as L
-from engine.core.candle_order import adverse_first
+from engine.core.candle_order import MAX_PATHS, TOO_LONG, plan_worst, workspace
 from engine.core.costs import round_trip_costs
 from engine.core.kernels import entry
 from engine.core.step import close_session, end_bar, in_session, session_time
+from engine.data.candles import CandleError
 from engine.data.ticks import Ticks
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 T_INSTR, T_SIDE, T_QTY, T_ENTRY, T_EXIT, T_REASON, T_PNL = range(7)
 N_TF = 7
 TI_ENTRY, TI_EXIT = 0, 1
+_ENDS_TRADE = L.ACT_EXIT_FILL | L.ACT_ENTRY_CANCELLED
 CHUNK = 2_000_000  # ticks per jitted call, so the progress bar moves and trade buffers can grow
 
 
@@ -45,23 +47,27 @@ def _record(st, clk, j, tf, ti, n):
 
 @entry
 def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, rows, links, tf, ti, n_tr, days, n_days,
-              partner):
-    """Process ticks ``start:stop``; returns (next index, trades, in-session ticks, session days).
+              partner, planned, ws):
+    """Process ticks ``start:stop``; returns (next index, trades, in-session ticks, session days,
+    fault: 0, or the search's refusal at the returned index).
 
     Stops early when the trade buffer could overflow on the next tick so the caller can grow it.
     ``partner`` (candles replayed by the pessimistic rule; empty otherwise, so one compiled loop
     serves both): ``partner[k] > 0`` makes tick ``k`` and tick ``k + partner[k]`` one candle's
-    extremes, ordered in ``price`` as tick ``k`` is reached.
+    extremes, whose order ``candle_order.plan_worst`` writes into ``price`` for the trade that meets
+    them; ``planned[i]``: the last candle of instrument ``i`` its plan covers (-1: none).
     """
     n_instr = st.shape[0]
     seen = 0
     for k in range(start, stop):
         if tf.shape[0] - n_tr <= n_instr:
-            return k, n_tr, seen, n_days
+            return k, n_tr, seen, n_days, 0
         i = instr[k]
-        if k < partner.shape[0] and partner[k] > 0:
-            entry_side = st[i, L.S_PEND_SIDE] if st[i, L.S_PEND_KIND] == L.ORDER_ENTRY else 0.0
-            adverse_first(price, k, k + partner[k], st[i, L.S_POS], entry_side)
+        if (k < partner.shape[0] and partner[k] > 0 and planned[i] < k
+                and (st[i, L.S_POS] != 0.0 or st[i, L.S_PEND_KIND] != L.ORDER_NONE)):
+            planned[i] = plan_worst(ts, price, volume, instr, partner, st, pr, acct, clk, rows, links, i, k, ws)
+            if planned[i] < 0:
+                return k, n_tr, seen, n_days, planned[i]
         tod = session_time(st, pr, clk, i, ts[k], price[k])
         if tod < 0:
             continue
@@ -79,9 +85,13 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, rows, li
                     st[j, L.S_EVENTS] = 0.0
                     if e & L.ACT_EXIT_FILL:
                         n_tr = _record(st, clk, j, tf, ti, n_tr)
+                    if e & _ENDS_TRADE:
+                        planned[j] = -1
         if act & L.ACT_EXIT_FILL:
             n_tr = _record(st, clk, i, tf, ti, n_tr)
-    return stop, n_tr, seen, n_days
+        if act & _ENDS_TRADE:  # a plan ends with its trade, however it ended (a loss limit's flatten)
+            planned[i] = -1
+    return stop, n_tr, seen, n_days, 0
 
 
 @entry
@@ -192,7 +202,9 @@ def iso(ns: int) -> str:
 
 
 def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray | None = None) -> Result:
-    """``partner``: a candle replay's (``engine.data.candles.Replay.partner``), for its pessimistic rule."""
+    """``partner``: a candle replay's (``engine.data.candles.Replay.partner``), for its pessimistic
+    rule; CandleError if a strategy could decide on a candle's extremes, whose order that rule
+    chooses (a tick strategy, bars closing inside candles)."""
     arrays: Arrays = build(cfg)
     if ticks.symbols != arrays.symbols:
         raise ValueError(f"tick symbols {ticks.symbols} do not match the configured {arrays.symbols}")
@@ -204,13 +216,21 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray |
     days = np.zeros(span_days, dtype=np.int64)
     n_tr = total = n_days = 0
     k = 0
+    levels = 0
+    if partner is not None:
+        levels = _decided_on_opens(arrays, ticks, partner) + 2
     price = ticks.price if partner is None else ticks.price.copy()  # the pessimistic rule reorders prices
     partner = np.zeros(0, np.int64) if partner is None else partner
+    planned = np.full(len(arrays.symbols), -1, np.int64)
+    ws = workspace(arrays.rows.shape[2], levels, arrays.links.shape[1])
     bar = tqdm(total=n, unit="tick", unit_scale=True, disable=not progress or n < 5 * CHUNK, leave=False)
     while k < n:
         stop = min(n, k + CHUNK)
-        k2, n_tr, seen, n_days = run_ticks(ticks.ts, price, ticks.volume, ticks.instr, k, stop, *arrays.kernel(),
-                                           tf, ti, n_tr, days, n_days, partner)
+        k2, n_tr, seen, n_days, fault = run_ticks(ticks.ts, price, ticks.volume, ticks.instr, k, stop,
+                                                  *arrays.kernel(), tf, ti, n_tr, days, n_days, partner, planned, ws)
+        if fault:
+            bar.close()
+            raise CandleError(_unbounded(arrays, ticks, k2, fault))
         total += seen
         bar.update(k2 - k)
         k = k2
@@ -226,3 +246,52 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray |
     costs = round_trip_costs(tf[:, T_SIDE], tf[:, T_QTY], tf[:, T_ENTRY], tf[:, T_EXIT], rates(cfg.costs))
     session_ns = float(cfg.session.ns_after_midnight("close") - cfg.session.ns_after_midnight("open"))
     return Result(arrays.symbols, total, days[:n_days].copy(), tf, ti, costs, session_ns)
+
+
+_WHOLE_CANDLES = "give it a timeframe of whole candles, or use the ohlc rule"
+
+
+def _clock(ns: int) -> str:
+    return datetime.fromtimestamp(int(ns) // 10**9, L.IST).strftime("%Y-%m-%d %H:%M")
+
+
+def _decided_on_opens(arrays: Arrays, ticks: Ticks, partner: np.ndarray) -> int:
+    """CandleError unless each instrument's bars close only on its candles' opens (each replayed
+    candle is its open, its extremes, the first marked in ``partner``, and its close), so that no
+    decision depends on the order of a candle's extremes. Returns the most candles an instrument
+    has in one session: the longest a trade can be."""
+    day = (ticks.ts + L.IST_OFFSET_NS) // L.NS_PER_DAY
+    tod = ticks.ts + L.IST_OFFSET_NS - day * L.NS_PER_DAY
+    longest = 0
+    for i, symbol in enumerate(arrays.symbols):
+        mine = np.flatnonzero(ticks.instr == i)
+        x1 = np.flatnonzero(partner[mine] > 0)
+        if not len(x1):
+            continue
+        opens = mine[x1 - 1]
+        longest = max(longest, int(np.unique(day[opens], return_counts=True)[1].max()))
+        tf, start = arrays.pr[i, L.P_TF_NS], arrays.pr[i, L.P_OPEN_NS]
+        if tf == 0.0:
+            raise CandleError(f"the pessimistic rule cannot bound {symbol}'s trades: its strategy decides on every "
+                              f"tick, and which extreme of a candle came first changes what it decides; "
+                              f"{_WHOLE_CANDLES}")
+        bar = (tod - start) // tf
+        inside = (bar[mine[x1[:, None] + np.arange(3)]] != bar[opens][:, None]).any(axis=1)
+        inside &= (tod[opens] >= start) & (tod[opens] < arrays.pr[i, L.P_CLOSE_NS])
+        if inside.any():
+            o = opens[np.argmax(inside)]
+            end = ticks.ts[o] - tod[o] + start + (bar[o] + 1) * tf
+            raise CandleError(f"the pessimistic rule cannot bound {symbol}'s trades: its {tf / 60e9:g}-minute bars "
+                              f"close inside candles (the bar ending {_clock(end)[11:]} inside the candle from "
+                              f"{_clock(ticks.ts[o])}), deciding on an extreme whose place is unknown; "
+                              f"{_WHOLE_CANDLES}")
+    return longest
+
+
+def _unbounded(arrays: Arrays, ticks: Ticks, k: int, fault: int) -> str:
+    symbol, when = arrays.symbols[ticks.instr[k]], _clock(ticks.ts[k])
+    if fault == TOO_LONG:
+        return f"the pessimistic rule cannot bound {symbol}'s trade at {when}: it outlasts a session's candles"
+    return (f"the pessimistic rule cannot bound {symbol}'s trade at {when}: its trailing stop, moved at most every "
+            f"trail_interval_s, leaves more than {MAX_PATHS} paths through its candles; set trail_interval_s to 0, "
+            "or use the ohlc rule")

@@ -1,8 +1,9 @@
 """HTML reports made with Plotly, plotly.js embedded so the one file opens in a browser offline.
 
 A backtest's report: the net equity curve, its drawdown, daily net P&L, and for one day the price of
-each instrument with the trades' entries and exits. A sweep's report: that for the best parameters,
-the ranking, and walk-forward in sample beside out of sample.
+each instrument with the trades' entries and exits. A sweep's report leads with what walk-forward
+chose, out of sample first, every window; then how likely the winner on all days is overfit; then the
+ranking and the winner's backtest on all days, both labelled in sample.
 """
 
 import html
@@ -117,33 +118,84 @@ def backtest_figure(result: Result, ticks: Ticks, day: date | None = None, title
     return fig
 
 
-def _table(rows: list[dict[str, Any]], columns: Sequence[str], title: str) -> go.Figure:
-    fig = go.Figure(go.Table(header={"values": list(columns)},
-                             cells={"values": [[r[c] for r in rows] for c in columns]}))
-    fig.update_layout(title=title, height=120 + 28 * len(rows))
+def _cell(value: Any, exact: bool) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.2f}" if isinstance(value, float) and not exact else str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str], exact: Sequence[str], cls: str) -> str:
+    """An HTML table: every row shows, however many (numbers to the paisa, ``exact`` columns as given)."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r[c], c in exact))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _para(*lines: str) -> str:
+    return "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
+
+
+def _out_of_sample(res: SweepResult) -> go.Figure:
+    """Net ₹ on every test day, in order, and its running total: the walk-forward's own equity curve."""
+    days = sorted(res.oos_daily, key=lambda d: d[1])
+    net = np.array([x for _, _, x in days])
+    fig = go.Figure([
+        go.Bar(x=[d for _, d, _ in days], y=net, name="day", marker={"color": [GREEN if x >= 0 else RED for x in net]},
+               text=[f"window {w}" for w, _, _ in days], hoverinfo="text+x+y"),
+        go.Scatter(x=[d for _, d, _ in days], y=np.cumsum(net), name="running total", line={"color": BLUE})])
+    fig.update_layout(title="Out of sample: net ₹ on the test days, each traded with its window's choice",
+                      showlegend=False)
     return fig
 
 
-def sweep_figures(res: SweepResult, best: go.Figure, top: int = 20) -> list[go.Figure]:
-    """The best parameters' backtest, the ranking and, with walk-forward, in vs out of sample per window."""
+def sweep_figures(res: SweepResult, best: go.Figure | None, top: int = 20) -> list[go.Figure | str]:
+    """Walk-forward first (out of sample, every window), how likely the winner is overfit, then the
+    ranking and ``best`` (the winner's backtest on all days), labelled in sample."""
+    parts: list[go.Figure | str] = [f"<h1>Sweep by {html.escape(res.metric)}: {res.tried:,} combinations on "
+                                    f"{res.days} days</h1>" + _para(*res.notes)]
+    if windows := res.walk_forward():
+        parts.append(f"<h2>Walk-forward by {html.escape(res.metric)}: chosen on each train window, traded on the "
+                     "test days after it</h2>" + _para(res.headline(), *res.untraded())
+                     + _table(windows, list(windows[0]), res.paths, "windows"))
+        if res.oos_daily:
+            parts.append(_out_of_sample(res))
+        fig = go.Figure([go.Bar(x=[f"{w['window']}: {w['test']}" for w in windows], y=[w[k] for w in windows],
+                                name=name)
+                         for k, name in (("oos_net_per_day", "out of sample"), ("is_net_per_day", "in sample"))])
+        fig.update_layout(title="Net ₹ a day per window: the test days (out of sample) beside the train days "
+                                "(in sample)", barmode="group", xaxis_title="window: test days")
+        parts.append(fig)
+    lines = res.overfit_lines()
+    parts.append(f"<h2>{html.escape(lines[0][:1].upper() + lines[0][1:].rstrip(':'))}</h2>"
+                 + _para(*(line.strip() for line in lines[1:])))
+    if res.overfitting is not None:
+        fig = go.Figure(go.Histogram(x=res.overfitting.logits, marker={"color": BLUE}))
+        fig.update_layout(title="Where the in-sample best ranks on the other half of the days, over every split "
+                                "(logit: below 0 is the bottom half; PBO is the share there)",
+                          xaxis_title="logit of the out-of-sample rank", yaxis_title="splits", height=360)
+        parts.append(fig)
     ranked = res.ranked()[:top]
-    figures = [best, _table(ranked, [*res.paths, "net_pnl", "sharpe_daily", "profit_factor", "max_drawdown",
-                                     "trades"], f"Top {len(ranked)} by {res.metric}")]
-    windows = res.walk_forward()
-    if windows:
-        fig = go.Figure([go.Bar(x=[w["test"] for w in windows], y=[w[k] for w in windows], name=name)
-                         for k, name in (("is_net_per_day", "in sample"), ("oos_net_per_day", "out of sample"))])
-        fig.update_layout(title="Walk-forward: net ₹ per day, train window (in sample) vs the test window after it",
-                          barmode="group", xaxis_title="test window")
-        figures += [fig, _table(windows, list(windows[0]), "Walk-forward windows")]
-    return figures
+    parts.append(f"<h2>In sample: the top {len(ranked)} by {html.escape(res.metric)} on all {res.days} days, ranked "
+                 "on the days they are scored on</h2>" + _para(res.exclusion())
+                 + (_table(ranked, ["rank", *res.paths, "net_pnl", "sharpe_daily", "profit_factor", "max_drawdown",
+                                    "trades", "deflated_sharpe"], res.paths, "ranking") if ranked else ""))
+    if best is not None:
+        parts.append(best)
+    return parts
 
 
-def write(path: Path, figures: Sequence[go.Figure], title: str) -> None:
-    """One HTML file carrying plotly.js itself (no network needed to open it)."""
-    parts = [f.to_html(full_html=False, include_plotlyjs=k == 0) for k, f in enumerate(figures)]
+STYLE = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin:.5em 0}"
+         "th,td{border:1px solid #ccc;padding:2px 8px;text-align:right}")
+
+
+def write(path: Path, parts: Sequence[go.Figure | str], title: str) -> None:
+    """One HTML file carrying plotly.js itself (no network needed to open it); a str part is HTML as is."""
+    figures = [k for k, p in enumerate(parts) if not isinstance(p, str)]
+    body = [p if isinstance(p, str) else p.to_html(full_html=False, include_plotlyjs=k == figures[0])
+            for k, p in enumerate(parts)]
     path.write_text(f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-                    f"</head><body>{''.join(parts)}</body></html>\n", encoding="utf-8")
+                    f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n", encoding="utf-8")
 
 
 __all__ = ["ReportError", "backtest_figure", "pick_day", "session_days", "sweep_figures", "write"]

@@ -11,31 +11,37 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
-from config import ConfigError, ConfigManager, Server
+from config import Config, ConfigError, ConfigManager, Server, live_session_problems
 from config import Session as SessionConfig
 from engine.brokers.kite.live import KiteLive, credentials
 from engine.brokers.kite.login import LoginCallback, LoginLinks, Renewal
 from engine.brokers.kite.rest import KiteError, TokenException
 from engine.brokers.paper import PaperBroker
+from engine.charts import Charts, Picture
+from engine.core import layout as L
 from engine.core.layout import IST, NS_PER_S
 from engine.data.feeds import ReplayFeed, SyntheticFeed
 from engine.data.recorder import Recorder
 from engine.data.tick_files import load
 from engine.data.ticks import TickFileError, Ticks
-from engine.engine import STALE, STOPPING, TOKEN_PAUSE, Engine, State
+from engine.engine import RECONCILE_KERNELS, STALE, STOPPING, TOKEN_PAUSE, Engine, State
 from engine.live.orders import Caps
+from engine.runtime.metrics import SAMPLE_MASK, Gauges, Metrics, TickMeter, handler_from_env
+from engine.runtime.monitor import page_for
 from engine.runtime.session import CLOSE, OPEN, PRE_OPEN, SQUARE_OFF, TOKEN_CHECK, SessionScheduler
 from engine.runtime.session import REPORT as REPORT_JOB
 from engine.runtime.web import make_app, serve
@@ -69,10 +75,15 @@ class Runtime:
     login: Callable[[], str] | None = None  # the broker's login URL (live only)
     recorder: Recorder | None = None  # every tick to the day's Parquet file (not a replay's: it has a file)
     login_tap: bool = False  # Kite's login redirect lands on our own server: no /token step
+    web_link: Callable[[], tuple[str, datetime]] | None = None  # a new link to the monitoring page, and its expiry
     token: Callable[[str], Awaitable[Renewal]] | None = None  # renew with a request token, alerting (live only)
     tasks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     events: Subscription | None = None  # --console: every event from the first, for the terminal to print
+    opened: asyncio.Event = field(default_factory=asyncio.Event)  # a session has opened: the paper feed may flow
+    meter: TickMeter = field(default_factory=TickMeter)  # the tick loops' counts, for /metrics
+    gauges: Gauges = field(default_factory=Gauges)  # values /metrics reads when scraped (a transport's outbox)
+    metrics: Metrics | None = None
 
     def next_event(self) -> str:
         event = self.scheduler.next_event() if self.scheduler else None
@@ -102,12 +113,26 @@ def _feed(cfg, clock: Clock, replayed: Ticks | None, calendar: TradingCalendar) 
 
 
 async def _pump(rt: Runtime, feed, replay: bool) -> None:
+    # The scheduler's open comes a moment after the session's first ticks are due (at each day's open,
+    # and at once when a restart joins a session): ticks of that moment would be recorded yet not
+    # traded, and a backtest of the recording would trade them. So the paper feed waits for the open
+    # (from the close, and at the start) and then hands on what came meanwhile, in order.
+    opened = rt.opened if rt.scheduler is not None else None
     on_tick = rt.engine.on_tick
     record = rt.recorder.add if rt.recorder else None
+    meter, clock, mask = rt.meter, time.perf_counter_ns, SAMPLE_MASK
+    n = meter.ticks
     async for tick in feed:
+        if opened is not None and not opened.is_set():
+            await opened.wait()
         instr, ts, price, volume = tick
         rt.last_tick_ns = ts
-        on_tick(instr, ts, price, volume)
+        started = clock()
+        act = on_tick(instr, ts, price, volume)
+        n += 1
+        meter.ticks = n
+        if act > 0 or not n & mask:  # every decision, one in SAMPLE_EVERY of the rest
+            meter.took(clock() - started, act)
         if record is not None:
             record(tick)
     if replay:
@@ -171,27 +196,94 @@ def _session_hooks(rt: Runtime) -> dict[str, Callable[[Session], Any]]:
         engine.trade_only(session.day)
         engine.set_session_window(session.open, session.close, session.square_off)
         engine.start_session()
+        rt.opened.set()
 
     def square_off(session: Session) -> None:
         n = engine.square_off()
         log.info("square-off: %d exit order(s)", n)
 
     def close(session: Session) -> None:
+        rt.opened.clear()
         engine.end_session()
         if rt.recorder:
             rt.recorder.end_day()
 
-    def report(session: Session) -> None:
+    async def report(session: Session) -> None:
         pnl, trades = engine.pnl(), engine.trades()
         wins = sum(1 for t in trades if t["net_pnl"] > 0)
         text = (f"End of day {session.day}: {len(trades)} trade(s), {wins} won, P&L ₹{pnl['net']:,.2f} net "
                 f"(₹{pnl['gross']:,.2f} gross, ₹{pnl['charges']:,.2f} charges)"
                 + "".join(f"\n{s}: ₹{v:,.2f} net" for s, v in pnl["by_symbol"].items()))
+        text += "\n" + await _evening_audit(rt, session.day)
         engine.journal.record("report", text=text, net_pnl=pnl["net"], gross_pnl=pnl["gross"], charges=pnl["charges"],
                               trades=len(trades))
-        rt.bus.publish(Event(REPORT, rt.clock.now_ns(), {"text": text}))
+        picture = await _report_picture(rt, text.splitlines()[0])
+        rt.bus.publish(Event(REPORT, rt.clock.now_ns(), {"text": text} | ({"picture": picture} if picture else {})))
 
     return {PRE_OPEN: pre_open, OPEN: open_, SQUARE_OFF: square_off, CLOSE: close, REPORT_JOB: report}
+
+
+async def _evening_audit(rt: Runtime, day: date) -> str:
+    """The day's parity audit (``engine.research.audit``) for the end-of-day report, on a worker
+    thread: it replays the whole day. It never fails the report: it says why it could not audit."""
+    from engine.research.audit import AuditError, audit_day
+
+    if rt.recorder is None:
+        return "parity audit: not run (a replay is not recorded: its tick file is the day)"
+    rt.engine.journal.flush()  # the audit reads the day's journal from its file
+    overrides = Path(os.environ.get("OTRADE_CALENDAR") or SHIPPED_OVERRIDES)
+
+    def warm_up(cfg: Config, until_ns: int, synthetic: bool) -> list[Ticks]:
+        return warm_up_sessions(cfg, rt.data_dir, overrides, until_ns, synthetic)
+
+    try:
+        result = await asyncio.to_thread(audit_day, rt.data_dir, day, rt.config.config, rt.config.strategies,
+                                         overrides, warm_up, bool(getattr(rt.args, "clock", None)))
+    except AuditError as exc:
+        return f"parity audit: not possible: {exc}"
+    except Exception as exc:  # whatever went wrong in the audit, the day's report still goes out
+        log.exception("parity audit of %s failed", day)
+        return f"parity audit failed: {type(exc).__name__}: {exc}"
+    return result.text()
+
+
+def day_charts(rt: Runtime) -> Charts:
+    """The pictures of the process's day (/chart, /equity, the report's): drawn from the recording this
+    run writes (none for a replay) and the sessions its strategies warmed on (``warm_up_sessions``)."""
+    from engine.data.store import MARKET, REHEARSAL, SYNTHETIC
+
+    recorder, overrides = rt.recorder, Path(os.environ.get("OTRADE_CALENDAR") or SHIPPED_OVERRIDES)
+    kind = None if recorder is None else (REHEARSAL if recorder.rehearsal else SYNTHETIC if recorder.synthetic
+                                          else MARKET)
+    return Charts(rt.engine, rt.data_dir, kind,
+                  lambda cfg, until_ns, synthetic: warm_up_sessions(cfg, rt.data_dir, overrides, until_ns, synthetic))
+
+
+async def _report_picture(rt: Runtime, caption: str) -> Picture | None:
+    """The end-of-day report's picture, drawn on a worker thread; it never fails the report."""
+    try:
+        return await asyncio.to_thread(day_charts(rt).report(caption))
+    except Exception:  # the report goes out without its picture
+        log.exception("the end-of-day picture could not be drawn")
+        return None
+
+
+def warm_up_sessions(cfg: Config, data_dir: Path, overrides: Path, until_ns: int, synthetic: bool) -> list[Ticks]:
+    """The sessions a start at ``until_ns`` warms the strategies on, as ``run`` finds them: the
+    synthetic market's (``_feed``: the week before, and today's before that instant) or the market
+    ticks recorded on the days before. The parity audit warms its replay on the same."""
+    if synthetic:
+        calendar = TradingCalendar(cfg.session.open, cfg.session.close, overrides, cfg.session.square_off)
+        clock = RehearsalClock(datetime.fromtimestamp(until_ns / 1e9, IST), running=False)
+        return list(_feed(cfg, clock, None, calendar).history(until_ns))
+    from engine.data.store import StoreError, load_days
+
+    today = datetime.fromtimestamp(until_ns / 1e9, IST).date()
+    try:
+        return [load_days(data_dir, today - timedelta(days=WARM_DAYS), today - timedelta(days=1),
+                          [i.symbol for i in cfg.instruments])]
+    except (StoreError, OSError):
+        return []
 
 
 def _schedule(rt: Runtime, calendar: TradingCalendar) -> None:
@@ -232,8 +324,10 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
         resyncs.add(task)  # a reference, so the task is not collected mid-flight
         task.add_done_callback(resyncs.discard)
 
-    ticker = live.ticker_for(lambda *tick: _live_tick(rt, tick), on_reconnect,
+    ticker = live.ticker_for(_live_tick(rt, live), on_reconnect,
                              lambda exc: engine.fault(None, exc, "ticker"))
+    if rt.metrics is not None:
+        rt.metrics.watch_kite(live.rest, ticker)
 
     async def feed() -> None:
         while True:
@@ -285,7 +379,12 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
         live.use_symbols([i.symbol for i in new.instruments])
         engine.set_tick_sizes(live.tick_sizes)
 
+    def live_hours(cfg) -> None:
+        if hours := live_session_problems(cfg.session):
+            raise ConfigError(hours)
+
     rt.config.add_check(instruments_known)
+    rt.config.add_check(live_hours)  # /set and /reload: as the start refuses them
     rt.config.subscribe(follow_instruments)
     rt.tasks["kite-orders"] = live.broker.run
     rt.tasks["order-tending"] = tend
@@ -317,12 +416,21 @@ async def _check_token(rt: Runtime, live: KiteLive) -> None:
         rt.engine.token_renewed()
 
 
-def _live_tick(rt: Runtime, tick: tuple[int, int, float, float, int, float, float]) -> None:
-    """(row, ts, price, volume, last_qty, bid, ask): the tuple is recorded as it is."""
-    i, ts, price, volume, _, _, _ = tick
-    rt.last_tick_ns = ts
-    rt.engine.on_tick(i, ts, price, volume)
-    rt.recorder.add(tick)
+def _live_tick(rt: Runtime, live: KiteLive) -> Callable[..., None]:
+    """The ticker's callback for each tick ``(row, ts, price, volume, last_qty, bid, ask)``: the tuple
+    is recorded as it is. Tick -> decision runs from the frame's arrival (``live.received_ns``)."""
+    on_tick, meter, mask = rt.engine.on_tick, rt.meter, SAMPLE_MASK
+
+    def deliver(*tick: Any) -> None:
+        i, ts, price, volume, _, _, _ = tick
+        rt.last_tick_ns = ts
+        act = on_tick(i, ts, price, volume)
+        meter.ticks = n = meter.ticks + 1
+        if act > 0 or not n & mask:
+            meter.took(time.time_ns() - live.received_ns, act)
+        rt.recorder.add(tick)
+
+    return deliver
 
 
 async def _supervise(rt: Runtime, name: str, factory: Callable[[], Awaitable[None]]) -> None:
@@ -344,25 +452,127 @@ WARM_DAYS = 7  # calendar days of ticks (recorded, or the synthetic market's) fe
 
 def _warm_strategies(engine: Engine, data_dir: Path, now_ns: int) -> None:
     """The market ticks recorded on the days before today into the strategies' bars and indicators,
-    when there are any: candle strategies then trade from the open as the backtest over those days would."""
+    when there are any: candle strategies then trade from the open as the backtest over those days
+    would. Today's are ``_catch_up``'s."""
     from engine.data.store import StoreError, load_days
 
     today = datetime.fromtimestamp(now_ns / 1e9, IST).date()
     try:
         ticks = load_days(data_dir, today - timedelta(days=WARM_DAYS), today - timedelta(days=1), engine.arrays.symbols)
     except (StoreError, OSError):
-        return
-    log.info("strategies warmed on %d bars of the ticks recorded before today", engine.warm_strategies(ticks))
+        pass
+    else:
+        log.info("strategies warmed on %d bars of the ticks recorded before today", engine.warm_strategies(ticks))
 
 
-def _warm_on_synthetic(engine: Engine, feed: SyntheticFeed, now_ns: int) -> None:
-    """The synthetic market's sessions before now (the week before, and today's up to now) into the
-    strategies: the path the feed then continues, so candle strategies trade from the first bar."""
+def _warm_on_synthetic(engine: Engine, feed: SyntheticFeed, now_ns: int) -> Ticks | None:
+    """The synthetic market's sessions before today's into the strategies: the path the feed then
+    continues, so candle strategies trade from the first bar. Returns today's up to now (``_catch_up``'s)."""
     bars = days = 0
+    today = datetime.fromtimestamp(now_ns / 1e9, IST).date()
+    todays = None
     for ticks in feed.history(now_ns):
+        if datetime.fromtimestamp(int(ticks.ts[0]) / 1e9, IST).date() == today:
+            todays = ticks
+            continue
         bars += engine.warm_strategies(ticks)
         days += 1
     log.info("strategies warmed on %d bars of %d synthetic session(s) before the clock's start", bars, days)
+    return todays
+
+
+async def _catch_up(engine: Engine, data_dir: Path, now_ns: int, kind: str, market: Ticks | None,
+                    live: KiteLive | None = None) -> None:
+    """After the restore, before the first tick: today's ticks before now into the strategies, the
+    session under way. Today's recording (an earlier run's, up to its crash), else ``market`` (the
+    synthetic market's, on a first start after the open). The whole minutes the recording misses
+    before now (the process was down) come, live, from Kite's minute candles (its historical data
+    add-on) as the candle rule's ticks; what is left (the seconds a crash lost, or all of it without
+    the add-on) is named: those ticks are in no bar, here as in a backtest of the recording."""
+    from engine.data.store import StoreError, load_ticks, recorded, tick_file
+
+    today = datetime.fromtimestamp(now_ns / 1e9, IST).date()
+    ticks = market
+    if recorded(data_dir, today, kind):
+        try:
+            ticks = load_ticks(tick_file(data_dir, today, kind), engine.arrays.symbols)
+        except (StoreError, OSError) as exc:
+            log.error("today's recording cannot be read (%s): the strategies start today's session afresh", exc)
+            return
+        before = ticks.ts < now_ns
+        ticks = Ticks(ticks.ts[before], ticks.price[before], ticks.volume[before], ticks.instr[before], ticks.symbols)
+        if len(ticks):
+            end = int(ticks.ts.max())
+            filled = await _kite_minutes(engine, live, end, now_ns) if live is not None else None
+            if filled is not None and len(filled):
+                ticks = _joined(ticks, filled)
+                log.info("today's recording ends at %s IST: %d minute candle(s) from Kite fill the minutes to this "
+                         "start", f"{datetime.fromtimestamp(end / 1e9, IST):%H:%M:%S}", len(filled) // 4)
+                end = (int(filled.ts.max()) // (60 * NS_PER_S) + 1) * 60 * NS_PER_S  # its last minute's end
+            log.warning("the ticks of the %.0f s from %s IST to this start are in no bar (nor in a backtest of the "
+                        "recording)", (now_ns - end) / 1e9, f"{datetime.fromtimestamp(end / 1e9, IST):%H:%M:%S}")
+    if ticks is None or not len(ticks):
+        return
+    bars = engine.catch_up(ticks)
+    if bars:
+        log.info("strategies caught up on %d bar(s) of today's session before this start", bars)
+
+
+async def _kite_minutes(engine: Engine, live: KiteLive, after_ns: int, now_ns: int) -> Ticks | None:
+    """Kite's minute candles of the whole minutes after ``after_ns`` and before ``now_ns`` as the
+    candle rule's ticks (``engine.data.candles.replay``, "ohlc"); None when there is no whole minute
+    or Kite does not give them (no historical data add-on), which is logged."""
+    from engine.data.candles import CandleError, kite_time, replay
+    from engine.data.fetch import from_kite
+
+    minute = 60 * NS_PER_S
+    start, end = -(-(after_ns + 1) // minute) * minute, now_ns // minute * minute
+    if end <= start:
+        return None
+    symbols, candles = engine.arrays.symbols, {}
+    try:
+        for symbol in symbols:
+            rows = await live.rest.historical(live.known[symbol].token, "minute", kite_time(start // NS_PER_S),
+                                              kite_time(end // NS_PER_S - 1))
+            candles[symbol] = from_kite([r for r in rows if r], start // NS_PER_S, end // NS_PER_S)
+        if not any(len(c.ts) for c in candles.values()):
+            return None
+        pr = engine.arrays.pr
+        return replay(candles, symbols, "minute", "ohlc", int(pr[:, L.P_OPEN_NS].min()),
+                      int(pr[:, L.P_CLOSE_NS].max())).ticks
+    except (KiteError, CandleError, KeyError, OSError) as exc:
+        log.warning("Kite's minute candles for the minutes the recording misses are not to be had (%s)", exc)
+        return None
+
+
+def _joined(first: Ticks, then: Ticks) -> Ticks:
+    return Ticks(*(np.concatenate([getattr(first, c), getattr(then, c)]) for c in ("ts", "price", "volume", "instr")),
+                 first.symbols)
+
+
+async def _compile_rest(engine: Engine, config: str) -> None:
+    """A live start's kernels beyond ``RECONCILE_KERNELS``, the event loop running on meanwhile (the
+    orders of the reconcile just made, their answers). On an empty cache a child process (``otrade
+    warm --only run``) compiles them into it and this one loads them in milliseconds: compiled on a
+    thread here, they would stall the loop for up to 1.6 s at a time (the garbage collector walking
+    the compiler's objects; measured for issue 23). Should the child fail, they compile here."""
+    if not kernels_cached():
+        began = time.monotonic()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_"))}  # it needs none
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine", "warm", "--only", "run", "--config", config, env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            _, err = await child.communicate()
+        finally:
+            if child.returncode is None:  # this start was stopped meanwhile
+                child.kill()
+        if child.returncode:
+            log.warning("compiling the kernels in a child process failed (exit %d): compiling them here\n%s",
+                        child.returncode, err.decode(errors="replace")[-2000:])
+        else:
+            log.info("the other kernels compiled in a child process in %.1f s", time.monotonic() - began)
+    engine.warm_up()
 
 
 def kernels_cached() -> bool:
@@ -372,18 +582,30 @@ def kernels_cached() -> bool:
 
 
 def _rehearsal_start(data_dir: Path, asked: datetime) -> tuple[datetime, str]:
-    """Where a rehearsal's clock starts: as asked, unless the day's rehearsal journal goes further.
-    Then just after its last record, and a note why: a clock run back over its own journal would
-    restore trades "in the future" and replay a market the day has already seen."""
+    """Where a rehearsal's clock starts: as asked, unless the day's rehearsal journal or recording goes
+    further. Then just after the later of the two, and a note why: a clock run back over its own day
+    would restore trades "in the future" and record a second price path into the day's recording."""
+    from engine.data.store import REHEARSAL, StoreError, last_ts, tick_file
+
     journal = Journal(data_dir, lambda: 0, rehearsal=True)
-    day = asked.astimezone(IST).date().isoformat()
-    stamps = [datetime.fromisoformat(r["ts"]) for r in journal.read_day(day) if isinstance(r.get("ts"), str)]
+    day = asked.astimezone(IST).date()
+    records = journal.read_day(day.isoformat())
+    stamps = [datetime.fromisoformat(r["ts"]) for r in records if isinstance(r.get("ts"), str)]
+    recording = tick_file(data_dir, day, REHEARSAL)
+    try:
+        newest = last_ts(recording)
+    except StoreError as exc:
+        log.warning("%s", exc)
+        newest = None
+    if newest is not None:
+        stamps.append(datetime.fromtimestamp(newest / 1e9, IST))
     if not stamps or max(stamps) < asked:
         return asked, ""
     start = max(stamps) + timedelta(milliseconds=1)
     return start, (f"The rehearsal of {start:%a %d %b} continues at {start:%H:%M:%S} IST, where its journal "
-                   f"ends, not at {asked.astimezone(IST):%H:%M:%S} as asked: a clock never runs back over its "
-                   f"own day. To rehearse the day from the start again, remove {journal.path(day)}")
+                   f"and recording end, not at {asked.astimezone(IST):%H:%M:%S} as asked: a clock never runs "
+                   f"back over its own day. To rehearse the day from the start again, remove "
+                   f"{journal.path(day.isoformat())} and {recording.name} (and its .parts) in {recording.parent}")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -397,6 +619,9 @@ async def run(args: argparse.Namespace) -> int:
         return 1
     if args.live and args.clock:
         log.error("the rehearsal clock is for paper trading only; drop --clock or --live")
+        return 1
+    if args.live and (hours := live_session_problems(cfg.session)):  # before anything reaches Kite
+        log.error("refusing to start live: config %s:\n%s", args.config, "\n".join(hours))
         return 1
     began = time.monotonic()
     if not kernels_cached():  # else the first start says nothing for as long as the compile takes
@@ -431,23 +656,31 @@ async def run(args: argparse.Namespace) -> int:
         if live is None:
             return 1
     broker = live.broker if live else PaperBroker(tick_sizes, clock.now_ns)
-    try:
-        engine = Engine(cfg, broker, bus, journal, clock.now_ns)  # compiles the strategies: before any tick
+    try:  # compiles the strategies, and the kernels: live, a reconcile's first, the rest once it armed the stops
+        engine = Engine(cfg, broker, bus, journal, clock.now_ns, compile_kernels=not live)
+        if live:
+            engine.warm_up(RECONCILE_KERNELS)
     except StrategyError as exc:
         log.error("%s", exc)
         return 1
     replay = cfg.paper.feed == "replay" and not live
     feed = None if live else _feed(cfg, clock, replayed, calendar)
+    from engine.data.store import MARKET, REHEARSAL, SYNTHETIC
+
+    kind = MARKET if live else REHEARSAL if args.clock else SYNTHETIC  # what this run records
+    todays = None  # the synthetic market's ticks of today before now
     if isinstance(feed, SyntheticFeed):
-        _warm_on_synthetic(engine, feed, clock.now_ns())
-    else:
+        todays = _warm_on_synthetic(engine, feed, clock.now_ns())
+    elif not live:  # live: once reconciled (below)
         _warm_strategies(engine, data_dir, clock.now_ns())
-    log.info("kernels compiled and strategies warm in %.1f s", time.monotonic() - began)
+    if not live:
+        log.info("kernels compiled and strategies warm in %.1f s", time.monotonic() - began)
     if live:
         engine.set_tick_sizes(live.tick_sizes)
     manager.add_check(engine.check_config)
     manager.subscribe(lambda old, new, changes: engine.apply_config(new))
     rt = Runtime(args, manager, engine, bus, clock, data_dir, buffer, started_ns=clock.now_ns(), events=terminal)
+    _measure(rt, "kite" if live else "replay" if replay else "synthetic")
     log.info("%s trading %s; config %s; data in %s", "LIVE (Kite)" if live else "paper",
              ", ".join(i.symbol for i in cfg.instruments), Path(args.config).resolve(), data_dir.resolve())
     if live:
@@ -455,8 +688,11 @@ async def run(args: argparse.Namespace) -> int:
             live.rest.orders_per_second = new.risk.max_orders_per_second
 
         manager.subscribe(throttle)
-        _wire_kite(rt, live)
-        await _resync(rt, live, "start")
+        await _resync(rt, live, "start")  # protection re-armed: its orders go out while the rest compiles
+        await _compile_rest(engine, args.config)
+        _warm_strategies(engine, data_dir, clock.now_ns())
+        log.info("kernels compiled and strategies warm in %.1f s", time.monotonic() - began)
+        _wire_kite(rt, live)  # the ticker's decoder is compiled with the rest
 
     if not replay:  # a replay's sessions follow its ticks' own dates
         _schedule(rt, calendar)
@@ -466,7 +702,7 @@ async def run(args: argparse.Namespace) -> int:
         manager.subscribe(lambda old, new, changes: _retime(rt, calendar, new.session))
     if not replay:
         rt.recorder = Recorder(data_dir, [i.symbol for i in cfg.instruments], synthetic=not live, quotes=bool(live),
-                               now_ns=clock.now_ns)
+                               now_ns=clock.now_ns, rehearsal=bool(args.clock))
         rt.tasks["recorder"] = rt.recorder.run
         rt.health["recording"] = rt.recorder.health
         if live:  # the ticker's rows follow the config's instruments; the paper feed's stay its own
@@ -488,6 +724,7 @@ async def run(args: argparse.Namespace) -> int:
         engine.alert(resumed, critical=False)
     if replayed is None:  # before the first tick, live once reconciled; a replay's days are its ticks'
         engine.restore()
+        await _catch_up(engine, data_dir, clock.now_ns(), kind, todays, live)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -507,6 +744,16 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measure(rt: Runtime, source: str) -> None:
+    """The process's metrics (/metrics): the tick loops count into ``rt.meter``, events are counted
+    from the bus from here on."""
+    rt.meter.source = source
+    rt.metrics = Metrics(rt.engine, rt.bus, rt.meter, rt.gauges, lambda: rt.recorder)
+    rt.tasks["metrics"] = rt.metrics.run
+    rt.gauges.add("last_tick_age_seconds", "Seconds since the last tick (since the start, before the first)",
+                  lambda: (rt.clock.now_ns() - (rt.last_tick_ns or rt.started_ns)) / 1e9)
+
+
 async def _serve(rt: Runtime, server: Server, live: KiteLive | None,
                  now: Callable[[], float] = time.monotonic) -> web.AppRunner | None:
     """/healthz, plus Kite's login redirect when live with ``server.login_callback``. A port we cannot
@@ -515,13 +762,18 @@ async def _serve(rt: Runtime, server: Server, live: KiteLive | None,
     if live is not None and server.login_callback:
         callback = LoginCallback(server.login_callback, LoginLinks(live.login_url, now=now), rt.token)
     port = int(os.environ.get("PORT", server.port))
+    page = page_for(rt, server)  # /web: the monitoring page
     try:
-        runner = await serve(make_app(rt.health_report, callback), server.host, port)
+        runner = await serve(make_app(rt.health_report, callback, page=page.app, metrics=handler_from_env(rt.metrics)),
+                             server.host, port)
     except OSError as exc:  # trading matters more than the health endpoint
         log.error("no /healthz: cannot listen on %s:%d (%s); set PORT or server.port", server.host, port,
                   exc.strerror)
+        page.monitor.close()
         return None
     log.info("health on http://%s:%d/healthz", server.host, port)
+    page.listening(runner.addresses[0][1])
+    rt.web_link, rt.tasks["monitor"] = page.link, page.monitor.run
     if callback is not None:
         rt.login, rt.login_tap = callback.links.issue, True
         log.info("Kite login callback on %s: register https://<this host>%s as the app's redirect URL",

@@ -1,8 +1,9 @@
-"""The small HTTP side of the process: GET /healthz for the host's health checks and, in live mode
-when configured, the path Kite's login redirect lands on."""
+"""The small HTTP side of the process: GET /healthz for the host's health checks, in live mode
+when configured the path Kite's login redirect lands on, the monitoring page under /web, and
+Prometheus' /metrics."""
 
 import html
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -16,7 +17,9 @@ PAGE = ("<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewpor
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
-def make_app(health: Callable[[], dict[str, Any]], login: LoginCallback | None = None) -> web.Application:
+def make_app(health: Callable[[], dict[str, Any]], login: LoginCallback | None = None,
+             page: web.Application | None = None,
+             metrics: Callable[[web.Request], Awaitable[web.Response]] | None = None) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         body = health()
         status = 200 if body.get("ok", True) else 503
@@ -31,6 +34,10 @@ def make_app(health: Callable[[], dict[str, Any]], login: LoginCallback | None =
     app.router.add_get("/healthz", healthz)
     if login is not None:
         app.router.add_get(login.path, kite_login, allow_head=False)  # a HEAD must not spend a nonce
+    if page is not None:  # the monitoring page (engine.runtime.monitor), under its own access rule
+        app.add_subapp("/web", page)
+    if metrics is not None:  # Prometheus' scrape (engine.runtime.metrics), under its own access rule
+        app.router.add_get("/metrics", metrics)
     return app
 
 

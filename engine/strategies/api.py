@@ -13,16 +13,25 @@ A file declares one ``Strategy`` (its name, parameters, timeframe, the indicator
         return LONG
 
 ``decide(x, pos)`` runs on every closed bar (every tick for ``timeframe="tick"``) after the engine
-has fed that bar to the indicators. ``x`` is the instrument's row, read by slot: the bar
-(``x[CLOSE]``), the parameters (``x[strategy.param(name)]``), the indicators' outputs
-(``x[strategy.slot(name, output)]``) and the strategy's memory (``x[strategy.mem(name)]``, the only
-slots it may write: they keep their values from one bar to the next). ``pos`` is the position's side
+has fed that bar to the indicators, the session's last bar included: that one closes at the
+session's end, ``pos`` is 0 there (the session is over) and its answer is dropped, so the memory
+always holds the previous bar's values (yesterday's last bar precedes today's first, as on a
+chart). ``x`` is the instrument's row, read by slot: the bar (``x[CLOSE]``), the parameters
+(``x[strategy.param(name)]``), the indicators' outputs (``x[strategy.slot(name, output)]``) and the
+strategy's memory (``x[strategy.mem(name)]``, the only slots it may write: they keep their values
+from one bar to the next). ``pos`` is the position's side
 (+1 long, -1 short, 0 flat). It answers NONE, LONG, SHORT or EXIT (or EXIT_LONG / EXIT_SHORT).
 What an answer does is the engine's, as are brackets, risk limits, square-off and costs: LONG
 enters from flat or exits a short (no reversal on one answer), SHORT the mirror (entries only with
 ``allow_short``), EXIT leaves either side; the order fills at the next tick. Answers count once
 every indicator is ready and ``warmup`` bars were seen: until then the engine takes NONE (the
 function still runs, so its memory stays current).
+
+An answer is heard once: the engine acts on it or refuses it (warming up, after the square-off, a
+risk limit, an entry while one is pending, the session's last bar) and the next bar asks anew. The
+function is not told which: a long its stop closed between two bars is flat at the next one just
+as a refused entry is. Memory that keeps a wish (a turn not yet acted on, as ``supertrend``'s) is
+spent when the wish is answered, so the strategy never enters again without a new reason.
 
 The function is compiled by Numba (no Python objects, no allocation: plain arithmetic on ``x``)
 once, cached across runs, and checked by ``otrade config check``.
@@ -427,6 +436,10 @@ class Strategy:
 
     def indicator_names(self) -> list[str]:
         return list(self._layout.indicators)
+
+    def indicators(self, p: Any) -> dict[str, Indicator]:
+        """The indicators declared for parameters ``p``, by name, in their row's order (for charts)."""
+        return dict(self._layout_for(p).indicators)
 
     def describe(self) -> list[str]:
         """One line per setting, for ``otrade strategy list``."""

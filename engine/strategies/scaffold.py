@@ -36,7 +36,7 @@ strategy = Strategy(
     # The indicators, from the parameters. The engine updates them with every closed bar, before
     # decide() runs, and carries them across sessions (reset_each_session=True starts them daily).
     indicators=lambda p: {"ema": ema(p.length)},
-    # decide()'s own slots: they keep their values from one bar to the next.
+    # decide()'s own slots, kept from one bar to the next (the session's last bar too, at pos 0).
     memory={"close": NAN, "ema": NAN},
     # Answers count once every indicator is ready and this many bars were seen.
     warmup=lambda p: p.length + 1,

@@ -106,6 +106,7 @@ class KiteLive:
         self.known: dict[str, Instrument] = {}  # today's instruments file, for the exchanges traded
         self.renewed = asyncio.Event()  # set whenever the access token is known good again
         self.ticker: KiteTicker | None = None
+        self.received_ns = 0  # time.time_ns() the frame being delivered arrived: where tick -> decision starts
         self._resubscribing: asyncio.Task | None = None
 
     async def prepare(self) -> list[str]:
@@ -158,6 +159,7 @@ class KiteLive:
 
         def ticks(tokens: np.ndarray, prices: np.ndarray, ts: np.ndarray, traded: np.ndarray, received: int) -> None:
             qty, bid, ask = self.ticker.quotes
+            self.received_ns = received
             for token, price, stamp, volume, q, b, a in zip(tokens.tolist(), prices.tolist(), ts.tolist(),
                                                             traded.tolist(), qty.tolist(), bid.tolist(), ask.tolist(),
                                                             strict=True):

@@ -13,7 +13,7 @@ import io
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -160,6 +160,27 @@ class AnsweredLimit:
             self._an_answer.set_result(None)
 
 
+def _error_of(status: int, content_type: str, body: bytes) -> KiteError | None:
+    """Kite's answer as the error it means; None for a success."""
+    if status == 200 and content_type != "application/json":
+        return None  # the instruments CSV
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        envelope = {}
+    if status == 200 and envelope.get("status") == "success":
+        return None
+    message = envelope.get("message") or f"HTTP {status}"
+    if status == 429:
+        return RateLimited(message, status, envelope.get("error_type", ""))
+    error = ERRORS.get(envelope.get("error_type", ""))
+    if error is not None:
+        return error(message, status, envelope["error_type"])
+    if status >= 500:
+        return ServerError(message, status)
+    return KiteRefusal(message, status, envelope.get("error_type", ""))
+
+
 def checksum(api_key: str, request_token: str, api_secret: str) -> str:
     return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
 
@@ -175,6 +196,8 @@ class KiteREST:
         self.orders_per_second = orders_per_second
         self._historical_limiter = AnsweredLimit(HISTORICAL_PER_SECOND, HISTORICAL_WINDOW_S)
         self.historical_requests = 0  # tries sent, retries included
+        # every request: (call, nanoseconds to its answer or to giving up, the error it was or None), for metrics
+        self.on_request: Callable[[str, int, KiteError | None], None] = lambda call, ns, error: None
 
     @property
     def orders_per_second(self) -> float:
@@ -220,7 +243,8 @@ class KiteREST:
         # Kite sets no cookies worth keeping; a dummy jar saves work on every request.
         return aiohttp.ClientSession(timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar(), **options)
 
-    async def _raw(self, method: str, path: str, params: Any = None, data: Mapping | None = None) -> bytes:
+    async def _raw(self, method: str, path: str, params: Any = None, data: Mapping | None = None, *,
+                   call: str) -> bytes:
         headers = self._headers()
         body = None
         if data is not None:  # form fields: unset ones are left out, never sent as "None"
@@ -229,6 +253,7 @@ class KiteREST:
             headers["Content-Type"] = FORM
         if self._session is None:
             self._session = self._new_session()
+        started = time.perf_counter_ns()
         try:
             async with self._session.request(method, self.base + path, params=params, data=body,
                                              headers=headers) as response:
@@ -236,33 +261,23 @@ class KiteREST:
                 status = response.status
                 content_type = response.content_type
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise Unreachable(f"no answer from Kite for {method} {path}: {type(exc).__name__}") from None
-        if status == 200 and content_type != "application/json":
-            return body  # the instruments CSV
-        try:
-            envelope = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            envelope = {}
-        if status == 200 and envelope.get("status") == "success":
-            return body
-        message = envelope.get("message") or f"HTTP {status}"
-        if status == 429:
-            raise RateLimited(message, status, envelope.get("error_type", ""))
-        error = ERRORS.get(envelope.get("error_type", ""))
+            lost = Unreachable(f"no answer from Kite for {method} {path}: {type(exc).__name__}")
+            self.on_request(call, time.perf_counter_ns() - started, lost)
+            raise lost from None
+        error = _error_of(status, content_type, body)
+        self.on_request(call, time.perf_counter_ns() - started, error)
         if error is not None:
-            raise error(message, status, envelope["error_type"])
-        if status >= 500:
-            raise ServerError(message, status)
-        raise KiteRefusal(message, status, envelope.get("error_type", ""))
+            raise error
+        return body
 
     async def _call(self, method: str, path: str, params: Any = None, data: Mapping | None = None,
-                    retry: bool = True) -> Any:
+                    retry: bool = True, *, call: str) -> Any:
         """One call; idempotent ones are retried on 429, 5xx and silence with exponential backoff."""
         retriable = (RateLimited, *UNKNOWN_OUTCOME) if retry else (RateLimited,)
         async for attempt in AsyncRetrying(retry=retry_if_exception_type(retriable), reraise=True,
                                            wait=wait_exponential(multiplier=0.2, max=5), stop=stop_after_attempt(5)):
             with attempt:
-                body = await self._raw(method, path, params, data)
+                body = await self._raw(method, path, params, data, call=call)
         if path.startswith("/instruments"):
             return body
         return orjson.loads(body)["data"]
@@ -271,46 +286,47 @@ class KiteREST:
     async def create_session(self, request_token: str, api_secret: str) -> dict[str, Any]:
         data = await self._call("POST", "/session/token", data={
             "api_key": self.api_key, "request_token": request_token,
-            "checksum": checksum(self.api_key, request_token, api_secret)}, retry=False)
+            "checksum": checksum(self.api_key, request_token, api_secret)}, retry=False, call="session")
         self.access_token = data["access_token"]
         return data
 
     async def invalidate_session(self) -> None:
         await self._call("DELETE", "/session/token", params={"api_key": self.api_key,
-                                                              "access_token": self.access_token}, retry=False)
+                                                              "access_token": self.access_token}, retry=False,
+                         call="session")
 
     # --- reads ---------------------------------------------------------------------------------
     async def profile(self) -> dict[str, Any]:
-        return await self._call("GET", "/user/profile")
+        return await self._call("GET", "/user/profile", call="profile")
 
     async def margins(self) -> dict[str, Any]:
-        return await self._call("GET", "/user/margins")
+        return await self._call("GET", "/user/margins", call="margins")
 
     async def orders(self) -> list[dict[str, Any]]:
-        return await self._call("GET", "/orders")
+        return await self._call("GET", "/orders", call="orders")
 
     async def order_history(self, order_id: str) -> list[dict[str, Any]]:
-        return await self._call("GET", f"/orders/{order_id}")
+        return await self._call("GET", f"/orders/{order_id}", call="order_history")
 
     async def trades(self) -> list[dict[str, Any]]:
-        return await self._call("GET", "/trades")
+        return await self._call("GET", "/trades", call="trades")
 
     async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
-        return await self._call("GET", f"/orders/{order_id}/trades")
+        return await self._call("GET", f"/orders/{order_id}/trades", call="order_trades")
 
     async def positions(self) -> dict[str, list[dict[str, Any]]]:
-        return await self._call("GET", "/portfolio/positions")
+        return await self._call("GET", "/portfolio/positions", call="positions")
 
     async def quote(self, *symbols: str) -> dict[str, dict[str, Any]]:
         """Kite's full quote of each symbol (the day's circuit limits among its fields)."""
-        return await self._call("GET", "/quote", params=[("i", s) for s in symbols])
+        return await self._call("GET", "/quote", params=[("i", s) for s in symbols], call="quote")
 
     async def ltp(self, *symbols: str) -> dict[str, float]:
-        data = await self._call("GET", "/quote/ltp", params=[("i", s) for s in symbols])
+        data = await self._call("GET", "/quote/ltp", params=[("i", s) for s in symbols], call="ltp")
         return {s: v["last_price"] for s, v in data.items()}
 
     async def instruments(self, exchange: str = "NSE") -> dict[str, Instrument]:
-        body = await self._call("GET", f"/instruments/{exchange}")
+        body = await self._call("GET", f"/instruments/{exchange}", call="instruments")
         out = {}
         for row in csv.DictReader(io.StringIO(body.decode())):
             symbol = f"{row['exchange']}:{row['tradingsymbol']}"
@@ -331,11 +347,12 @@ class KiteREST:
             with attempt:
                 async with self._historical_limiter:
                     self.historical_requests += 1
-                    body = await self._raw("GET", path, params)
+                    body = await self._raw("GET", path, params, call="historical")
         return orjson.loads(body)["data"]["candles"]
 
     # --- orders --------------------------------------------------------------------------------
-    async def _order_call(self, method: str, path: str, data: Mapping[str, Any] | None, urgent: bool) -> str:
+    async def _order_call(self, method: str, path: str, data: Mapping[str, Any] | None, urgent: bool,
+                          call: str) -> str:
         """One order request; returns Kite's order id. A 429 is a refusal (nothing was done), so it is
         tried again after a backoff, each try in a slot of its own: Kite counts every request it gets
         against its 10 a second. A lost answer (``OutcomeUnknown``) is raised, never retried here: only
@@ -343,7 +360,7 @@ class KiteREST:
         for attempt in range(ORDER_TRIES):
             async with self._limiter(urgent):
                 try:
-                    body = await self._raw(method, path, data=data)
+                    body = await self._raw(method, path, data=data, call=call)
                     break
                 except RateLimited:
                     if attempt == ORDER_TRIES - 1:
@@ -353,11 +370,11 @@ class KiteREST:
 
     async def place_order(self, params: Mapping[str, Any], variety: str = "regular", urgent: bool = False) -> str:
         """Place once (a 429 tried again); returns Kite's order id."""
-        return await self._order_call("POST", f"/orders/{variety}", params, urgent)
+        return await self._order_call("POST", f"/orders/{variety}", params, urgent, "place")
 
     async def modify_order(self, order_id: str, params: Mapping[str, Any], variety: str = "regular") -> str:
         """One modify (each one Kite takes counts towards its 25 per order; a 429 tried again)."""
-        return await self._order_call("PUT", f"/orders/{variety}/{order_id}", params, False)
+        return await self._order_call("PUT", f"/orders/{variety}/{order_id}", params, False, "modify")
 
     async def cancel_order(self, order_id: str, variety: str = "regular", urgent: bool = False) -> str:
-        return await self._order_call("DELETE", f"/orders/{variety}/{order_id}", None, urgent)
+        return await self._order_call("DELETE", f"/orders/{variety}/{order_id}", None, urgent, "cancel")

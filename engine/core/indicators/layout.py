@@ -91,25 +91,82 @@ def update_all(s: np.ndarray, offsets: np.ndarray, session: float, since_open_ns
         o = offsets[k]
         kind = s[o + KIND]
         if kind == KIND_EMA:
-            ema_update(s, o, close)
+            _ema(s, o, session, since_open_ns, high, low, close, volume)
         elif kind == KIND_RSI:
-            rsi_update(s, o, close)
+            _rsi(s, o, session, since_open_ns, high, low, close, volume)
         elif kind == KIND_SUPERTREND:
-            supertrend_update(s, o, high, low, close)
+            _supertrend(s, o, session, since_open_ns, high, low, close, volume)
         elif kind == KIND_VWAP:
-            vwap_update(s, o, session, (high + low + close) / 3.0, volume)
+            _vwap(s, o, session, since_open_ns, high, low, close, volume)
         elif kind == KIND_ATR:
-            atr_update(s, o, high, low, close)
+            _atr(s, o, session, since_open_ns, high, low, close, volume)
         elif kind == KIND_SMA:
-            sma_update(s, o, close)
+            _sma(s, o, session, since_open_ns, high, low, close, volume)
         elif kind == KIND_BOLLINGER:
-            bollinger_update(s, o, close)
+            _bollinger(s, o, session, since_open_ns, high, low, close, volume)
         elif kind == KIND_MACD:
-            macd_update(s, o, close)
+            _macd(s, o, session, since_open_ns, high, low, close, volume)
         elif kind == KIND_DONCHIAN:
-            donchian_update(s, o, high, low)
+            _donchian(s, o, session, since_open_ns, high, low, close, volume)
         elif kind == KIND_OPENING_RANGE:
-            opening_range_update(s, o, session, since_open_ns, high, low)
+            _opening_range(s, o, session, since_open_ns, high, low, close, volume)
+
+
+# --- each kind's update from a bar (update_all's branches), one signature for all: a loop compiled
+# for its strategies (engine.strategies.compiled) calls FEEDS[kind] at each indicator's constant offset
+@jit
+def _ema(s, o, session, since_open_ns, high, low, close, volume):
+    ema_update(s, o, close)
+
+
+@jit
+def _rsi(s, o, session, since_open_ns, high, low, close, volume):
+    rsi_update(s, o, close)
+
+
+@jit
+def _supertrend(s, o, session, since_open_ns, high, low, close, volume):
+    supertrend_update(s, o, high, low, close)
+
+
+@jit
+def _vwap(s, o, session, since_open_ns, high, low, close, volume):
+    vwap_update(s, o, session, (high + low + close) / 3.0, volume)
+
+
+@jit
+def _atr(s, o, session, since_open_ns, high, low, close, volume):
+    atr_update(s, o, high, low, close)
+
+
+@jit
+def _sma(s, o, session, since_open_ns, high, low, close, volume):
+    sma_update(s, o, close)
+
+
+@jit
+def _bollinger(s, o, session, since_open_ns, high, low, close, volume):
+    bollinger_update(s, o, close)
+
+
+@jit
+def _macd(s, o, session, since_open_ns, high, low, close, volume):
+    macd_update(s, o, close)
+
+
+@jit
+def _donchian(s, o, session, since_open_ns, high, low, close, volume):
+    donchian_update(s, o, high, low)
+
+
+@jit
+def _opening_range(s, o, session, since_open_ns, high, low, close, volume):
+    opening_range_update(s, o, session, since_open_ns, high, low)
+
+
+FEEDS = {KIND_EMA: _ema, KIND_RSI: _rsi, KIND_SUPERTREND: _supertrend, KIND_VWAP: _vwap, KIND_ATR: _atr,
+         KIND_SMA: _sma, KIND_BOLLINGER: _bollinger, KIND_MACD: _macd, KIND_DONCHIAN: _donchian,
+         KIND_OPENING_RANGE: _opening_range}
 
 
 @jit
