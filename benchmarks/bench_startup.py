@@ -1,7 +1,10 @@
-"""Config load + validate (goal <= 200 us) and `otrade backtest` start-up: with a warm Numba cache
-(goal <= 1 s, whole process on a one-tick file) and cold (an empty cache directory)."""
+"""Start-up: config load + validate (goal <= 200 us); `otrade backtest` on a one-tick file, whole
+process, with a warm Numba cache (goal <= 0.5 s) and on a fresh install's empty cache (goal <= 10 s);
+and `otrade warm` on an empty cache: what each kernel costs to compile, the kernels a live restart
+compiles before it re-arms protection apart (tests/test_cold_restart.py times the stop itself)."""
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -13,6 +16,7 @@ import numpy as np
 from benchmarks.common import report
 from config import parse
 from config.manager import SHIPPED_DEFAULT
+from engine.engine import RECONCILE_KERNELS
 from engine.strategies import default_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,14 +34,20 @@ def config_load_us() -> float:
     return float(np.median(times)) / 1e3
 
 
-def startup_s(ticks: Path, env: dict) -> float:
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "engine", "backtest", "--ticks", str(ticks), "--json"],
-                       cwd=ROOT, env=env, check=True, capture_output=True)
-        best = min(best, time.perf_counter() - t0)
-    return best
+def backtest_s(ticks: Path, env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "engine", "backtest", "--ticks", str(ticks), "--json"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def warm_cold(env: dict) -> tuple[float, dict[str, float]]:
+    """`otrade warm` on an empty cache: its wall time and each piece's seconds as it printed them."""
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "engine", "warm"], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    took = time.perf_counter() - t0
+    return took, {name: float(s) for name, s in re.findall(r"^  (\S.*?) +(\d+\.\d\d) s$", out, re.M)}
 
 
 def main() -> None:
@@ -46,18 +56,21 @@ def main() -> None:
         ticks = Path(tmp) / "one.csv"
         ticks.write_text("ts,symbol,price\n2026-11-23T10:00:00+05:30,NSE:INFY,1500.0\n")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        warmed, pieces = warm_cold({**env, "NUMBA_CACHE_DIR": str(Path(tmp) / "warm")})
         cold_env = {**env, "NUMBA_CACHE_DIR": str(Path(tmp) / "cache")}
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "engine", "backtest", "--ticks", str(ticks)], cwd=ROOT,
-                       env=cold_env, check=True, capture_output=True)
-        cold = time.perf_counter() - t0
-        warm = startup_s(ticks, cold_env)
+        cold = backtest_s(ticks, cold_env)
+        warm = min(backtest_s(ticks, cold_env) for _ in range(3))
+    first = sum(pieces[k] for k in RECONCILE_KERNELS)
     rows = [
         {"metric": "config load + validate (median)", "value": f"{load_us:.0f} us", "goal": "<= 200 us",
          "ok": load_us <= 200},
-        {"metric": "otrade backtest start-up, warm cache", "value": f"{warm:.2f} s", "goal": "<= 1 s",
-         "ok": warm <= 1},
-        {"metric": "otrade backtest start-up, cold compile", "value": f"{cold:.2f} s"},
+        {"metric": "otrade backtest start-up, warm cache", "value": f"{warm:.2f} s", "goal": "<= 0.5 s",
+         "ok": warm <= 0.5},
+        {"metric": "otrade backtest on a fresh install (cold compile)", "value": f"{cold:.1f} s", "goal": "<= 10 s",
+         "ok": cold <= 10},
+        {"metric": "otrade warm on an empty cache (everything)", "value": f"{warmed:.1f} s"},
+        {"metric": "  a live restart's kernels before it re-arms stops", "value": f"{first:.2f} s"},
+        *({"metric": f"  {name}", "value": f"{s:.2f} s"} for name, s in pieces.items()),
     ]
     report("startup", rows)
 

@@ -22,9 +22,19 @@ from pathlib import Path
 # holds kernels, before numba is first imported.
 _KERNEL_MODULES = ("research/backtest.py",)
 _KERNEL_PACKAGES = ("core", "strategies")
+# Where the cache lives (OTRADE_NUMBA_CACHE): beside the code ("package", the default), or under the data
+# directory ("data": OTRADE_DATA_DIR/numba/, as engine.services.paths finds it), where a Procfile host
+# that wipes its disk but keeps a volume finds it again. NUMBA_CACHE_DIR, when set, is used as it is.
+CACHE_PLACES = ("package", "data")
 if "NUMBA_CACHE_DIR" not in os.environ:
+    _place = os.environ.get("OTRADE_NUMBA_CACHE") or "package"
+    if _place not in CACHE_PLACES:
+        raise SystemExit(f"error: OTRADE_NUMBA_CACHE={_place!r}: it is package (beside the code, the default) "
+                         "or data (under OTRADE_DATA_DIR)")
     _here = Path(__file__).resolve().parent
     _sources = [_here / m for m in _KERNEL_MODULES]
     _sources += sorted(p for package in _KERNEL_PACKAGES for p in (_here / package).rglob("*.py"))
     _digest = hashlib.sha256(b"".join(p.read_bytes() for p in _sources)).hexdigest()[:12]
-    os.environ["NUMBA_CACHE_DIR"] = str(_here / "__pycache__" / f"numba-{_digest}")
+    _root = Path(os.environ.get("OTRADE_DATA_DIR", "data")).resolve() / "numba" if _place == "data" else (
+        _here / "__pycache__")
+    os.environ["NUMBA_CACHE_DIR"] = str(_root / f"numba-{_digest}")

@@ -10,6 +10,7 @@ from config.models import Costs as CostsConfig
 from engine.core import costs as C
 from engine.core import layout as L
 from engine.core.kernels import decision_address
+from engine.core.step import start_session, warm
 from engine.strategies import Strategy
 
 
@@ -119,3 +120,59 @@ def build(cfg: Config) -> Arrays:
         links=links,
         strategies=[strategy_of(i) for i in cfg.instruments],
     )
+
+
+def same_shape(old: Config, new: Config) -> bool:
+    """The same instruments with the same strategy kinds: the arrays can take ``new`` in place."""
+    return [(i.symbol, i.strategy.kind) for i in old.instruments] == [(i.symbol, i.strategy.kind)
+                                                                    for i in new.instruments]
+
+
+def reconfigured(a: Arrays, old: Config, new: Config) -> Arrays:
+    """The arrays trading ``new`` from the next tick, as a running engine takes a config change (and a
+    replay of its day takes it again). Same shape: these arrays, an instrument whose strategy settings
+    changed starting its strategy row again (its periods, its timeframe may have changed), the others
+    keeping theirs. Otherwise new arrays, the day's money and its session carried over."""
+    if same_shape(old, new):
+        rows, a.links = strategy_rows(new, a.rows.shape[2])
+        for j, (was, now) in enumerate(zip(old.instruments, new.instruments, strict=True)):
+            if was.strategy == now.strategy:
+                rows[[L.ROW_NOW, L.ROW_SAVED], j, : a.rows.shape[2]] = a.rows[[L.ROW_NOW, L.ROW_SAVED], j]
+            else:
+                a.st[j, L.S_BARS] = 0.0
+                a.st[j, L.S_BAR_END] = -1.0
+        a.rows = rows
+        a.pr[:] = params(new)
+        apply_risk(a.acct, new)
+        return a
+    b = build(new)
+    b.acct[: L.A_MAX_LOSS] = a.acct[: L.A_MAX_LOSS]
+    b.acct[L.A_LIVE] = a.acct[L.A_LIVE]
+    b.acct[L.A_CHARGES] = a.acct[L.A_CHARGES]
+    for j in range(len(b.symbols)):
+        start_session(b.st, b.pr, b.rows, j, a.acct[L.A_DAY])
+    return b
+
+
+def under_way(a: Arrays, day: int) -> None:
+    """Day ``day``'s session as already started (a restart, or a start after the open): its first tick
+    is not a new day. A row already in that session (caught up on its ticks) keeps it."""
+    for j in range(len(a.symbols)):
+        if a.st[j, L.S_DAY] != day:
+            start_session(a.st, a.pr, a.rows, j, float(day))
+    a.acct[L.A_DAY] = day
+
+
+def catch_up(a: Arrays, day: int, ts: np.ndarray, price: np.ndarray, volume: np.ndarray, instr: np.ndarray) -> int:
+    """Day ``day``'s ticks before a start (ticks of other days left out) into the strategies, the session
+    left under way with its forming bar open, so the indicators are the ones of a process that had run
+    since the open. Nothing changes when no tick lies in the session, or the arrays are on another day.
+    Returns the bars fed."""
+    if a.acct[L.A_DAY] not in (-1.0, float(day)):
+        return 0
+    keep = np.flatnonzero((ts + L.IST_OFFSET_NS) // L.NS_PER_DAY == day)
+    tod = (ts[keep] + L.IST_OFFSET_NS) % L.NS_PER_DAY
+    if not ((tod >= a.pr[:, L.P_OPEN_NS].min()) & (tod < a.pr[:, L.P_CLOSE_NS].max())).any():
+        return 0
+    under_way(a, day)
+    return int(warm(ts[keep], price[keep], volume[keep], instr[keep], a.st, a.pr, a.clk, a.rows, a.links, True))

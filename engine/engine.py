@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from config import Config, ConfigError
-from engine.arrays import Arrays, apply_risk, build, params, strategy_rows
+from engine.arrays import Arrays, build, catch_up, reconfigured, same_shape
 from engine.brokers.paper import PaperBroker
 from engine.core import layout as L
 from engine.core.indicators import NEED
@@ -81,13 +81,17 @@ class ControlError(Exception):
 # What a reconcile that adopts a position and arms its stop calls (the reconciler, the protection): a
 # live start compiles these before it, everything else once the stops are on their way (engine.runtime.app).
 RECONCILE_KERNELS = ("adopt_position", "book_entry_charges", "flatten")
+# What only a real broker's fills call (engine.live.fills, the protection's decision made again): paper skips them.
+LIVE_ONLY_KERNELS = ("apply_entry_fill", "apply_exit_fill", "decide_again")
 
 
-def warm_kernels(a: Arrays, now: int, only: Collection[str] | None = None) -> dict[str, float]:
-    """Call every kernel the live engine calls (or ``only`` those named) once, on scratch copies of
-    ``a`` and with the argument types of its call sites: each is compiled, or loaded from Numba's
-    cache. Returns each one's seconds, in calling order: the kernels of a reconcile, a fill and the
-    protection first, the tick's last. ValueError for a name that is not one of them."""
+def warm_kernels(a: Arrays, now: int, only: Collection[str] | None = None,
+                 skip: Collection[str] = ()) -> dict[str, float]:
+    """Call every kernel the live engine calls (or ``only`` those named), but those to ``skip``, once,
+    on scratch copies of ``a`` and with the argument types of its call sites: each is compiled, or
+    loaded from Numba's cache. Returns each one's seconds, in calling order: the kernels of a
+    reconcile, a fill and the protection first, the tick's last. ValueError for a name that is not
+    one of them."""
     st, acct, clk, rows = a.st.copy(), a.acct.copy(), a.clk.copy(), a.rows.copy()
     t = Ticks(np.array([now]), np.ones(1), np.ones(1), np.zeros(1), a.symbols)  # a restart's warm-up's types
     calls = {
@@ -105,11 +109,11 @@ def warm_kernels(a: Arrays, now: int, only: Collection[str] | None = None) -> di
         "on_tick": lambda: on_tick(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0),
         "warm": lambda: warm(t.ts, t.price, t.volume, t.instr, st, a.pr, clk, rows, a.links, False),
     }
-    if unknown := sorted(set(only or ()) - calls.keys()):
+    if unknown := sorted((set(only or ()) | set(skip)) - calls.keys()):
         raise ValueError(f"no kernel {', '.join(unknown)}; the live engine's are {', '.join(calls)}")
     took = {}
     for name, call in calls.items():
-        if only is None or name in only:
+        if (only is None or name in only) and name not in skip:
             began = time.perf_counter()
             call()
             took[name] = time.perf_counter() - began
@@ -431,11 +435,11 @@ class Engine:
             self.arrays.pr[:, [L.P_OPEN_NS, L.P_CLOSE_NS, L.P_SQUARE_OFF_NS]] = self._window
 
     def warm_up(self, only: Collection[str] | None = None) -> dict[str, float]:
-        """Run every kernel the live engine calls (or ``only`` those named) once, so that no compile or
+        """Run every kernel this engine calls (or ``only`` those named) once, so that no compile or
         cache load ever happens while it trades: a compile holds the event loop for seconds (on a fresh
         install, where the cache is empty), and with it every stop still to be sent. Returns each
         kernel's seconds (``warm_kernels``)."""
-        return warm_kernels(self.arrays, self.now_ns(), only)
+        return warm_kernels(self.arrays, self.now_ns(), only, () if self.live else LIVE_ONLY_KERNELS)
 
     def warm_strategies(self, ticks: Ticks) -> int:
         """Earlier sessions' recorded ticks into the strategies' bars and indicators, no order, so
@@ -457,27 +461,15 @@ class Engine:
         """Today's ticks before this start (an earlier run's recording, or the synthetic market's) into
         the strategies, the session left under way with its forming bar open: the indicators are the
         ones a process running since the open would have, as in the backtest of the day, and a restart
-        changes nothing the strategy does. Before the first live tick only; ticks of another day, or
-        none in the session, change nothing. Returns the bars fed."""
-        a, day = self.arrays, self.days.day_number()
-        if ticks.symbols != a.symbols or not len(ticks) or a.acct[L.A_DAY] not in (-1.0, float(day)):
+        changes nothing the strategy does (``arrays.catch_up``). Before the first live tick only.
+        Returns the bars fed."""
+        if ticks.symbols != self.arrays.symbols:
             return 0
-        tod = (ticks.ts + L.IST_OFFSET_NS) % L.NS_PER_DAY
-        today = (ticks.ts + L.IST_OFFSET_NS) // L.NS_PER_DAY == day
-        if not (today & (tod >= a.pr[:, L.P_OPEN_NS].min()) & (tod < a.pr[:, L.P_CLOSE_NS].max())).any():
-            return 0
-        self.days.under_way()  # the scheduler's open, not a tick, makes it RUNNING
-        keep = np.flatnonzero(today)
-        return int(warm(ticks.ts[keep], ticks.price[keep], ticks.volume[keep], ticks.instr[keep], a.st, a.pr, a.clk,
-                        a.rows, a.links, True))
-
-    def _same_shape(self, cfg: Config) -> bool:
-        return ([(i.symbol, i.strategy.kind) for i in cfg.instruments]
-                == [(i.symbol, i.strategy.kind) for i in self.cfg.instruments])
+        return catch_up(self.arrays, self.days.day_number(), ticks.ts, ticks.price, ticks.volume, ticks.instr)
 
     def check_config(self, cfg: Config) -> None:
         """Veto for the config manager: instrument lists and strategy kinds change only when flat."""
-        if not self._same_shape(cfg) and not self._flat():
+        if not same_shape(self.cfg, cfg) and not self._flat():
             busy = sorted({s for j, s in enumerate(self.arrays.symbols) if self.arrays.st[j, L.S_POS]
                            or self.arrays.st[j, L.S_PEND_KIND]} | {o.request.symbol for o in self.broker.all_orders()
                                                                    if o.working})
@@ -502,31 +494,11 @@ class Engine:
     def apply_config(self, cfg: Config) -> None:
         """Take a validated config live from the next tick."""
         self.check_config(cfg)
-        a = self.arrays
-        if self._same_shape(cfg):
-            # An instrument whose strategy settings changed starts its strategy row again (its
-            # indicators' periods, its timeframe may have changed); the others keep theirs.
-            rows, a.links = strategy_rows(cfg, a.rows.shape[2])
-            for j, (old, new) in enumerate(zip(self.cfg.instruments, cfg.instruments, strict=True)):
-                if old.strategy == new.strategy:
-                    rows[[L.ROW_NOW, L.ROW_SAVED], j, : a.rows.shape[2]] = a.rows[[L.ROW_NOW, L.ROW_SAVED], j]
-                else:
-                    a.st[j, L.S_BARS] = 0.0
-                    a.st[j, L.S_BAR_END] = -1.0
-            a.rows = rows
-            a.pr[:] = params(cfg)
-            apply_risk(a.acct, cfg)
-        else:
-            acct = a.acct.copy()
-            self.arrays = build(cfg)
-            self.arrays.acct[: L.A_MAX_LOSS] = acct[: L.A_MAX_LOSS]
-            self.arrays.acct[L.A_LIVE] = acct[L.A_LIVE]
-            self.arrays.acct[L.A_CHARGES] = acct[L.A_CHARGES]
-            b = self.arrays
-            for j in range(len(b.symbols)):
-                start_session(b.st, b.pr, b.rows, j, acct[L.A_DAY])
-            self.index = {s: i for i, s in enumerate(self.arrays.symbols)}
-            self.protection.reset(len(self.arrays.symbols))
+        arrays = reconfigured(self.arrays, self.cfg, cfg)
+        if arrays is not self.arrays:
+            self.arrays = arrays
+            self.index = {s: i for i, s in enumerate(arrays.symbols)}
+            self.protection.reset(len(arrays.symbols))
         self.cfg = cfg
         self._use_tick_sizes()
         self._use_window()

@@ -336,8 +336,8 @@ async def test_the_audit_runs_off_the_event_loop(paper_day, tmp_path):
 # --- restarts --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def restarted_day(tmp_path_factory) -> tuple[Path, list[int]]:
-    """A morning on paper killed (kill -9) while holding a position, started again, stopped (SIGTERM)
-    while holding one, started again and stopped. Returns the data and, for each restart, the index
+    """A morning on paper killed (kill -9) while holding a position, started again, killed again while
+    holding one, started again and stopped (SIGTERM). Returns the data and, for each restart, the index
     of the restarted process's first journal record."""
     root = tmp_path_factory.mktemp("restarted_day")
     write_config(root / "o.json", target_pct=0.3, stop_pct=0.2)  # positions held for seconds
@@ -347,7 +347,7 @@ def restarted_day(tmp_path_factory) -> tuple[Path, list[int]]:
         fills = [r for r in records(journal) if r["kind"] == "order" and r["status"] == "COMPLETE"]
         return len(trades(journal)) >= 2 and fills[-1]["purpose"] == "entry"
 
-    for k, sig in enumerate((signal.SIGKILL, signal.SIGTERM, signal.SIGTERM)):
+    for k, sig in enumerate((signal.SIGKILL, signal.SIGKILL, signal.SIGTERM)):
         if k:
             starts.append(len(records(journal)))
         run = Run(root, f"run{k}")
@@ -384,6 +384,16 @@ def test_each_restart_is_named_with_the_seconds_it_lost(restarted_day, monkeypat
         expected.append(f"restart: {(end - start) / 1e9:.1f} s lost, {clock(start)}–{clock(end)}")
     assert restart_lines(out) == expected
     assert ticks[ticks < ns_of(journal[starts[0]])].max() < ns_of(journal[starts[0] - 1])  # kill -9 lost ticks
+
+
+def test_a_day_killed_twice_audits_to_no_difference_outside_the_seconds_the_restarts_lost(restarted_day, monkeypatch,
+                                                                                        capsys):
+    """The restarted processes catch their strategies up on the day's recording, and their feed waits
+    for the session's open: what they trade is what a backtest of the recording trades."""
+    root, _ = restarted_day
+    _, out, _ = audit(root, monkeypatch, capsys)
+    assert len(restart_lines(out)) == 2 and len(trades(journal_of(root))) >= 6
+    assert breaks(out) == []
 
 
 def test_a_trade_open_across_a_restart_is_named_under_it_and_not_counted(restarted_day, tmp_path, monkeypatch,

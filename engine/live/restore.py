@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from config.models import Costs
-from engine.arrays import rates
+from engine.arrays import rates, under_way
 from engine.core import layout as L
 from engine.core.costs import round_trip_costs
 from engine.core.layout import IST, IST_OFFSET_NS, NS_PER_DAY
-from engine.core.step import adopt_position, book_entry_charges, start_session
+from engine.core.step import adopt_position, book_entry_charges
 from engine.live.host import Host
 from engine.live.protection import Protection
 from engine.orders import FINAL, Side
@@ -142,21 +142,12 @@ class DayBook:
         """Today as the kernel numbers days (IST days since the epoch)."""
         return (self.host.now_ns() + IST_OFFSET_NS) // NS_PER_DAY
 
-    def under_way(self) -> None:
-        """Today's session as already started (a restart, or a start after the open): the first tick
-        is not a new day. A row already in today's session (caught up on today's ticks) keeps it."""
-        a, number = self.host.arrays, self.day_number()
-        for j in range(len(a.symbols)):
-            if a.st[j, L.S_DAY] != number:
-                start_session(a.st, a.pr, a.rows, j, float(number))
-        a.acct[L.A_DAY] = number
-
     def rebuild(self, day: Day) -> list[str]:
         """Today's figures into the kernel's state, as they were: closed trades, entries taken, and
         (paper) the open positions with their levels, protected again; live, the journal's positions
         checked against Kite's. Returns notes for the restore message."""
         a = self.host.arrays
-        self.under_way()
+        under_way(a, self.day_number())  # a row caught up on today already keeps its session
         for t in day.trades:
             j = self.host.index.get(t["symbol"])
             if j is not None:

@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from config import Config, ConfigError, Costs, StrategyCatalog, validate
-from engine.arrays import Arrays, apply_risk, build, params, strategy_rows
+from engine.arrays import Arrays, build, catch_up, reconfigured
 from engine.core import layout as L
 from engine.core.candle_order import workspace
-from engine.core.step import cancel_entry, flatten, start_session, warm
+from engine.core.step import cancel_entry, flatten, warm
 from engine.data.store import MARKET, REHEARSAL, SYNTHETIC, StoreError, load_ticks, parts_dir, tick_file
 from engine.data.ticks import Ticks
 from engine.live.restore import ns_of, rebuild
@@ -375,16 +375,8 @@ class _Replay:
                 warm(ticks.ts, ticks.price, ticks.volume, ticks.instr, a.st, a.pr, a.clk, a.rows, a.links, False)
                 n += len(np.unique((ticks.ts + L.IST_OFFSET_NS) // L.NS_PER_DAY))
                 continue
-            keep = np.flatnonzero(today & (ticks.ts < until_ns))
-            tod = (ticks.ts[keep] + L.IST_OFFSET_NS) % L.NS_PER_DAY
-            if not ((tod >= a.pr[:, L.P_OPEN_NS].min()) & (tod < a.pr[:, L.P_CLOSE_NS].max())).any():
-                continue
-            for j in range(len(a.symbols)):
-                if a.st[j, L.S_DAY] != self.day_number:
-                    start_session(a.st, a.pr, a.rows, j, float(self.day_number))
-            a.acct[L.A_DAY] = self.day_number
-            warm(ticks.ts[keep], ticks.price[keep], ticks.volume[keep], ticks.instr[keep], a.st, a.pr, a.clk,
-                 a.rows, a.links, True)
+            keep = np.flatnonzero(ticks.ts < until_ns)
+            catch_up(a, self.day_number, ticks.ts[keep], ticks.price[keep], ticks.volume[keep], ticks.instr[keep])
         a.acct[L.A_ENTRIES_ALLOWED] = 0.0  # IDLE until the session opens
         return n
 
@@ -445,29 +437,10 @@ class _Replay:
             self.closed = True
 
     def _reconfigure(self, cfg: Config) -> None:
-        """``Engine.apply_config``'s part in the kernel's arrays."""
-        a, old = self.a, self.cfg
-        same = [(i.symbol, i.strategy.kind) for i in cfg.instruments] == [
-            (i.symbol, i.strategy.kind) for i in old.instruments]
-        if same:
-            rows, a.links = strategy_rows(cfg, a.rows.shape[2])
-            for j, (was, now) in enumerate(zip(old.instruments, cfg.instruments, strict=True)):
-                if was.strategy == now.strategy:
-                    rows[[L.ROW_NOW, L.ROW_SAVED], j, : a.rows.shape[2]] = a.rows[[L.ROW_NOW, L.ROW_SAVED], j]
-                else:
-                    a.st[j, L.S_BARS] = 0.0
-                    a.st[j, L.S_BAR_END] = -1.0
-            a.rows = rows
-            a.pr[:] = params(cfg)
-            apply_risk(a.acct, cfg)
-        else:
-            acct = a.acct.copy()
-            b = self.a = build(cfg)
-            b.acct[: L.A_MAX_LOSS] = acct[: L.A_MAX_LOSS]
-            b.acct[L.A_LIVE] = acct[L.A_LIVE]
-            b.acct[L.A_CHARGES] = acct[L.A_CHARGES]
-            for j in range(len(b.symbols)):
-                start_session(b.st, b.pr, b.rows, j, acct[L.A_DAY])
+        """A config change taken as the engine takes it (``arrays.reconfigured``)."""
+        arrays = reconfigured(self.a, self.cfg, cfg)
+        if arrays is not self.a:
+            self.a = arrays
             at = self.ts[self._k - 1] if self._k else -1
             self._use_symbols()
             self._k = int(np.searchsorted(self.ts, at, side="right"))
