@@ -20,7 +20,6 @@ from pathlib import Path
 # Numba checks only a cached function's own file for changes, so a jitted loop would keep a stale
 # copy of kernels it inlined from another module. Key the cache on the source of every module that
 # holds kernels, before numba is first imported.
-_KERNEL_MODULES = ("research/backtest.py",)
 _KERNEL_PACKAGES = ("core", "strategies")
 # Where the cache lives (OTRADE_NUMBA_CACHE): beside the code ("package", the default), or under the data
 # directory ("data": OTRADE_DATA_DIR/numba/, as engine.services.paths finds it), where a Procfile host
@@ -32,8 +31,7 @@ if "NUMBA_CACHE_DIR" not in os.environ:
         raise SystemExit(f"error: OTRADE_NUMBA_CACHE={_place!r}: it is package (beside the code, the default) "
                          "or data (under OTRADE_DATA_DIR)")
     _here = Path(__file__).resolve().parent
-    _sources = [_here / m for m in _KERNEL_MODULES]
-    _sources += sorted(p for package in _KERNEL_PACKAGES for p in (_here / package).rglob("*.py"))
+    _sources = sorted(p for package in _KERNEL_PACKAGES for p in (_here / package).rglob("*.py"))
     _digest = hashlib.sha256(b"".join(p.read_bytes() for p in _sources)).hexdigest()[:12]
     _root = Path(os.environ.get("OTRADE_DATA_DIR", "data")).resolve() / "numba" if _place == "data" else (
         _here / "__pycache__")

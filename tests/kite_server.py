@@ -104,6 +104,8 @@ class OrderCall:
     endpoint: str
     status: int  # HTTP status of the answer (499: none, the connection was closed)
     message: str  # Kite's error message ('' on success)
+    symbol: str = ""  # the instrument ("NSE:INFY") the call was about ('' when the server does not know it)
+    answered: float = 0.0  # the server's clock when it answered (a hung call decides long after it arrived)
 
 
 @dataclass
@@ -444,8 +446,15 @@ class FakeKite:
         if response.status != 200 and isinstance(response.body, bytes):
             with contextlib.suppress(orjson.JSONDecodeError):
                 message = orjson.loads(response.body).get("message") or ""
-        self.order_calls.append(OrderCall(at, endpoint, response.status, message))
+        self.order_calls.append(OrderCall(at, endpoint, response.status, message, await self._symbol_of(request),
+                                          self.clock()))
         return response
+
+    async def _symbol_of(self, request: web.Request) -> str:
+        """The instrument an order call is about: the place form's, or the order's it names."""
+        rows = self.orders.get(request.match_info.get("order_id", ""))
+        row = rows[-1] if rows else dict(await request.post())
+        return f"{row.get('exchange')}:{row.get('tradingsymbol')}" if row.get("tradingsymbol") else ""
 
     async def _faulted(self, endpoint: str, request: web.Request,
                        work: Callable[[web.Request], Awaitable[web.Response]]) -> web.Response:

@@ -3,6 +3,7 @@ checker catches the breach it is for (so a checker cannot pass silently)."""
 
 import logging
 import sys
+from collections import Counter
 
 import pytest
 
@@ -10,8 +11,12 @@ from engine.services.events import ALERT
 from tests.chaos.invariants import (
     BookView,
     ExceptionCheck,
+    ExitCheck,
+    GapMeter,
+    LevelCheck,
     PositionCheck,
     RateCheck,
+    RefusalCheck,
     Settle,
     StopCheck,
     TagCheck,
@@ -21,7 +26,7 @@ from tests.chaos.invariants import (
 )
 from tests.chaos.plan import make_plan
 from tests.chaos.runner import Summary, reproducer, run_seeds
-from tests.kite_server import FakeKite
+from tests.kite_server import MODIFICATIONS_REFUSAL, FakeKite, OrderCall
 
 SEEDS = range(24)
 TAG = "ot0a1b2c000001"
@@ -99,6 +104,114 @@ def test_the_stop_check_does_not_hold_a_process_that_is_down_to_the_limit():
     assert check.check(4.5, view, [], watching=True) == []
     assert len(check.check(5.1, view, [], watching=True)) == 1  # 2 s after it came back
     assert check.longest[0] >= 5.1
+
+
+def test_the_exit_check_catches_an_exit_the_engine_wanted_that_never_reached_kite():
+    check = ExitCheck()
+    check.want(1.0, "NSE:INFY", 1, "signal")
+    check.sent("NSE:INFY", TAG)
+    held = BookView(positions={"NSE:INFY": 10})
+    assert check.check(2.9, held, []) == []  # within 2 s
+    [v] = check.check(3.1, held, [])
+    assert v.invariant == "exit" and "signal" in v.detail and TAG in v.detail
+    assert check.check(3.2, held, []) == []  # once
+
+
+def test_the_exit_check_accepts_an_exit_at_kite_a_position_gone_an_alert_or_exits_held_by_a_refusal():
+    reached = ExitCheck()
+    reached.want(1.0, "NSE:INFY", 1, "flatten")
+    reached.sent("NSE:INFY", TAG)
+    assert reached.check(3.5, BookView(positions={"NSE:INFY": 10}, arrived={TAG: 1.4}), []) == []
+    assert round(reached.slowest[0], 6) == 0.4 and reached.slowest[1] == "NSE:INFY"
+    gone = ExitCheck()  # the stop filled first: nothing left to exit
+    gone.want(1.0, "NSE:INFY", 1, "signal")
+    assert gone.check(3.5, BookView(positions={"NSE:INFY": 0}), []) == []
+    alerted = ExitCheck()
+    alerted.want(1.0, "NSE:INFY", -1, "square_off")
+    short = BookView(positions={"NSE:INFY": -10})
+    assert alerted.check(3.5, short, [(1.2, "NSE:INFY exit order not sent: 40 orders in the last minute")]) == []
+    advice = ExitCheck()  # an alert about a missing stop that only advises /flatten is not about the exit
+    advice.want(1.0, "NSE:INFY", -1, "square_off")
+    assert len(advice.check(3.5, short, [(1.2, "NSE:INFY: no working stop; Check Kite, or /flatten")])) == 1
+    held = ExitCheck()
+    held.want(1.0, "NSE:INFY", 1, "signal", held=True)
+    killed = ExitCheck()
+    killed.want(1.0, "NSE:INFY", 1, "signal")
+    killed.lost()
+    assert held.check(3.5, BookView(positions={"NSE:INFY": 10}), []) == [] and held.wanted == 1
+    assert killed.check(3.5, BookView(positions={"NSE:INFY": 10}), []) == []
+    closed = ExitCheck()  # its stop closed OTrade's position; what Kite still holds is an excess being repaired
+    closed.want(1.0, "NSE:INFY", -1, "signal")
+    assert closed.check(3.5, short, [], otrade={"NSE:INFY": 0}) == []
+    holding = ExitCheck()
+    holding.want(1.0, "NSE:INFY", -1, "signal")
+    assert len(holding.check(3.5, short, [], otrade={"NSE:INFY": -10})) == 1
+
+
+def test_the_refusal_check_catches_kite_refusing_a_modification_past_its_cap_or_a_price_outside_a_known_band():
+    check = RefusalCheck(slack_s=2.0)
+    known = {"NSE:INFY": [(1.0, 5.0), (8.0, float("inf"))]}
+    cap = OrderCall(0.5, "modify", 400, MODIFICATIONS_REFUSAL, "NSE:INFY")
+    above = "Trigger price cannot be above the upper circuit price"
+    [v1, v2] = check.check(9.0, [cap, OrderCall(4.0, "modify", 400, above, "NSE:INFY")], known)
+    assert {v1.invariant, v2.invariant} == {"refusal"} and "modifications" in v1.detail and "band known" in v2.detail
+    unknown = [OrderCall(6.0, "place", 400, "Price cannot be below the lower circuit price", "NSE:INFY"),
+               OrderCall(9.5, "place", 400, above, "NSE:INFY"),  # learned 1.5 s before: sent on the old band
+               OrderCall(4.0, "place", 400, above, "NSE:SBIN"),
+               OrderCall(4.0, "place", 200, "", "NSE:INFY"),
+               OrderCall(4.0, "place", 400, above, "NSE:INFY", answered=6.0)]  # hung: decided on a new band
+    assert check.check(10.0, unknown, known) == [] and check.excused == 4
+
+
+def test_the_gap_meter_measures_how_far_and_how_long_the_engines_stop_and_kites_trigger_were_apart():
+    meter = GapMeter()
+    meter.measure(1.0, {"NSE:INFY": (100.5, 100.5)})
+    meter.measure(2.0, {"NSE:INFY": (101.5, 100.5)})
+    meter.measure(2.5, {"NSE:INFY": (102.0, 100.5)})
+    meter.measure(3.0, {"NSE:INFY": (102.0, 102.0)})
+    meter.measure(4.0, {"NSE:INFY": (103.0, 102.9)})
+    meter.measure(4.1, {})  # the position closed
+    assert meter.largest == (1.5, 1.0, "NSE:INFY: 102 vs 100.5")
+    assert meter.longest == (1.0, 1.5, "NSE:INFY")
+
+
+def test_the_level_check_takes_a_new_position_of_otrades_as_a_new_one_when_kite_was_never_flat_between():
+    check = LevelCheck()
+    excess = BookView(positions={"NSE:INFY": -1})  # left at Kite when OTrade closed its short, being undone
+    assert check.check(1.9, excess, otrade={"NSE:INFY": -10}) == []
+    assert check.check(2.0, excess, otrade={"NSE:INFY": 0}) == []
+    late = BookView(positions={"NSE:INFY": -1}, stops={"NSE:INFY": [(2.1, "BUY", 99.0, "1")]})  # the old trade's,
+    assert check.check(2.1, late, otrade={"NSE:INFY": 0}) == []  # its place call hung: at Kite after the close
+    assert check.check(2.5, excess, otrade={"NSE:INFY": 0}) == []  # cancelled
+    assert check.check(3.0, BookView(positions={"NSE:INFY": -11}), otrade={"NSE:INFY": -10}) == []  # a new short
+    new = BookView(positions={"NSE:INFY": -11}, stops={"NSE:INFY": [(3.1, "BUY", 101.0, "2")]})
+    assert check.check(3.1, new, otrade={"NSE:INFY": -10}) == []  # its own stop, looser than the old trade's
+    looser = BookView(positions={"NSE:INFY": -11}, stops={"NSE:INFY": [(3.1, "BUY", 101.5, "2")]})
+    assert len(check.check(3.2, looser, otrade={"NSE:INFY": -10})) == 1
+
+
+def test_the_level_check_leaves_out_a_stop_otrade_counts_as_no_positions_protection():
+    check = LevelCheck()
+    held = {"NSE:INFY": 10}
+    late = BookView(positions=held, stops={"NSE:INFY": [(1.0, "SELL", 100.5, "1"), (2.0, "SELL", 101.0, "2")]})
+    assert check.check(2.0, late, strays={"2"}) == []  # a closed trade's stop that reached Kite late: cancelled
+    assert check.check(3.0, BookView(positions=held, stops={"NSE:INFY": [(1.0, "SELL", 100.5, "1")]})) == []
+    [v] = check.check(4.0, BookView(positions=held, stops={"NSE:INFY": [(3.5, "SELL", 100.0, "3")]}))
+    assert "100.5" in v.detail and "at 100 " in v.detail
+
+
+def test_the_level_check_takes_what_is_left_after_a_stop_filled_in_full_as_a_new_position():
+    check = LevelCheck()
+    short = {"NSE:INFY": -10}  # fills OTrade never saw leave Kite short after the stop for its part filled
+    assert check.check(1.0, BookView(positions=short, stops={"NSE:INFY": [(0.5, "BUY", 100.5, "1")]})) == []
+    filled = BookView(positions={"NSE:INFY": -6}, stops_done=Counter({"NSE:INFY": 1}))
+    assert check.check(2.0, filled) == []
+    again = BookView(positions={"NSE:INFY": -6}, stops={"NSE:INFY": [(2.5, "BUY", 103.0, "2")]},
+                     stops_done=Counter({"NSE:INFY": 1}))
+    assert check.check(3.0, again) == []  # from the market now, not from the stop that did its work
+    looser = BookView(positions={"NSE:INFY": -6}, stops={"NSE:INFY": [(3.5, "BUY", 103.5, "3")]},
+                      stops_done=Counter({"NSE:INFY": 1}))
+    assert len(check.check(4.0, looser)) == 1
 
 
 def test_the_tag_check_catches_a_tag_placed_twice():

@@ -39,6 +39,8 @@ from engine.core.layout import (
 )
 from engine.core.step import close_session, on_tick
 
+# A path's one row, as an int64: given the literal 0, Numba would compile on_tick again just for it.
+ROW = np.int64(0)
 MAX_PATHS = 16  # distinct states of one trade kept at once; more is refused (a trailing interval's doing)
 TOO_MANY_PATHS = -1
 TOO_LONG = -2
@@ -116,7 +118,7 @@ def _step(ts, price, volume, instr, i, k, m, k_next, first, second, st, pr, acct
             continue
         p = first if t == k else (second if t == m else price[t])
         # the live engine's own compiled call: inlining the tick kernel here again doubled the compile
-        if on_tick(st, pr, acct, clk, rows, links, 0, ts[t], p, volume[t]) == ACT_IGNORED:
+        if on_tick(st, pr, acct, clk, rows, links, ROW, ts[t], p, volume[t]) == ACT_IGNORED:
             continue
         if st[0, S_POS] != 0.0:
             held = True
@@ -164,7 +166,7 @@ def plan_worst(ts, price, volume, instr, partner, st, pr, acct, clk, rows, links
                                           pr1, accts[q, made], clks[q, made], rws[q, made], links1,
                                           held[q, made] == 1.0)
                 if not done and k_next == n:  # the data ends: the session closes at the last tick
-                    close_session(sts[q, made], accts[q, made], clks[q, made], 0)
+                    close_session(sts[q, made], accts[q, made], clks[q, made], ROW)
                     done, pnl = True, sts[q, made, 0, S_OUT_PNL] if opened else 0.0
                 if done:
                     if pnl < best:

@@ -137,7 +137,10 @@ def trail_stop(side: float, price: float, stop: float, trail_pct: float, tick: f
     """The stop after this tick: ``price * (1 -/+ trail_pct%)`` on the tick grid when tighter by at
     least ``min_step`` (a tick's float noise tolerated)."""
     if trail_pct == trail_pct:
-        candidate = round_to_tick(price * (1.0 - side * trail_pct / 100.0), tick)
+        level = price * (1.0 - side * trail_pct / 100.0)
+        if side * (level - stop) < -tick:  # on the grid it moves half a tick at most: not past the stop
+            return stop
+        candidate = round_to_tick(level, tick)
         move = side * (candidate - stop)
         if move > 0.0 and move >= min_step - 1e-9:
             return candidate

@@ -18,9 +18,10 @@ instrument (``ROW_NOW``; ``ROW_FRESH``, its fresh form; ``ROW_SAVED``, live, the
 its last decision), ``links`` each instrument's decision address and where its indicators sit
 (``LINK_*``). Two arrays, not five: each array argument costs the live tick path Numba's dispatch.
 
-Kernels run once a trade rather than once a tick (``_close``, ``_hold``, ``_book_entry``) are entries,
-called rather than inlined: inlined at each of their call sites, they made every loop that holds
-them several times longer to compile, for no faster tick.
+Kernels run once a trade rather than once a tick (``_close``, ``_hold``, ``_book_entry``), and the
+live half of a tick that a backtest never runs (``_live_orders``), are entries, called rather than
+inlined: inlined at each of their call sites, they made every loop that holds them several times
+longer to compile, for no faster tick.
 """
 
 import numpy as np
@@ -158,7 +159,8 @@ from engine.core.layout import (
 @kernel
 def _book_exit(st, acct, clk, i, ts_ns, price, reason):
     """Close the whole position at ``price``."""
-    _close(st, acct, clk, i, ts_ns, st[i, S_POS], price, reason)
+    # a float, not the literal REASON_*: Numba compiles a called function again for each literal it is given
+    _close(st, acct, clk, i, ts_ns, st[i, S_POS], price, float(reason))
 
 
 @entry
@@ -296,7 +298,7 @@ def _leg_crossed(st, i, price):
     return sgn * (price - st[i, S_TARGET]) >= 0.0 or sgn * (price - st[i, S_STOP]) <= 0.0
 
 
-@kernel
+@entry
 def _live_orders(st, pr, acct, clk, i, ts_ns, tod, price, crossed):
     """With a real broker the stop and target rest there: the kernel only trails the stop (not on a
     tick that fills a leg) and sends the square-off; fills come back through
@@ -451,9 +453,10 @@ def step(st, pr, acct, clk, x, xs, links, i, ts_ns, tod, price, volume):
     st[i, S_LAST_PRICE] = price
     clk[i, C_LAST] = ts_ns
     unreal = (price - st[i, S_ENTRY_PRICE]) * st[i, S_POS] if st[i, S_POS] != 0.0 else 0.0
-    acct[A_UNREAL] += unreal - st[i, S_UNREAL]
+    unreal_all = acct[A_UNREAL] + (unreal - st[i, S_UNREAL])  # kept: the loss limit reads it again below
+    acct[A_UNREAL] = unreal_all
     st[i, S_UNREAL] = unreal
-    if acct[A_HALTED] == 0.0 and acct[A_REALISED] + acct[A_UNREAL] - acct[A_CHARGES] <= -acct[A_MAX_LOSS]:
+    if acct[A_HALTED] == 0.0 and acct[A_REALISED] + unreal_all - acct[A_CHARGES] <= -acct[A_MAX_LOSS]:
         acct[A_HALTED] = 1.0
         act |= ACT_HALT
     return act
@@ -473,9 +476,8 @@ def _decide(st, pr, acct, i, ts_ns, sig):
         if sig in (SIG_LONG, SIG_EXIT_SHORT, SIG_EXIT_ANY):
             _set_pending(st, acct, i, 1.0, ORDER_EXIT, REASON_SIGNAL)
             return ACT_EXIT_ORDER
-    elif (st[i, S_PEND_SIDE] == 0.0 and st[i, S_SQUARED] == 0.0
-          and (sig == SIG_LONG or (sig == SIG_SHORT and pr[i, P_ALLOW_SHORT] == 1.0))
-          and _entries_open(st, pr, acct, i, ts_ns)):
+    elif ((sig == SIG_LONG or (sig == SIG_SHORT and pr[i, P_ALLOW_SHORT] == 1.0))
+          and st[i, S_PEND_SIDE] == 0.0 and st[i, S_SQUARED] == 0.0 and _entries_open(st, pr, acct, i, ts_ns)):
         _set_pending(st, acct, i, float(sig), ORDER_ENTRY, REASON_SIGNAL)
         acct[A_TRADES] += 1.0
         return ACT_ENTRY_ORDER
@@ -594,7 +596,7 @@ def apply_exit_fill(st, pr, acct, clk, rows, links, i, ts_ns, qty, price, reason
     if reason == REASON_STOP and st[i, S_TRAILED] == 1.0:
         reason = REASON_TRAIL
     sgn = 1.0 if st[i, S_POS] > 0.0 else -1.0
-    if not _close(st, acct, clk, i, ts_ns, sgn * qty, price, reason):
+    if not _close(st, acct, clk, i, ts_ns, sgn * qty, price, float(reason)):
         return ACT_EXIT_PART
     st[i, S_PEND_SIDE] = 0.0
     st[i, S_PEND_KIND] = 0.0
@@ -654,14 +656,12 @@ def _park(st, j, act, e):
 
 
 @kernel
-def session_time(st, pr, clk, i, ts_ns, price):
-    """Record the LTP; return ns since IST midnight, or -1 outside the session window.
+def session_time(st, pr, clk, i, ts_ns):
+    """Ns since IST midnight, or -1 outside the session window.
 
     Small enough for LLVM to inline into callers: the common case is one subtraction and two
     comparisons (the IST midnight of the row's last tick is cached, so no division per tick).
     """
-    st[i, S_LTP] = price
-    clk[i, C_LTP] = ts_ns
     tod = ts_ns - clk[i, C_DAY0]
     if tod < 0 or tod >= NS_PER_DAY:
         day = (ts_ns + IST_OFFSET_NS) // NS_PER_DAY
@@ -671,6 +671,13 @@ def session_time(st, pr, clk, i, ts_ns, price):
     if tod < pr[i, P_OPEN_NS] or tod >= pr[i, P_CLOSE_NS]:
         return -1
     return tod
+
+
+@kernel
+def _last_traded(st, clk, i, ts_ns, price):
+    """The LTP, in session or not: for the trader's status (a backtest loop has none to show)."""
+    st[i, S_LTP] = price
+    clk[i, C_LTP] = ts_ns
 
 
 @kernel
@@ -711,7 +718,8 @@ def on_tick(st, pr, acct, clk, rows, links, i, ts_ns, price, volume):
     limit and the strategy rows that start each session again. When the loss limit halts trading,
     every instrument is flattened (row ``i``'s events in the result, the others parked).
     """
-    tod = session_time(st, pr, clk, i, ts_ns, price)
+    _last_traded(st, clk, i, ts_ns, price)
+    tod = session_time(st, pr, clk, i, ts_ns)
     if tod < 0:
         return ACT_IGNORED
     return in_session(st, pr, acct, clk, rows, links, i, ts_ns, tod, price, volume)
@@ -729,7 +737,8 @@ def warm(ts, price, volume, instr, st, pr, clk, rows, links, under_way):
     x = rows[ROW_NOW]
     for k in range(ts.shape[0]):
         i = instr[k]
-        tod = session_time(st, pr, clk, i, ts[k], price[k])
+        _last_traded(st, clk, i, ts[k], price[k])
+        tod = session_time(st, pr, clk, i, ts[k])
         if tod < 0:
             continue
         if clk[i, C_DAY] != st[i, S_DAY]:

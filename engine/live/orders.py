@@ -72,6 +72,7 @@ _RANK = {OrderState.INITIALIZED: 0, OrderState.SUBMITTED: 1, OrderState.DENIED: 
 SETTLE_S = 1.0  # an order unconfirmed this long is looked up
 LOOK_EVERY_S = 0.5
 BOOK_EVERY_S = 1.0  # the book is read this often while an order of ours works: ticker messages get lost
+BOOK_FAILING_S = 1.0  # the book unread this long past its due while orders work: blind to a lost ticker message
 # and this often when none does: a request of an earlier run that was still in flight when it died
 # reaches Kite later, with no one waiting for its answer
 IDLE_BOOK_S = 5.0
@@ -219,6 +220,7 @@ class LiveOrders(VenueProtocol):
         self.tick_sizes = dict(tick_sizes)
         self.caps = caps or Caps(12)
         self.lookup_seconds = lookup_seconds
+        self.replace_at = rules.REPLACE_AT  # modifications at which an order is replaced (lower for a lower cap)
         self.ledger = FillLedger()
         self.tags = TagMaker()
         self.on_order: Callable[[Order, int, float], None] | None = None
@@ -333,8 +335,10 @@ class LiveOrders(VenueProtocol):
     def blind_for(self) -> float:
         """Seconds for which OTrade has not seen Kite's orders (0 when it sees them): the ticker's
         order messages stopped and no read of the book has succeeded since; a ticker back again
-        does not tell what it missed, so a book read after its return is needed too. Fills of
-        working orders in that time are unknown to OTrade."""
+        does not tell what it missed, so a book read after its return is needed too. With the
+        ticker up, a book read asked for and not answered ``BOOK_FAILING_S`` past its due while orders
+        work counts too: a message the ticker lost only the book would show. Fills of working orders in that time are
+        unknown to OTrade."""
         now = self._mono()
         if not self.messages_flowing():
             if self._dark_since is None:
@@ -344,6 +348,9 @@ class LiveOrders(VenueProtocol):
             self._back_at = self._back_at or now
             if self._book_seen >= self._back_at:
                 self._dark_since = None
+        if (self._book_read > self._book_seen and now - self._book_seen >= self.book_every_s + BOOK_FAILING_S
+                and any(o.working for o in self._orders.values())):
+            return now - self._book_seen  # the ticker may lose a message: only the book would have shown it
         if self._dark_since is None:
             return 0.0
         return now - max(self._dark_since, self._book_seen)
@@ -413,9 +420,10 @@ class LiveOrders(VenueProtocol):
         except OutcomeUnknown as exc:
             order.lost_mono = self._mono()
             log.warning("place %s: %s; looking for it in the order book", order.order_id, exc)
-            if order.purpose == Purpose.STOP:  # the position may be unprotected until the book says
-                self.on_error(f"{order.request.symbol}: Kite's answer to the stop order was lost ({exc}); "
-                              "looking for it in the order book, the position may be unprotected meanwhile")
+            if order.purpose in (Purpose.STOP, Purpose.EXIT):  # unprotected, or not closing, until the book says
+                risk = "unprotected" if order.purpose == Purpose.STOP else "still open"
+                self.on_error(f"{order.request.symbol}: Kite's answer to the {order.purpose} order was lost ({exc}); "
+                              f"looking for it in the order book, the position may be {risk} meanwhile")
             return
         except Refused as exc:
             self._end(order, OrderState.REJECTED, Status.REJECTED, str(exc))
@@ -446,6 +454,9 @@ class LiveOrders(VenueProtocol):
                 return
             if order.successor is not None:
                 return  # the wish waits for its successor: it takes it over, or is abandoned
+            if self._mono() < order.retry_mono:
+                # a modify left unanswered may still reach the broker, and after a newer one would undo it
+                return  # the look-up takes the wish up once the wait is over
             changes = {k: v for k, v in order.pending.items() if v != getattr(order.request, k)}
             if order.reprice:
                 changes["order_type"], order.reprice = OrderType.MARKET, False
@@ -454,7 +465,7 @@ class LiveOrders(VenueProtocol):
                 return
             if not order.counted and not await self._count(order):
                 return
-            if order.modifications >= rules.REPLACE_AT:
+            if order.modifications >= self.replace_at:
                 self._replace(order)
                 return
             if not await self._send_modify(order, changes):

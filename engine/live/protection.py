@@ -194,8 +194,13 @@ class Protection:
                 setattr(br, name, None)
         now = h.now_ns()
         if br.stop is None and now >= br.legs["stop"].rearm_ns:
-            level = self._floored(br, float(st[L.S_STOP]), 1.0 if st[L.S_POS] > 0 else -1.0)
+            sign = 1.0 if st[L.S_POS] > 0 else -1.0
+            level = self._floored(br, float(st[L.S_STOP]), sign)
             trigger = self._clamp(j, "stop", exit_side, level) if h.live else level
+            if h.live and br.floor is not None and br.floor[0] == sign and (br.floor[1] - trigger) * sign > 1e-9:
+                # the stop Kite held is off the grid Kite has now (a tick size change): rounded towards the
+                # price, never looser than it
+                trigger = rules.snap(br.floor[1], self._tick(j), up=sign > 0)
             problem = self._through(j, exit_side, trigger)
             if problem and br.exit_refused and now < br.exit_retry_ns:
                 return  # the market exit that replaces it was refused: tried again after its backoff
@@ -348,8 +353,11 @@ class Protection:
         h, br = self.host, self.brackets[j]
         name = "target" if order.order_id == br.target else "stop"
         setattr(br, name, None)
-        if name == "stop":
-            br.wanted_stop = None  # the trail it was taking ended with it: the new stop starts at the kernel's
+        if name == "stop" and br.wanted_stop is not None:
+            # the trail it was taking ended with it, yet Kite may have taken it (its answer lost): the new stop
+            # starts no looser than that trail
+            sign = 1.0 if h.arrays.st[j, L.S_POS] > 0 else -1.0
+            br.floor, br.wanted_stop = (sign, self._floored(br, br.wanted_stop, sign)), None
         leg = br.legs[name]
         wait = leg.refused(h.now_ns()) if order.filled_quantity == 0 else 0
         self.protect(j)

@@ -1,4 +1,8 @@
-"""Backtest: replay ticks through the live tick kernel inside one jitted loop, then summarise."""
+"""Backtest: replay ticks through the live tick kernel inside one jitted loop, then summarise.
+
+The loop is the one compiled for the config's strategies (``engine.strategies.compiled``); the loop for
+any strategy (``run_ticks``, also the audit's) gives the same trades.
+"""
 
 import csv
 import math
@@ -13,95 +17,30 @@ from tqdm import tqdm
 from config import Config
 from engine.arrays import Arrays, build, rates
 from engine.core import layout as L
-from engine.core.candle_order import MAX_PATHS, TOO_LONG, plan_worst, workspace
+from engine.core.candle_order import MAX_PATHS, TOO_LONG, workspace
 from engine.core.costs import round_trip_costs
-from engine.core.kernels import entry
-from engine.core.step import close_session, end_bar, in_session, session_time
+from engine.core.loop import (
+    N_TF,
+    T_ENTRY,
+    T_EXIT,
+    T_INSTR,
+    T_PNL,
+    T_QTY,
+    T_REASON,
+    T_SIDE,
+    TI_ENTRY,
+    TI_EXIT,
+    finish,
+    run_ticks,
+)
 from engine.data.candles import CandleError
 from engine.data.ticks import Ticks
+from engine.strategies.compiled import loop_for
 
 if TYPE_CHECKING:
     from engine.services.calendar import TradingCalendar
 
-# trade record columns
-T_INSTR, T_SIDE, T_QTY, T_ENTRY, T_EXIT, T_REASON, T_PNL = range(7)
-N_TF = 7
-TI_ENTRY, TI_EXIT = 0, 1
-_ENDS_TRADE = L.ACT_EXIT_FILL | L.ACT_ENTRY_CANCELLED
 CHUNK = 2_000_000  # ticks per jitted call, so the progress bar moves and trade buffers can grow
-
-
-@entry
-def _record(st, clk, j, tf, ti, n):
-    tf[n, T_INSTR] = j
-    tf[n, T_SIDE] = 1.0 if st[j, L.S_OUT_EXIT_QTY] > 0.0 else -1.0
-    tf[n, T_QTY] = abs(st[j, L.S_OUT_EXIT_QTY])
-    tf[n, T_ENTRY] = st[j, L.S_OUT_EXIT_ENTRY]
-    tf[n, T_EXIT] = st[j, L.S_OUT_EXIT_PRICE]
-    tf[n, T_REASON] = st[j, L.S_OUT_REASON]
-    tf[n, T_PNL] = st[j, L.S_OUT_PNL]
-    ti[n, TI_ENTRY] = clk[j, L.C_ENTRY]
-    ti[n, TI_EXIT] = clk[j, L.C_EXIT]
-    return n + 1
-
-
-@entry
-def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, rows, links, tf, ti, n_tr, days, n_days,
-              partner, planned, ws):
-    """Process ticks ``start:stop``; returns (next index, trades, in-session ticks, session days,
-    fault: 0, or the search's refusal at the returned index).
-
-    Stops early when the trade buffer could overflow on the next tick so the caller can grow it.
-    ``partner`` (candles replayed by the pessimistic rule; empty otherwise, so one compiled loop
-    serves both): ``partner[k] > 0`` makes tick ``k`` and tick ``k + partner[k]`` one candle's
-    extremes, whose order ``candle_order.plan_worst`` writes into ``price`` for the trade that meets
-    them; ``planned[i]``: the last candle of instrument ``i`` its plan covers (-1: none).
-    """
-    n_instr = st.shape[0]
-    seen = 0
-    for k in range(start, stop):
-        if tf.shape[0] - n_tr <= n_instr:
-            return k, n_tr, seen, n_days, 0
-        i = instr[k]
-        if (k < partner.shape[0] and partner[k] > 0 and planned[i] < k
-                and (st[i, L.S_POS] != 0.0 or st[i, L.S_PEND_KIND] != L.ORDER_NONE)):
-            planned[i] = plan_worst(ts, price, volume, instr, partner, st, pr, acct, clk, rows, links, i, k, ws)
-            if planned[i] < 0:
-                return k, n_tr, seen, n_days, planned[i]
-        tod = session_time(st, pr, clk, i, ts[k], price[k])
-        if tod < 0:
-            continue
-        act = in_session(st, pr, acct, clk, rows, links, i, ts[k], tod, price[k], volume[k])
-        if act == L.ACT_IGNORED:
-            continue
-        seen += 1
-        if n_days == 0 or acct[L.A_DAY] != days[n_days - 1]:
-            days[n_days] = acct[L.A_DAY]
-            n_days += 1
-        if act & L.ACT_OTHERS:
-            for j in range(n_instr):
-                e = int(st[j, L.S_EVENTS])
-                if e != 0:
-                    st[j, L.S_EVENTS] = 0.0
-                    if e & L.ACT_EXIT_FILL:
-                        n_tr = _record(st, clk, j, tf, ti, n_tr)
-                    if e & _ENDS_TRADE:
-                        planned[j] = -1
-        if act & L.ACT_EXIT_FILL:
-            n_tr = _record(st, clk, i, tf, ti, n_tr)
-        if act & _ENDS_TRADE:  # a plan ends with its trade, however it ended (a loss limit's flatten)
-            planned[i] = -1
-    return stop, n_tr, seen, n_days, 0
-
-
-@entry
-def finish(st, pr, acct, clk, rows, links, tf, ti, n_tr):
-    """End of data: the last session closes at each instrument's last tick, its last bar too."""
-    for j in range(st.shape[0]):
-        if close_session(st, acct, clk, j) & L.ACT_EXIT_FILL:
-            n_tr = _record(st, clk, j, tf, ti, n_tr)
-        end_bar(st, pr, rows, links, j)
-    return n_tr
 
 
 @dataclass
@@ -201,13 +140,20 @@ def iso(ns: int) -> str:
         timespec="milliseconds")
 
 
-def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray | None = None) -> Result:
+def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray | None = None,
+        compiled: bool = True) -> Result:
     """``partner``: a candle replay's (``engine.data.candles.Replay.partner``), for its pessimistic
     rule; CandleError if a strategy could decide on a candle's extremes, whose order that rule
-    chooses (a tick strategy, bars closing inside candles)."""
+    chooses (a tick strategy, bars closing inside candles). ``compiled`` False: the loop for any
+    strategy rather than the one compiled for the config's (the same trades, slower)."""
     arrays: Arrays = build(cfg)
     if ticks.symbols != arrays.symbols:
         raise ValueError(f"tick symbols {ticks.symbols} do not match the configured {arrays.symbols}")
+    loop, end = run_ticks, finish
+    if compiled:
+        own = loop_for(arrays.strategies)
+        own.bind(arrays.strategies, arrays.links)
+        loop, end = own.run_ticks, own.finish
     n = len(ticks)
     cap = max(1024, min(n // 4, 1 << 20))
     tf = np.zeros((cap, N_TF))
@@ -220,14 +166,13 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray |
     if partner is not None:
         levels = _decided_on_opens(arrays, ticks, partner) + 2
     price = ticks.price if partner is None else ticks.price.copy()  # the pessimistic rule reorders prices
-    partner = np.zeros(0, np.int64) if partner is None else partner
     planned = np.full(len(arrays.symbols), -1, np.int64)
-    ws = workspace(arrays.rows.shape[2], levels, arrays.links.shape[1])
+    ws = None if partner is None else workspace(arrays.rows.shape[2], levels, arrays.links.shape[1])
     bar = tqdm(total=n, unit="tick", unit_scale=True, disable=not progress or n < 5 * CHUNK, leave=False)
     while k < n:
         stop = min(n, k + CHUNK)
-        k2, n_tr, seen, n_days, fault = run_ticks(ticks.ts, price, ticks.volume, ticks.instr, k, stop,
-                                                  *arrays.kernel(), tf, ti, n_tr, days, n_days, partner, planned, ws)
+        k2, n_tr, seen, n_days, fault = loop(ticks.ts, price, ticks.volume, ticks.instr, k, stop, *arrays.kernel(),
+                                             tf, ti, n_tr, days, n_days, partner, planned, ws)
         if fault:
             bar.close()
             raise CandleError(_unbounded(arrays, ticks, k2, fault))
@@ -241,7 +186,7 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray |
     if tf.shape[0] - n_tr <= arrays.st.shape[0]:
         tf = np.concatenate((tf, np.zeros((arrays.st.shape[0] + 1, N_TF))))
         ti = np.concatenate((ti, np.zeros((arrays.st.shape[0] + 1, 2), dtype=np.int64)))
-    n_tr = finish(arrays.st, arrays.pr, arrays.acct, arrays.clk, arrays.rows, arrays.links, tf, ti, n_tr)
+    n_tr = end(arrays.st, arrays.pr, arrays.acct, arrays.clk, arrays.rows, arrays.links, tf, ti, n_tr)
     tf, ti = tf[:n_tr].copy(), ti[:n_tr].copy()
     costs = round_trip_costs(tf[:, T_SIDE], tf[:, T_QTY], tf[:, T_ENTRY], tf[:, T_EXIT], rates(cfg.costs))
     session_ns = float(cfg.session.ns_after_midnight("close") - cfg.session.ns_after_midnight("open"))

@@ -437,6 +437,11 @@ class Strategy:
     def indicator_names(self) -> list[str]:
         return list(self._layout.indicators)
 
+    def blocks(self) -> list[tuple[str, int, Indicator]]:
+        """Each indicator's name, where its block starts in the row and its declaration (the
+        defaults'): the starts are constants of the file, for the kinds alone decide them."""
+        return [(name, self.base + self._layout.offsets[name], ind) for name, ind in self._layout.indicators.items()]
+
     def indicators(self, p: Any) -> dict[str, Indicator]:
         """The indicators declared for parameters ``p``, by name, in their row's order (for charts)."""
         return dict(self._layout_for(p).indicators)

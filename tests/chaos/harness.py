@@ -7,18 +7,27 @@ with the server's ``auto_match``), so fills can come in parts and market exits c
 by a fast move. A restart is a kill -9: the process's tasks are cancelled and its sessions closed
 with no cleanup of its own (its unflushed journal lines are lost), then a new one starts on the same
 server and data directory and reconciles, as ``engine/runtime/app.py`` does at start.
+
+The exchange can move first: in a stale window Kite's last price and its matching move at each step
+while the engine's ticks for that step arrive later, in order (``ws_delay`` is another thing: it
+delays the ticker's order messages, never its ticks). A circuit band bounds the exchange's prices
+and every price and trigger at the server; each process reads it from Kite's quote as
+``engine/brokers/kite/live.py`` does at start and the broker every minute (here every ``CIRCUIT_S``),
+and again when the plan says the band changed (at once, or some steps later). A lowered modification
+cap is Kite's (the server's) and OTrade's alike, so the replacement of a stop at the cap runs often.
 """
 
 import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 import random
 import shutil
 import tempfile
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,10 +53,13 @@ from tests.chaos.invariants import (
     RESTING,
     BookView,
     ExceptionCheck,
+    ExitCheck,
+    GapMeter,
     KernelCheck,
     LevelCheck,
     PositionCheck,
     RateCheck,
+    RefusalCheck,
     Settle,
     StopCheck,
     TagCheck,
@@ -56,7 +68,7 @@ from tests.chaos.invariants import (
     end_check,
     journal_check,
 )
-from tests.chaos.plan import SYMBOLS, TICKS, TOKENS, Action, Plan, make_plan
+from tests.chaos.plan import SUCCESSOR_REFUSAL, SYMBOLS, TICKS, TOKENS, Action, Plan, make_plan
 from tests.conftest import make_config
 from tests.kite_server import API_KEY, FakeKite
 
@@ -71,6 +83,8 @@ SEED_BUDGET_S = 60.0  # a seed takes seconds: one still running after this is st
 KILL_WAIT_S = 2.0  # a cancelled task still running after this will not stop
 SETTLE_S = 1.0
 END_S = 8.0  # after flatten: how long the world has to settle flat
+CIRCUIT_S = 1.0  # the circuits read again (the broker's refresh, every minute in the real app, accelerated)
+REVISED_BAND = 0.1  # a band's window ends in a revision this wide around the price (the day's usual band)
 HANGING = ("hang", "timeout", "hang-after", "timeout-after")  # a server still busy with a call nobody waits for
 CAP = 40  # risk.max_orders_per_position_minute
 QTY = 10
@@ -102,6 +116,12 @@ class SeedResult:
     plan: list[str]
     events: list[str] = field(default_factory=list)  # kept when verbose or violated
     late: float = 0.0  # the most the checks' timer fired late (s): how starved the event loop was
+    # the engine's stop apart from Kite's trigger: (rupees, for seconds, where) at the widest, and
+    # (seconds, widest rupees, symbol) at the longest (``GapMeter``)
+    largest_gap: tuple[float, float, str] = (0.0, 0.0, "")
+    longest_gap: tuple[float, float, str] = (0.0, 0.0, "")
+    slowest_exit: tuple[float, str] = (0.0, "")  # (seconds, symbol): from an exit wanted to its order at Kite
+    exits: int = 0  # exits the engine wanted
 
     @property
     def ok(self) -> bool:
@@ -176,6 +196,7 @@ class Process:
     ticker: KiteTicker | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
     resyncs: set[asyncio.Task] = field(default_factory=set)
+    reads: set[asyncio.Task] = field(default_factory=set)  # its circuit reads (they die with it)
     ready: bool = False  # booted and reconciled
     shown: dict[str, str] = field(default_factory=dict)  # order id -> newest row stamp it was shown (any channel)
 
@@ -221,6 +242,15 @@ class Chaos:
         self.known_ticks = dict(TICKS)  # what the engine would read in the instruments file today
         self.position, self.stop, self.tag = PositionCheck(), StopCheck(), TagCheck()
         self.level, self.kernel = LevelCheck(), KernelCheck()
+        self.exits, self.refusals, self.gaps = ExitCheck(), RefusalCheck(), GapMeter()
+        self._calls = 0  # the server's order calls already judged
+        self.known: dict[str, list[tuple[float, float]]] = {s: [] for s in SYMBOLS}  # spans OTrade knew the band
+        self._feed: deque[tuple[float, list[Tick]]] = deque()  # the engine's ticks still to come, (due, ticks)
+        self._fed = asyncio.Event()
+        self._stale_s = 0.0
+        self._successor_refusal = ""  # while set, a stop of ours at the cap has its successor refused by RMS
+        self._armed: set[str] = set()  # stops whose successor's refusal is armed
+        self._feeding: asyncio.Task | None = None
         self.closed: Counter[str] = Counter()  # trades any run closed, per symbol (from their events)
         self.rate, self.exceptions = RateCheck(self.cfg.risk.max_orders_per_position_minute), ExceptionCheck()
         self.settle = Settle(SETTLE_S)
@@ -297,6 +327,7 @@ class Chaos:
         risk = self.cfg.risk
         broker = KiteBroker(rest, journal, dict(self.known_ticks), self.clock_ns,
                             Caps(risk.max_orders_per_position_minute), risk.order_lookup_seconds)
+        broker.replace_at = self.plan.max_modifications - 1  # as rules.REPLACE_AT is to Kite's 25
         engine = Engine(self.cfg, broker, bus, journal, self.clock_ns)
         broker.on_token_error = engine.token_expired
         broker.on_error = engine.alert
@@ -326,10 +357,12 @@ class Chaos:
                                  on_callback_error=lambda exc: engine.fault(None, exc, "ticker"))
         broker.messages_flowing = lambda: proc.ticker.connected  # as KiteLive.ticker_for wires it
         self.note("boot", f"run {number} starting; tick sizes {self.known_ticks}")
+        await self._read_circuits(proc, "start")
         await self._resync(proc, "start")
         proc.tasks = [self._watch(asyncio.create_task(broker.run()), f"run {number} kite-orders"),
                       self._watch(asyncio.create_task(proc.ticker.run()), f"run {number} feed"),
                       self._watch(asyncio.create_task(self._tend(proc)), f"run {number} order-tending"),
+                      self._watch(asyncio.create_task(self._refresh_circuits(proc)), f"run {number} circuits"),
                       self._watch(asyncio.create_task(self._flusher(journal)), f"run {number} journal")]
         proc.ready = True
         for _ in range(100):  # until the ticker is up (a queued ws fault can delay it)
@@ -351,6 +384,8 @@ class Chaos:
             update(row)
 
         def traced_submit(request, purpose=None):
+            if purpose == Purpose.EXIT:
+                self.exits.sent(request.symbol, request.tag)
             order = submit(request, purpose)
             self.note("ask", f"run {number} submit {purpose} {request.symbol} {request.side} {request.quantity} "
                              f"{request.order_type} px {request.price} trg {request.trigger_price} {request.tag}"
@@ -369,6 +404,22 @@ class Chaos:
 
         broker.submit, broker.modify, broker.cancel, broker.update = (traced_submit, traced_modify, traced_cancel,
                                                                       traced_update)
+        engine, apply = proc.engine, proc.engine._apply
+
+        def traced_apply(j: int, act: int) -> None:  # every kernel decision reaches the venue here
+            if act & L.ACT_EXIT_ORDER:
+                st, br = engine.arrays.st[j], engine.brackets[j]
+                reason = int(st[L.S_PEND_REASON])
+                # after a refused exit (alerted) the strategy's exits wait for /flatten, the square-off its backoff
+                held = br.exit_refused and (reason == L.REASON_SIGNAL or (
+                    reason != L.REASON_FLATTEN and engine.now_ns() < br.exit_retry_ns))
+                symbol, pos = engine.arrays.symbols[j], int(st[L.S_POS])
+                self.note("want", f"run {number} {symbol} exit {pos:+d} ({L.REASONS[reason]})"
+                                  + (", held: exits wait after a refusal" if held else ""))
+                self.exits.want(self.now(), symbol, (pos > 0) - (pos < 0), L.REASONS[reason], held)
+            apply(j, act)
+
+        engine._apply = traced_apply
         rest = proc.rest
         for name in ("place_order", "modify_order", "cancel_order"):
             setattr(rest, name, self._timed(number, name, getattr(rest, name)))
@@ -390,6 +441,31 @@ class Chaos:
                     self.note("rest", f"run {number} {name} took {took:.2f} s")
 
         return timed
+
+    async def _read_circuits(self, proc: Process, why: str) -> None:
+        """The day's bands from Kite's quote, as ``KiteLive.prepare`` reads them at start and the order
+        worker refreshes them (a failure keeps the last ones known, as there)."""
+        before = dict(proc.broker.circuits)
+        try:
+            bands = await proc.broker.read_circuits(list(SYMBOLS))
+        except KiteError as exc:
+            self.note("band", f"run {proc.number} could not read the circuits ({why}): {exc.message}")
+        else:
+            if bands != before or why == "start":
+                self.note("band", f"run {proc.number} read the circuits ({why}): {bands or 'none'}")
+        self.check("band")
+
+    async def _refresh_circuits(self, proc: Process) -> None:
+        while True:
+            await asyncio.sleep(CIRCUIT_S)
+            await self._read_circuits(proc, "refresh")
+
+    def _learn_circuits(self, why: str) -> None:
+        proc = self.proc
+        if proc is not None and proc.ready:
+            task = self._watch(asyncio.create_task(self._read_circuits(proc, why)), f"run {proc.number} circuits")
+            proc.reads.add(task)
+            task.add_done_callback(proc.reads.discard)
 
     def _spawn_resync(self, proc: Process, why: str) -> None:
         task = self._watch(asyncio.create_task(self._resync(proc, why)), f"run {proc.number} resync")
@@ -427,7 +503,8 @@ class Chaos:
         """kill -9 (or, ``clean``, a stop that flushes the journal): tasks cancelled, sessions closed."""
         proc.ready = False
         self._drain(proc)
-        tasks = [*proc.tasks, *proc.resyncs, *getattr(proc.broker, "_tasks", ())]
+        self.exits.lost()
+        tasks = [*proc.tasks, *proc.resyncs, *proc.reads, *getattr(proc.broker, "_tasks", ())]
         for task in tasks:
             task.cancel()
         _, stuck = await asyncio.wait(tasks, timeout=KILL_WAIT_S) if tasks else (set(), set())
@@ -545,13 +622,64 @@ class Chaos:
         otrade = proc.positions() if proc is not None and proc.ready else None
         self.unsettled = self._unsettled(now)
         self.settled = self.settle.update(now, not self.unsettled, self._version)
+        self._watch_bands(now, proc)
+        self._arm_successor_refusals()
+        levels = self._levels()
+        largest = self.gaps.largest
+        self.gaps.measure(now, levels)
+        if self.gaps.largest[0] != largest[0]:
+            self.note("gap", f"the engine's stop apart from Kite's trigger by {self.gaps.largest[0]:g}: "
+                             f"{self.gaps.largest[2]}")
+        calls, self._calls = self.server.order_calls[self._calls:], len(self.server.order_calls)
         found = [*self.position.check(now, self.settled, view.positions, otrade),
                  *self.stop.check(now, view, self.alerts, otrade is not None),
-                 *self.level.check(now, view, self.closed, self._own(proc) if otrade is not None else None),
-                 *self.kernel.check(now, self.settled, self._levels() if self.settled else {}),
+                 *self.level.check(now, view, self.closed, self._own(proc) if otrade is not None else None,
+                                   self._strays(proc) if otrade is not None else ()),
+                 *self.kernel.check(now, self.settled, levels if self.settled else {}),
+                 *self.exits.check(now, view, self.alerts, self._own(proc) if otrade is not None else None),
+                 *self.refusals.check(now, calls, self.known),
                  *self.tag.check(now, view), *self.rate.check(now, view)]
         for v in found:
             self.violate(v)
+
+    def _watch_bands(self, now: float, proc: Process | None) -> None:
+        """The spans of time in which the OTrade process up knows each instrument's band as Kite has it
+        (no band at Kite: nothing to know); the last one open (``inf``) while it lasts."""
+        for symbol in SYMBOLS:
+            band = self.server.instruments[symbol].circuit
+            knows = proc is not None and proc.ready and proc.broker.circuits.get(symbol) == band
+            spans = self.known[symbol]
+            open_ = bool(spans) and spans[-1][1] == math.inf
+            if knows and not open_:
+                spans.append((now, math.inf))
+            elif not knows and open_:
+                spans[-1] = (spans[-1][0], now)
+
+    def _arm_successor_refusals(self) -> None:
+        """In an RMS window, a stop of ours one modification short of the cap (the next change places its
+        successor) has Kite's RMS refuse the next stop placed for its symbol and side."""
+        if not self._successor_refusal:
+            return
+        server = self.server
+        for order_id, row in server.working().items():
+            if (order_id in self._armed or row["order_type"] not in ("SL", "SL-M")
+                    or not TagMaker.made_by_otrade(row.get("tag"))
+                    or server.modifications(order_id) < self.plan.max_modifications - 1):
+                continue
+            self._armed.add(order_id)
+            server.reject_next(self._successor_refusal, symbol=f"{row['exchange']}:{row['tradingsymbol']}",
+                               order_type=row["order_type"], side=row["transaction_type"])
+            self.faults["successor stop to be refused by RMS (armed)"] += 1
+            self.note("exch", f"stop {order_id} at the cap: Kite's RMS refuses the next {row['order_type']} "
+                              f"{row['transaction_type']} placed")
+
+    @staticmethod
+    def _strays(proc: Process) -> set[str]:
+        """Kite ids of our orders the OTrade process up names as no position's stop: not its stop, not one
+        being replaced, not a successor waiting to take over."""
+        named = {oid for br in proc.engine.brackets for oid in (br.stop, *br.former) if oid}
+        return {o.broker_id for o in proc.broker.all_orders()
+                if isinstance(o, LiveOrder) and o.broker_id and o.order_id not in named and o.predecessor is None}
 
     @staticmethod
     def _own(proc: Process) -> dict[str, int]:
@@ -560,7 +688,7 @@ class Chaos:
 
     def _levels(self) -> dict[str, tuple[float, float]]:
         """symbol -> (OTrade's stop, the trigger at Kite of the stop it names), for each position of
-        OTrade's whose stop rests at Kite."""
+        OTrade's whose stop rests at Kite (settled or not)."""
         proc, out = self.proc, {}
         if proc is None or not proc.ready:
             return out
@@ -569,7 +697,7 @@ class Chaos:
             stop = engine.brackets[j].stop
             order = proc.broker.order(stop) if stop and engine.arrays.st[j, L.S_POS] else None
             rows = self.server.orders.get(order.broker_id or "") if order is not None else None
-            if rows and rows[-1]["status"] in RESTING:
+            if rows and rows[-1]["status"] in RESTING and rows[-1]["order_type"] in ("SL", "SL-M"):  # not re-priced
                 out[symbol] = (float(engine.arrays.st[j, L.S_STOP]), float(rows[-1]["trigger_price"]))
         return out
 
@@ -585,8 +713,21 @@ class Chaos:
 
     # --- the exchange ----------------------------------------------------------------------------
     def _price(self, symbol: str, raw: float) -> float:
-        tick = self.server.instruments[symbol].tick_size
-        return round(round(raw / tick) * tick, 2)
+        """On the grid, and inside the day's band: a walk beyond it trades at the edge until it turns."""
+        inst = self.server.instruments[symbol]
+        tick = inst.tick_size
+        price = round(round(raw / tick) * tick, 2)
+        if inst.circuit is not None:
+            lower, upper = inst.circuit
+            price = min(max(price, round(math.ceil(lower / tick - 1e-9) * tick, 2)),
+                        round(math.floor(upper / tick + 1e-9) * tick, 2))
+        return price
+
+    def _band(self, symbol: str, below: float, above: float) -> tuple[float, float]:
+        """A band around the exchange's price now, on the grid."""
+        price, tick = self._last_prices[symbol], self.server.instruments[symbol].tick_size
+        return (round(math.ceil(price * (1.0 - below) / tick) * tick, 2),
+                round(math.floor(price * (1.0 + above) / tick) * tick, 2))
 
     async def _push(self, k: int, raw: dict[str, float]) -> None:
         ticks = []
@@ -595,12 +736,31 @@ class Chaos:
             self._last_prices[symbol] = price
             ticks.append(Tick(TOKENS[symbol], price, "full", True, last_quantity=QTY, volume=QTY * (k + 1),
                               last_trade_time=T0 + k, exchange_timestamp=T0 + k))
-        await self.server.push(ticks)
+        if self._stale_s > 0 or self._feed:  # the exchange moves first; the engine's ticks follow, in order
+            for tick in ticks:
+                self.server.set_ltp(tick.instrument_token, tick.last_price)
+            self._feed.append((self.now() + self._stale_s, ticks))
+            self._fed.set()
+        else:
+            await self.server.push(ticks)
         for symbol in SYMBOLS:
             await self._match(symbol, self._last_prices[symbol])
         if k % 20 == 0:
             self.note("tick", f"step {k}: " + ", ".join(f"{s} {p}" for s, p in self._last_prices.items()))
         self.check("tick")
+
+    async def _feeder(self) -> None:
+        """The engine's ticks behind Kite's price: each step's as it falls due, in the order they were made."""
+        while True:
+            while not self._feed:
+                self._fed.clear()
+                await self._fed.wait()
+            due, ticks = self._feed[0]
+            if due > self.now():
+                await asyncio.sleep(due - self.now())
+            await self.server.push(ticks, late=True)
+            self._feed.popleft()
+            self.check("tick")
 
     def _held(self, symbol: str) -> int:
         """Kite's net position in ``symbol`` now."""
@@ -721,6 +881,26 @@ class Chaos:
             self._restart.add_done_callback(self._restarted)
         elif kind == "pause":
             await asyncio.sleep(a["seconds"])
+        elif kind == "stale":
+            self._stale_s = a["seconds"]
+            self.faults["engine's ticks behind Kite's price (window)"] += 1
+        elif kind == "circuit":
+            band = self._band(a["symbol"], a["below"], a["above"])
+            server.set_circuit(a["symbol"], *band)
+            self.note("exch", f"{a['symbol']} circuit band {band[0]:g}-{band[1]:g}")
+            self.faults["tight circuit band (window)" + (", learned late" if a["late"] else "")] += 1
+            if not a["late"]:
+                self._learn_circuits("band changed")
+        elif kind == "learn_circuit":
+            self._learn_circuits("band changed, read late")
+        elif kind == "rms_successor":
+            self._successor_refusal = a["reason"]
+            self.faults["successor stops refused by RMS (window)"] += 1
+        elif kind in ("flatten", "square_off"):
+            proc = self.proc
+            if proc is not None and proc.ready:
+                self.faults["/flatten, trading on" if kind == "flatten" else "square-off"] += 1
+                (proc.engine.flatten if kind == "flatten" else proc.engine.square_off)()
         self.check("fault")
 
     def _restarted(self, task: asyncio.Task) -> None:
@@ -750,6 +930,15 @@ class Chaos:
             self._stuck = False
         elif kind == "chaos":
             server.chaos(0)
+        elif kind == "stale":
+            self._stale_s = 0.0
+        elif kind == "circuit":  # revised to the day's usual width, read by the engine at once
+            band = self._band(action.args["symbol"], REVISED_BAND, REVISED_BAND)
+            server.set_circuit(action.args["symbol"], *band)
+            self.note("exch", f"{action.args['symbol']} circuit band revised to {band[0]:g}-{band[1]:g}")
+            self._learn_circuits("band revised")
+        elif kind == "rms_successor":
+            self._successor_refusal = ""
 
     def _heal(self) -> None:
         """Every fault off: windows closed, queued faults dropped (a private list: the server has no
@@ -765,19 +954,25 @@ class Chaos:
         server.cancel_refusal = ""
         self._stuck = False
         self._stuck_ids.clear()
+        self._stale_s = 0.0  # the ticks still behind come in order, then ticks go out as they are made
+        self._successor_refusal = ""
+        server._rejections.clear()  # successor refusals armed and not served (a private list, as above)
 
     # --- the session -----------------------------------------------------------------------------
     async def run(self) -> SeedResult:
         token = _current.set(self)
         _running.add(self)
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"otrade-chaos-{self.seed}-"))
+        # one clock for the server and the checks: the times of its rows and calls are the seed's
         self.server = FakeKite(seed=self.seed, transition_delay_s=self.plan.transition_delay_s,
-                               positions_from_fills=True)
+                               positions_from_fills=True, max_modifications=self.plan.max_modifications,
+                               clock=self.now)
         self.server.hang_s = self.plan.hang_s
         monitor = None
         try:
             await self.server.start()
             self.proc = await self._boot()
+            self._feeding = self._watch(asyncio.create_task(self._feeder()), "the feed")
             monitor = asyncio.create_task(self._monitor())
             await self._drive()
             await self._finish()
@@ -844,6 +1039,9 @@ class Chaos:
         if self._restart is not None:
             with contextlib.suppress(Exception):
                 await self._restart
+        if self._feeding is not None:
+            self._feeding.cancel()
+            await asyncio.gather(self._feeding, return_exceptions=True)
         if self.proc is not None:
             with contextlib.suppress(Exception):
                 await self._kill(self.proc, clean=True)
@@ -878,9 +1076,17 @@ class Chaos:
         orders = server.orders.values() if server else ()
         ours = [rows for rows in orders if TagMaker.made_by_otrade(rows[-1].get("tag"))]
         keep = self.verbose or bool(self.violations)
+        if server is not None:
+            refused = sum(1 for rows in ours if rows[-1]["status_message"] == SUCCESSOR_REFUSAL
+                          and rows[-1]["order_type"] in ("SL", "SL-M"))
+            if refused:
+                self.faults["stop refused by RMS (served)"] += refused
+            if self.refusals.excused:
+                self.faults["circuit refusal before OTrade read the band"] += self.refusals.excused
         return SeedResult(self.seed, list(self.violations), self.faults, self.stop.longest, self.stop.longest_unalerted,
                           self.now(), sum(len(t) for t in self.run_trades), len(ours), self._restarts,
-                          self.plan.describe(), self.events if keep else [], self.late)
+                          self.plan.describe(), self.events if keep else [], self.late, self.gaps.largest,
+                          self.gaps.longest, self.exits.slowest, self.exits.wanted)
 
 
 async def run_seed(seed: int, steps: int = 200, verbose: bool = False, budget_s: float = SEED_BUDGET_S) -> SeedResult:
@@ -902,6 +1108,19 @@ async def run_seed(seed: int, steps: int = 200, verbose: bool = False, budget_s:
     return task.result() if task.done() and not task.cancelled() and task.exception() is None else chaos._result()
 
 
+def warm_kernels() -> None:
+    """Build what a seed's OTrade process builds (its engine's warm-up runs every kernel it calls, the
+    ticker's decoder compiles its frame walk), on nothing: every kernel a seed runs is compiled, or
+    loaded from Numba's cache, before any seed's clock or a worker's watchdog starts."""
+    with tempfile.TemporaryDirectory(prefix="otrade-chaos-warm-") as tmp:
+        clock = lambda: T0 * 1_000_000_000  # noqa: E731
+        journal = Journal(Path(tmp), clock)
+        broker = KiteBroker(KiteREST(API_KEY, "", "http://127.0.0.1:9"), journal, dict(TICKS), clock, Caps(CAP))
+        Engine(chaos_config(), broker, EventBus(), journal, clock)
+        KiteTicker(API_KEY, lambda: "", list(ROWS), lambda *_: None, lambda _: None)
+        journal.close()
+
+
 def in_loop(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run ``coro`` on the app's event loop (uvloop where it installs), with the chaos exception
     handler on it."""
@@ -914,4 +1133,4 @@ def in_loop(coro: Coroutine[Any, Any, Any]) -> Any:
         return runner.run(main())
 
 
-__all__ = ["Chaos", "SeedResult", "captured_logs", "chaos_config", "in_loop", "run_seed"]
+__all__ = ["Chaos", "SeedResult", "captured_logs", "chaos_config", "in_loop", "run_seed", "warm_kernels"]

@@ -6,21 +6,30 @@ a breach once per episode (a mismatch that stays is one violation, not one per c
 """
 
 import logging
+import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.orders import TagMaker
-from tests.kite_server import TRANSIENT, FakeKite
+from tests.kite_server import TRANSIENT, FakeKite, OrderCall
 
-INVARIANTS = ("position", "stop", "level", "kernel", "tag", "rate", "exception", "journal", "end")
+INVARIANTS = ("position", "stop", "level", "kernel", "exit", "refusal", "tag", "rate", "exception", "journal", "end")
 # a stop rests at the exchange in these (a modify in flight leaves it resting)
 RESTING = ("OPEN", "TRIGGER PENDING", "MODIFY VALIDATION PENDING", "MODIFY PENDING")
 STOP_LIMIT_S = 2.0  # a position must have its stop at Kite within this long
 # the engine's alerts that say a stop is missing or refused (not, e.g., an exit refused "stop and target re-armed")
 STOP_ALERT = re.compile(r"stop order|SL-M? order|no working stop|refuse the stop")
+EXIT_LIMIT_S = 2.0  # an exit the engine wants must reach Kite within this long
+# the engine's alerts that say an exit is held back or refused, or that the position exits another way (not
+# its "Check Kite, or /flatten" advice about a missing stop)
+EXIT_ALERT = re.compile(r"\bexit", re.IGNORECASE)
+# Kite's refusals that OTrade must never meet: it knows the cap and reads the band (tests.kite_server's words)
+CAP_REFUSAL = re.compile(r"Maximum allowed order modifications exceeded")
+CIRCUIT_REFUSAL = re.compile(r"cannot be (above|below) the (upper|lower) circuit price")
+BAND_SLACK_S = 2.0  # a request formed before OTrade learned a new band may reach Kite this long after
 # ERROR records with a traceback that an injected fault explains (none so far: every one is a bug)
 EXPECTED_ERRORS: tuple[re.Pattern[str], ...] = ()
 
@@ -49,6 +58,8 @@ class BookView:
     # symbol -> (when placed, side, trigger, order id) of each of our stops resting at the exchange
     stops: dict[str, list[tuple[float, str, float, str]]] = field(default_factory=dict)
     flat_at: dict[str, float] = field(default_factory=dict)  # symbol -> when its position last began
+    arrived: dict[str, float] = field(default_factory=dict)  # tag of ours -> when its first order reached Kite
+    stops_done: Counter[str] = field(default_factory=Counter)  # symbol -> our stops filled in full
 
 
 def book_view(server: FakeKite) -> BookView:
@@ -61,6 +72,7 @@ def book_view(server: FakeKite) -> BookView:
         if not TagMaker.made_by_otrade(row.get("tag")):
             continue
         view.tags.setdefault(row["tag"], []).append(order_id)
+        view.arrived[row["tag"]] = min(view.arrived.get(row["tag"], math.inf), float(first.get("_at", -math.inf)))
         view.stamps[order_id] = str(row.get("exchange_update_timestamp") or "")
         view.placed.setdefault(symbol, []).append(float(first.get("_at", float("-inf"))))
         status = row["status"]
@@ -68,6 +80,8 @@ def book_view(server: FakeKite) -> BookView:
             view.transient.append(order_id)
         if status in RESTING or status == "CANCEL PENDING":
             view.working.append(order_id)
+        if row["order_type"] in ("SL", "SL-M") and status == "COMPLETE":
+            view.stops_done[symbol] += 1
         if row["order_type"] in ("SL", "SL-M") and status in RESTING:
             key = (symbol, row["transaction_type"])
             left = int(row["quantity"]) - int(row.get("filled_quantity") or 0)
@@ -178,8 +192,10 @@ class LevelCheck:
     """7. A stop never loosens: for each position at Kite, the tightest of our stops resting for it
     (placed since it began: last flat or turned over) is never looser than the tightest one Kite has
     held for it since, trailing, replacements near Kite's modification cap and OTrade's restarts
-    included. A trade OTrade closed, or OTrade (reconciled) holding none, ends the position too: an
-    excess being undone can keep Kite from ever being flat between two trades."""
+    included. A trade OTrade closed, OTrade (reconciled) coming to hold none or some, or a stop of
+    ours filled in full ends the position too: an excess being undone, or fills OTrade never saw, can
+    keep Kite from ever being flat between two trades, and a stop that filled has done its work (a new
+    one for what is left starts from the market, not from it)."""
 
     name = "level"
 
@@ -187,26 +203,30 @@ class LevelCheck:
         self._best: dict[str, tuple[tuple, float]] = {}  # symbol -> (its position's episode, tightest)
         self._earlier: dict[str, set[str]] = {}  # symbol -> stops resting when its position began: an earlier one's
         self._reported: set[tuple] = set()
-        self._flat: Counter[str] = Counter()  # symbol -> times OTrade was seen to hold none after holding some
+        self._turns: Counter[str] = Counter()  # symbol -> times OTrade was seen to come to hold none, or some
         self._held: dict[str, bool] = {}
 
     def check(self, now: float, view: BookView, closed: Counter[str] | None = None,
-              otrade: dict[str, int] | None = None) -> list[Violation]:
+              otrade: dict[str, int] | None = None, strays: Collection[str] = ()) -> list[Violation]:
         """``closed``: per symbol, the trades OTrade's runs have closed so far; ``otrade``: what the
-        OTrade process up (and reconciled) holds itself, an excess it is undoing left out (None: none is)."""
+        OTrade process up (and reconciled) holds itself, an excess it is undoing left out (None: none is);
+        ``strays``: Kite ids of our stops that process counts as no position's protection (a closed trade's
+        stop whose place call hung and reached Kite late, being cancelled): left out."""
         closed = closed or Counter()
         for symbol, qty in (otrade or {}).items():
-            if self._held.get(symbol) and not qty:
-                self._flat[symbol] += 1
+            if self._held.get(symbol, False) != bool(qty):
+                self._turns[symbol] += 1
             self._held[symbol] = bool(qty)
         out = []
         for symbol, pos in sorted(view.positions.items()):
             if not pos:
                 continue
             sign = 1 if pos > 0 else -1
-            episode = (view.flat_at.get(symbol, float("-inf")), sign, closed[symbol], self._flat[symbol])
+            episode = (view.flat_at.get(symbol, float("-inf")), sign, closed[symbol], self._turns[symbol],
+                       view.stops_done[symbol])
             side = "SELL" if pos > 0 else "BUY"
-            stops = [(t, oid) for placed, s, t, oid in view.stops.get(symbol, ()) if s == side and placed >= episode[0]]
+            stops = [(t, oid) for placed, s, t, oid in view.stops.get(symbol, ())
+                     if s == side and placed >= episode[0] and oid not in strays]
             seen, best = self._best.get(symbol, (None, None))
             if seen != episode:
                 self._earlier[symbol] = {oid for _, oid in stops} if seen is not None else set()
@@ -247,6 +267,131 @@ class KernelCheck:
                 out.append(Violation(self.name, now, f"{symbol}: settled book, OTrade's stop {engine:g}, "
                                                       f"its stop's trigger at Kite {kite:g}"))
         return out
+
+
+@dataclass
+class _Want:
+    t: float
+    symbol: str
+    sign: int  # the position's side when the exit was wanted
+    reason: str
+    tags: set[str] = field(default_factory=set)  # the exit orders the engine sent for it
+
+
+class ExitCheck:
+    """9. An exit the engine wants (a signal, the square-off, /flatten, the loss limit) reaches Kite
+    within ``limit_s``: an exit order it sent for the symbol since is in Kite's book (refused there
+    or not: Kite has had its word), or the position it was for is gone, at Kite or at OTrade (a leg
+    closed it; an excess left at Kite is the repairs'). Unless a critical alert
+    about the symbol's exit came with it or since, or the engine wanted it while its exits wait for the
+    trader after a refusal it alerted (``held``). A want dies with the process that had it (a kill).
+    Measures the slowest exit to reach Kite."""
+
+    name = "exit"
+
+    def __init__(self, limit_s: float = EXIT_LIMIT_S, alert_slack_s: float = 1.0) -> None:
+        self.limit_s, self.alert_slack_s = limit_s, alert_slack_s
+        self._open: list[_Want] = []
+        self.wanted = 0
+        self.slowest = (0.0, "")  # (seconds, symbol): from a want to its exit at Kite
+
+    def want(self, t: float, symbol: str, sign: int, reason: str, held: bool = False) -> None:
+        self.wanted += 1
+        if not held and sign:
+            self._open.append(_Want(t, symbol, sign, reason))
+
+    def sent(self, symbol: str, tag: str) -> None:
+        """An exit order the engine submitted: it answers every open want of its symbol."""
+        for want in self._open:
+            if want.symbol == symbol:
+                want.tags.add(tag)
+
+    def lost(self) -> None:
+        """The process was killed: what it wanted dies with it."""
+        self._open.clear()
+
+    def check(self, now: float, view: BookView, alerts: Iterable[tuple[float, str]],
+              otrade: dict[str, int] | None = None) -> list[Violation]:
+        """``otrade``: what the OTrade process up holds itself (None: none is up)."""
+        out, still = [], []
+        for want in self._open:
+            at = [view.arrived[tag] for tag in want.tags if tag in view.arrived]
+            if at:
+                self.slowest = max(self.slowest, (max(0.0, min(at) - want.t), want.symbol))
+            elif view.positions.get(want.symbol, 0) * want.sign <= 0 or (
+                    otrade is not None and otrade.get(want.symbol, 0) * want.sign <= 0):
+                pass  # the position it was for is gone (a leg filled): nothing left to exit
+            elif any(t >= want.t - self.alert_slack_s and want.symbol in text and EXIT_ALERT.search(text)
+                     for t, text in alerts):
+                pass
+            elif now - want.t > self.limit_s:
+                sent = f"sent as {', '.join(sorted(want.tags))}" if want.tags else "never sent"
+                out.append(Violation(self.name, now, f"{want.symbol}: the {want.reason} exit OTrade wanted "
+                                                      f"{now - want.t:.2f} s ago has not reached Kite ({sent}), "
+                                                      "and no critical alert about it"))
+            else:
+                still.append(want)
+        self._open = still
+        return out
+
+
+class RefusalCheck:
+    """10. Kite never refuses an order request of ours for its modification cap or its circuit band:
+    OTrade replaces an order before the cap and keeps prices inside the band it read. A circuit refusal
+    is the plan's, not OTrade's, unless OTrade had known the instrument's band for ``slack_s`` when Kite
+    answered (``known``: symbol -> spans of time the OTrade process up knew Kite's band)."""
+
+    name = "refusal"
+
+    def __init__(self, slack_s: float = BAND_SLACK_S) -> None:
+        self.slack_s = slack_s
+        self.excused = 0  # circuit refusals of a band OTrade could not know yet
+
+    def check(self, now: float, calls: Iterable[OrderCall], known: dict[str, list[tuple[float, float]]]
+              ) -> list[Violation]:
+        out = []
+        for call in calls:
+            if call.status == 200:
+                continue
+            if CAP_REFUSAL.search(call.message):
+                out.append(Violation(self.name, now, f"{call.symbol}: Kite refused a {call.endpoint} at "
+                                                      f"{call.at:.3f} s: {call.message}"))
+            elif CIRCUIT_REFUSAL.search(call.message):
+                at = call.answered or call.at
+                if any(start + self.slack_s <= at <= end for start, end in known.get(call.symbol, ())):
+                    out.append(Violation(self.name, now, f"{call.symbol}: Kite refused a {call.endpoint} at "
+                                                          f"{at:.3f} s, with its band known: {call.message}"))
+                else:
+                    self.excused += 1
+        return out
+
+
+class GapMeter:
+    """Measures (checks nothing) how far apart the engine's stop and the trigger at Kite of the stop it
+    names get, per position, settled or not: each span in which they differ, its length and its widest
+    gap. Kept: the widest gap (with its span's length) and the longest span (with its widest gap)."""
+
+    def __init__(self) -> None:
+        self.largest = (0.0, 0.0, "")  # (rupees, seconds, "symbol: engine vs Kite")
+        self.longest = (0.0, 0.0, "")  # (seconds, rupees, symbol)
+        self._open: dict[str, tuple[float, float, str]] = {}  # symbol -> (since, widest, "engine vs Kite")
+
+    def measure(self, now: float, levels: dict[str, tuple[float, float]]) -> None:
+        """``levels``: symbol -> (the engine's stop, its stop's trigger at Kite), for positions with one."""
+        for symbol in sorted(set(levels) | set(self._open)):
+            engine, kite = levels.get(symbol, (0.0, 0.0))
+            gap = round(abs(engine - kite), 4)
+            if gap >= 1e-6:
+                since, widest, where = self._open.get(symbol, (now, 0.0, ""))
+                if gap > widest:
+                    widest, where = gap, f"{symbol}: {engine:g} vs {kite:g}"
+                self._open[symbol] = (since, widest, where)
+            if symbol in self._open:
+                since, widest, where = self._open[symbol]
+                self.largest = max(self.largest, (widest, now - since, where))
+                self.longest = max(self.longest, (now - since, widest, symbol))
+                if gap < 1e-6:
+                    del self._open[symbol]
 
 
 class TagCheck:

@@ -22,6 +22,9 @@ FAULT_ENDPOINTS = ("place", "place", "place", "modify", "modify", "cancel", "ord
 MARKET_REFUSAL = "RMS:Rule: Check circuit limit including square off order exceeds"
 STOP_REFUSAL = "RMS:Trigger price is outside the price protection range for this instrument"
 PROTECTION_CANCEL = "Your order price is outside the current allowed limit price protection range"
+# Kite's RMS words for an order its circuit rule blocks (as a real account sees them), here for a successor stop
+SUCCESSOR_REFUSAL = "RMS:Rule: Check circuit limit including square off order exceeds"
+MODIFICATION_CAPS = (2, 3, 4, 6)  # a lowered cap per order: its stops see a few changes, so the cap is met often
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,14 @@ class Plan:
     transition_delay_s: float  # the server's pace between an order's states (0: all before the answer)
     partial_rate: float  # chance that a fill is only part of what could fill
     hang_s: float  # how long a hung call hangs at the server
+    max_modifications: int = 25  # the server's cap per order (Kite's is 25), which OTrade is told
 
     def at(self, step: int) -> list[Action]:
         return [a for a in self.actions if a.step == step]
 
     def describe(self) -> list[str]:
         head = (f"seed {self.seed}: {self.steps} steps, transition_delay_s={self.transition_delay_s}, "
-                f"partial_rate={self.partial_rate}, hang_s={self.hang_s}")
+                f"partial_rate={self.partial_rate}, hang_s={self.hang_s}, max_modifications={self.max_modifications}")
         return [head, *(a.describe() for a in self.actions)]
 
 
@@ -144,6 +148,43 @@ def make_plan(seed: int, steps: int = 240) -> Plan:
         actions.append(Action(step(), "restart", {"down_s": rng.choice((0.0, 0.1, 0.3))}))
     for _ in range(2):  # quiet stretches (no ticks): the book settles and positions are compared
         actions.append(Action(step(), "pause", {"seconds": 1.4}))
+    transition_delay_s = rng.choice((0.0, 0.0, 0.01, 0.03))
+    partial_rate, hang_s = rng.choice((0.0, 0.15, 0.3, 0.5)), rng.choice((1.0, 1.5))
+    cap = _levels(random.Random(f"{seed}:levels"), steps, actions)  # its own RNG: the faults above stay as they were
     actions.sort(key=lambda a: (a.step, a.kind))
-    return Plan(seed, steps, prices, actions, transition_delay_s=rng.choice((0.0, 0.0, 0.01, 0.03)),
-                partial_rate=rng.choice((0.0, 0.15, 0.3, 0.5)), hang_s=rng.choice((1.0, 1.5)))
+    return Plan(seed, steps, prices, actions, transition_delay_s=transition_delay_s, partial_rate=partial_rate,
+                hang_s=hang_s, max_modifications=cap)
+
+
+def _levels(rng: random.Random, steps: int, actions: list[Action]) -> int:
+    """The faults that test levels rather than presence: the engine's ticks behind Kite's price, circuit
+    bands, a lowered modification cap with successor stops refused by RMS, and exits wanted by /flatten
+    and the square-off. Adds them to ``actions``; returns the server's modification cap."""
+    body = range(10, max(11, steps - 10))
+
+    def window(lo: int, hi: int) -> tuple[int, int]:
+        start = rng.choice(body)
+        return start, min(steps - 1, start + rng.randint(lo, hi))
+
+    if rng.random() < 0.4:  # the exchange moves first: Kite's last price and matching now, the engine's ticks later
+        start, end = window(20, 80)
+        actions.append(Action(start, "stale", {"seconds": rng.choice((0.02, 0.05, 0.2, 0.5, 1.0, 1.5))}, end))
+    for symbol in SYMBOLS:  # the day's band, tight: targets and some trailed stops would fall outside it
+        if rng.random() < 0.25:
+            start, end = window(20, 80)
+            late = rng.choice((0, 0, 5, 20, 50))  # steps until the engine reads it (0: at once, as at a refresh)
+            actions.append(Action(start, "circuit", {"symbol": symbol, "below": rng.choice((0.002, 0.003, 0.005)),
+                                                     "above": rng.choice((0.002, 0.003, 0.005)), "late": late}, end))
+            if late:
+                actions.append(Action(min(steps - 1, start + late), "learn_circuit", {"symbol": symbol}))
+    cap = 25
+    if rng.random() < 0.35:
+        cap = rng.choice(MODIFICATION_CAPS)
+        if rng.random() < 0.5:  # Kite's RMS refuses the successor of each stop at the cap, from a step on
+            actions.append(Action(rng.choice(body[:max(1, len(body) // 3)]), "rms_successor",
+                                  {"reason": SUCCESSOR_REFUSAL}, steps - 1))
+    if rng.random() < 0.3:  # /flatten from chat, trading on (/flatten resume)
+        actions.append(Action(rng.choice(body), "flatten"))
+    if rng.random() < 0.2:  # the scheduler's square-off
+        actions.append(Action(rng.choice(body), "square_off"))
+    return cap

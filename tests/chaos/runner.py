@@ -19,7 +19,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from tests.chaos.harness import MONITOR_S, SeedResult, captured_logs, in_loop, run_seed
+from tests.chaos.harness import MONITOR_S, SeedResult, captured_logs, in_loop, run_seed, warm_kernels
 from tests.chaos.invariants import INVARIANTS, Violation
 from tests.chaos.plan import make_plan
 
@@ -59,7 +59,9 @@ async def _beating(beat: list[float], coro: Any) -> Any:
 
 
 def _worker(seeds: list[int], concurrency: int, steps: int, verbose: bool, queue: Any, dump: str) -> None:
-    """A worker process: its seeds in one event loop, each result sent as soon as it is in."""
+    """A worker process: its seeds in one event loop, each result sent as soon as it is in. The kernels
+    are loaded (the parent compiled them) before the watchdog starts: a compile is not a stall."""
+    warm_kernels()
     beat = [time.monotonic()]
     threading.Thread(target=_watchdog, args=(beat, STALL_S, dump), daemon=True).start()
 
@@ -92,6 +94,7 @@ def run_seeds(seeds: Iterable[int], jobs: int = 2, concurrency: int = 6, steps: 
               progress: Callable[[list[SeedResult]], None] | None = None) -> list[SeedResult]:
     """Run ``seeds`` over ``jobs`` worker processes, ``concurrency`` at a time in each one's loop."""
     seeds = list(seeds)
+    warm_kernels()  # compiled once, here, into Numba's cache: on an empty one, workers would each compile
     size = max(1, concurrency * 2)
     todo = deque(seeds[i:i + size] for i in range(0, len(seeds), size))
     # spawn, not fork: a forked child would inherit the parent's threads and loop state
@@ -211,10 +214,20 @@ class Summary:
                 s = sorted(set(seeds))
                 lines.append(f"  {len(seeds):4d}x in {len(s):3d} seed(s) (e.g. {', '.join(map(str, s[:6]))}): {sig}")
         lines.append("fault mix (injected):")
-        lines += [f"  {kind:<40} {n:6d}" for kind, n in sorted(faults.items(), key=lambda kv: (-kv[1], kv[0]))]
-        lines.append(f"longest time a position at Kite had no working stop: {longest.longest_unprotected[0]:.2f} s "
+        lines += [f"  {kind:<46} {n:6d}" for kind, n in sorted(faults.items(), key=lambda kv: (-kv[1], kv[0]))]
+        lines.append(f"longest time a position at Kite had no stop Kite confirmed: "
+                     f"{longest.longest_unprotected[0]:.2f} s "
                      f"(seed {longest.seed}, {longest.longest_unprotected[1] or '-'}); "
                      f"without a critical alert: {unalerted.longest_unalerted[0]:.2f} s (seed {unalerted.seed})")
+        gap = max(rs, key=lambda r: r.largest_gap[0])
+        apart = max(rs, key=lambda r: r.longest_gap[0])
+        lines.append(f"largest gap between the engine's stop and Kite's working trigger: ₹{gap.largest_gap[0]:.2f} "
+                     f"for {gap.largest_gap[1]:.2f} s (seed {gap.seed}, {gap.largest_gap[2] or '-'}); longest apart: "
+                     f"{apart.longest_gap[0]:.2f} s, up to ₹{apart.longest_gap[1]:.2f} (seed {apart.seed}, "
+                     f"{apart.longest_gap[2] or '-'})")
+        slow = max(rs, key=lambda r: r.slowest_exit[0])
+        lines.append(f"exits the engine wanted: {sum(r.exits for r in rs)}; the slowest to reach Kite: "
+                     f"{slow.slowest_exit[0]:.2f} s (seed {slow.seed}, {slow.slowest_exit[1] or '-'})")
         late = max(rs, key=lambda r: r.late)
         lines.append(f"the most the event loop ran late (the checks' {MONITOR_S * 1e3:g} ms timer): {late.late:.2f} s "
                      f"(seed {late.seed})")

@@ -1,0 +1,335 @@
+"""One compiled backtest loop per set of strategies: their indicators and decisions compiled into it.
+
+The loop for any strategy (``engine.core.loop.run_ticks``) updates each indicator through
+``update_all``'s dispatch on its kind and calls each decision through its address: about 20 ns a
+tick, most of the loop. ``loop_for`` writes that loop out again as a small module for one set of
+strategies: the kernels of ``engine.core`` that lie between the loop and the strategy hooks
+(``engine.core.step.HOOKS``) copied in, the hooks replaced by code for exactly these strategies (each
+indicator's update at its constant slot, each decision called as a global), everything else imported.
+Numba compiles that module's loop once and loads it from its cache in every later process; a loop
+taking the strategies' functions as arguments would compile again in each (its cache entry is
+written and never matched).
+
+The module is written beside Numba's cache, named by a hash of everything its machine code depends
+on (``cache_key``): its own text, every file of ``engine.core``, this file, and each strategy's file
+with the project files it imports. A change to any of them makes a new module: Numba's own cache
+checks only the file of the function it compiled. The hash is of contents, not paths, so the same
+strategy file in another folder runs the same machine code. The trades are the generic loop's, bit
+for bit: the same kernels, in the same order.
+"""
+
+import ast
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import sysconfig
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import CodeType, ModuleType
+from typing import Any
+
+import numpy as np
+from numba import config, njit
+from numba.core.dispatcher import Dispatcher
+
+import engine.core
+from engine.core import loop, step
+from engine.core.indicators._base import KIND, NEED, Indicator
+from engine.core.indicators.layout import FEEDS
+from engine.core.layout import LINK_STRATEGY
+from engine.strategies.api import Strategy
+
+# The entry points written out per set of strategies: the loop, its end, and the close of a session's
+# last bar that both call (the generic one would compile every indicator kind into a backtest).
+ROOTS = (loop.run_ticks, loop.finish, step.end_bar)
+# A decision compiled into the loop: inlined where the loop asks it, as the strategy's helpers are.
+_DECISION = {"error_model": "numpy", "_nrt": False, "inline": "always"}
+_LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+_PROJECT = ("engine", "config")
+
+
+def strategy_decision(strategy: Strategy) -> Callable[..., int]:
+    """``strategy``'s decision as a compiled loop calls it (its module binds one per strategy)."""
+    return njit(**_DECISION)(strategy.decide)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The backtest loop compiled for ``strategies``: ``run_ticks`` and ``finish`` take
+    ``engine.core.loop``'s arguments, with each row's place among ``strategies`` in its links (``bind``)."""
+
+    strategies: tuple[Strategy, ...]
+    run_ticks: Callable[..., tuple]
+    finish: Callable[..., int]
+    key: str  # cache_key
+
+    def bind(self, strategies: Sequence[Strategy], links: np.ndarray) -> None:
+        """Row ``j`` runs ``strategies[j]``: its place among this loop's, into its links. ValueError
+        (nothing written) for a strategy the loop was not compiled for."""
+        places = []
+        for strategy in strategies:
+            if strategy not in self.strategies:
+                raise ValueError(f"this loop was compiled for {', '.join(s.name for s in self.strategies)}, "
+                                 f"not for {strategy.name} ({strategy.file})")
+            places.append(self.strategies.index(strategy))
+        links[: len(places), LINK_STRATEGY] = places
+
+
+_loops: dict[tuple[Strategy, ...], Loop] = {}
+_modules: dict[str, ModuleType] = {}  # by cache key: the same contents share one module in a process
+
+
+def loop_for(strategies: Sequence[Strategy]) -> Loop:
+    """The loop compiled for these strategies (each counted once, in their first order): its module
+    written or found, imported once per process; Numba compiles it on its first call, or loads it."""
+    own = tuple(dict.fromkeys(strategies))
+    if config.DISABLE_JIT:  # pure Python (a benchmark's reference): nothing is compiled
+        return Loop(own, loop.run_ticks, loop.finish, "")
+    if own not in _loops:
+        for strategy in own:
+            strategy.compile()  # a decision Numba cannot compile: StrategyError with its file and line
+        text = _text(own)
+        key = _key(own, text)
+        if key not in _modules:
+            _modules[key] = _load(key, text, own)
+        module = _modules[key]
+        _loops[own] = Loop(own, module.run_ticks, module.finish, key)
+    return _loops[own]
+
+
+def cache_key(strategies: Sequence[Strategy]) -> str:
+    """The hash naming the loop compiled for ``strategies`` (``loop_for``): of its module's text, every
+    file of ``engine.core``, this file, and each strategy's file with the project files it imports."""
+    own = tuple(dict.fromkeys(strategies))
+    return _key(own, _text(own))
+
+
+def loop_dir() -> Path:
+    """Where the loops' modules are written: beside Numba's cache (``NUMBA_CACHE_DIR``, which
+    ``engine/__init__`` sets), else the user's cache folder (Numba then caches beside them)."""
+    if config.CACHE_DIR:
+        return Path(config.CACHE_DIR) / "loops"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "otrade" / "loops"
+
+
+# --- the module's text ------------------------------------------------------------------------
+def _names(fn: Callable) -> dict[str, Any]:
+    """The globals ``fn``'s code names, with their values."""
+    names: set[str] = set()
+    codes = [fn.__code__]
+    while codes:
+        code = codes.pop()
+        names.update(code.co_names)
+        codes += [c for c in code.co_consts if isinstance(c, CodeType)]
+    return {n: fn.__globals__[n] for n in sorted(names) if n in fn.__globals__}
+
+
+def _inlined(value: Any) -> bool:
+    return isinstance(value, Dispatcher) and value.targetoptions.get("inline") == "always"
+
+
+def _chain() -> list[Dispatcher]:
+    """The roots and every kernel inlined into them that reaches a hook: what is written out again."""
+    hooks = {getattr(step, h) for h in step.HOOKS}
+    reach: dict[Dispatcher, bool] = {}
+
+    def written(v: Any) -> bool:
+        return v in ROOTS or _inlined(v)
+
+    def reaches(d: Dispatcher) -> bool:
+        if d not in reach:
+            reach[d] = False  # a kernel does not call itself; this only ends a cycle
+            reach[d] = any(v in hooks or (written(v) and reaches(v)) for v in _names(d.py_func).values())
+        return reach[d]
+
+    out: list[Dispatcher] = []
+
+    def visit(d: Dispatcher) -> None:
+        if d not in out:
+            out.append(d)
+            for v in _names(d.py_func).values():
+                if _inlined(v) and v not in hooks and reaches(v):
+                    visit(v)
+
+    for root in ROOTS:
+        if not reaches(root):
+            raise RuntimeError(f"{root.py_func.__qualname__} reaches no strategy hook: nothing to compile for them")
+        visit(root)
+    return out
+
+
+def _source(d: Dispatcher, decorator: str) -> str:
+    """The function's own text under ``decorator`` (in place of its own)."""
+    text = textwrap.dedent(inspect.getsource(d.py_func))
+    node = ast.parse(text).body[0]
+    return "\n".join([f"@{decorator}", *text.splitlines()[node.lineno - 1:]])
+
+
+def _imports(chain: list[Dispatcher], defined: set[str]) -> list[str]:
+    """Import lines for every global the copied functions name that the module does not define."""
+    found: dict[str, tuple[str, Any]] = {}
+    for d in chain:
+        for name, value in _names(d.py_func).items():
+            if name in defined:
+                continue
+            if name in found and found[name][1] is not value:
+                raise RuntimeError(f"{name!r} names two things in the kernels a compiled loop copies")
+            found.setdefault(name, (d.py_func.__module__, value))
+    lines, by_module = [], {}
+    for name, (module, value) in sorted(found.items()):
+        if isinstance(value, ModuleType):
+            lines.append(f"import {value.__name__} as {name}")
+        else:
+            by_module.setdefault(module, []).append(name)
+    lines += [f"from {m} import {', '.join(names)}" for m, names in sorted(by_module.items())]
+    return lines
+
+
+def _feed(ind: Indicator) -> str:
+    """The name of the update ``update_all`` makes for this indicator's kind."""
+    return FEEDS[ind.head[KIND]].py_func.__name__
+
+
+def _dispatch(bodies: list[list[str]]) -> list[str]:
+    """A hook's body: each strategy's lines, chosen by the row's place among the loop's strategies."""
+    if len(bodies) == 1:
+        return [f"    {line}" for line in bodies[0]]
+    out = ["    w = links[i, LINK_STRATEGY]"]
+    for k, body in enumerate(bodies):
+        out.append(f"    {'if' if k == 0 else 'elif'} w == {k}:" if k < len(bodies) - 1 else "    else:")
+        out += [f"        {line}" for line in body]
+    return out
+
+
+def _hooks(strategies: tuple[Strategy, ...]) -> list[str]:
+    """The strategy hooks for these strategies, with the signatures of ``engine.core.step``'s."""
+    feeds, needs, answers = [], [], []
+    for k, s in enumerate(strategies):
+        blocks = s.blocks()
+        feeds.append([f"{_feed(ind)}(s, {at}, session, start, high, low, close, volume)  # {name}: {ind.label}"
+                      for name, at, ind in blocks] or ["pass"])
+        needs.append(["most = 0.0", *(f"most = max(most, s[{at + NEED}])" for _, at, _ in blocks), "return int(most)"])
+        answers.append([f"return int(_decide_{k}(s, side))  # {s.name}"])
+    signature = {h: str(inspect.signature(getattr(step, h).py_func)) for h in step.HOOKS}
+    return [
+        *(f"_decide_{k} = strategy_decision(STRATEGIES[{k}])  # {s.name}" for k, s in enumerate(strategies)),
+        "", "",
+        "@kernel", f"def _indicators{signature['_indicators']}:", "    s = x[i]", *_dispatch(feeds),
+        "", "",
+        "@kernel", f"def _needed{signature['_needed']}:", "    s = x[i]", *_dispatch(needs),
+        "", "",
+        "@kernel", f"def _answer{signature['_answer']}:", "    s = x[i]", *_dispatch(answers),
+    ]
+
+
+def _text(strategies: tuple[Strategy, ...]) -> str:
+    chain = _chain()
+    defined = {d.py_func.__name__ for d in chain} | set(step.HOOKS)
+    feeds = sorted({_feed(ind) for s in strategies for _, _, ind in s.blocks()})
+    names = ", ".join(s.name for s in strategies)
+    head = [
+        f'"""The backtest loop compiled for {names} (engine.strategies.compiled wrote it, named by the hash',
+        "of everything its machine code depends on: not to be edited). STRATEGIES, the strategies in the order",
+        'links[:, LINK_STRATEGY] counts them, is given to it before it runs."""',
+        "",
+        *_imports(chain, defined),
+        "from engine.core.kernels import entry, kernel",
+        "from engine.core.layout import LINK_STRATEGY",
+        *([f"from engine.core.indicators.layout import {', '.join(feeds)}"] if feeds else []),
+        "from engine.strategies.compiled import strategy_decision",
+        "",
+    ]
+    body = [_source(d, "entry" if d in ROOTS else "kernel") for d in chain]
+    return "\n".join([*head, *_hooks(strategies), "", "", "\n\n\n".join(body), ""])
+
+
+# --- its name: the hash of what its machine code depends on ------------------------------------------
+def _ours(module: ModuleType) -> Path | None:
+    """The file of a project module (not the standard library's or an installed library's)."""
+    file = getattr(module, "__file__", None)
+    if not file or not file.endswith(".py"):
+        return None
+    if module.__name__.split(".")[0] in _PROJECT or not file.startswith(_LIBRARIES):
+        return Path(file)
+    return None
+
+
+def _imported(module: ModuleType, file: Path) -> Iterator[ModuleType]:
+    """The modules ``module`` holds, those its functions and classes come from, and those its import
+    statements name (a constant imported from another file is frozen into the machine code too)."""
+    for value in vars(module).values():
+        if isinstance(value, ModuleType):
+            yield value
+            continue
+        name = getattr(getattr(value, "py_func", value), "__module__", None)
+        if isinstance(name, str) and name in sys.modules:
+            yield sys.modules[name]
+    for node in ast.walk(ast.parse(file.read_bytes())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        yield from (sys.modules[n] for n in names if n in sys.modules)
+
+
+def _files(strategy: Strategy) -> set[Path]:
+    """The strategy's file and every project file it imports, through any depth."""
+    assert strategy.decide is not None  # loop_for compiled it
+    files = {Path(strategy.file)}
+    seen: set[str] = set()
+    todo = [m for m in (sys.modules.get(strategy.decide.__module__),) if m is not None]
+    while todo:
+        module = todo.pop()
+        if module.__name__ in seen:
+            continue
+        seen.add(module.__name__)
+        file = _ours(module)
+        if file is None:
+            continue
+        files.add(file)
+        todo += _imported(module, file)
+    return files
+
+
+def _key(strategies: tuple[Strategy, ...], text: str) -> str:
+    files = {Path(__file__), *Path(engine.core.__file__).parent.rglob("*.py")}
+    for s in strategies:
+        files |= _files(s)
+    contents = sorted(hashlib.sha256(f.read_bytes()).digest() for f in {f.resolve() for f in files})
+    return hashlib.sha256(text.encode() + b"".join(contents)).hexdigest()[:16]
+
+
+def _load(key: str, text: str, strategies: tuple[Strategy, ...]) -> ModuleType:
+    """The module for ``key``: written once (the first writer's file stays, so the modification time
+    Numba's cache checks does not move under another process), then imported with its strategies."""
+    path = loop_dir() / f"loop_{key}.py"
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            if path.read_text() != text:  # a damaged file: replaced
+                os.replace(tmp, path)
+        except OSError:  # a file system without hard links
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    name = f"_otrade_loops.loop_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    module.STRATEGIES = strategies
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+__all__ = ["ROOTS", "Loop", "cache_key", "loop_dir", "loop_for", "strategy_decision"]
