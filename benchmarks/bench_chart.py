@@ -102,6 +102,30 @@ def answer_times(commands: Commands, text: str, n: int) -> list[float]:
     return asyncio.run(run())
 
 
+class _Laps:
+    """The ticks lap after lap (each lap on later days), handed to ``on_tick`` in chunks, each call
+    timed with perf_counter_ns as ``bench_tick_path`` times it."""
+
+    def __init__(self, ts: list[int], price: list[float]) -> None:
+        self.ts, self.price = ts, price
+        self.lap_ns = (ts[-1] // NS_PER_DAY - ts[0] // NS_PER_DAY + 1) * NS_PER_DAY
+        self.k, self.lap, self.last = 1, 0, ts[0]
+
+    def chunk(self, on_tick, lat: np.ndarray, n: int, size: int) -> int:
+        ts, price, lap_ns, pc = self.ts, self.price, self.lap_ns, time.perf_counter_ns
+        k, lap, t = self.k, self.lap, self.last
+        for _ in range(size):
+            if k == len(ts):
+                k, lap = 0, lap + 1
+            t, p = ts[k] + lap * lap_ns, price[k]
+            t0 = pc()
+            on_tick(0, t, p)
+            lat[n] = pc() - t0
+            n, k = n + 1, k + 1
+        self.k, self.lap, self.last = k, lap, t
+        return n
+
+
 def tick_path_with_charts(commands: Commands) -> tuple[np.ndarray, np.ndarray, int]:
     """The tick path as bench_tick_path times it (its one-instrument config, Engine.on_tick, each call
     timed with perf_counter_ns) in one-second blocks, alternately without and with a chart drawn on a
@@ -110,13 +134,13 @@ def tick_path_with_charts(commands: Commands) -> tuple[np.ndarray, np.ndarray, i
     ticks = generate(DAYS, 3, [cfg.instruments[0].symbol], tick_interval_ms=1000.0,
                      tick_sizes=[cfg.instruments[0].tick_size])
     ts, price = ticks.ts.tolist(), ticks.price.tolist()
-    lap_ns = (ts[-1] // NS_PER_DAY - ts[0] // NS_PER_DAY + 1) * NS_PER_DAY  # the days again, later, on each lap
+    laps = _Laps(ts, price)
     clock = time.time_ns
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(cfg, PaperBroker({cfg.instruments[0].symbol: cfg.instruments[0].tick_size}, clock),
                         EventBus(), Journal(Path(tmp), clock), clock)
         engine.start_session()
-        on_tick, pc = engine.on_tick, time.perf_counter_ns
+        on_tick = engine.on_tick
         on_tick(0, ts[0], price[0])  # compiled and warm before timing
         go, idle, drawn = threading.Event(), threading.Event(), 0
         idle.set()
@@ -132,7 +156,7 @@ def tick_path_with_charts(commands: Commands) -> tuple[np.ndarray, np.ndarray, i
                 drawn += 1
                 idle.set()
 
-        stop, k, lap = False, 1, 0
+        stop = False
         blocks: dict[bool, list[np.ndarray]] = {False: [], True: []}
         drawer = threading.Thread(target=draw, name="charts")
         drawer.start()
@@ -145,14 +169,7 @@ def tick_path_with_charts(commands: Commands) -> tuple[np.ndarray, np.ndarray, i
             lat, n = np.empty(4_000_000, np.int64), 0
             until = time.monotonic() + 1.0
             while time.monotonic() < until and n + 10_000 <= len(lat):
-                for _ in range(10_000):
-                    if k == len(ts):
-                        k, lap = 0, lap + 1
-                    t, p = ts[k] + lap * lap_ns, price[k]
-                    t0 = pc()
-                    on_tick(0, t, p)
-                    lat[n] = pc() - t0
-                    n, k = n + 1, k + 1
+                n = laps.chunk(on_tick, lat, n, 10_000)
             blocks[charting].append(lat[:n])
         stop = True
         idle.wait()
@@ -202,7 +219,7 @@ def tick_path_watched(commands: Commands, root: Path) -> tuple[np.ndarray, np.nd
     ticks = generate(DAYS, 3, [cfg.instruments[0].symbol], tick_interval_ms=1000.0,
                      tick_sizes=[cfg.instruments[0].tick_size])
     ts, price = ticks.ts.tolist(), ticks.price.tolist()
-    lap_ns = (ts[-1] // NS_PER_DAY - ts[0] // NS_PER_DAY + 1) * NS_PER_DAY
+    laps = _Laps(ts, price)
     os.environ["PORT"] = "0"
 
     async def run() -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -215,10 +232,10 @@ def tick_path_watched(commands: Commands, root: Path) -> tuple[np.ndarray, np.nd
         runner = await _serve(rt, cfg.server, None)
         page = asyncio.create_task(rt.tasks["monitor"]())
         host, port = runner.addresses[0][:2]
-        on_tick, pc = engine.on_tick, time.perf_counter_ns
+        on_tick = engine.on_tick
         on_tick(0, ts[0], price[0])
         blocks: dict[bool, list[np.ndarray]] = {False: [], True: []}
-        k, lap, drawn, streamed = 1, 0, 0, 0
+        drawn, streamed = 0, 0
         for block in range(2 * BLOCKS):
             watched = block % 2 == 1
             stop_watching, drawing, viewer = asyncio.Event(), None, None
@@ -229,15 +246,8 @@ def tick_path_watched(commands: Commands, root: Path) -> tuple[np.ndarray, np.nd
             lat, n = np.empty(4_000_000, np.int64), 0
             until = time.monotonic() + 1.0
             while time.monotonic() < until and n + 1_000 <= len(lat):
-                for _ in range(1_000):
-                    if k == len(ts):
-                        k, lap = 0, lap + 1
-                    t, p = ts[k] + lap * lap_ns, price[k]
-                    t0 = pc()
-                    on_tick(0, t, p)
-                    lat[n] = pc() - t0
-                    n, k = n + 1, k + 1
-                rt.last_tick_ns = t
+                n = laps.chunk(on_tick, lat, n, 1_000)
+                rt.last_tick_ns = laps.last
                 await asyncio.sleep(0)
             blocks[watched].append(lat[:n])
             if watched:

@@ -403,10 +403,11 @@ class Protection:
         if br.stop == old.order_id:
             br.wanted_stop = None
         level = old.request.trigger_price if old.request.trigger_price is not None else old.request.price
-        self.host.alert(f"{old.request.symbol}: the {old.purpose} order placed to replace the one at "
-                        f"{level:.2f} (near Kite's {rules.MAX_MODIFICATIONS} modifications) ended "
-                        f"{str(new.status).lower()}: {new.status_message or 'no reason given'}; the {old.purpose} "
-                        f"at {level:.2f} keeps protecting, replaced again after a wait", critical=False)
+        at = f" at {level:.2f}" if level is not None else ""  # a leg re-priced at market has no level
+        self.host.alert(f"{old.request.symbol}: the {old.purpose} order placed to replace the one{at} "
+                        f"(near Kite's {rules.MAX_MODIFICATIONS} modifications) ended "
+                        f"{str(new.status).lower()}: {new.status_message or 'no reason given'}; the {old.purpose}"
+                        f"{at} keeps protecting, replaced again after a wait", critical=False)
 
     # --- adoption ------------------------------------------------------------------------------
     def adopt(self, j: int, held: Held | None) -> None:
