@@ -1,7 +1,8 @@
 """Start-up: config load + validate (goal <= 200 us); `otrade backtest` on a one-tick file, whole
 process, with a warm Numba cache (goal <= 0.5 s) and on a fresh install's empty cache (goal <= 10 s);
-and `otrade warm` on an empty cache: what each kernel costs to compile, the kernels a live restart
-compiles before it re-arms protection apart (tests/test_cold_restart.py times the stop itself)."""
+`otrade run` (paper, the shipped config) from its start to trading, the same two ways; and `otrade warm`
+on an empty cache: what each kernel costs to compile, the kernels a live restart compiles before it
+re-arms protection apart (tests/test_cold_restart.py times the stop itself)."""
 
 import os
 import re
@@ -41,6 +42,20 @@ def backtest_s(ticks: Path, env: dict) -> float:
     return time.perf_counter() - t0
 
 
+def run_s(tmp: Path, env: dict) -> float:
+    """`otrade run` (paper) from its start to its "paper trading" line: kernels compiled or loaded, the
+    strategies warmed on the synthetic sessions before today."""
+    env = {**env, "OTRADE_DATA_DIR": str(tmp / "data"), "OTRADE_CONFIG": str(tmp / "otrade.json"), "PORT": "0"}
+    t0 = time.perf_counter()
+    with subprocess.Popen([sys.executable, "-m", "engine", "run", "--for", "1"], cwd=tmp, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        took = next((time.perf_counter() - t0 for line in proc.stderr if "paper trading" in line), None)
+        proc.stderr.read()
+    if proc.returncode or took is None:
+        raise SystemExit(f"otrade run failed (exit {proc.returncode})")
+    return took
+
+
 def warm_cold(env: dict) -> tuple[float, dict[str, float]]:
     """`otrade warm` on an empty cache: its wall time and each piece's seconds as it printed them."""
     t0 = time.perf_counter()
@@ -60,6 +75,9 @@ def main() -> None:
         cold_env = {**env, "NUMBA_CACHE_DIR": str(Path(tmp) / "cache")}
         cold = backtest_s(ticks, cold_env)
         warm = min(backtest_s(ticks, cold_env) for _ in range(3))
+        run_env = {**env, "NUMBA_CACHE_DIR": str(Path(tmp) / "run-cache")}
+        run_cold = run_s(Path(tmp), run_env)
+        run_warm = min(run_s(Path(tmp), run_env) for _ in range(3))
     first = sum(pieces[k] for k in RECONCILE_KERNELS)
     rows = [
         {"metric": "config load + validate (median)", "value": f"{load_us:.0f} us", "goal": "<= 200 us",
@@ -68,6 +86,9 @@ def main() -> None:
          "ok": warm <= 0.5},
         {"metric": "otrade backtest on a fresh install (cold compile)", "value": f"{cold:.1f} s", "goal": "<= 10 s",
          "ok": cold <= 10},
+        {"metric": "otrade run (paper) start to trading, warm cache", "value": f"{run_warm:.2f} s"},
+        {"metric": "otrade run (paper) first start on a fresh install", "value": f"{run_cold:.1f} s", "goal": "<= 10 s",
+         "ok": run_cold <= 10},
         {"metric": "otrade warm on an empty cache (everything)", "value": f"{warmed:.1f} s"},
         {"metric": "  a live restart's kernels before it re-arms stops", "value": f"{first:.2f} s"},
         *({"metric": f"  {name}", "value": f"{s:.2f} s"} for name, s in pieces.items()),

@@ -1,5 +1,6 @@
 """Build the kernels' numpy state from a validated configuration."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,11 +164,12 @@ def under_way(a: Arrays, day: int) -> None:
     a.acct[L.A_DAY] = day
 
 
-def catch_up(a: Arrays, day: int, ts: np.ndarray, price: np.ndarray, volume: np.ndarray, instr: np.ndarray) -> int:
+def catch_up(a: Arrays, day: int, ts: np.ndarray, price: np.ndarray, volume: np.ndarray, instr: np.ndarray,
+             feed: Callable[..., int] = warm) -> int:
     """Day ``day``'s ticks before a start (ticks of other days left out) into the strategies, the session
     left under way with its forming bar open, so the indicators are the ones of a process that had run
     since the open. Nothing changes when no tick lies in the session, or the arrays are on another day.
-    Returns the bars fed."""
+    Returns the bars fed. ``feed``: ``step.warm``, or as compiled for the strategies (the engine's)."""
     if a.acct[L.A_DAY] not in (-1.0, float(day)):
         return 0
     keep = np.flatnonzero((ts + L.IST_OFFSET_NS) // L.NS_PER_DAY == day)
@@ -175,4 +177,4 @@ def catch_up(a: Arrays, day: int, ts: np.ndarray, price: np.ndarray, volume: np.
     if not ((tod >= a.pr[:, L.P_OPEN_NS].min()) & (tod < a.pr[:, L.P_CLOSE_NS].max())).any():
         return 0
     under_way(a, day)
-    return int(warm(ts[keep], price[keep], volume[keep], instr[keep], a.st, a.pr, a.clk, a.rows, a.links, True))
+    return int(feed(ts[keep], price[keep], volume[keep], instr[keep], a.st, a.pr, a.clk, a.rows, a.links, True))

@@ -1,8 +1,9 @@
 """The trading engine: the tick kernel, the state machine, and the control API the chat layer uses.
 
-Per tick the engine makes one jitted call (``step.on_tick``); Python runs only when that call
-reports something to do. With the paper broker, those reports are the fill model's decisions and
-the engine mirrors them into the venue as orders and fills, journals them and publishes events.
+Per tick the engine makes one jitted call (``step.on_tick`` as ``engine.strategies.compiled`` compiled it
+for the configured strategies); Python runs only when that call reports something to do. With the
+paper broker, those reports are the fill model's decisions and the engine mirrors them into the venue
+as orders and fills, journals them and publishes events.
 Nothing on this path awaits: the journal buffers and the bus only enqueues.
 """
 
@@ -20,20 +21,7 @@ from engine.arrays import Arrays, build, catch_up, reconfigured, same_shape
 from engine.brokers.paper import PaperBroker
 from engine.core import layout as L
 from engine.core.indicators import NEED
-from engine.core.step import (
-    adopt_position,
-    apply_entry_fill,
-    apply_exit_fill,
-    book_entry_charges,
-    cancel_entry,
-    close_session,
-    decide_again,
-    end_bar,
-    flatten,
-    on_tick,
-    start_session,
-    warm,
-)
+from engine.core.step import adopt_position, book_entry_charges, cancel_entry, close_session, flatten, start_session
 from engine.data.ticks import Ticks
 from engine.live.fills import Fills
 from engine.live.protection import Bracket, Protection
@@ -55,6 +43,7 @@ from engine.services.events import (
     EventBus,
 )
 from engine.services.journal import Journal
+from engine.strategies.compiled import Kernels, kernels_for
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +78,27 @@ def warm_kernels(a: Arrays, now: int, only: Collection[str] | None = None,
                  skip: Collection[str] = ()) -> dict[str, float]:
     """Call every kernel the live engine calls (or ``only`` those named), but those to ``skip``, once,
     on scratch copies of ``a`` and with the argument types of its call sites: each is compiled, or
-    loaded from Numba's cache. Returns each one's seconds, in calling order: the kernels of a
-    reconcile, a fill and the protection first, the tick's last. ValueError for a name that is not
-    one of them."""
-    st, acct, clk, rows = a.st.copy(), a.acct.copy(), a.clk.copy(), a.rows.copy()
+    loaded from Numba's cache (those that reach a strategy as compiled for ``a``'s, ``kernels_for``).
+    Returns each one's seconds, in calling order: the kernels of a reconcile, a fill and the protection
+    first, the tick's last. ValueError for a name that is not one of them."""
+    st, acct, clk, rows, links = a.st.copy(), a.acct.copy(), a.clk.copy(), a.rows.copy(), a.links.copy()
+    k = kernels_for(a.strategies)
+    k.bind(a.strategies, links)
     t = Ticks(np.array([now]), np.ones(1), np.ones(1), np.zeros(1), a.symbols)  # a restart's warm-up's types
     calls = {
         "adopt_position": lambda: adopt_position(st, a.pr, clk, 0, now, 1.0, 1.0),
         "book_entry_charges": lambda: book_entry_charges(st, acct, 0),
         "flatten": lambda: flatten(st, acct, 0, L.REASON_FLATTEN),
-        "apply_entry_fill": lambda: apply_entry_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0, True),
-        "apply_exit_fill": lambda: apply_exit_fill(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0,
-                                                   L.REASON_FLATTEN),
+        "apply_entry_fill": lambda: k.apply_entry_fill(st, a.pr, acct, clk, rows, links, 0, now, 1.0, 1.0, True),
+        "apply_exit_fill": lambda: k.apply_exit_fill(st, a.pr, acct, clk, rows, links, 0, now, 1.0, 1.0,
+                                                     L.REASON_FLATTEN),
         "cancel_entry": lambda: cancel_entry(st, acct, 0),
-        "decide_again": lambda: decide_again(st, a.pr, acct, clk, rows, a.links, 0),
+        "decide_again": lambda: k.decide_again(st, a.pr, acct, clk, rows, links, 0),
         "start_session": lambda: start_session(st, a.pr, rows, 0, 0.0),
         "close_session": lambda: close_session(st, acct, clk, 0),
-        "end_bar": lambda: end_bar(st, a.pr, rows, a.links, 0),
-        "on_tick": lambda: on_tick(st, a.pr, acct, clk, rows, a.links, 0, now, 1.0, 1.0),
-        "warm": lambda: warm(t.ts, t.price, t.volume, t.instr, st, a.pr, clk, rows, a.links, False),
+        "end_bar": lambda: k.end_bar(st, a.pr, rows, links, 0),
+        "on_tick": lambda: k.on_tick(st, a.pr, acct, clk, rows, links, 0, now, 1.0, 1.0),
+        "warm": lambda: k.warm(t.ts, t.price, t.volume, t.instr, st, a.pr, clk, rows, links, False),
     }
     if unknown := sorted((set(only or ()) | set(skip)) - calls.keys()):
         raise ValueError(f"no kernel {', '.join(unknown)}; the live engine's are {', '.join(calls)}")
@@ -131,6 +122,7 @@ class Engine:
                  now_ns=time.time_ns, compile_kernels: bool = True) -> None:
         self.cfg = cfg
         self.arrays: Arrays = build(cfg)
+        self.kernels: Kernels = self._bound_kernels()
         self.broker = broker
         self.bus = bus
         self.journal = journal
@@ -167,6 +159,13 @@ class Engine:
     def brackets(self) -> list[Bracket]:
         return self.protection.brackets
 
+    def _bound_kernels(self) -> Kernels:
+        """The kernels compiled for the arrays' strategies, each row told which is its own (new links
+        come with every config change)."""
+        kernels = kernels_for(self.arrays.strategies)
+        kernels.bind(self.arrays.strategies, self.arrays.links)
+        return kernels
+
     # --- tick path --------------------------------------------------------------------------
     def on_tick(self, i: int, ts_ns: int, price: float, volume: float = 1.0) -> int:
         a = self.arrays
@@ -176,7 +175,7 @@ class Engine:
             a.st[i, L.S_LTP] = price
             a.clk[i, L.C_LTP] = ts_ns
             return L.ACT_IGNORED
-        act = on_tick(a.st, a.pr, a.acct, a.clk, a.rows, a.links, i, ts_ns, price, volume)
+        act = self.kernels.on_tick(a.st, a.pr, a.acct, a.clk, a.rows, a.links, i, ts_ns, price, volume)
         if act > 0:
             try:
                 self._handle(i, act)
@@ -366,7 +365,7 @@ class Engine:
             act = close_session(a.st, a.acct, a.clk, j)
             if act:
                 self._apply(j, act)
-            end_bar(a.st, a.pr, a.rows, a.links, j)
+            self.kernels.end_bar(a.st, a.pr, a.rows, a.links, j)
         if self.state != State.HALTED:
             self._set_state(State.CLOSED, "session closed")
 
@@ -452,8 +451,8 @@ class Engine:
         held = a.st[:, L.S_POS].copy()
         a.st[:, L.S_POS] = 0.0
         try:
-            return int(warm(ticks.ts, ticks.price, ticks.volume, ticks.instr, a.st, a.pr, a.clk, a.rows, a.links,
-                            False))
+            return int(self.kernels.warm(ticks.ts, ticks.price, ticks.volume, ticks.instr, a.st, a.pr, a.clk, a.rows,
+                                         a.links, False))
         finally:
             a.st[:, L.S_POS] = held
 
@@ -465,7 +464,8 @@ class Engine:
         Returns the bars fed."""
         if ticks.symbols != self.arrays.symbols:
             return 0
-        return catch_up(self.arrays, self.days.day_number(), ticks.ts, ticks.price, ticks.volume, ticks.instr)
+        return catch_up(self.arrays, self.days.day_number(), ticks.ts, ticks.price, ticks.volume, ticks.instr,
+                        self.kernels.warm)
 
     def check_config(self, cfg: Config) -> None:
         """Veto for the config manager: instrument lists and strategy kinds change only when flat."""
@@ -499,6 +499,7 @@ class Engine:
             self.arrays = arrays
             self.index = {s: i for i, s in enumerate(arrays.symbols)}
             self.protection.reset(len(arrays.symbols))
+        self.kernels = self._bound_kernels()
         self.cfg = cfg
         self._use_tick_sizes()
         self._use_window()

@@ -1,5 +1,6 @@
 """Builders shared by the engine tests: configs from a few overrides, ticks from (time, price) rows."""
 
+import contextlib
 import copy
 import os
 from datetime import datetime, time
@@ -26,9 +27,18 @@ def process_env(tmp_path: Path, **extra: str) -> dict:
     return env
 
 
-@pytest.fixture(autouse=True)
-def _strategy_folders_per_test():
-    """The strategies folders a test's configs registered are forgotten after it (one process runs
+def journal_records(path: Path) -> list[dict]:
+    """The records of the journal file at ``path`` as a running process writes it: none before the
+    file exists, and a line still being written left out."""
+    out = []
+    for line in path.read_bytes().splitlines() if path.exists() else ():
+        with contextlib.suppress(orjson.JSONDecodeError):
+            out.append(orjson.loads(line))
+    return out
+
+
+def _forget_strategy_folders():
+    """The strategies folders configs registered meanwhile are forgotten after (one process runs
     every test; in a run there is one config)."""
     from engine import strategies
 
@@ -37,8 +47,21 @@ def _strategy_folders_per_test():
     strategies._folders[:] = kept
 
 
+# per test, and per module: a module's fixture that loads a config is set up before any test's, so a
+# test alone would keep its folder for every later module in the worker
+_strategy_folders_per_test = pytest.fixture(autouse=True)(_forget_strategy_folders)
+_strategy_folders_per_module = pytest.fixture(autouse=True, scope="module")(_forget_strategy_folders)
+
+
 def make_config(strategy=None, bracket=None, risk=None, slippage_ticks=0, tick_size=0.05, quantity=10, bot=None,
                 symbols=("NSE:INFY",), **sections) -> Config:
+    return validate(config_data(strategy, bracket, risk, slippage_ticks, tick_size, quantity, bot, symbols,
+                                **sections), default_catalog())
+
+
+def config_data(strategy=None, bracket=None, risk=None, slippage_ticks=0, tick_size=0.05, quantity=10, bot=None,
+                symbols=("NSE:INFY",), **sections) -> dict:
+    """The shipped defaults with these overrides, not yet validated."""
     data = copy.deepcopy(DEFAULT)
     instrument = {
         "tick_size": tick_size, "quantity": quantity,
@@ -52,7 +75,13 @@ def make_config(strategy=None, bracket=None, risk=None, slippage_ticks=0, tick_s
         data["bot"][key] = {**data["bot"][key], **value} if isinstance(value, dict) else value
     for name, values in sections.items():
         data[name].update(values)
-    return validate(data, default_catalog())
+    return data
+
+
+def config_file(path: Path, **overrides) -> Path:
+    """``make_config``'s settings (the same overrides) written at ``path``, for ``otrade run --config``."""
+    path.write_bytes(orjson.dumps(config_data(**overrides)))
+    return path
 
 
 def ns(clock: str, day: str = DAY) -> int:
@@ -93,17 +122,24 @@ def cross_up():
 
 
 @pytest.fixture
-async def kite_day(tmp_path):
-    """A local Kite server and a config and calendar under which the live process trades now."""
-    from engine.core.layout import IST
+async def kite_now(tmp_path):
+    """A local Kite server and a config and calendar under which the live process would trade now."""
     from tests.kite_server import FakeKite
     from tests.live_process import all_day_session, write_config
 
-    if datetime.now(IST).time() >= time(23, 30):  # its tests stamp ticks up to 10 min ahead, into the square-off
-        pytest.skip("the all-day test session squares off at 23:44 IST")
     server = FakeKite()
     await server.start()
     write_config(tmp_path)
     all_day_session(tmp_path)
     yield server
     await server.stop()
+
+
+@pytest.fixture
+def kite_day(kite_now):
+    """``kite_now`` with the day's trading still ahead: the live process trades now."""
+    from engine.core.layout import IST
+
+    if datetime.now(IST).time() >= time(23, 30):  # its tests stamp ticks up to 10 min ahead, into the square-off
+        pytest.skip("the all-day test session squares off at 23:44 IST")
+    return kite_now

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -17,17 +18,51 @@ from engine.services.events import ALERT, EventBus
 from engine.services.journal import Journal
 from tests.conftest import make_config
 from tests.kite_server import API_KEY, IN_FLIGHT, STOPS, WORKING, FakeKite
+from tests.waiting import LIMIT_S, T, until
 
 INFY = 408065
 T0 = int(datetime.fromisoformat("2026-11-23T10:00:00+05:30").timestamp())
+TICK = 0.1  # INFY's grid at the server, in the protection tests
+TRAILING = {"target_pct": 5.0, "stop_pct": 1.0, "trail_pct": 0.5}  # fill 101.50: stop 100.50, target 106.60
 
 
-async def wait(predicate, timeout: float = 60.0):  # generous: it returns as soon as it holds
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return predicate()
-        await asyncio.sleep(0.02)
-    raise AssertionError("timed out")
+class ServerClock:
+    """The local Kite server's clock (``FakeKite(clock=...)``), moved by hand: rate windows, book
+    lags and rows stamped in one second for as long as needed, without sleeping."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def wait(predicate: Callable[[], T], timeout: float = LIMIT_S) -> T:
+    """``until``, its limit named ``timeout`` as the live tests name it."""
+    return await until(predicate, timeout, every=0.02)
+
+
+async def connect(server: FakeKite, rest: KiteREST, broker: KiteBroker, engine: Engine) -> list[asyncio.Task]:
+    """Wires ``engine`` and ``broker`` as the app does, opens the session and starts the broker's
+    worker and a ticker on INFY at ``server``; returns their tasks once the ticker is subscribed."""
+    broker.on_token_error = engine.token_expired
+    broker.on_error = engine.alert
+    engine.start_session()
+    ticker = KiteTicker(API_KEY, lambda: rest.access_token, [INFY],
+                        lambda t, p, ts, v, rcv: [engine.on_tick(0, int(x), float(y), float(q))
+                                                   for x, y, q in zip(ts, p, v, strict=True)],
+                        broker.update, url=f"{server.base.replace('http', 'ws')}/ws")
+    tasks = [asyncio.create_task(broker.run()), asyncio.create_task(ticker.run())]
+    await wait(lambda: server.listening(INFY))
+    return tasks
+
+
+async def disconnect(tasks: list[asyncio.Task]) -> None:
+    """Stops what ``connect`` started, waiting until each task has ended."""
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @asynccontextmanager
@@ -49,22 +84,11 @@ async def kite_engine(tmp_path, server: FakeKite | None = None, bracket: dict | 
     journal = Journal(tmp_path, clock)
     broker = KiteBroker(rest, journal, {"NSE:INFY": tick_size}, clock, caps)
     engine = Engine(cfg, broker, bus, journal, clock)
-    broker.on_token_error = engine.token_expired
-    broker.on_error = engine.alert
-    engine.start_session()
-    ticker = KiteTicker(API_KEY, lambda: rest.access_token, [INFY],
-                        lambda t, p, ts, v, rcv: [engine.on_tick(0, int(x), float(y), float(q))
-                                                   for x, y, q in zip(ts, p, v, strict=True)],
-                        broker.update, url=f"{server.base.replace('http', 'ws')}/ws")
-    tasks = [asyncio.create_task(broker.run()), asyncio.create_task(ticker.run())]
-    await wait(lambda: server.listening(INFY))
+    tasks = await connect(server, rest, broker, engine)
     try:
         yield server, engine, bus
     finally:
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await disconnect(tasks)
         journal.flush()
         journal.close()
         await rest.close()
@@ -72,6 +96,16 @@ async def kite_engine(tmp_path, server: FakeKite | None = None, bracket: dict | 
             await server.stop()
         else:
             await wait(lambda: not server.listening(INFY))  # the next run's ticks are the next run's alone
+
+
+@asynccontextmanager
+async def restarted(tmp_path, server: FakeKite, **options):
+    """Yields (engine, bus): OTrade started again (``kite_engine`` with ``options``) on the same Kite
+    and journal, reconciled with Kite's book, then today restored from the journal, as the app starts."""
+    async with kite_engine(tmp_path, server, **options) as (_, engine, bus):
+        await engine.broker.resync(engine.reconcile, "start")
+        engine.restore()
+        yield engine, bus
 
 
 async def prices(server, values, start=0):

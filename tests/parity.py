@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from config import Config
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import KiteREST
-from engine.brokers.kite.ticker import KiteTicker
 from engine.brokers.kite.ticker_codec import Tick
 from engine.core import layout as L
 from engine.engine import Engine
@@ -26,7 +25,7 @@ from engine.research import backtest
 from engine.services.events import EventBus
 from engine.services.journal import Journal
 from tests.conftest import make_ticks, ns, seconds
-from tests.kite_engine import INFY
+from tests.kite_engine import INFY, connect, disconnect
 from tests.kite_server import API_KEY, FINAL, TRANSIENT, FakeKite
 
 START = "10:00:00"  # the first tick; one a second after it, far from the 15:15 square-off
@@ -204,23 +203,11 @@ async def live_engine(tmp_path, cfg: Config):
     broker = KiteBroker(rest, journal, {"NSE:INFY": tick}, clock, caps=Caps(100_000, 100_000, 100_000))
     engine = Engine(cfg, broker, EventBus(), journal, clock)
     run = LiveRun(server, engine)
-    broker.on_token_error = engine.token_expired
-    broker.on_error = engine.alert
-    engine.start_session()
-    ticker = KiteTicker(API_KEY, lambda: rest.access_token, [INFY],
-                        lambda t, p, ts, v, rcv: [engine.on_tick(0, int(x), float(y), float(q))
-                                                   for x, y, q in zip(ts, p, v, strict=True)],
-                        broker.update, url=f"{server.base.replace('http', 'ws')}/ws")
-    tasks = [asyncio.create_task(broker.run()), asyncio.create_task(ticker.run())]
-    for _ in range(250):
-        if server.modes:
-            break
-        await asyncio.sleep(0.02)
+    tasks = await connect(server, rest, broker, engine)
     try:
         yield run
     finally:
-        for task in tasks:
-            task.cancel()
+        await disconnect(tasks)
         await rest.close()
         await server.stop()
 

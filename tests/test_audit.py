@@ -7,7 +7,6 @@ a tick every 20 ms, so trades come within seconds), driven through the console a
 
 import argparse
 import asyncio
-import contextlib
 import copy
 import itertools
 import shutil
@@ -36,7 +35,7 @@ from engine.services.events import REPORT, EventBus
 from engine.services.journal import Journal
 from engine.services.logs import LogBuffer
 from engine.strategies import catalog_for
-from tests.conftest import DEFAULT, process_env
+from tests.conftest import DEFAULT, journal_records, process_env
 
 DAY = date(2026, 11, 23)  # a Monday
 CLOCK = "2026-11-23T09:14:57+05:30"  # just before the open: the session opens at its scheduled time
@@ -61,16 +60,8 @@ def journal_of(root: Path) -> Path:
     return root / "data" / "journal" / f"{DAY}.rehearsal.jsonl"
 
 
-def records(path: Path) -> list[dict]:
-    out = []
-    for line in path.read_bytes().splitlines() if path.exists() else ():
-        with contextlib.suppress(orjson.JSONDecodeError):  # a line being written
-            out.append(orjson.loads(line))
-    return out
-
-
 def trades(path: Path) -> list[dict]:
-    return [r for r in records(path) if r["kind"] == "trade_closed"]
+    return [r for r in journal_records(path) if r["kind"] == "trade_closed"]
 
 
 def ns_of(record: dict) -> int:
@@ -108,7 +99,7 @@ class Run:
         """A console command, and the journal record it makes."""
         def made() -> bool:
             return any(r["kind"] == kind and all(r.get(k) == v for k, v in fields.items())
-                       for r in records(journal_of(self.root)))
+                       for r in journal_records(journal_of(self.root)))
 
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
@@ -143,7 +134,7 @@ def paper_day(tmp_path_factory) -> Path:
         run.say("set instruments.0.strategy.fast 10", "config", path="instruments.0.strategy.fast", new=10)
         run.trades(len(trades(journal_of(root))) + 3)
         run.say("pause", "state", new="PAUSED")
-        paused = ns_of(records(journal_of(root))[-1])
+        paused = ns_of(journal_records(journal_of(root))[-1])
         run.until(lambda: recorded_until(root) > paused + 2 * 10**9, "two market seconds paused")
         run.say("resume", "state", new="RUNNING", reason="resumed")
         run.trades(len(trades(journal_of(root))) + 2)
@@ -176,13 +167,13 @@ def verdict(out: list[str]) -> list[str]:
 
 def rewrite(journal: Path, change) -> None:
     """The journal with each record passed through ``change`` (None drops it)."""
-    kept = [r for r in map(change, records(journal)) if r is not None]
+    kept = [r for r in map(change, journal_records(journal)) if r is not None]
     journal.write_bytes(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in kept))
 
 
 def open_positions(journal: Path) -> int:
     """Entries the journal's trades do not close: fills of entries less trades closed."""
-    entries = sum(1 for r in records(journal) if r["kind"] == "order" and r["purpose"] == "entry"
+    entries = sum(1 for r in journal_records(journal) if r["kind"] == "order" and r["purpose"] == "entry"
                   and r["status"] == "COMPLETE")
     return entries - len(trades(journal))
 
@@ -197,7 +188,7 @@ def test_a_paper_session_audits_to_parity_on_every_trade(paper_day, monkeypatch,
 
 
 def test_a_set_mid_session_is_replayed_at_its_time(paper_day, tmp_path, monkeypatch, capsys):
-    [applied] = [r for r in records(journal_of(paper_day)) if r["kind"] == "config_applied"]
+    [applied] = [r for r in journal_records(journal_of(paper_day)) if r["kind"] == "config_applied"]
     at = datetime.fromisoformat(applied["ts"]).astimezone(IST)
     code, out, _ = audit(paper_day, monkeypatch, capsys)
     assert code == 0
@@ -344,12 +335,12 @@ def restarted_day(tmp_path_factory) -> tuple[Path, list[int]]:
     journal, starts = journal_of(root), []
 
     def holding() -> bool:
-        fills = [r for r in records(journal) if r["kind"] == "order" and r["status"] == "COMPLETE"]
+        fills = [r for r in journal_records(journal) if r["kind"] == "order" and r["status"] == "COMPLETE"]
         return len(trades(journal)) >= 2 and fills[-1]["purpose"] == "entry"
 
     for k, sig in enumerate((signal.SIGKILL, signal.SIGKILL, signal.SIGTERM)):
         if k:
-            starts.append(len(records(journal)))
+            starts.append(len(journal_records(journal)))
         run = Run(root, f"run{k}")
         try:
             run.trades(len(trades(journal)) + 2)
@@ -374,7 +365,7 @@ def test_each_restart_is_named_with_the_seconds_it_lost(restarted_day, monkeypat
     tick, when the crash lost the recording's last seconds) to the restarted session's opening."""
     root, starts = restarted_day
     _, out, _ = audit(root, monkeypatch, capsys)
-    journal = records(journal_of(root))
+    journal = journal_records(journal_of(root))
     ticks = load_ticks(tick_file(root / "data", DAY, REHEARSAL), ("NSE:INFY", "NSE:SBIN")).ts
     expected = []
     for s in starts:
@@ -403,7 +394,7 @@ def test_a_trade_open_across_a_restart_is_named_under_it_and_not_counted(restart
     root, starts = restarted_day
     _, before, _ = audit(root, monkeypatch, capsys)
     day = day_copy(root, tmp_path)
-    restart_ns = ns_of(records(journal_of(day))[starts[0]])
+    restart_ns = ns_of(journal_records(journal_of(day))[starts[0]])
     [held] = [t for t in trades(journal_of(day)) if t["entry_time_ns"] < restart_ns < t["exit_time_ns"]]
     sign = 1 if held["side"] == "long" else -1
     rewrite(journal_of(day), lambda r: {**r, "exit_price": r["exit_price"] - sign * 1.0,

@@ -279,3 +279,27 @@ def test_a_seed_always_draws_the_same_schedule_and_prints_its_reproducer():
     results = run_seeds([3], jobs=1, concurrency=1, steps=40)
     text = reproducer(results[0])
     assert "python -m tests.chaos --seed 3 --verbose" in text and "seed 3:" in text
+
+
+def test_the_level_check_measures_from_the_stop_left_resting_when_the_exchange_takes_the_tightest():
+    check = LevelCheck()
+    held = {"NSE:INFY": 10}
+    both = BookView(positions=held, stops={"NSE:INFY": [(1.0, "SELL", 100.1, "1"), (2.0, "SELL", 100.3, "2")]})
+    assert check.check(2.0, both) == []  # a successor at 100.3 works beside its predecessor at 100.1
+    left = BookView(positions=held, stops={"NSE:INFY": [(1.0, "SELL", 100.1, "1")]})
+    assert check.check(3.0, left, taken={"2"}) == []  # the exchange cancelled the successor: the old one protects
+    [v] = check.check(4.0, BookView(positions=held, stops={"NSE:INFY": [(1.0, "SELL", 99.9, "1")]}), taken={"2"})
+    assert "99.9" in v.detail and "100.1" in v.detail  # and it is never loosened from there
+
+
+def test_the_level_check_takes_a_stop_otrade_cancelled_or_the_exchange_took_alone_as_still_binding():
+    check = LevelCheck()
+    held = {"NSE:INFY": 10}
+    assert check.check(1.0, BookView(positions=held, stops={"NSE:INFY": [(0.5, "SELL", 100.3, "1")]})) == []
+    both = BookView(positions=held, stops={"NSE:INFY": [(0.5, "SELL", 100.3, "1"), (1.5, "SELL", 100.1, "2")]})
+    assert len(check.check(2.0, BookView(positions=held, stops={"NSE:INFY": [(1.5, "SELL", 100.1, "2")]}))) == 1
+    check = LevelCheck()
+    assert check.check(1.0, both) == []
+    assert check.check(2.0, BookView(positions=held), taken={"1", "2"}) == []  # the exchange took every stop
+    [v] = check.check(3.0, BookView(positions=held, stops={"NSE:INFY": [(2.5, "SELL", 100.2, "3")]}), taken={"1", "2"})
+    assert "100.2" in v.detail and "100.3" in v.detail  # armed again looser than the stop Kite held

@@ -17,17 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.commands import Caller, Commands, Services, resolve
+from bot.commands import Caller, resolve
 from bot.console import ConsoleTransport
-from bot.notifier import Notifier
-from bot.telegram import TelegramTransport
 from config import ConfigManager
 from engine.brokers.paper import PaperBroker
-from engine.charts import Charts
 from engine.charts import draw as D
 from engine.core.layout import IST
 from engine.data.recorder import Recorder
-from engine.data.store import SYNTHETIC
 from engine.engine import Engine
 from engine.runtime.app import Runtime, _session_hooks
 from engine.runtime.session import REPORT as REPORT_JOB
@@ -38,7 +34,7 @@ from engine.services.logs import LogBuffer
 from engine.strategies import default_catalog
 from tests.botapi import FakeBotAPI
 from tests.conftest import DAY, make_ticks, ns, seconds
-from tests.test_telegram import ADMIN, CHAT, OTHER_CHAT, TOKEN, Clock, ask, write_config
+from tests.test_telegram import ADMIN, CHAT, OTHER_CHAT, TOKEN, Clock, ask, running_bot, write_config
 
 DATA = "data"
 TRADE = [100.0, 99.0, 101.0, 101.0, 107.0]  # ema_cross 1/2 enters long at 101, the 5% target closes it at 107
@@ -50,39 +46,22 @@ QUIET = {"order_placed": "off", "fill": "off", "rejected": "off", "trade_closed"
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path) -> AsyncIterator[SimpleNamespace]:
-    """A paper engine recording its ticks (``feed``; ``recorded`` closes the recording), its pictures,
-    its commands on the real PTB polling the local Bot API, and the notifier."""
-    api = FakeBotAPI(TOKEN)
-    base = await api.start()
-    write_config(tmp_path / "otrade.json", notify=QUIET)
-    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / DATA, default_catalog())
-    clock = Clock()
-    bus = EventBus()
-    engine = Engine(manager.load(), PaperBroker({"NSE:INFY": 0.05}, clock), bus, Journal(tmp_path / DATA, clock),
-                    clock)
-    recorder = Recorder(tmp_path / DATA, ["NSE:INFY"], synthetic=True, now_ns=clock)
-    commands = Commands(Services(engine, manager, tmp_path / DATA, clock,
-                                 charts=Charts(engine, tmp_path / DATA, SYNTHETIC)))
-    telegram = TelegramTransport(TOKEN, base, commands, lambda: manager.config.bot.allowed_chats, poll_timeout=1.0)
-    await telegram.start()
-    notifier = asyncio.create_task(Notifier(bus.subscribe(), lambda: manager.config.bot, [telegram]).run())
-    engine.start_session()
+    """The chat's bot (``running_bot``) drawing pictures, its engine recording its ticks (``feed``;
+    ``recorded`` closes the recording)."""
+    async with running_bot(tmp_path, charts=True, notify=QUIET) as bot:
+        recorder = Recorder(tmp_path / DATA, ["NSE:INFY"], synthetic=True, now_ns=bot.clock)
 
-    def feed(rows) -> None:
-        ticks = make_ticks(rows)
-        for k in range(len(ticks)):
-            clock.ns = int(ticks.ts[k])
-            engine.on_tick(0, clock.ns, float(ticks.price[k]))
-            recorder.add((0, clock.ns, float(ticks.price[k]), 1.0))
+        def feed(rows) -> None:
+            ticks = make_ticks(rows)
+            for k in range(len(ticks)):
+                bot.clock.ns = int(ticks.ts[k])
+                bot.engine.on_tick(0, bot.clock.ns, float(ticks.price[k]))
+                recorder.add((0, bot.clock.ns, float(ticks.price[k]), 1.0))
 
-    try:
-        yield SimpleNamespace(api=api, engine=engine, manager=manager, clock=clock, bus=bus, commands=commands,
-                              feed=feed, recorded=recorder.close, recorder=recorder, root=tmp_path)
-    finally:
-        notifier.cancel()
-        await recorder.close()
-        await telegram.stop()
-        await api.stop()
+        try:
+            yield SimpleNamespace(**vars(bot), feed=feed, recorded=recorder.close, recorder=recorder, root=tmp_path)
+        finally:
+            await recorder.close()
 
 
 @pytest.fixture

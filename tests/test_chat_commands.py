@@ -89,24 +89,23 @@ def open_a_long(commands: Commands) -> None:
     assert len(commands.s.engine.positions()) == 1
 
 
-async def test_flatten_resume_while_paused_flattens_and_trades_again(commands):
+@pytest.mark.parametrize(("stopped", "asked"), [
+    ("PAUSED", "Flatten every open position at market and resume trading (now PAUSED)?"),
+    ("HALTED", "Flatten every open position at market, then lift the HALT and trade again?")])
+async def test_flatten_resume_flattens_and_trades_again_whether_paused_or_halted(commands, stopped, asked):
     open_a_long(commands)
-    commands.s.engine.pause("coffee")
+    engine = commands.s.engine
+    if stopped == "PAUSED":
+        engine.pause("coffee")
+    else:
+        engine.halt("kill switch")
+    assert engine.state == State[stopped]
     question, answer = await answer_yes(commands, "/flatten resume")
-    assert question.startswith("Flatten every open position at market and resume trading (now PAUSED)?")
+    assert question.startswith(asked)
     assert answer == "Flattening: 1 exit order(s) sent; RUNNING again: entries on the next signal."
-    assert commands.s.engine.state == State.RUNNING
-    feed(commands.s.engine, commands.s.now_ns, seconds("10:00:05", [101.6, 100.0, 99.0, 101.0, 101.5]))
-    assert commands.s.engine.trades()[0]["exit_reason"] == "flatten" and len(commands.s.engine.positions()) == 1
-
-
-async def test_flatten_resume_while_halted_lifts_the_halt_it_asked_about(commands):
-    open_a_long(commands)
-    commands.s.engine.halt("kill switch")
-    question, answer = await answer_yes(commands, "/flatten resume")
-    assert question.startswith("Flatten every open position at market, then lift the HALT and trade again?")
-    assert answer == "Flattening: 1 exit order(s) sent; RUNNING again: entries on the next signal."
-    assert commands.s.engine.state == State.RUNNING
+    assert engine.state == State.RUNNING
+    feed(engine, commands.s.now_ns, seconds("10:00:05", [101.6, 100.0, 99.0, 101.0, 101.5]))
+    assert engine.trades()[0]["exit_reason"] == "flatten" and len(engine.positions()) == 1
 
 
 async def test_flatten_without_resume_while_paused_stays_paused(commands):

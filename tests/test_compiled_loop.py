@@ -32,7 +32,7 @@ from engine.data import candles
 from engine.data.synthetic import generate
 from engine.research import backtest
 from engine.strategies import catalog_for, default_catalog
-from engine.strategies.compiled import cache_key, loop_for
+from engine.strategies.compiled import cache_key, kernels_for
 from tests.conftest import DEFAULT, ROOT, process_env
 
 DAYS = 4
@@ -120,11 +120,11 @@ from config import validate
 from engine.data.synthetic import generate
 from engine.research import backtest
 from engine.strategies import default_catalog
-from engine.strategies.compiled import loop_for
+from engine.strategies.compiled import kernels_for
 from tests.conftest import DEFAULT
 cfg = validate(DEFAULT, default_catalog())
 backtest.run(cfg, generate(1, 1, [i.symbol for i in cfg.instruments], tick_interval_ms=5000.0))
-stats = loop_for([type(i.strategy).__strategy__ for i in cfg.instruments]).run_ticks.stats
+stats = kernels_for([type(i.strategy).__strategy__ for i in cfg.instruments]).run_ticks.stats
 print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
 """
 
@@ -142,9 +142,9 @@ def test_the_next_process_loads_the_compiled_loop_from_the_cache(tmp_path):
 
 def test_the_same_strategy_file_in_another_folder_runs_the_same_loop(tmp_path):
     user_cross(tmp_path / "a")
-    one = loop_for([default_catalog().get("user_cross")])
+    one = kernels_for([default_catalog().get("user_cross")])
     user_cross(tmp_path / "b")  # now found first
-    other = loop_for([default_catalog().get("user_cross")])
+    other = kernels_for([default_catalog().get("user_cross")])
     assert one.strategies != other.strategies and one.key == other.key
     assert one.run_ticks is other.run_ticks
 
@@ -176,7 +176,7 @@ def test_a_change_in_a_file_the_strategy_imports_names_another_loop(tmp_path, mo
 
 def test_a_loop_refuses_a_strategy_it_was_not_compiled_for():
     catalog = default_catalog()
-    loop = loop_for([catalog.get("orb")])
+    loop = kernels_for([catalog.get("orb")])
     links = np.zeros((2, 8), np.int64)
     with pytest.raises(ValueError, match="compiled for orb, not for supertrend"):
         loop.bind([catalog.get("orb"), catalog.get("supertrend")], links)

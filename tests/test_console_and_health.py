@@ -2,38 +2,31 @@
 
 import io
 import logging
-import os
+import queue
+import re
 import subprocess
 import sys
+import threading
 import time
-from pathlib import Path
+import urllib.request
 
 import orjson
 import pytest
 
-from bot.commands import Commands, Services
+from bot.commands import Commands
 from bot.console import ConsoleTransport
-from config import ConfigManager
-from engine.brokers.paper import PaperBroker
-from engine.engine import Engine, State
+from engine.engine import State
 from engine.services import logs
-from engine.services.events import EventBus
-from engine.services.journal import Journal
-from engine.strategies import default_catalog
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import process_env
+from tests.paper_services import paper_services
 
 
 @pytest.fixture
 def console(tmp_path):
-    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data", default_catalog())
-    cfg = manager.load()
-    clock = time.time_ns
-    engine = Engine(cfg, PaperBroker({i.symbol: i.tick_size for i in cfg.instruments}, clock), EventBus(),
-                    Journal(tmp_path / "data", clock), clock)
-    engine.start_session()
+    services = paper_services(tmp_path)
+    services.engine.start_session()
     out = io.StringIO()
-    return ConsoleTransport(Commands(Services(engine, manager, tmp_path / "data", clock)), out), engine, out
+    return ConsoleTransport(Commands(services), out), services.engine, out
 
 
 def test_console_commands_need_no_slash(console):
@@ -75,19 +68,17 @@ def test_secrets_from_the_environment_are_redacted_in_logs(monkeypatch, capsys):
 
 
 def test_healthz_reports_state_and_components(tmp_path):
-    env = {**os.environ, "OTRADE_DATA_DIR": str(tmp_path / "data"), "OTRADE_CONFIG": str(tmp_path / "o.json"),
-           "PORT": "18777", "PYTHONPATH": str(ROOT)}
-    env.pop("TELEGRAM_BOT_TOKEN", None)
+    env = process_env(tmp_path, OTRADE_CONFIG=str(tmp_path / "o.json"))  # PORT=0: the log names the port taken
     proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--for", "8", "--clock",
                              "2026-11-23T10:00:00+05:30"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ports: queue.Queue[int] = queue.Queue()
+    threading.Thread(target=_health_port, args=(proc.stderr, ports), daemon=True).start()
     try:
-        import urllib.request
-
-        body = None
-        for _ in range(60):
+        port, body = ports.get(timeout=60), None
+        for _ in range(150):
             try:
-                with urllib.request.urlopen("http://127.0.0.1:18777/healthz", timeout=1) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
                     body = orjson.loads(response.read())
                     if body["last_tick_age_s"] is not None:
                         break
@@ -96,6 +87,13 @@ def test_healthz_reports_state_and_components(tmp_path):
             time.sleep(0.2)
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(30)
     assert body["state"] == "RUNNING" and body["telegram"] == "off" and body["feed"] == "synthetic"
     assert body["last_tick_age_s"] < 5
+
+
+def _health_port(stream, ports: queue.Queue) -> None:
+    """The port the process's health endpoint took, from its log (read to the end: the pipe never fills)."""
+    for line in stream:
+        if found := re.search(r"health on http://[^:]+:(\d+)/healthz", line):
+            ports.put(int(found.group(1)))

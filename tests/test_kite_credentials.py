@@ -36,19 +36,15 @@ def token_of(data_dir, now: str) -> str:
     return creds.access_token
 
 
-def test_a_token_saved_after_this_mornings_six_oclock_wins_over_the_environment(env, tmp_path):
-    save(tmp_path, "saved-token\n", "2026-11-23T08:40:00+05:30")
-    assert token_of(tmp_path, "2026-11-23T09:10:00+05:30") == "saved-token"
-
-
-def test_a_token_saved_before_this_mornings_six_oclock_loses_to_the_environment(env, tmp_path):
-    save(tmp_path, "saved-token", "2026-11-23T05:59:00+05:30")
-    assert token_of(tmp_path, "2026-11-23T09:10:00+05:30") == "env-token"
-
-
-def test_a_token_saved_yesterday_loses_to_the_environment(env, tmp_path):
-    save(tmp_path, "saved-token", "2026-11-22T14:00:00+05:30")
-    assert token_of(tmp_path, "2026-11-23T09:10:00+05:30") == "env-token"
+@pytest.mark.parametrize(("written", "used"), [
+    ("2026-11-23T08:40:00+05:30", "saved-token"),  # after this morning's six o'clock: today's token
+    ("2026-11-23T05:59:00+05:30", "env-token"),  # before it: yesterday's
+    ("2026-11-22T14:00:00+05:30", "env-token"),
+], ids=["after-six", "before-six", "yesterday"])
+def test_a_token_saved_since_this_mornings_six_oclock_wins_over_the_environment_an_older_one_loses(
+        env, tmp_path, written, used):
+    save(tmp_path, "saved-token\n", written)
+    assert token_of(tmp_path, "2026-11-23T09:10:00+05:30") == used
 
 
 def test_before_six_the_token_day_is_still_yesterdays(env, tmp_path):

@@ -2,7 +2,6 @@
 three channels (REST answer, ticker order message, order book) each under control, faults on
 demand and the exchange-side actions. Driven with plain aiohttp so the server is tested, not a client."""
 
-import asyncio
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,6 +10,7 @@ import orjson
 import pytest
 
 from engine.brokers.kite.ticker_codec import Tick
+from tests.kite_engine import ServerClock
 from tests.kite_server import (
     API_KEY,
     BUY_LIMIT_REFUSAL,
@@ -26,6 +26,7 @@ from tests.kite_server import (
     TAG_REFUSAL,
     FakeKite,
 )
+from tests.waiting import until
 
 INFY, SBIN = 408065, 779521
 LIMIT = {"tradingsymbol": "INFY", "exchange": "NSE", "transaction_type": "BUY", "order_type": "LIMIT",
@@ -33,16 +34,6 @@ LIMIT = {"tradingsymbol": "INFY", "exchange": "NSE", "transaction_type": "BUY", 
 STOP = {**LIMIT, "transaction_type": "SELL", "order_type": "SL-M", "price": None, "trigger_price": 1070.0,
         "market_protection": -1}
 OPENING = ["PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING"]
-
-
-class Clock:
-    """A monotonic clock the test moves by hand: rate windows and lags without sleeping."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Http:
@@ -94,14 +85,6 @@ async def kite(**options: Any):
 async def env():
     async with kite() as pair:
         yield pair
-
-
-async def until(predicate, timeout: float = 60.0):  # generous: it returns as soon as it holds
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return predicate()
-        await asyncio.sleep(0.01)
-    raise AssertionError("timed out")
 
 
 @asynccontextmanager
@@ -242,7 +225,7 @@ async def test_rows_carry_kites_fields_and_exchange_times_that_never_go_back(env
 
 
 async def test_rows_are_stamped_to_the_second_and_rows_of_one_second_share_it():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock) as (server, http):
         order_id = await http.placed(STOP)
         clock.t += 1.5
@@ -258,7 +241,7 @@ async def test_rows_are_stamped_to_the_second_and_rows_of_one_second_share_it():
 
 
 async def test_with_sequence_stamps_every_row_is_a_second_after_the_last():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock, one_second_stamps=False) as (server, http):
         order_id = await http.placed()
         stamps = [r["exchange_update_timestamp"] for r in server.orders[order_id]]
@@ -374,7 +357,7 @@ async def test_fills_and_exchange_cancels_are_order_messages(env):
 
 # --- the order book ------------------------------------------------------------------------------
 async def test_the_book_lags_new_orders_are_absent_and_old_states_shown():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(book_lag_s=1.0, clock=clock) as (server, http):
         order_id = await http.placed()
         assert (await http("GET", "/orders"))[1]["data"] == []
@@ -427,7 +410,7 @@ async def test_a_position_closed_through_zero_reopens_at_the_fill_price():
 
 
 async def test_positions_lag_behind_the_fills():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(positions_from_fills=True, positions_lag_s=2.0, clock=clock) as (server, http):
         await server.complete(await http.placed(), 1074.0)
         assert (await http("GET", "/portfolio/positions"))[1]["data"]["net"] == []
@@ -664,7 +647,7 @@ async def test_an_unknown_instrument_is_refused(env):
 
 
 async def test_the_11th_order_request_in_a_second_is_429():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock) as (server, http):
         order_id = await http.placed()
         for _ in range(5):
@@ -678,7 +661,7 @@ async def test_the_11th_order_request_in_a_second_is_429():
 
 
 async def test_the_order_rate_window_rolls():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock, orders_per_second=2) as (_server, http):
         await http.placed()
         clock.t += 0.5
@@ -689,7 +672,7 @@ async def test_the_order_rate_window_rolls():
 
 
 async def test_the_per_minute_order_cap():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock, orders_per_second=None, orders_per_minute=3) as (_server, http):
         for _ in range(3):
             await http.placed()
@@ -701,7 +684,7 @@ async def test_the_per_minute_order_cap():
 
 
 async def test_modifies_and_cancels_count_against_the_per_minute_cap_too():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock, orders_per_second=None, orders_per_minute=3) as (_server, http):
         order_id = await http.placed()
         clock.t += 10
@@ -715,7 +698,7 @@ async def test_modifies_and_cancels_count_against_the_per_minute_cap_too():
 
 
 async def test_every_order_request_is_logged_with_its_answer_retries_and_refusals_included():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock, orders_per_second=2) as (server, http):
         server.fault("place", "429")
         assert (await http.place())[0] == 429  # Kite's 429: the request reached it all the same
@@ -741,56 +724,51 @@ async def test_the_daily_order_cap():
 
 
 # --- faults --------------------------------------------------------------------------------------
+async def unanswered_place(server: FakeKite, http: Http, kind: str, error: Any = TimeoutError, hang_s: float = 0.3,
+                           timeout: float = 0.1) -> None:
+    """A place call under fault ``kind`` (hangs and silences lasting ``hang_s``) that gets no
+    answer within ``timeout`` s, only ``error``."""
+    server.hang_s = hang_s
+    server.fault("place", kind)
+    with pytest.raises(error):
+        await http.place(timeout=timeout)
+
+
 async def test_a_hang_waits_before_doing_anything(env):
     server, http = env
-    server.hang_s = 0.3
-    server.fault("place", "hang")
-    with pytest.raises(TimeoutError):
-        await http.place(timeout=0.1)
+    await unanswered_place(server, http, "hang")
     assert server.orders == {}
     await until(lambda: server.orders)  # the order is made once the hang is over
 
 
 async def test_a_hang_after_makes_the_order_then_waits(env):
     server, http = env
-    server.hang_s = 0.3
-    server.fault("place", "hang-after")
-    with pytest.raises(TimeoutError):
-        await http.place(timeout=0.1)
+    await unanswered_place(server, http, "hang-after")
     assert len(server.orders) == 1
 
 
 async def test_a_reset_closes_the_connection_without_making_the_order(env):
     server, http = env
-    server.fault("place", "reset")
-    with pytest.raises(aiohttp.ServerDisconnectedError):
-        await http.place()
+    await unanswered_place(server, http, "reset", aiohttp.ServerDisconnectedError, timeout=2.0)
     assert server.orders == {} and server.fault_log == [("place", "reset")]
 
 
 async def test_a_reset_after_makes_the_order_and_closes_the_connection(env):
     server, http = env
-    server.fault("place", "reset-after")
-    with pytest.raises(aiohttp.ServerDisconnectedError):
-        await http.place()
+    await unanswered_place(server, http, "reset-after", aiohttp.ServerDisconnectedError, timeout=2.0)
     assert len(server.orders) == 1
 
 
 async def test_a_timeout_after_makes_the_order_and_never_answers(env):
     server, http = env
-    server.hang_s = 0.2
-    server.fault("place", "timeout-after")
-    with pytest.raises((aiohttp.ServerDisconnectedError, TimeoutError)):
-        await http.place(timeout=1.0)
+    await unanswered_place(server, http, "timeout-after", (aiohttp.ServerDisconnectedError, TimeoutError),
+                           hang_s=0.2, timeout=1.0)
     assert len(server.orders) == 1
 
 
 async def test_a_timeout_never_answers_and_makes_nothing(env):
     server, http = env
-    server.hang_s = 0.2
-    server.fault("place", "timeout")
-    with pytest.raises(aiohttp.ServerDisconnectedError):
-        await http.place(timeout=1.0)
+    await unanswered_place(server, http, "timeout", aiohttp.ServerDisconnectedError, hang_s=0.2, timeout=1.0)
     assert server.orders == {}
 
 
@@ -988,7 +966,7 @@ async def test_ticks_reach_only_the_sockets_subscribed_to_them(env):
 
 
 async def test_ltp_quotes_follow_the_pushed_ticks():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock) as (server, http):
         assert (await http("GET", "/quote/ltp?i=NSE:INFY"))[1]["data"]["NSE:INFY"]["last_price"] == 1074.35
         await server.push([Tick(INFY, 1080.0, "ltp", True)])
@@ -1026,7 +1004,7 @@ async def test_a_stops_trigger_is_checked_against_the_exchanges_price_not_the_en
 
 
 async def test_the_full_quote_carries_the_days_circuit_limits_and_prices():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock) as (server, http):
         server.set_circuit("NSE:INFY", 966.95, 1181.75)
         for price in (1074.0, 1080.5, 1070.0):
@@ -1043,7 +1021,7 @@ async def test_the_full_quote_carries_the_days_circuit_limits_and_prices():
 
 
 async def test_quotes_take_faults_too():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock) as (server, http):
         server.fault("quote", "500-before")
         assert (await http("GET", "/quote?i=NSE:INFY"))[0] == 502
@@ -1052,7 +1030,7 @@ async def test_quotes_take_faults_too():
 
 
 async def test_quotes_are_one_request_a_second():
-    clock = Clock()
+    clock = ServerClock()
     async with kite(clock=clock) as (_server, http):
         assert (await http("GET", "/quote?i=NSE:INFY"))[0] == 200
         status, body = await http("GET", "/quote/ltp?i=NSE:INFY")

@@ -104,6 +104,26 @@ async def test_a_market_exit_kite_leaves_unfilled_is_alerted_as_an_uncovered_pos
         assert engine.positions()[0]["qty"] == 10 == net_at_kite(server)
 
 
+async def test_a_stop_whose_cancel_kite_has_not_answered_counts_as_no_cover(tmp_path):
+    """Chaos seed 30287 (under load): the exit Kite took was left behind by the move, and the stop's
+    cancel was done at Kite while its answer and its order message were lost: OTrade counted the stop
+    it was cancelling as cover and stayed silent for over 2 s (the book lagged behind)."""
+    async with kite_engine(tmp_path, timeout=5.0) as (server, engine, bus):
+        real_time(engine)
+        await enter(server, engine)
+        sub = bus.subscribe()
+        server.hang_s, server.book_lag_s = 3.0, 3.0
+        server.fault("cancel", "hang-after", times=2)  # the stop's and the target's: done, answered late
+        server.ws_filter = lambda row: row["status"] not in ("CANCEL PENDING", "CANCELLED")
+        engine.flatten()
+        await wait(lambda: working_of(server, "MARKET") and not working_of(server, "SL-M"))  # Kite took the exit
+        seen: list = []
+        await tend_for(engine, 1.6, sub, seen)
+        [(at, alarm)] = uncovered(seen)
+        assert at <= 1.5
+        assert "its market exit is working at Kite, unfilled, and the stop was cancelled for it" in alarm.data["text"]
+
+
 async def test_a_promptly_confirmed_stop_raises_no_alarm(tmp_path):
     async with kite_engine(tmp_path) as (server, engine, bus):
         real_time(engine)

@@ -6,12 +6,10 @@ import asyncio
 from pathlib import Path
 
 import orjson
-import pytest
 
 from config import Session, live_session_problems
 from engine.cli import main
-from tests.kite_server import FakeKite
-from tests.live_process import all_day_session, live_process, stopped, write_config
+from tests.live_process import live_process, stopped, write_config
 from tests.test_chat_config import make_commands, on_disk, say
 
 ALL_DAY = {"open": "00:00", "square_off": "23:58", "close": "23:59"}
@@ -118,23 +116,12 @@ async def test_set_on_paper_takes_hours_live_would_refuse(tmp_path):
 
 # --- otrade run --live ---------------------------------------------------------------------------
 
-@pytest.fixture
-async def kite(tmp_path):
-    """A local Kite server, a config and an all-day calendar under which the live process would trade now."""
-    server = FakeKite()
-    await server.start()
-    write_config(tmp_path)
-    all_day_session(tmp_path)
-    yield server
-    await server.stop()
-
-
-async def test_run_live_refuses_to_start_on_a_close_after_1530_before_calling_kite(tmp_path, kite):
+async def test_run_live_refuses_to_start_on_a_close_after_1530_before_calling_kite(tmp_path, kite_now):
     before = with_session(tmp_path / "otrade.json", close="15:45")
-    async with live_process(tmp_path, kite) as proc:
+    async with live_process(tmp_path, kite_now) as proc:
         _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 1
     assert (f"refusing to start live: config {tmp_path / 'otrade.json'}:\n"
             f"{live_session_problems(Session(close='15:45'))[0]}") in err.decode()
-    assert not kite.calls and not kite.sockets  # Kite never heard of it
+    assert not kite_now.calls and not kite_now.sockets  # Kite never heard of it
     assert (tmp_path / "otrade.json").read_bytes() == before

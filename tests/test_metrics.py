@@ -109,6 +109,19 @@ def runtime(tmp_path, engine: Engine, bus: EventBus, clock, source: str, config=
     return rt
 
 
+def acts_of(engine: Engine) -> list[int]:
+    """The kernel's answer to each tick the engine takes from now on, in order."""
+    acts: list[int] = []
+    on_tick = engine.on_tick
+
+    def seen(*tick) -> int:
+        acts.append(act := on_tick(*tick))
+        return act
+
+    engine.on_tick = seen
+    return acts
+
+
 # --- a paper session -------------------------------------------------------------------------------
 @dataclass
 class PaperDay:
@@ -129,14 +142,7 @@ async def paper_day(tmp_path, monkeypatch) -> AsyncIterator[PaperDay]:
     engine.start_session()
     rt = runtime(tmp_path, engine, bus, clock, "replay")
     rt.recorder = Recorder(tmp_path / "data", ["NSE:INFY"], synthetic=True, now_ns=clock.now_ns)
-    acts: list[int] = []
-    on_tick = engine.on_tick
-
-    def seen(*tick) -> int:
-        acts.append(act := on_tick(*tick))
-        return act
-
-    engine.on_tick = seen
+    acts = acts_of(engine)
     prices = [100.0] * QUIET + [99.0, 101.0, 101.5, 104.0] + [104.0] * 10
     await _pump(rt, ReplayFeed(make_ticks(seconds("10:00:00", prices)), 0, clock), replay=False)
     await rt.recorder.close()
@@ -324,14 +330,7 @@ async def live_day(tmp_path, monkeypatch) -> AsyncIterator[LiveDay]:
     engine.start_session()
     rt = runtime(tmp_path, engine, bus, clock, "kite")
     rt.recorder = Recorder(tmp_path / "data", ["NSE:INFY"], synthetic=False, quotes=True, now_ns=clock.now_ns)
-    acts: list[int] = []
-    on_tick = engine.on_tick
-
-    def seen(*tick) -> int:
-        acts.append(act := on_tick(*tick))
-        return act
-
-    engine.on_tick = seen
+    acts = acts_of(engine)
     _wire_kite(rt, live)
     feed = asyncio.create_task(rt.tasks["feed"]())
     try:
@@ -367,12 +366,17 @@ async def test_round_trips_are_timed_per_call_as_kite_counted_them(live_day):
     assert got.value("otrade_orders_final_total", state="cancelled") == 1
 
 
-async def test_a_kite_refusal_is_counted_by_call_and_reason(live_day):
+async def refused_then_scraped(live_day: LiveDay, tag: str) -> Scrape:
+    """An entry Kite refuses (its static-IP rule), then /metrics as scraped with the bearer token."""
     live_day.kite.fault("place", "static-ip")
     order = live_day.live.broker.submit(
-        OrderRequest("NSE:INFY", Side.BUY, 1, OrderType.LIMIT, price=1000.0, tag="mt2"), Purpose.ENTRY)
+        OrderRequest("NSE:INFY", Side.BUY, 1, OrderType.LIMIT, price=1000.0, tag=tag), Purpose.ENTRY)
     await settled(live_day, order.order_id, "REJECTED")
-    got = await scrape(live_day.base, "metrics-token-live-1")
+    return await scrape(live_day.base, "metrics-token-live-1")
+
+
+async def test_a_kite_refusal_is_counted_by_call_and_reason(live_day):
+    got = await refused_then_scraped(live_day, "mt2")
     assert got.value("otrade_broker_refusals_total", call="place", reason="static_ip") == 1
     assert got.value("otrade_order_rejections_total", reason="static_ip") == 1
     assert "static IP" not in got.text
@@ -406,11 +410,7 @@ async def test_live_ticks_are_counted_and_their_decisions_timed_from_the_frame(l
 
 
 async def test_no_secret_is_in_the_exposition(live_day):
-    live_day.kite.fault("place", "static-ip")
-    order = live_day.live.broker.submit(
-        OrderRequest("NSE:INFY", Side.BUY, 1, OrderType.LIMIT, price=1000.0, tag="mt3"), Purpose.ENTRY)
-    await settled(live_day, order.order_id, "REJECTED")
-    got = await scrape(live_day.base, "metrics-token-live-1")
+    got = await refused_then_scraped(live_day, "mt3")
     assert got.status == 200
     for secret in (live_day.kite.access_token, API_KEY, API_SECRET, "metrics-token-live-1"):
         assert secret not in got.text

@@ -7,26 +7,17 @@ import time
 import orjson
 import pytest
 
-from bot.commands import CONSOLE, Commands, Services, resolve
-from config import ConfigManager
-from engine.brokers.paper import PaperBroker
-from engine.engine import Engine
-from engine.services.events import EventBus
-from engine.services.journal import Journal
-from engine.strategies import default_catalog
+from bot.commands import CONSOLE, Commands, resolve
+from tests.paper_services import paper_services
 
 SLOW_S = 0.3
 
 
 @pytest.fixture
 def commands(tmp_path):
-    manager = ConfigManager(tmp_path / "otrade.json", tmp_path / "data", default_catalog())
-    cfg = manager.load()
-    clock = time.time_ns
-    engine = Engine(cfg, PaperBroker({i.symbol: i.tick_size for i in cfg.instruments}, clock), EventBus(),
-                    Journal(tmp_path / "data", clock), clock)
-    manager.subscribe(lambda old, new, changes: engine.apply_config(new))
-    return Commands(Services(engine, manager, tmp_path / "data", clock))
+    services = paper_services(tmp_path)
+    services.config.subscribe(lambda old, new, changes: services.engine.apply_config(new))
+    return Commands(services)
 
 
 async def longest_stall(work):

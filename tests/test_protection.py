@@ -5,7 +5,6 @@ within 2 s; after a restart the levels, entry price and modification counts are 
 journal's, never recomputed."""
 
 import time
-from contextlib import asynccontextmanager
 
 from engine.brokers.kite.broker import KiteBroker
 from engine.brokers.kite.rest import KiteREST
@@ -17,6 +16,9 @@ from tests.chaos.invariants import BookView, KernelCheck, LevelCheck
 from tests.kite_engine import (
     INFY,
     T0,
+    TICK,
+    TRAILING,
+    ServerClock,
     alerts,
     enter,
     entry_sent,
@@ -24,6 +26,7 @@ from tests.kite_engine import (
     kite_engine,
     prices,
     real_time,
+    restarted,
     settle,
     tending,
     trail,
@@ -36,8 +39,6 @@ from tests.kite_server import API_KEY, MODIFICATIONS_REFUSAL, SELL_TRIGGER_REFUS
 
 CIRCUIT_REFUSAL = "Price cannot be above the upper circuit price"
 RMS_REFUSAL = "RMS:Rule: Check circuit limit including square off order exceeds"
-TICK = 0.1  # INFY's grid at the server
-TRAILING = {"target_pct": 5.0, "stop_pct": 1.0, "trail_pct": 0.5}  # fill 101.50: stop 100.50, target 106.60
 
 
 def refused(server, endpoint: str, message: str) -> list:
@@ -89,16 +90,6 @@ def rejected_stops(server) -> list[str]:
             and rows[-1]["status"] == "REJECTED"]
 
 
-@asynccontextmanager
-async def restarted(tmp_path, server, bracket: dict):
-    """OTrade started again on the same Kite and journal: reconciled with Kite's book, then today
-    restored from the journal, as the app starts."""
-    async with kite_engine(tmp_path, server, bracket=bracket, tick_size=TICK) as (_, engine, bus):
-        await engine.broker.resync(engine.reconcile, "start")
-        engine.restore()
-        yield engine, bus
-
-
 async def test_an_adopted_stop_keeps_trailing_past_kites_modification_cap_after_a_restart(tmp_path):
     server = FakeKite()
     await server.start()
@@ -107,7 +98,7 @@ async def test_an_adopted_stop_keeps_trailing_past_kites_modification_cap_after_
             stop_id = (await enter(server, engine))["SL-M"][0]
             await trail(server, engine, up(101.2, 20))  # the stop at 102.60 after 20 modifications
         assert server.modifications(stop_id) == 20
-        async with restarted(tmp_path, server, TRAILING) as (engine, _):
+        async with restarted(tmp_path, server, bracket=TRAILING, tick_size=TICK) as (engine, _):
             await trail(server, engine, up(103.2, 6), start=200)  # 103.70: the stop trails to 103.20
         assert ([c.message for c in refused(server, "modify", MODIFICATIONS_REFUSAL)],
                 [r["trigger_price"] for r in working_stops(server)]) == ([], [103.2])
@@ -124,7 +115,7 @@ async def test_a_restart_never_loosens_the_stop_kite_trailed(tmp_path):
             stop_id = (await enter(server, engine))["SL-M"][0]
             await trail(server, engine, [108.35])  # the stop trails to 107.80
         assert server.orders[stop_id][-1]["trigger_price"] == 107.8
-        async with restarted(tmp_path, server, bracket) as (engine, _):
+        async with restarted(tmp_path, server, bracket=bracket, tick_size=TICK) as (engine, _):
             assert engine.positions()[0]["stop"] == 107.8
             await trail(server, engine, [108.1], start=200)  # a 0.5% trail from here is 107.60: looser
             triggers = [r["trigger_price"] for r in server.orders[stop_id] if r["status"] == "TRIGGER PENDING"]
@@ -149,8 +140,7 @@ async def test_a_restart_keeps_the_open_positions_own_entry_price(tmp_path):
             await server.complete(entry["order_id"], 105.0)
             await wait(lambda: len(server.working()) == 2)
             assert engine.positions()[0]["entry_price"] == 105.0
-        async with restarted(tmp_path, server, {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}) as (
-                engine, _):
+        async with restarted(tmp_path, server, tick_size=TICK) as (engine, _):
             [held] = engine.positions()
             assert (held["qty"], held["entry_price"]) == (10, 105.0)
     finally:
@@ -210,18 +200,8 @@ async def test_order_requests_retries_included_stay_within_kites_ten_a_second(tm
         await server.stop()
 
 
-class Clock:
-    """The server's clock, moved by hand: rows stamped in the same second for as long as needed."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 async def test_a_stale_row_of_the_same_second_never_undoes_a_modify_kite_confirmed(tmp_path):
-    clock = Clock()
+    clock = ServerClock()
     server = FakeKite(clock=clock, book_lag_s=0.5)  # the book shows Kite's orders as they were half a second ago
     async with kite_engine(tmp_path, server, bracket=TRAILING, tick_size=TICK) as (_, engine, _):
         stop_id = (await enter(server, engine))["SL-M"][0]

@@ -2,18 +2,21 @@
 few deterministic lines: the real engine, Kite's words, no stubs."""
 
 import time
-from contextlib import asynccontextmanager
 
 from engine.brokers.kite.ticker_codec import Tick
 from tests.kite_engine import (
     INFY,
     T0,
+    TICK,
+    TRAILING,
+    ServerClock,
     alerts,
     enter,
     entry_sent,
     kernel_stop,
     kite_engine,
     real_time,
+    restarted,
     settle,
     tending,
     trail,
@@ -22,9 +25,6 @@ from tests.kite_engine import (
     working_stops,
 )
 from tests.kite_server import WORKING, FakeKite
-
-TICK = 0.1
-TRAILING = {"target_pct": 5.0, "stop_pct": 1.0, "trail_pct": 0.5}  # fill 101.50: stop 100.50, target 106.60
 
 
 async def test_a_trail_whose_answer_was_lost_is_never_overtaken_by_a_newer_one_that_kite_then_undoes(tmp_path):
@@ -82,30 +82,11 @@ async def test_a_stop_lost_while_kites_answer_to_its_trail_was_lost_is_armed_aga
         assert armed["trigger_price"] >= 102.0, f"armed again at {armed['trigger_price']}, Kite had taken 102.00"
 
 
-class Clock:
-    """The server's clock, moved by hand: what its lagging book shows is decided here."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@asynccontextmanager
-async def restarted(tmp_path, server):
-    """OTrade started again on the same Kite and journal: reconciled with Kite's book, then today restored."""
-    async with kite_engine(tmp_path, server, bracket=TRAILING, tick_size=TICK) as (_, engine, _):
-        await engine.broker.resync(engine.reconcile, "start")
-        engine.restore()
-        yield engine
-
-
 async def test_a_stop_armed_again_after_a_restart_is_never_looser_than_the_trail_kite_confirmed_before(tmp_path):
     # chaos seed 5419: OTrade restarted while Kite's book lagged; the book showed the position's stop at an
     # older, looser trigger though the exchange had cancelled it; once Kite's word that it was gone came,
     # the stop was armed again at that old trigger, not at the trail Kite had confirmed (and OTrade journaled)
-    clock = Clock()
+    clock = ServerClock()  # what its lagging book shows is decided here
     server = FakeKite(clock=clock)
     await server.start()
     try:
@@ -116,7 +97,7 @@ async def test_a_stop_armed_again_after_a_restart_is_never_looser_than_the_trail
         clock.t += 1
         await server.cancel_rest(stop_id, "price is outside the current allowed limit price protection range")
         server.book_lag_s = 1.5  # the book shows the day as at 1000.5: the stop placed, at 100.50
-        async with restarted(tmp_path, server) as engine:
+        async with restarted(tmp_path, server, bracket=TRAILING, tick_size=TICK) as (engine, _):
             assert engine.positions()[0]["qty"] == 10
             clock.t += 2  # the book catches up: the stop is gone
             [armed] = await wait(lambda: working_stops(server), timeout=10.0)

@@ -1,8 +1,6 @@
 """A rehearsal started again on a day its journal already has: the clock never runs back over the
 journal, and the synthetic market goes on along the same price path."""
 
-import contextlib
-import copy
 import signal
 import subprocess
 import sys
@@ -10,7 +8,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 
 from engine.data import store
@@ -18,7 +15,7 @@ from engine.data.feeds import SyntheticFeed
 from engine.runtime.app import WARM_DAYS, _rehearsal_start
 from engine.services.calendar import TradingCalendar
 from engine.services.journal import Journal
-from tests.conftest import DEFAULT, process_env
+from tests.conftest import config_file, journal_records, process_env
 from tests.test_feeds import VirtualClock
 from tests.test_rehearsal_warm_up import instant, play
 
@@ -73,21 +70,10 @@ def test_a_clock_after_the_journals_end_or_on_another_day_starts_as_asked(tmp_pa
         assert _rehearsal_start(tmp_path, at(asked)) == (at(asked), "")
 
 
-def records(path: Path) -> list[dict]:
-    out = []
-    for line in path.read_bytes().splitlines() if path.exists() else ():
-        with contextlib.suppress(orjson.JSONDecodeError):  # a line being written
-            out.append(orjson.loads(line))
-    return out
-
-
 def test_otrade_run_started_again_with_the_same_clock_continues_the_day(tmp_path):
-    data = copy.deepcopy(DEFAULT)
-    data["instruments"] = [{"symbol": "NSE:INFY", "tick_size": 0.1, "quantity": 10,
-                            "strategy": {"kind": "ema_cross", "fast": 40, "slow": 200, "allow_short": False},
-                            "bracket": {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}}]
-    data["paper"]["tick_interval_ms"] = 10
-    (tmp_path / "o.json").write_bytes(orjson.dumps(data))
+    config_file(tmp_path / "o.json", strategy={"kind": "ema_cross", "fast": 40, "slow": 200, "allow_short": False},
+                bracket={"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}, tick_size=0.1,
+                paper={"tick_interval_ms": 10})
     env = process_env(tmp_path)
     path = tmp_path / "data" / "journal" / "2026-11-23.rehearsal.jsonl"
 
@@ -98,7 +84,7 @@ def test_otrade_run_started_again_with_the_same_clock_continues_the_day(tmp_path
         return subprocess.Popen(argv, cwd=tmp_path, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err)
 
     def fills() -> list[dict]:
-        return [r for r in records(path) if r["kind"] == "order" and r["status"] == "COMPLETE"]
+        return [r for r in journal_records(path) if r["kind"] == "order" and r["status"] == "COMPLETE"]
 
     def wait(ready, proc, limit=90.0) -> None:
         deadline = time.monotonic() + limit
@@ -108,11 +94,11 @@ def test_otrade_run_started_again_with_the_same_clock_continues_the_day(tmp_path
 
     first = start("first")
     try:
-        wait(lambda: fills() and fills()[-1]["purpose"] == "entry" and len(records(path)) > 2, first)
+        wait(lambda: fills() and fills()[-1]["purpose"] == "entry" and len(journal_records(path)) > 2, first)
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(15) == 0
-    before = records(path)
+    before = journal_records(path)
     last_price = [r for r in before if r["kind"] == "order" and r["status"] == "COMPLETE"][-1]["average_price"]
 
     second = start("second")
@@ -122,7 +108,7 @@ def test_otrade_run_started_again_with_the_same_clock_continues_the_day(tmp_path
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(15) == 0
-    after = records(path)[len(before):]
+    after = journal_records(path)[len(before):]
     console = (tmp_path / "second.out").read_text()
     assert "The rehearsal of Mon 23 Nov continues at 10:0" in console and "Restored from the journal" in console
     assert all(a["ts"] >= before[-1]["ts"] for a in after)  # nothing of the second run before the first's end

@@ -34,13 +34,19 @@ def test_first_run_creates_the_config_from_the_default_and_trades_on_paper(tmp_p
     assert "paper trading NSE:INFY, NSE:SBIN" in result.stderr
 
 
-def test_replayed_session_trades_and_journals(tmp_path):
+def replay_config(tmp_path) -> Path:
+    """The shipped config replaying, at full speed, a generated day of ticks for its instruments."""
     ticks_file = tmp_path / "day.otk"
     save(ticks_file, generate(1, 3, ["NSE:INFY", "NSE:SBIN"], tick_sizes=[0.1, 0.05]))
     data = copy.deepcopy(DEFAULT)
     data["paper"].update(feed="replay", replay_file=str(ticks_file), speed=0)
     config = tmp_path / "replay.json"
     config.write_bytes(orjson.dumps(data))
+    return config
+
+
+def test_replayed_session_trades_and_journals(tmp_path):
+    config = replay_config(tmp_path)
     result = run(tmp_path, "--console", "--for", "6", "--clock", "2026-11-02T09:15:00+05:30", config=config)
     assert result.returncode == 0, result.stderr
     assert "Closed " in result.stdout  # the console prints each event, a replay's at full speed too
@@ -87,12 +93,7 @@ def test_a_stop_signal_ends_the_console_process_within_10_s(tmp_path, sig):
 
 
 def test_orders_fills_trades_state_changes_and_alerts_are_one_log_line_each_without_console(tmp_path):
-    ticks_file = tmp_path / "day.otk"
-    save(ticks_file, generate(1, 3, ["NSE:INFY", "NSE:SBIN"], tick_sizes=[0.1, 0.05]))
-    data = copy.deepcopy(DEFAULT)
-    data["paper"].update(feed="replay", replay_file=str(ticks_file), speed=0)
-    config = tmp_path / "replay.json"
-    config.write_bytes(orjson.dumps(data))
+    config = replay_config(tmp_path)
     result = run(tmp_path, "--for", "6", "--clock", "2026-11-02T09:15:00+05:30", config=config)
     assert result.returncode == 0, result.stderr
     [journal] = (tmp_path / "data" / "journal").iterdir()

@@ -1,6 +1,8 @@
 """The session scheduler on a rehearsal clock, and the trading calendar."""
 
 import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, datetime, time
 
 import orjson
@@ -34,14 +36,19 @@ def make(start: str, fired: list):
     return SessionScheduler(TradingCalendar(), clock, hooks)
 
 
+async def fire(scheduler: SessionScheduler, fired: list, count: int) -> None:
+    """``scheduler`` started until ``count`` events have fired, then shut down."""
+    scheduler.start()
+    try:
+        await until(lambda: len(fired) >= count)
+    finally:
+        scheduler.shutdown()
+
+
 async def test_the_session_opens_at_0915_on_the_rehearsal_clock():
     fired: list = []
     scheduler = make("2026-11-23T09:14:58.5+05:30", fired)
-    scheduler.start()
-    try:
-        await until(lambda: len(fired) >= 2)
-    finally:
-        scheduler.shutdown()
+    await fire(scheduler, fired, 2)
     assert [n for n, _ in fired] == [PRE_OPEN, OPEN]  # warm-up at once: it was due at 09:00
     assert fired[1][1].strftime("%H:%M:%S") == "09:15:00"
 
@@ -49,11 +56,7 @@ async def test_the_session_opens_at_0915_on_the_rehearsal_clock():
 async def test_a_late_start_joins_then_closes_at_1530():
     fired: list = []
     scheduler = make("2026-11-23T15:29:59+05:30", fired)
-    scheduler.start()
-    try:
-        await until(lambda: len(fired) >= 3)
-    finally:
-        scheduler.shutdown()
+    await fire(scheduler, fired, 3)
     assert [n for n, _ in fired] == [PRE_OPEN, OPEN, CLOSE]
     assert fired[-1][1].strftime("%H:%M:%S") == "15:30:00"
 
@@ -70,6 +73,17 @@ def runtime(tmp_path, start: str):
     return rt
 
 
+@asynccontextmanager
+async def session_running(rt: Runtime) -> AsyncIterator[Runtime]:
+    """``rt``'s scheduler started and its engine RUNNING; the scheduler shut down on the way out."""
+    rt.scheduler.start()
+    try:
+        await until(lambda: rt.engine.state == State.RUNNING)
+        yield rt
+    finally:
+        rt.scheduler.shutdown()
+
+
 def open_position(rt, clock_text: str):
     base = int(at(f"2026-11-23T{clock_text}+05:30").timestamp()) * 10**9
     for k, price in enumerate([100.0, 99.0, 101.0, 101.5]):
@@ -78,36 +92,24 @@ def open_position(rt, clock_text: str):
 
 async def test_engine_runs_from_0915_squares_off_and_closes_at_1530(tmp_path):
     rt = runtime(tmp_path, "2026-11-23T15:14:59+05:30")
-    rt.scheduler.start()
-    try:
-        await until(lambda: rt.engine.state == State.RUNNING)
+    async with session_running(rt):
         open_position(rt, "15:14:00")
         await until(lambda: any(o["purpose"] == "exit" for o in rt.engine.orders()))
         assert [o["purpose"] for o in rt.engine.orders()] == ["exit"]  # square-off sent at 15:15
-    finally:
-        rt.scheduler.shutdown()
 
 
 async def test_the_close_ends_the_session_and_exits_at_the_last_price(tmp_path):
     rt = runtime(tmp_path, "2026-11-23T15:29:59+05:30")
-    rt.scheduler.start()
-    try:
-        await until(lambda: rt.engine.state == State.RUNNING)
+    async with session_running(rt):
         open_position(rt, "15:10:00")
         await until(lambda: rt.engine.state == State.CLOSED)
         assert [(t["exit_reason"], t["exit_price"]) for t in rt.engine.trades()] == [("square_off", 101.5)]
-    finally:
-        rt.scheduler.shutdown()
 
 
 async def test_a_mid_session_start_joins_at_once():
     fired: list = []
     scheduler = make("2026-11-23T11:00:00+05:30", fired)
-    scheduler.start()
-    try:
-        await until(lambda: len(fired) >= 2)
-    finally:
-        scheduler.shutdown()
+    await fire(scheduler, fired, 2)
     assert [n for n, _ in fired] == [PRE_OPEN, OPEN]
     assert scheduler.next_event().name == SQUARE_OFF
 
@@ -148,11 +150,7 @@ async def test_a_live_process_checks_the_broker_token_before_the_open():
     scheduler = make("2026-11-23T08:44:59.5+05:30", fired)
     scheduler.token_check = time(8, 45)
     scheduler.hooks["token_check"] = lambda s: fired.append(("token_check", None))
-    scheduler.start()
-    try:
-        await until(lambda: fired)
-    finally:
-        scheduler.shutdown()
+    await fire(scheduler, fired, 1)
     assert [n for n, _ in fired] == ["token_check"] and scheduler.next_event().name == PRE_OPEN
 
 
@@ -168,36 +166,24 @@ def wired(tmp_path, start: str):
 
 async def test_set_session_square_off_moves_the_scheduled_square_off(tmp_path):
     rt = wired(tmp_path, "2026-11-23T11:00:58.5+05:30")
-    rt.scheduler.start()
-    try:
-        await until(lambda: rt.engine.state == State.RUNNING)
+    async with session_running(rt):
         open_position(rt, "10:59:00")
         rt.config.set("session.square_off", "11:01")
         assert rt.next_event() == "square_off at Mon 23 Nov 11:01 IST"
         await until(lambda: any(o["purpose"] == "exit" for o in rt.engine.orders()))
         assert [o["purpose"] for o in rt.engine.orders()] == ["exit"]  # sent at 11:01, no tick needed
-    finally:
-        rt.scheduler.shutdown()
 
 
 async def test_a_config_change_keeps_a_special_sessions_window(tmp_path):
     rt = wired(tmp_path, "2026-11-08T18:10:00+05:30")  # Muhurat trading, 18:00-19:00
-    rt.scheduler.start()
-    try:
-        await until(lambda: rt.engine.state == State.RUNNING)
+    async with session_running(rt):
         rt.config.set("risk.max_daily_loss", "2000")
         assert rt.engine.on_tick(0, int(at("2026-11-08T18:20:00+05:30").timestamp()) * 10**9, 100.0) != L.ACT_IGNORED
         assert rt.next_event() == "square_off at Sun 08 Nov 18:45 IST"
-    finally:
-        rt.scheduler.shutdown()
 
 
 async def test_set_session_square_off_on_a_special_day_keeps_its_margin_to_the_special_close(tmp_path):
     rt = wired(tmp_path, "2026-11-08T18:10:00+05:30")
-    rt.scheduler.start()
-    try:
-        await until(lambda: rt.engine.state == State.RUNNING)
+    async with session_running(rt):
         rt.config.set("session.square_off", "15:20")  # ten minutes before the regular close
         assert rt.next_event() == "square_off at Sun 08 Nov 18:50 IST"
-    finally:
-        rt.scheduler.shutdown()

@@ -16,7 +16,8 @@ from engine.cli import main
 from engine.research import backtest
 from engine.strategies import BUILTIN, Catalog, catalog_for, load_file
 from engine.strategies.api import StrategyError
-from tests.conftest import DEFAULT, make_config, make_ticks, seconds
+from tests.conftest import make_config, make_ticks, seconds
+from tests.my_idea import config_check, edit, write_idea
 from tests.parity import START, assert_same, backtest_book, live_book, live_run, walk
 from tests.test_engine import feed, make_engine
 
@@ -31,27 +32,7 @@ def _own_folder(monkeypatch):
 @pytest.fixture
 def idea(tmp_path) -> Path:
     """A config file beside a strategies folder holding ``my_idea``, written by ``otrade strategy new``."""
-    config = tmp_path / "otrade.json"
-    data = orjson.loads(orjson.dumps(DEFAULT))
-    data["instruments"] = data["instruments"][:1]
-    data["instruments"][0]["strategy"] = {"kind": "my_idea", "timeframe": 1, "length": 3, "allow_short": True}
-    config.write_bytes(orjson.dumps(data))
-    assert main(["strategy", "new", "my_idea", "--config", str(config)]) == 0
-    return config
-
-
-def check(config: Path, capsys) -> tuple[int, list[str]]:
-    code = main(["config", "check", str(config)])
-    out = capsys.readouterr()
-    return code, [line.strip() for line in (out.err or out.out).splitlines()[1:]]
-
-
-def edit(config: Path, old: str, new: str) -> Path:
-    path = config.parent / "strategies" / "my_idea.py"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
-    return path
+    return write_idea(tmp_path / "otrade.json", timeframe=1, length=3, allow_short=True)
 
 
 # --- the template, in backtest, paper and live ---------------------------------------------------
@@ -80,7 +61,7 @@ def test_the_templates_own_test_passes(idea):
 
 
 def test_config_check_compiles_the_strategy_and_says_how_long_it_took(idea, capsys):
-    code, lines = check(idea, capsys)
+    code, lines = config_check(idea, capsys)
     assert code == 0
     assert lines[0].startswith("my_idea: ") and lines[0].endswith(" s")
 
@@ -108,8 +89,8 @@ def test_a_strategy_compiles_once_and_later_runs_load_it_from_the_cache(idea):
      "Numba cannot compile the decision: it allocates"),
 ], ids=["syntax", "return-type", "return-value", "no-return", "param-range", "numba", "allocation"])
 def test_a_broken_strategy_file_gets_one_line_naming_its_file_and_line(idea, capsys, old, new, line, says):
-    path = edit(idea, old, new)
-    code, lines = check(idea, capsys)
+    path = edit(idea.parent, old, new)
+    code, lines = config_check(idea, capsys)
     assert code == 1
     [error] = lines
     assert f"{path}:{line}: " in error and says in error
@@ -119,11 +100,11 @@ def test_a_parameter_out_of_its_range_in_the_config_names_the_field(idea, capsys
     data = orjson.loads(idea.read_bytes())
     data["instruments"][0]["strategy"]["length"] = 1
     idea.write_bytes(orjson.dumps(data))
-    assert check(idea, capsys) == (1, ["instruments[0].strategy.length: 1 must be greater than or equal to 2"])
+    assert config_check(idea, capsys) == (1, ["instruments[0].strategy.length: 1 must be greater than or equal to 2"])
 
 
 def test_backtest_refuses_a_broken_strategy_in_one_line_before_any_tick(idea, tmp_path, capsys):
-    edit(idea, "    x[PREV_CLOSE] = close  #", "    x[PREV_CLOSE] = close.upper()  #")
+    edit(idea.parent, "    x[PREV_CLOSE] = close  #", "    x[PREV_CLOSE] = close.upper()  #")
     with pytest.raises(SystemExit) as stop:
         main(["backtest", "--config", str(idea), "--ticks", str(tmp_path / "none.csv")])
     assert "my_idea.py:48: Numba cannot compile the decision" in str(stop.value)

@@ -10,16 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from engine.cli import main
 from engine.strategies import catalog_for, folder_for, load_file
 from engine.strategies.api import StrategyError
 from engine.strategies.scaffold import write
-from tests.conftest import DEFAULT
+from tests.my_idea import config_check, edit, write_idea
 
 ROOT = Path(__file__).resolve().parent.parent
+CONFIG = Path("config", "otrade.json")  # a project's config file
 
 
 @pytest.fixture(autouse=True)
@@ -30,32 +30,13 @@ def _own_folder(monkeypatch):
 @pytest.fixture
 def project(tmp_path) -> Path:
     """A trader's project: ``config/otrade.json`` naming ``my_idea``, which ``otrade strategy new`` wrote."""
-    config = tmp_path / "config" / "otrade.json"
-    config.parent.mkdir()
-    data = orjson.loads(orjson.dumps(DEFAULT))
-    data["instruments"] = data["instruments"][:1]
-    data["instruments"][0]["strategy"] = {"kind": "my_idea", "timeframe": 1, "length": 3}
-    config.write_bytes(orjson.dumps(data))
-    assert main(["strategy", "new", "my_idea", "--config", str(config)]) == 0
+    (tmp_path / CONFIG).parent.mkdir()
+    write_idea(tmp_path / CONFIG, timeframe=1, length=3)
     return tmp_path
-
-
-def edit(project: Path, old: str, new: str) -> Path:
-    path = project / "strategies" / "my_idea.py"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
-    return path
 
 
 def line_of(path: Path, text: str) -> int:
     return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
-
-
-def config_check(project: Path, capsys) -> tuple[int, list[str]]:
-    code = main(["config", "check", str(project / "config" / "otrade.json")])
-    out = capsys.readouterr()
-    return code, [line.strip() for line in (out.err or out.out).splitlines()[1:]]
 
 
 def children() -> set[int]:
@@ -78,8 +59,7 @@ def test_the_strategies_folder_sits_beside_the_config_or_beside_its_config_folde
 def test_strategy_new_writes_into_the_project_not_into_the_config_package(project):
     assert sorted(p.name for p in (project / "strategies").iterdir()) == ["my_idea.py", "test_my_idea.py"]
     assert [p.name for p in (project / "config").iterdir()] == ["otrade.json"]
-    assert catalog_for(project / "config" / "otrade.json").get("my_idea").file == str(
-        project / "strategies" / "my_idea.py")
+    assert catalog_for(project / CONFIG).get("my_idea").file == str(project / "strategies" / "my_idea.py")
 
 
 def test_strategies_an_earlier_version_wrote_into_config_are_still_found(tmp_path, caplog):
@@ -163,7 +143,7 @@ def test_config_check_gives_up_on_a_decision_that_never_answers_and_leaves_nothi
                 "    while pos == 0.0:\n        close = x[CLOSE]\n    close, average = x[CLOSE], x[EMA]\n")
     before = children()
     started = time.monotonic()
-    code, lines = config_check(project, capsys)
+    code, lines = config_check(project / CONFIG, capsys)
     assert code == 1
     assert lines == [f"{path}:{line_of(path, '@strategy.decision')}: decide() did not answer within 5 s on bar 0 "
                      "(position +0): an endless loop?"]
@@ -173,7 +153,7 @@ def test_config_check_gives_up_on_a_decision_that_never_answers_and_leaves_nothi
 
 def test_a_decision_that_crashes_the_trial_is_named_not_fatal(project, capsys):
     path = edit(project, "    x[PREV_EMA] = average\n", "    x[PREV_EMA] = average\n    x[1000000000000] = 1.0\n")
-    code, [error] = config_check(project, capsys)
+    code, [error] = config_check(project / CONFIG, capsys)
     assert code == 1
     assert error.startswith(f"{path}:{line_of(path, '@strategy.decision')}: decide() crashed on bar 0 (position +0) "
                             "(SIG")
@@ -184,7 +164,7 @@ def test_a_decision_that_crashes_the_trial_is_named_not_fatal(project, capsys):
 @pytest.mark.parametrize("slot", ["CLOSE", "EMA", "EXIT_BELOW"], ids=["bar", "indicator", "parameter"])
 def test_a_decision_writing_a_named_slot_other_than_memory_is_refused_at_its_line(project, capsys, slot):
     path = edit(project, "    x[PREV_EMA] = average\n", f"    x[PREV_EMA] = average\n    x[{slot}] = 0.0\n")
-    code, lines = config_check(project, capsys)
+    code, lines = config_check(project / CONFIG, capsys)
     assert code == 1
     assert lines == [f"{path}:{line_of(path, f'x[{slot}] = 0.0')}: decide() writes x[{slot}]: only memory slots "
                      "may be written"]
@@ -193,13 +173,13 @@ def test_a_decision_writing_a_named_slot_other_than_memory_is_refused_at_its_lin
 def test_a_backtest_refuses_a_decision_writing_the_bar_before_any_tick(project, tmp_path):
     edit(project, "    x[PREV_EMA] = average\n", "    x[PREV_EMA] = average\n    x[CLOSE] = 0.0\n")
     with pytest.raises(SystemExit, match=r"my_idea\.py:\d+: decide\(\) writes x\[CLOSE\]: only memory slots"):
-        main(["backtest", "--config", str(project / "config" / "otrade.json"), "--ticks", str(tmp_path / "no.csv")])
+        main(["backtest", "--config", str(project / CONFIG), "--ticks", str(tmp_path / "no.csv")])
 
 
 def test_a_write_through_a_computed_index_is_caught_by_the_trial(project, capsys):
     path = edit(project, "    x[PREV_EMA] = average\n",
                 "    x[PREV_EMA] = average\n    i = int(x[EXIT_BELOW]) + 2\n    x[i] = 0.0\n")
-    code, lines = config_check(project, capsys)
+    code, lines = config_check(project / CONFIG, capsys)
     assert code == 1
     assert lines == [f"{path}:{line_of(path, '@strategy.decision')}: decide() writes x[CLOSE] (bar 0): only memory "
                      "slots may be written"]

@@ -19,6 +19,8 @@ from bot.notifier import Notifier
 from bot.telegram import TelegramTransport, split
 from config import ConfigManager
 from engine.brokers.paper import PaperBroker
+from engine.charts import Charts
+from engine.data.store import SYNTHETIC
 from engine.engine import Engine, State
 from engine.services.events import ALERT, Event, EventBus
 from engine.services.journal import Journal
@@ -52,9 +54,11 @@ def write_config(path: Path, **bot) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(tmp_path: Path, timeout: float = 10.0, **bot) -> AsyncIterator[SimpleNamespace]:
+async def running_bot(tmp_path: Path, timeout: float = 10.0, charts: bool = False, **bot
+                      ) -> AsyncIterator[SimpleNamespace]:
     """The engine on paper, its commands on the real PTB polling the local Bot API, and the notifier;
-    ``timeout`` is the Telegram client's (generous: a loaded machine answers a local call late)."""
+    ``timeout`` is the Telegram client's (generous: a loaded machine answers a local call late);
+    ``charts``: the commands draw pictures (/chart, /equity) from the data directory."""
     api = FakeBotAPI(TOKEN)
     base = await api.start()
     write_config(tmp_path / "otrade.json", **bot)
@@ -65,7 +69,8 @@ async def running_bot(tmp_path: Path, timeout: float = 10.0, **bot) -> AsyncIter
     engine = Engine(cfg, PaperBroker({"NSE:INFY": 0.05}, clock), bus, Journal(tmp_path / "data", clock), clock)
     manager.add_check(engine.check_config)
     manager.subscribe(lambda old, new, changes: engine.apply_config(new))
-    commands = Commands(Services(engine, manager, tmp_path / "data", clock))
+    commands = Commands(Services(engine, manager, tmp_path / "data", clock,
+                                 charts=Charts(engine, tmp_path / "data", SYNTHETIC) if charts else None))
     telegram = TelegramTransport(TOKEN, base, commands, lambda: manager.config.bot.allowed_chats,
                                  timeout=timeout, poll_timeout=1.0)
     await telegram.start()
@@ -73,7 +78,8 @@ async def running_bot(tmp_path: Path, timeout: float = 10.0, **bot) -> AsyncIter
     notifier_task = asyncio.create_task(notifier.run())
     engine.start_session()
     try:
-        yield SimpleNamespace(api=api, engine=engine, manager=manager, clock=clock, bus=bus, telegram=telegram)
+        yield SimpleNamespace(api=api, engine=engine, manager=manager, clock=clock, bus=bus, telegram=telegram,
+                              commands=commands)
     finally:
         notifier_task.cancel()
         await telegram.stop()

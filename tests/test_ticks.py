@@ -149,19 +149,15 @@ def test_blank_lines_are_ignored(tmp_path):
     assert (ticks.price.tolist(), skipped) == ([10.0, 11.0], 0)
 
 
-def test_a_bad_row_in_a_later_block_is_reported_with_its_own_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "_CHUNK", 64)
-    rows = [f"{T0 + k},{10 + k}" for k in range(40)]
-    rows[33] = f"{T0 + 33},oops"
-    with pytest.raises(TickFileError, match="line 35: price 'oops' is not a number"):
-        load_csv(write(tmp_path, "ts,price\n" + "\n".join(rows) + "\n"), ["NSE:INFY"])
-
-
-def test_out_of_order_across_blocks_is_caught(tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "_CHUNK", 64)
-    rows = [f"{T0 + k},10" for k in range(40)]
-    rows[20] = f"{T0},10"
-    with pytest.raises(TickFileError, match="line 22: timestamp goes backwards"):
+@pytest.mark.parametrize(("k", "bad", "error"), [
+    (33, f"{T0 + 33},oops", "line 35: price 'oops' is not a number"),
+    (20, f"{T0},10", "line 22: timestamp goes backwards"),
+], ids=["bad-price", "out-of-order"])
+def test_a_bad_row_in_a_later_block_is_reported_with_its_own_line(tmp_path, monkeypatch, k, bad, error):
+    monkeypatch.setattr(T, "_CHUNK", 64)  # 40 rows make several blocks
+    rows = [f"{T0 + j},{10 + j}" for j in range(40)]
+    rows[k] = bad
+    with pytest.raises(TickFileError, match=error):
         load_csv(write(tmp_path, "ts,price\n" + "\n".join(rows) + "\n"), ["NSE:INFY"])
 
 

@@ -3,7 +3,6 @@ and special sessions, on the rehearsal clock, in the process and in `otrade run`
 
 import argparse
 import asyncio
-import copy
 import subprocess
 import sys
 from datetime import datetime
@@ -23,7 +22,7 @@ from engine.services.events import EventBus
 from engine.services.journal import Journal
 from engine.services.logs import LogBuffer
 from engine.strategies import default_catalog
-from tests.conftest import DEFAULT, make_config, process_env
+from tests.conftest import config_file, make_config, process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RISE = [100.0, 99.0, 101.0, 101.5]  # the tick strategy of make_config buys on the rise
@@ -128,12 +127,9 @@ def test_a_late_join_names_the_next_event_at_its_own_time(tmp_path):
 
 
 def otrade_run(tmp_path: Path, clock: str, seconds: float, **env: str) -> subprocess.CompletedProcess:
-    data = copy.deepcopy(DEFAULT)
-    data["instruments"] = [{"symbol": "NSE:INFY", "tick_size": 0.1, "quantity": 10,
-                            "strategy": {"kind": "ema_cross", "fast": 2, "slow": 5, "allow_short": False},
-                            "bracket": {"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}}]
-    data["paper"]["tick_interval_ms"] = 50
-    (tmp_path / "o.json").write_bytes(orjson.dumps(data))
+    config_file(tmp_path / "o.json", strategy={"kind": "ema_cross", "fast": 2, "slow": 5, "allow_short": False},
+                bracket={"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None}, tick_size=0.1,
+                paper={"tick_interval_ms": 50})
     environ = process_env(tmp_path, **env)
     return subprocess.run([sys.executable, "-m", "engine", "run", "--console", "--config", str(tmp_path / "o.json"),
                            "--clock", clock, "--for", str(seconds)], cwd=tmp_path, env=environ,

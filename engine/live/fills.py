@@ -7,7 +7,7 @@ arrive in parts and the kernel follows them; what protects a position, and at wh
 """
 
 from engine.core import layout as L
-from engine.core.step import apply_entry_fill, apply_exit_fill, flatten
+from engine.core.step import flatten
 from engine.live.host import NS, Host
 from engine.live.orders import LiveOrder, OrderState
 from engine.live.protection import Bracket, Protection
@@ -71,7 +71,8 @@ class Fills:
                 h.act(j, flatten(a.st, a.acct, j, L.REASON_FLATTEN))
                 return
         signed = float(qty if order.request.side == Side.BUY else -qty)
-        h.act(j, apply_entry_fill(a.st, a.pr, a.acct, a.clk, a.rows, a.links, j, h.now_ns(), signed, price, done))
+        h.act(j, h.kernels.apply_entry_fill(a.st, a.pr, a.acct, a.clk, a.rows, a.links, j, h.now_ns(), signed, price,
+                                            done))
 
     def _exit(self, j: int, order: Order, qty: int, price: float) -> None:
         """Exit fills shrink the position; the last one closes the trade and cancels the rest. A
@@ -88,8 +89,8 @@ class Fills:
             if closing:
                 reason = {Purpose.TARGET: L.REASON_TARGET, Purpose.STOP: L.REASON_STOP}.get(
                     order.purpose, int(a.st[j, L.S_PEND_REASON]))
-                act = apply_exit_fill(a.st, a.pr, a.acct, a.clk, a.rows, a.links, j, h.now_ns(),
-                                      float(closing), price, reason)
+                act = h.kernels.apply_exit_fill(a.st, a.pr, a.acct, a.clk, a.rows, a.links, j, h.now_ns(),
+                                                float(closing), price, reason)
                 if act & L.ACT_EXIT_FILL:
                     self.cancel_bracket(br, keep=oid)
                 h.act(j, act)

@@ -9,12 +9,14 @@ from engine.arrays import Arrays
 from engine.live.venue import VenueProtocol
 from engine.orders import Order, OrderType, Purpose, Side
 from engine.services.journal import Journal
+from engine.strategies.compiled import Kernels
 
 NS = 1_000_000_000
 
 
 class Host(Protocol):
     arrays: Arrays  # the kernel's state: replaced on a new instrument list, so read it on each use
+    kernels: Kernels  # those compiled for its strategies (engine.strategies.compiled): read on each use too
     broker: VenueProtocol
     journal: Journal
     cfg: Config

@@ -474,12 +474,8 @@ class LiveOrders(VenueProtocol):
     async def _count(self, order: LiveOrder) -> bool:
         """An adopted order's modifications so far, from its history at the broker, which counts them
         against its cap whatever run made them; False (tried again later) when it cannot be read now."""
-        try:
-            rows = await self._history(order.broker_id)
-        except SessionExpired:
-            raise
-        except Exception as exc:
-            log.warning("order %s: history unavailable (%s); its modifications counted later", order.order_id, exc)
+        rows = await self._read_history(order, "its modifications counted later")
+        if rows is None:
             order.retry_mono = self._mono() + SETTLE_S
             return False
         order.modifications = max(order.modifications, self.modifications_in(rows))
@@ -635,15 +631,20 @@ class LiveOrders(VenueProtocol):
 
     async def _look(self, order: LiveOrder) -> None:
         """Read the order's history; a failed read changes nothing (the look-up tries again)."""
+        rows = await self._read_history(order, "looking again later")
+        if rows:
+            self.update(rows[-1])
+
+    async def _read_history(self, order: LiveOrder, then: str) -> list[dict] | None:
+        """The order's rows at the broker; None (logged with what happens ``then``) when they cannot be
+        read now. An expired session is not a failed read: it stops the lanes."""
         try:
-            rows = await self._history(order.broker_id)
+            return await self._history(order.broker_id)
         except SessionExpired:
             raise
         except Exception as exc:
-            log.warning("order %s: history unavailable (%s); looking again later", order.order_id, exc)
-            return
-        if rows:
-            self.update(rows[-1])
+            log.warning("order %s: history unavailable (%s); %s", order.order_id, exc, then)
+            return None
 
     def update(self, row: dict) -> None:
         """An order row from the broker (ticker message, order book, history). Orders the engine did

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.core import layout as L
-from engine.core.step import decide_again, flatten
+from engine.core.step import flatten
 from engine.live import rules
 from engine.live.host import NS, Host
 from engine.live.orders import AT_KITE, LiveOrder, OrderState
@@ -58,6 +58,26 @@ class Leg:
 
 
 @dataclass
+class Spell:
+    """How long a condition has held without a break: a state that is acted on only once it lasts."""
+
+    since_ns: int = 0
+
+    def lasted(self, holds: bool, now: int, span_s: float) -> bool:
+        """True once ``holds`` has held at every look for ``span_s`` (then a new spell begins)."""
+        if not holds:
+            self.since_ns = 0
+            return False
+        if not self.since_ns:
+            self.since_ns = now
+            return False
+        if now - self.since_ns < span_s * NS:
+            return False
+        self.since_ns = 0
+        return True
+
+
+@dataclass
 class Bracket:
     """The broker orders protecting or exiting one instrument's position, and what their levels are."""
 
@@ -74,14 +94,14 @@ class Bracket:
     unrepaired: int = 0  # signed quantity a repair still has to trade (one ended short of it)
     repair_ns: int = 0  # when that repair is sent again
     uncovered_ns: int = 0  # since when the position has lacked a stop Kite confirmed for all of it
-    apart_ns: int = 0  # since when the position has differed from what Kite's fills make it
+    apart: Spell = field(default_factory=Spell)  # the position has differed from what Kite's fills make it
     legs: dict[str, Leg] = field(default_factory=lambda: {name: Leg() for name in LEGS})
     wanted_stop: float | None = None  # a trail sent to Kite and not confirmed yet
     through: float | None = None  # a trail Kite refused as its market was already through it
     trailed: bool = False  # Kite confirmed a trailed stop for this position
     clamped: set[str] = field(default_factory=set)  # legs alerted as clamped into the circuit band
     floor: tuple[float, float] | None = None  # (side, trigger): the tightest stop Kite confirmed for the position
-    crossed_ns: int = 0  # since when the last tick's decision has waited for a fill Kite has not confirmed
+    crossed: Spell = field(default_factory=Spell)  # the last tick's decision waits for a fill Kite has not confirmed
 
     def backoff(self) -> int:
         """Seconds to wait before the next exit or repair after one more refusal: 0, 1, 2, 4 ... 60."""
@@ -330,17 +350,10 @@ class Protection:
         order = h.broker.order(leg) if leg else None
         waiting = (h.live and pos != 0.0 and st[L.S_REDECIDE] == 1.0 and st[L.S_PEND_KIND] != L.ORDER_EXIT
                    and order is not None and order.working and not order.filled_quantity)
-        if not waiting or (isinstance(order, LiveOrder) and order.state in FILLING):
-            br.crossed_ns = 0
+        waiting = waiting and not (isinstance(order, LiveOrder) and order.state in FILLING)
+        if not br.crossed.lasted(waiting, h.now_ns(), CROSSED_WAIT_S):
             return
-        now = h.now_ns()
-        if not br.crossed_ns:
-            br.crossed_ns = now
-            return
-        if now - br.crossed_ns < CROSSED_WAIT_S * NS:
-            return
-        br.crossed_ns = 0
-        act = decide_again(a.st, a.pr, a.acct, a.clk, a.rows, a.links, j)
+        act = h.kernels.decide_again(a.st, a.pr, a.acct, a.clk, a.rows, a.links, j)
         if act:
             log.info("%s: the last tick's decision made without the %s fill Kite has not confirmed",
                      a.symbols[j], order.purpose)

@@ -283,15 +283,8 @@ class Reconciler:
     def keep_aligned(self, j: int, br: Bracket, now: int, expected: int) -> None:
         """Every fill moves the position as it arrives; should one ever not have (a path missed),
         the difference from Kite's fills is taken as the position once it has lasted ``ALIGN_S``."""
-        if expected == int(self.host.arrays.st[j, L.S_POS]):
-            br.apart_ns = 0
+        if not br.apart.lasted(expected != int(self.host.arrays.st[j, L.S_POS]), now, ALIGN_S):
             return
-        if not br.apart_ns:
-            br.apart_ns = now
-            return
-        if now - br.apart_ns < ALIGN_S * NS:
-            return
-        br.apart_ns = 0
         note = self._realign(j, expected)
         if expected:
             self.protection.protect(j)

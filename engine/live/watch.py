@@ -42,7 +42,8 @@ class Watch:
             if order.purpose == Purpose.ENTRY and order.unsure:
                 unsure += order.request.quantity - order.filled_quantity
             elif (order.request.order_type in (OrderType.SL, OrderType.SL_M) and order.state in COVERING
-                  and (order.request.side == Side.SELL) == (held > 0)):
+                  and not order.cancel_wanted and (order.request.side == Side.SELL) == (held > 0)):
+                # a stop OTrade is cancelling is no cover: Kite may have taken it away with the answer lost
                 covered += order.request.quantity - order.filled_quantity
         if covered >= abs(held) + unsure:
             br.uncovered_ns = br.unprotected_ns = 0  # a new gap is a new alarm, however soon it comes

@@ -35,7 +35,7 @@ from engine.core.loop import (
 )
 from engine.data.candles import CandleError
 from engine.data.ticks import Ticks
-from engine.strategies.compiled import loop_for
+from engine.strategies.compiled import kernels_for
 
 if TYPE_CHECKING:
     from engine.services.calendar import TradingCalendar
@@ -151,11 +151,11 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray |
         raise ValueError(f"tick symbols {ticks.symbols} do not match the configured {arrays.symbols}")
     loop, end = run_ticks, finish
     if compiled:
-        own = loop_for(arrays.strategies)
+        own = kernels_for(arrays.strategies)
         own.bind(arrays.strategies, arrays.links)
         loop, end = own.run_ticks, own.finish
     n = len(ticks)
-    cap = max(1024, min(n // 4, 1 << 20))
+    cap = 1024 + n // 2048  # doubled as trades come: 72 MB zeroed up front cost 0.5-6 ms a run
     tf = np.zeros((cap, N_TF))
     ti = np.zeros((cap, 2), dtype=np.int64)
     span_days = int((ticks.ts[-1] - ticks.ts[0]) // L.NS_PER_DAY) + 2 if n else 1

@@ -38,7 +38,7 @@ from engine.data.feeds import ReplayFeed, SyntheticFeed
 from engine.data.recorder import Recorder
 from engine.data.tick_files import load
 from engine.data.ticks import TickFileError, Ticks
-from engine.engine import RECONCILE_KERNELS, STALE, STOPPING, TOKEN_PAUSE, Engine, State
+from engine.engine import LIVE_ONLY_KERNELS, RECONCILE_KERNELS, STALE, STOPPING, TOKEN_PAUSE, Engine, State
 from engine.live.orders import Caps
 from engine.runtime.metrics import SAMPLE_MASK, Gauges, Metrics, TickMeter, handler_from_env
 from engine.runtime.monitor import page_for
@@ -55,6 +55,9 @@ from engine.strategies import StrategyError, catalog_for
 
 log = logging.getLogger("otrade")
 SHUTDOWN_BUDGET_S = 8.0  # SIGTERM to exit, inside the 10 s hosts allow
+# A paper start on an empty cache compiles the tick kernel, the largest, while a child compiles the
+# others; the bar's close, which the tick kernel and the warm-up both call, first, for the child to load.
+TICK_KERNEL, SHARED_KERNELS = "on_tick", ("end_bar",)
 
 
 @dataclass
@@ -550,19 +553,25 @@ def _joined(first: Ticks, then: Ticks) -> Ticks:
                  first.symbols)
 
 
-async def _compile_rest(engine: Engine, config: str) -> None:
+async def _compile_rest(engine: Engine, config: str, here: tuple[str, ...] = ()) -> None:
     """A live start's kernels beyond ``RECONCILE_KERNELS``, the event loop running on meanwhile (the
     orders of the reconcile just made, their answers). On an empty cache a child process (``otrade
     warm --only run``) compiles them into it and this one loads them in milliseconds: compiled on a
     thread here, they would stall the loop for up to 1.6 s at a time (the garbage collector walking
-    the compiler's objects; measured for issue 23). Should the child fail, they compile here."""
+    the compiler's objects; measured for issue 23). Should the child fail, they compile here.
+
+    A paper start names the kernels it compiles itself meanwhile (``here``, blocking: it trades on
+    none yet), which the child leaves out with those paper never calls: Numba compiles on one core."""
     if not kernels_cached():
         began = time.monotonic()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_"))}  # it needs none
+        skip = ["--skip", ",".join([*here, *LIVE_ONLY_KERNELS, "ticker decoder"])] if here else []  # warm's names
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "engine", "warm", "--only", "run", "--config", config, env=env,
+            sys.executable, "-m", "engine", "warm", "--only", "run", "--config", config, *skip, env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
+            if here:
+                engine.warm_up(here)
             _, err = await child.communicate()
         finally:
             if child.returncode is None:  # this start was stopped meanwhile
@@ -576,9 +585,10 @@ async def _compile_rest(engine: Engine, config: str) -> None:
 
 
 def kernels_cached() -> bool:
-    """Numba's cache holds the tick kernel: the engine loads its kernels instead of compiling them."""
+    """Numba's cache holds a tick kernel (compiled for a set of strategies: engine.strategies.compiled): the
+    engine loads its kernels instead of compiling them."""
     cache = os.environ.get("NUMBA_CACHE_DIR")
-    return bool(cache) and any(Path(cache).glob("*/step.on_tick-*.nbi"))
+    return bool(cache) and any(Path(cache).glob("*/loop_*.on_tick-*.nbi"))
 
 
 def _rehearsal_start(data_dir: Path, asked: datetime) -> tuple[datetime, str]:
@@ -657,9 +667,14 @@ async def run(args: argparse.Namespace) -> int:
             return 1
     broker = live.broker if live else PaperBroker(tick_sizes, clock.now_ns)
     try:  # compiles the strategies, and the kernels: live, a reconcile's first, the rest once it armed the stops
-        engine = Engine(cfg, broker, bus, journal, clock.now_ns, compile_kernels=not live)
+        engine = Engine(cfg, broker, bus, journal, clock.now_ns, compile_kernels=False)
         if live:
             engine.warm_up(RECONCILE_KERNELS)
+        elif (os.cpu_count() or 1) > 1:  # on an empty cache: the tick kernel here, the others in a child at once
+            engine.warm_up(SHARED_KERNELS)
+            await _compile_rest(engine, args.config, here=(*SHARED_KERNELS, TICK_KERNEL))
+        else:
+            engine.warm_up()
     except StrategyError as exc:
         log.error("%s", exc)
         return 1
@@ -771,8 +786,9 @@ async def _serve(rt: Runtime, server: Server, live: KiteLive | None,
                   exc.strerror)
         page.monitor.close()
         return None
-    log.info("health on http://%s:%d/healthz", server.host, port)
-    page.listening(runner.addresses[0][1])
+    bound = runner.addresses[0][1]  # PORT=0 takes any free one: the log names the one taken
+    log.info("health on http://%s:%d/healthz", server.host, bound)
+    page.listening(bound)
     rt.web_link, rt.tasks["monitor"] = page.link, page.monitor.run
     if callback is not None:
         rt.login, rt.login_tap = callback.links.issue, True

@@ -1,14 +1,16 @@
-"""One compiled backtest loop per set of strategies: their indicators and decisions compiled into it.
+"""One compiled backtest loop and live tick kernel per set of strategies: their indicators and
+decisions compiled into them.
 
-The loop for any strategy (``engine.core.loop.run_ticks``) updates each indicator through
-``update_all``'s dispatch on its kind and calls each decision through its address: about 20 ns a
-tick, most of the loop. ``loop_for`` writes that loop out again as a small module for one set of
-strategies: the kernels of ``engine.core`` that lie between the loop and the strategy hooks
-(``engine.core.step.HOOKS``) copied in, the hooks replaced by code for exactly these strategies (each
-indicator's update at its constant slot, each decision called as a global), everything else imported.
-Numba compiles that module's loop once and loads it from its cache in every later process; a loop
-taking the strategies' functions as arguments would compile again in each (its cache entry is
-written and never matched).
+The loop for any strategy (``engine.core.loop.run_ticks``) and the live tick kernel
+(``engine.core.step.on_tick``) update each indicator through ``update_all``'s dispatch on its kind and
+call each decision through its address: about 20 ns a tick, most of the loop. ``kernels_for`` writes
+them out again (``ROOTS``) as a small module for one set of strategies: the kernels of ``engine.core``
+that lie between the roots and the strategy hooks (``engine.core.step.HOOKS``) copied in, the hooks
+replaced by code for exactly these strategies (each indicator's update at its constant slot, each
+decision called as a global), everything else imported. Numba compiles each of that module's roots
+on its first call, once, and loads it from its cache in every later process; a loop taking the
+strategies' functions as arguments would compile again in each (its cache entry is written and never
+matched). A backtest so compiles only the loop, a live engine only its own kernels.
 
 The module is written beside Numba's cache, named by a hash of everything its machine code depends
 on (``cache_key``): its own text, every file of ``engine.core``, this file, and each strategy's file
@@ -43,9 +45,12 @@ from engine.core.indicators.layout import FEEDS
 from engine.core.layout import LINK_STRATEGY
 from engine.strategies.api import Strategy
 
-# The entry points written out per set of strategies: the loop, its end, and the close of a session's
-# last bar that both call (the generic one would compile every indicator kind into a backtest).
-ROOTS = (loop.run_ticks, loop.finish, step.end_bar)
+# The entry points written out per set of strategies: the backtest loop, its end, the close of a session's
+# last bar that both call (the generic one would compile every indicator kind into a backtest), and
+# what the live engine calls that reaches a strategy: its tick, a late fill's decision made again, its
+# warm-up. The other live kernels (a reconcile's, a flatten) never reach one: engine.core.step's serve.
+ROOTS = (loop.run_ticks, loop.finish, step.end_bar, step.on_tick, step.decide_again, step.apply_entry_fill,
+         step.apply_exit_fill, step.warm)
 # A decision compiled into the loop: inlined where the loop asks it, as the strategy's helpers are.
 _DECISION = {"error_model": "numpy", "_nrt": False, "inline": "always"}
 _LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
@@ -58,13 +63,20 @@ def strategy_decision(strategy: Strategy) -> Callable[..., int]:
 
 
 @dataclass(frozen=True)
-class Loop:
-    """The backtest loop compiled for ``strategies``: ``run_ticks`` and ``finish`` take
-    ``engine.core.loop``'s arguments, with each row's place among ``strategies`` in its links (``bind``)."""
+class Kernels:
+    """The roots compiled for ``strategies``, each taking the arguments of its namesake in
+    ``engine.core.loop`` or ``engine.core.step``, with each row's place among ``strategies`` in its
+    links (``bind``)."""
 
     strategies: tuple[Strategy, ...]
     run_ticks: Callable[..., tuple]
     finish: Callable[..., int]
+    end_bar: Callable[..., None]
+    on_tick: Callable[..., int]
+    decide_again: Callable[..., int]
+    apply_entry_fill: Callable[..., int]
+    apply_exit_fill: Callable[..., int]
+    warm: Callable[..., int]
     key: str  # cache_key
 
     def bind(self, strategies: Sequence[Strategy], links: np.ndarray) -> None:
@@ -79,17 +91,18 @@ class Loop:
         links[: len(places), LINK_STRATEGY] = places
 
 
-_loops: dict[tuple[Strategy, ...], Loop] = {}
+_kernels: dict[tuple[Strategy, ...], Kernels] = {}
 _modules: dict[str, ModuleType] = {}  # by cache key: the same contents share one module in a process
 
 
-def loop_for(strategies: Sequence[Strategy]) -> Loop:
-    """The loop compiled for these strategies (each counted once, in their first order): its module
-    written or found, imported once per process; Numba compiles it on its first call, or loads it."""
+def kernels_for(strategies: Sequence[Strategy]) -> Kernels:
+    """The kernels compiled for these strategies (each counted once, in their first order): their
+    module written or found, imported once per process; Numba compiles each on its first call, or
+    loads it from its cache."""
     own = tuple(dict.fromkeys(strategies))
     if config.DISABLE_JIT:  # pure Python (a benchmark's reference): nothing is compiled
-        return Loop(own, loop.run_ticks, loop.finish, "")
-    if own not in _loops:
+        return Kernels(own, key="", **dict(zip(_root_names(), ROOTS, strict=True)))
+    if own not in _kernels:
         for strategy in own:
             strategy.compile()  # a decision Numba cannot compile: StrategyError with its file and line
         text = _text(own)
@@ -97,19 +110,23 @@ def loop_for(strategies: Sequence[Strategy]) -> Loop:
         if key not in _modules:
             _modules[key] = _load(key, text, own)
         module = _modules[key]
-        _loops[own] = Loop(own, module.run_ticks, module.finish, key)
-    return _loops[own]
+        _kernels[own] = Kernels(own, key=key, **{name: getattr(module, name) for name in _root_names()})
+    return _kernels[own]
+
+
+def _root_names() -> list[str]:
+    return [getattr(root, "py_func", root).__name__ for root in ROOTS]  # a plain function without the JIT
 
 
 def cache_key(strategies: Sequence[Strategy]) -> str:
-    """The hash naming the loop compiled for ``strategies`` (``loop_for``): of its module's text, every
+    """The hash naming the kernels compiled for ``strategies`` (``kernels_for``): of its module's text, every
     file of ``engine.core``, this file, and each strategy's file with the project files it imports."""
     own = tuple(dict.fromkeys(strategies))
     return _key(own, _text(own))
 
 
 def loop_dir() -> Path:
-    """Where the loops' modules are written: beside Numba's cache (``NUMBA_CACHE_DIR``, which
+    """Where the kernels' modules are written: beside Numba's cache (``NUMBA_CACHE_DIR``, which
     ``engine/__init__`` sets), else the user's cache folder (Numba then caches beside them)."""
     if config.CACHE_DIR:
         return Path(config.CACHE_DIR) / "loops"
@@ -232,7 +249,7 @@ def _text(strategies: tuple[Strategy, ...]) -> str:
     feeds = sorted({_feed(ind) for s in strategies for _, _, ind in s.blocks()})
     names = ", ".join(s.name for s in strategies)
     head = [
-        f'"""The backtest loop compiled for {names} (engine.strategies.compiled wrote it, named by the hash',
+        f'"""The kernels compiled for {names} (engine.strategies.compiled wrote them, named by the hash',
         "of everything its machine code depends on: not to be edited). STRATEGIES, the strategies in the order",
         'links[:, LINK_STRATEGY] counts them, is given to it before it runs."""',
         "",
@@ -280,7 +297,7 @@ def _imported(module: ModuleType, file: Path) -> Iterator[ModuleType]:
 
 def _files(strategy: Strategy) -> set[Path]:
     """The strategy's file and every project file it imports, through any depth."""
-    assert strategy.decide is not None  # loop_for compiled it
+    assert strategy.decide is not None  # kernels_for compiled it
     files = {Path(strategy.file)}
     seen: set[str] = set()
     todo = [m for m in (sys.modules.get(strategy.decide.__module__),) if m is not None]
@@ -332,4 +349,4 @@ def _load(key: str, text: str, strategies: tuple[Strategy, ...]) -> ModuleType:
     return module
 
 
-__all__ = ["ROOTS", "Loop", "cache_key", "loop_dir", "loop_for", "strategy_decision"]
+__all__ = ["ROOTS", "Kernels", "cache_key", "kernels_for", "loop_dir", "strategy_decision"]

@@ -67,6 +67,7 @@ from tests.chaos.invariants import (
     book_view,
     end_check,
     journal_check,
+    row_key,
 )
 from tests.chaos.plan import SUCCESSOR_REFUSAL, SYMBOLS, TICKS, TOKENS, Action, Plan, make_plan
 from tests.conftest import make_config
@@ -198,7 +199,7 @@ class Process:
     resyncs: set[asyncio.Task] = field(default_factory=set)
     reads: set[asyncio.Task] = field(default_factory=set)  # its circuit reads (they die with it)
     ready: bool = False  # booted and reconciled
-    shown: dict[str, str] = field(default_factory=dict)  # order id -> newest row stamp it was shown (any channel)
+    shown: dict[str, set[tuple]] = field(default_factory=dict)  # order id -> the rows it was shown (any channel)
 
     def positions(self) -> dict[str, int]:
         """What OTrade holds at Kite: its position, and an excess it knows of and is undoing by a repair
@@ -242,6 +243,7 @@ class Chaos:
         self.known_ticks = dict(TICKS)  # what the engine would read in the instruments file today
         self.position, self.stop, self.tag = PositionCheck(), StopCheck(), TagCheck()
         self.level, self.kernel = LevelCheck(), KernelCheck()
+        self.taken: set[str] = set()  # Kite ids of our stops the exchange cancelled
         self.exits, self.refusals, self.gaps = ExitCheck(), RefusalCheck(), GapMeter()
         self._calls = 0  # the server's order calls already judged
         self.known: dict[str, list[tuple[float, float]]] = {s: [] for s in SYMBOLS}  # spans OTrade knew the band
@@ -378,9 +380,7 @@ class Chaos:
         submit, modify, cancel, update = broker.submit, broker.modify, broker.cancel, broker.update
 
         def traced_update(row: dict) -> None:  # every row reaches the state machine here: ticker, book, history
-            order_id, stamp = str(row.get("order_id")), str(row.get("exchange_update_timestamp") or "")
-            if stamp > proc.shown.get(order_id, ""):
-                proc.shown[order_id] = stamp
+            proc.shown.setdefault(str(row.get("order_id")), set()).add(row_key(row))
             update(row)
 
         def traced_submit(request, purpose=None):
@@ -608,7 +608,7 @@ class Chaos:
             return f"{proc.in_flight()} request(s) in flight"
         if now - self._last_hang < self.plan.hang_s + REST_TIMEOUT_S:
             return "the server still sits on a hung call"
-        self._unshown = [oid for oid, stamp in view.stamps.items() if proc.shown.get(oid, "") < stamp]
+        self._unshown = [oid for oid, row in view.newest.items() if row not in proc.shown.get(oid, ())]
         if self._unshown:
             return f"OTrade not yet shown the newest row of {', '.join(self._unshown)}"
         return ""
@@ -634,7 +634,7 @@ class Chaos:
         found = [*self.position.check(now, self.settled, view.positions, otrade),
                  *self.stop.check(now, view, self.alerts, otrade is not None),
                  *self.level.check(now, view, self.closed, self._own(proc) if otrade is not None else None,
-                                   self._strays(proc) if otrade is not None else ()),
+                                   self._strays(proc) if otrade is not None else (), self.taken),
                  *self.kernel.check(now, self.settled, levels if self.settled else {}),
                  *self.exits.check(now, view, self.alerts, self._own(proc) if otrade is not None else None),
                  *self.refusals.check(now, calls, self.known),
@@ -862,7 +862,9 @@ class Chaos:
                            and row["status"] in ("OPEN", "TRIGGER PENDING"))
             if stops:
                 self.faults["stop cancelled by the exchange"] += 1
-                await server.cancel_rest(self.rng.choice(stops), a["reason"])
+                taken = self.rng.choice(stops)
+                self.taken.add(taken)
+                await server.cancel_rest(taken, a["reason"])
         elif kind == "tick_size":
             server.set_tick_size(a["symbol"], a["size"])
             self.faults["tick size changed"] += 1

@@ -54,12 +54,20 @@ class BookView:
     working: list[str] = field(default_factory=list)  # our orders resting at the exchange
     tags: dict[str, list[str]] = field(default_factory=dict)  # tag -> order ids (ours)
     placed: dict[str, list[float]] = field(default_factory=dict)  # symbol -> when our orders reached Kite
-    stamps: dict[str, str] = field(default_factory=dict)  # our order id -> its newest row's stamp
+    newest: dict[str, tuple] = field(default_factory=dict)  # our order id -> its newest row (``row_key``)
     # symbol -> (when placed, side, trigger, order id) of each of our stops resting at the exchange
     stops: dict[str, list[tuple[float, str, float, str]]] = field(default_factory=dict)
     flat_at: dict[str, float] = field(default_factory=dict)  # symbol -> when its position last began
     arrived: dict[str, float] = field(default_factory=dict)  # tag of ours -> when its first order reached Kite
     stops_done: Counter[str] = field(default_factory=Counter)  # symbol -> our stops filled in full
+
+
+def row_key(row: dict) -> tuple:
+    """What tells one of an order's rows from another: Kite's stamps have a one-second grain, so an
+    order's OPEN and COMPLETE rows can share one, and the stamp alone cannot say which OTrade saw."""
+    return (str(row.get("exchange_update_timestamp") or ""), row.get("status"), int(row.get("quantity") or 0),
+            int(row.get("filled_quantity") or 0), float(row.get("average_price") or 0),
+            float(row.get("price") or 0), float(row.get("trigger_price") or 0))
 
 
 def book_view(server: FakeKite) -> BookView:
@@ -73,7 +81,7 @@ def book_view(server: FakeKite) -> BookView:
             continue
         view.tags.setdefault(row["tag"], []).append(order_id)
         view.arrived[row["tag"]] = min(view.arrived.get(row["tag"], math.inf), float(first.get("_at", -math.inf)))
-        view.stamps[order_id] = str(row.get("exchange_update_timestamp") or "")
+        view.newest[order_id] = row_key(row)
         view.placed.setdefault(symbol, []).append(float(first.get("_at", float("-inf"))))
         status = row["status"]
         if status in TRANSIENT:
@@ -195,23 +203,28 @@ class LevelCheck:
     included. A trade OTrade closed, OTrade (reconciled) coming to hold none or some, or a stop of
     ours filled in full ends the position too: an excess being undone, or fills OTrade never saw, can
     keep Kite from ever being flat between two trades, and a stop that filled has done its work (a new
-    one for what is left starts from the market, not from it)."""
+    one for what is left starts from the market, not from it). A stop the exchange cancelled while
+    another of ours still rests for the position leaves that one protecting: the tightest is measured
+    from what rests (OTrade keeps the older stop when a successor ends), while one taken with nothing
+    left behind still bounds the stop armed again."""
 
     name = "level"
 
     def __init__(self) -> None:
-        self._best: dict[str, tuple[tuple, float]] = {}  # symbol -> (its position's episode, tightest)
+        self._best: dict[str, tuple[tuple, float, str]] = {}  # symbol -> (its position's episode, tightest, stop)
         self._earlier: dict[str, set[str]] = {}  # symbol -> stops resting when its position began: an earlier one's
         self._reported: set[tuple] = set()
         self._turns: Counter[str] = Counter()  # symbol -> times OTrade was seen to come to hold none, or some
         self._held: dict[str, bool] = {}
 
     def check(self, now: float, view: BookView, closed: Counter[str] | None = None,
-              otrade: dict[str, int] | None = None, strays: Collection[str] = ()) -> list[Violation]:
+              otrade: dict[str, int] | None = None, strays: Collection[str] = (),
+              taken: Collection[str] = ()) -> list[Violation]:
         """``closed``: per symbol, the trades OTrade's runs have closed so far; ``otrade``: what the
         OTrade process up (and reconciled) holds itself, an excess it is undoing left out (None: none is);
         ``strays``: Kite ids of our stops that process counts as no position's protection (a closed trade's
-        stop whose place call hung and reached Kite late, being cancelled): left out."""
+        stop whose place call hung and reached Kite late, being cancelled): left out; ``taken``: Kite ids
+        of our stops the exchange cancelled."""
         closed = closed or Counter()
         for symbol, qty in (otrade or {}).items():
             if self._held.get(symbol, False) != bool(qty):
@@ -227,16 +240,19 @@ class LevelCheck:
             side = "SELL" if pos > 0 else "BUY"
             stops = [(t, oid) for placed, s, t, oid in view.stops.get(symbol, ())
                      if s == side and placed >= episode[0] and oid not in strays]
-            seen, best = self._best.get(symbol, (None, None))
+            seen, best, best_stop = self._best.get(symbol, (None, None, None))
             if seen != episode:
                 self._earlier[symbol] = {oid for _, oid in stops} if seen is not None else set()
-                self._best[symbol], best = (episode, None), None
-            triggers = [t for t, oid in stops if oid not in self._earlier[symbol]]
-            if not triggers:
+                best = best_stop = None
+            resting = [(t, oid) for t, oid in stops if oid not in self._earlier[symbol]]
+            if not resting:  # a stop taken with nothing left behind still bounds the one armed again
+                self._best[symbol] = (episode, best, None if best_stop in taken else best_stop)
                 continue
-            tightest = max(triggers) if sign > 0 else min(triggers)
-            if best is None or (tightest - best) * sign > 0:
-                self._best[symbol] = (episode, tightest)
+            tightest, tightest_stop = max(resting) if sign > 0 else min(resting)
+            if best_stop in taken and all(oid != best_stop for _, oid in resting):
+                best = None  # the exchange took it, another of ours protects: measured from that one
+            if best is None or (tightest - best) * sign > -1e-9:
+                self._best[symbol] = (episode, tightest, tightest_stop)
             elif (best - tightest) * sign > 1e-6 and (symbol, *episode) not in self._reported:
                 self._reported.add((symbol, *episode))
                 out.append(Violation(self.name, now, f"{symbol}: position {pos:+d}, Kite's tightest stop of ours "
