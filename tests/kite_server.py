@@ -209,6 +209,7 @@ class FakeKite:
         self.order_requests = 0  # order calls admitted today (place + modify + cancel)
         self.order_calls: list[OrderCall] = []  # every order request that reached the server, faults included
         self.calls: Counter[str] = Counter()  # requests per endpoint (see ENDPOINTS)
+        self.connections: Counter[tuple] = Counter()  # REST requests per client connection (its address)
         self.order_messages: list[dict[str, Any]] = []  # order rows sent on the ticker
         self.ws_lost: list[dict[str, Any]] = []  # order rows the ticker lost (ws_drop_rate)
         self.fault_log: list[tuple[str, str]] = []  # (endpoint, kind) of every fault served
@@ -375,6 +376,14 @@ class FakeKite:
                                      triggered=row.get("status") == "OPEN" and row.get("order_type") in STOPS)
         return order_id
 
+    async def close_connections(self) -> None:
+        """Close every client connection (the ticker's too), as a server ends its keep-alive; returns once closed."""
+        for handler in self.runner.server.connections:
+            handler.force_close()
+        async with asyncio.timeout(10):
+            while self.runner.server.connections:
+                await asyncio.sleep(0.01)
+
     def working(self) -> dict[str, dict]:
         """Orders resting at the exchange (a modify or cancel in flight included): id -> current row."""
         return {k: v[-1] for k, v in self.orders.items() if v[-1]["status"] in WORKING + IN_FLIGHT}
@@ -438,6 +447,8 @@ class FakeKite:
         """``work`` behind this call's fault, if any; an order request is logged with its answer."""
         await request.read()  # the whole request is in before any fault: a hung call still acts later
         self.calls[endpoint] += 1
+        if request.transport is not None:
+            self.connections[request.transport.get_extra_info("peername")] += 1
         if endpoint not in ORDER_ENDPOINTS:
             return await self._faulted(endpoint, request, work)
         at = self.clock()

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RESYNC_MAX_WAIT_S = 5.0  # a reconcile Kite keeps refusing is tried again at least this often
 CIRCUIT_EVERY_S = 60.0  # the day's circuit limits are read again this often (revised intraday for some)
+READY_EVERY_S = 1.0  # the order connection is checked this often (replaced once idle too long to trust)
 _MODIFYING = frozenset({"MODIFY VALIDATION PENDING", "MODIFY PENDING"})
 MARKET_PROTECTION = -1  # Kite's automatic protection, required on MARKET and SL-M since April 2026
 _RECEIVED = frozenset({"PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING", "AMO REQ RECEIVED"})
@@ -146,15 +147,33 @@ class KiteBroker(LiveOrders):
             except KiteError as exc:  # the last ones known stay; a token error is the look-up's to report
                 log.warning("circuit limits not refreshed (%s); keeping the last ones", exc)
 
+    async def _keep_ready(self) -> None:
+        """An order connection always open and fresh: no order waits for a handshake, however long the
+        quiet before it. A failure is logged once until one opens again."""
+        failing = False
+        while True:
+            try:
+                await self.rest.prepare_orders()
+                failing = False
+            except KiteError as exc:
+                if not failing:
+                    log.warning("%s; trying again every %g s (an order meanwhile connects itself)", exc,
+                                READY_EVERY_S)
+                failing = True
+            await asyncio.sleep(READY_EVERY_S)
+
     async def run(self, every: float = LOOK_EVERY_S) -> None:
-        """The order look-up (``LiveOrders.run``), and the circuit limits kept fresh beside it."""
-        bands = asyncio.get_running_loop().create_task(self._keep_circuits())
+        """The order look-up (``LiveOrders.run``), and beside it the circuit limits and the order
+        connection kept fresh."""
+        loop = asyncio.get_running_loop()
+        beside = [loop.create_task(self._keep_ready()), loop.create_task(self._keep_circuits())]
         try:
             await super().run(every)
         finally:
-            bands.cancel()
+            for task in beside:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await bands
+                await asyncio.gather(*beside)
 
     # --- reconciliation ------------------------------------------------------------------------
     async def sync(self) -> list[dict]:
