@@ -11,8 +11,10 @@ would queue): this times the code, not Kite's rate. The client and the local Kit
 of their own where there are two (``cpus``).
 
 Stamps (perf_counter_ns), per order: frame handed to the ticker; ticks decoded (callback entered);
-engine done (the order handed to its lane); the lane's place step starts; the intent is flushed
-and the place call starts; the request's last byte handed to the socket (the write returned).
+the engine hands the order to the order state machine (``submit``: the intent journalled, in memory);
+the journal flush starts and ends (the intent handed to the OS); the request's last byte handed to
+the socket (the write returned). With a connection idle and a rate slot free the request is written
+inside ``submit``; otherwise its lane writes it later, and the HTTP stage holds that hop too.
 Goal: frame -> request written, p50 <= 100 us, p99 <= 300 us with the feed at 1 frame/ms. The
 client runs on the app's event loop (``engine.cli.loop_factory``: uvloop where it installs);
 ``--loop asyncio`` for asyncio's own.
@@ -48,12 +50,12 @@ from engine.strategies import default_catalog
 DEFAULT = orjson.loads((Path(__file__).resolve().parent.parent / "config" / "default.json").read_bytes())
 INFY = 408065
 T0 = int(datetime.fromisoformat("2026-11-23T09:16:00+05:30").timestamp())
-STAMPS = ("frame", "decoded", "engine", "lane", "call", "written")
+STAMPS = ("frame", "decoded", "submit", "flush", "flushed", "written")
 STAGES = {"decode (frame -> ticks)": ("frame", "decoded"),
-          "engine (ticks -> order handed to its lane)": ("decoded", "engine"),
-          "hand-off (-> the lane's place step runs)": ("engine", "lane"),
-          "journal flush (intent written out)": ("lane", "call"),
-          "HTTP client (place call -> request written)": ("call", "written")}
+          "engine (ticks -> order submitted, intent journalled)": ("decoded", "submit"),
+          "order state machine (new order, caps)": ("submit", "flush"),
+          "journal flush (intent written out)": ("flush", "flushed"),
+          "HTTP client (request made and written)": ("flushed", "written")}
 P50_GOAL_US, P99_GOAL_US = 100, 300
 
 
@@ -128,17 +130,19 @@ async def client(base: str, frames: int, warm: int) -> dict[str, dict[str, np.nd
     pc = time.perf_counter_ns
     samples: dict[str, list[list[int]]] = {"socket": [], "warm": []}
     phase = "socket"
-    frame_at = 0
+    frame_at = decoded_at = 0
     current: dict[str, int] | None = None  # the stamps of the order on its way, from its frame on
     overlapped = 0  # orders decided while the last one was still on its way (not sampled)
+    direct = 0  # orders written by submit itself (not by their lane, later)
     quiet: dict[str, list[int]] = {"socket": [], "warm": []}
     written, settled = asyncio.Event(), asyncio.Event()
     from engine.brokers.kite.ticker_codec import Tick, encode_frame
     from tests.kite_server import API_KEY
 
     def on_written(method: str, path: str, at: int) -> None:
-        nonlocal current
-        if method == "POST" and path == "/orders/regular" and current is not None and "call" in current:
+        nonlocal current, direct
+        if method == "POST" and path == "/orders/regular" and current is not None and "flushed" in current:
+            direct += "engine" not in current  # written before the engine was done with the tick
             current["written"] = at
             samples[phase].append([current[k] for k in STAMPS])
             current = None
@@ -154,33 +158,40 @@ async def client(base: str, frames: int, warm: int) -> dict[str, dict[str, np.nd
         engine = Engine(config(), broker, EventBus(), journal, time.time_ns)
         engine.start_session()
         a = engine.arrays
-        place, place_call = broker._place, broker._place_call
+        place, submit, flush = broker._place, broker.submit, journal.flush
 
-        async def timed_place(order):
-            if current is not None:
-                current["lane"] = pc()
+        async def timed_place(order, sent=None):
             try:
-                return await place(order)
+                return await place(order, sent)
             finally:
                 settled.set()  # its answer and the look at the new order are in: the lane is idle again
 
-        async def timed_place_call(request, urgent):
-            if current is not None:
-                current["call"] = pc()
-            return await place_call(request, urgent)
+        def timed_submit(request, purpose=None):
+            nonlocal current, overlapped
+            overlapped += current is not None
+            current = {"frame": frame_at, "decoded": decoded_at, "submit": pc()}
+            return submit(request, purpose)
 
-        broker._place, broker._place_call = timed_place, timed_place_call
+        def timed_flush():
+            if current is not None and "submit" in current and "flush" not in current:
+                current["flush"] = pc()
+                flush()
+                current["flushed"] = pc()
+            else:
+                flush()
+
+        broker._place, broker.submit, journal.flush = timed_place, timed_submit, timed_flush
 
         def on_ticks(tokens, prices, ts, traded, received) -> None:
-            nonlocal current, overlapped
-            t1 = pc()
+            nonlocal decoded_at
+            decoded_at = pc()
             act = 0
             for price, stamp in zip(prices.tolist(), ts.tolist(), strict=True):
                 act |= engine.on_tick(0, stamp, price)
             t2 = pc()
             if act & L.ACT_ENTRY_ORDER:
-                overlapped += current is not None
-                current = {"frame": frame_at, "decoded": t1, "engine": t2}
+                if current is not None:
+                    current["engine"] = t2
             else:
                 quiet[phase].append(t2 - frame_at)
                 # forget the resting entry (untimed) so the next up frame can buy again
@@ -218,6 +229,7 @@ async def client(base: str, frames: int, warm: int) -> dict[str, dict[str, np.nd
         await rest.close()
     if overlapped:
         print(f"({overlapped} orders decided while the one before was on its way: not sampled)")
+    print(f"({direct} of {sum(len(rows) for rows in samples.values())} sampled orders written by submit itself)")
     out = {}
     for name, rows in samples.items():
         stamped = np.array(rows, dtype=np.int64).reshape(-1, len(STAMPS))

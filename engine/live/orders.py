@@ -11,9 +11,11 @@ a failed look changes nothing. Fills go into one ledger keyed by the broker's or
 Requests run concurrently, one lane per order: an order's own requests stay in order (place →
 modify → cancel), and a hung call never delays another order. A lane that has work is run by a
 standing runner task (one is made when none is idle): handing an order to a waiting runner costs a
-few microseconds on the order path, where making a task costs tens. A modify or cancel of an order the
-broker has not accepted yet waits for it. Changes asked for while one is in flight are merged: the
-broker gets the latest wish, once.
+few microseconds on the order path, where making a task costs tens. A new order whose place request
+the broker can write at once (``_place_now``: a connection idle, a slot free) is written by
+``submit`` itself, the journal flushed first; its lane then only waits for the answer. A modify or
+cancel of an order the broker has not accepted yet waits for it. Changes asked for while one is in
+flight are merged: the broker gets the latest wish, once.
 
 Near the broker's modification cap an order is replaced: its successor is placed, and the old order
 cancelled only once the successor works at the broker; a successor that ends before that is
@@ -21,9 +23,9 @@ abandoned and the old order keeps working. An adopted order's modifications are 
 history before it is next modified. Rows carry one-second stamps that several share: a row showing
 an order as it was before a change the broker confirmed, stamped no later than it, is stale.
 
-The broker side (which calls, which rows mean what) is a subclass's: ``_place_call``,
-``_modify_call``, ``_cancel_call``, ``_history``, ``_book``, ``report``, ``modifications_in`` and
-``through_trigger``.
+The broker side (which calls, which rows mean what) is a subclass's: ``_place_call`` (and
+``_place_now`` / ``_placed``), ``_modify_call``, ``_cancel_call``, ``_history``, ``_book``, ``report``,
+``modifications_in`` and ``through_trigger``.
 """
 
 import asyncio
@@ -35,6 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from engine.live import rules
@@ -250,6 +253,13 @@ class LiveOrders(VenueProtocol):
 
     # --- the broker's side (a subclass) --------------------------------------------------------
     async def _place_call(self, request: OrderRequest, urgent: bool) -> str: ...
+
+    def _place_now(self, request: OrderRequest, urgent: bool) -> Any:
+        """Write the place request now if that needs no wait: what ``_placed`` awaits its answer with.
+        None (the default), with nothing written, when it would wait: the lane calls ``_place_call``."""
+        return None
+
+    async def _placed(self, sent: Any) -> str: ...
     async def _modify_call(self, broker_id: str, changes: dict[str, Any]) -> None: ...
     async def _cancel_call(self, broker_id: str, urgent: bool) -> None: ...
     async def _history(self, broker_id: str) -> list[dict]: ...
@@ -277,7 +287,12 @@ class LiveOrders(VenueProtocol):
             self._deny(order, f"not sent: {refusal}")
             return order
         order.state = OrderState.SUBMITTED
-        self._lane(order, self._place)
+        self.journal.flush()  # the intent is written before the order leaves (synced to disk within 50 ms)
+        try:
+            sent = self._place_now(request, purpose in URGENT)
+        except Exception:  # nothing was written (a request is written last): the lane's place meets it again
+            sent = None
+        self._lane(order, self._place if sent is None else partial(self._place, sent=sent))
         return order
 
     def expect(self, request: OrderRequest, purpose: Purpose | None) -> LiveOrder:
@@ -402,17 +417,21 @@ class LiveOrders(VenueProtocol):
                 except SessionExpired as exc:
                     self.on_token_error(str(exc))
                 except Exception as exc:  # contained: logged and alerted, the order stays as the broker last said
-                    log.exception("order %s: %s failed", order.order_id, step.__name__)
+                    log.exception("order %s: %s failed", order.order_id, getattr(step, "func", step).__name__)
                     self.on_error(f"{order.request.symbol} {order.purpose} order: {type(exc).__name__}: {exc}")
                 steps.popleft()
         finally:
             steps.clear()  # cancelled (a kill): nothing of it runs later
             self._busy -= 1
 
-    async def _place(self, order: LiveOrder) -> None:
-        self.journal.flush()  # the intent is written before the order leaves (synced to disk within 50 ms)
+    async def _place(self, order: LiveOrder, sent: Any = None) -> None:
+        """Place the order (its request written by ``submit`` already when ``sent``) and take the answer."""
         try:
-            broker_id = await self._place_call(order.request, order.purpose in URGENT)
+            if sent is None:
+                self.journal.flush()  # the intent is written before the order leaves (synced within 50 ms)
+                broker_id = await self._place_call(order.request, order.purpose in URGENT)
+            else:
+                broker_id = await self._placed(sent)
         except SessionExpired as exc:
             self.on_token_error(str(exc))
             self._end(order, OrderState.REJECTED, Status.REJECTED, f"not sent: {exc}")

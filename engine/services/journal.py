@@ -64,9 +64,12 @@ class Journal:
             end = start
             while end < len(buffer) and dates[end] == dates[start]:
                 end += 1
-            fh = self._file(dates[start])
-            fh.write(b"".join(buffer[start:end]))
-            fh.flush()
+            # one write(2) straight to the file (opened to append): an order's intent goes out in one call
+            data = buffer[start] if end == start + 1 else b"".join(buffer[start:end])
+            fd = self._file(dates[start]).fileno()
+            written = os.write(fd, data)
+            while written < len(data):  # a short write (a signal, a full disk): the rest after it
+                written += os.write(fd, data[written:])
             start = end
         self._unsynced = True
 
@@ -80,6 +83,7 @@ class Journal:
                 self._fh.seek(-1, os.SEEK_END)
                 if self._fh.read(1) != b"\n":  # a crash tore the last line: it must not swallow the next record
                     self._fh.write(b"\n")  # (appending writes at the end wherever the read left off)
+                    self._fh.flush()  # before the records written to the descriptor itself
         return self._fh
 
     def path(self, date: str) -> Path:

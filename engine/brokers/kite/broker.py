@@ -12,7 +12,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
-from engine.brokers.kite.rest import KiteError, KiteREST
+from engine.brokers.kite.rest import KiteError, KiteREST, Sent, form, form_value
 from engine.live.orders import LOOK_EVERY_S, Caps, LiveOrder, LiveOrders, OrderState, Report
 from engine.live.venue import Position, SessionExpired
 from engine.orders import Fill, OrderRequest, OrderType, Purpose, Side, Status
@@ -31,14 +31,14 @@ _STATES = {"TRIGGER PENDING": OrderState.ACCEPTED, "MODIFY VALIDATION PENDING": 
            "COMPLETE": OrderState.FILLED, "CANCELLED": OrderState.CANCELED, "REJECTED": OrderState.REJECTED}
 
 
-def kite_params(request: OrderRequest) -> dict:
+def _form_parts(request: OrderRequest) -> tuple[str, str, str]:
+    """An order's form body around its quantity and tag, and after its prices: the same for every order of
+    one symbol, side, type and product."""
     exchange, symbol = request.symbol.split(":", 1)
-    params = {"tradingsymbol": symbol, "exchange": exchange, "transaction_type": str(request.side),
-              "order_type": str(request.order_type), "quantity": request.quantity, "product": request.product,
-              "validity": "DAY", "tag": request.tag, "price": request.price, "trigger_price": request.trigger_price}
-    if request.order_type in (OrderType.MARKET, OrderType.SL_M):
-        params["market_protection"] = MARKET_PROTECTION
-    return params
+    head = form({"tradingsymbol": symbol, "exchange": exchange, "transaction_type": str(request.side),
+                 "order_type": str(request.order_type)}).decode()
+    tail = f"&market_protection={MARKET_PROTECTION}" if request.order_type in (OrderType.MARKET, OrderType.SL_M) else ""
+    return f"{head}&quantity=", f"&product={form_value(request.product)}&validity=DAY&tag=", tail
 
 
 def state_of(status: str, order_type: str, filled: int) -> OrderState | None:
@@ -69,10 +69,29 @@ class KiteBroker(LiveOrders):
         self.rest = rest
         self.circuits: dict[str, tuple[float, float]] = {}  # symbol -> the day's (lower, upper) circuit limits
         self.banded: list[str] = []  # the symbols whose circuit limits are kept fresh
+        self._forms: dict[tuple, tuple[str, str, str]] = {}  # (symbol, side, type, product) -> _form_parts
+
+    def order_form(self, request: OrderRequest) -> bytes:
+        """The place request's form body: Kite's fields of ``request`` (unset prices left out; ``market_protection``
+        on MARKET and SL-M), from parts made once per symbol, side, type and product."""
+        key = (request.symbol, request.side, request.order_type, request.product)
+        parts = self._forms.get(key)
+        if parts is None:
+            parts = self._forms[key] = _form_parts(request)
+        head, middle, tail = parts
+        price = "" if request.price is None else f"&price={form_value(str(request.price))}"
+        trigger = "" if request.trigger_price is None else f"&trigger_price={form_value(str(request.trigger_price))}"
+        return f"{head}{request.quantity}{middle}{form_value(request.tag)}{price}{trigger}{tail}".encode()
 
     # --- calls ---------------------------------------------------------------------------------
     async def _place_call(self, request: OrderRequest, urgent: bool) -> str:
-        return await self.rest.place_order(kite_params(request), urgent=urgent)
+        return await self.rest.place_order(self.order_form(request), urgent=urgent)
+
+    def _place_now(self, request: OrderRequest, urgent: bool) -> Sent | None:
+        return self.rest.place_now(self.order_form(request), urgent=urgent)
+
+    async def _placed(self, sent: Sent) -> str:
+        return await self.rest.placed(sent)
 
     async def _modify_call(self, broker_id: str, changes: dict[str, Any]) -> None:
         params = {k: str(v) for k, v in changes.items()}

@@ -18,14 +18,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import quote, quote_plus
 
 import aiohttp
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from engine.brokers.kite.wire import OrderWire, WireError
+from engine.brokers.kite.wire import Answer, OrderWire, WireError
 from engine.live.venue import BrokerError, OutcomeUnknown, Refused, SessionExpired
 
 log = logging.getLogger(__name__)
@@ -193,13 +193,24 @@ _plain = re.compile(r"[\w.~-]*", re.ASCII).fullmatch  # what a form value keeps 
 def form(data: Mapping[str, Any]) -> bytes:
     """``data`` as a form body (Kite's field names are plain); unset fields are left out, never sent
     as "None". urlencode's output, in a third of its time: on an order's path most values need no quoting."""
-    fields = []
-    for key, value in data.items():
-        if value is not None:
-            value = str(value)
-            plain = (value.isascii() and value.isalnum()) or _plain(value)
-            fields.append(f"{key}={value}" if plain else f"{key}={quote_plus(value)}")
-    return "&".join(fields).encode()
+    return "&".join(f"{key}={form_value(str(value))}" for key, value in data.items() if value is not None).encode()
+
+
+def form_value(value: str) -> str:
+    """One form value, quoted only if it must be."""
+    return value if (value.isascii() and value.isalnum()) or _plain(value) else quote_plus(value)
+
+
+class Sent(NamedTuple):
+    """An order request written already (``KiteREST.place_now``): what its answer is awaited with."""
+
+    method: str
+    path: str
+    data: Mapping[str, Any] | bytes  # what a retry after a 429 sends again
+    urgent: bool
+    call: str
+    started: int  # perf_counter_ns as it was written
+    answer: "asyncio.Future[Answer]"
 
 
 def checksum(api_key: str, request_token: str, api_secret: str) -> str:
@@ -215,6 +226,7 @@ class KiteREST:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._wire = OrderWire(self.base, timeout)
+        self._order_headers = ("", "")  # (access token, the order calls' header lines made for it)
         self.orders_per_second = orders_per_second
         self._historical_limiter = AnsweredLimit(HISTORICAL_PER_SECOND, HISTORICAL_WINDOW_S)
         self.historical_requests = 0  # tries sent, retries included
@@ -294,23 +306,37 @@ class KiteREST:
             self._lost(method, path, call, started, type(exc).__name__)
         return self._answered(call, started, status, content_type, body)
 
-    async def _order_raw(self, method: str, path: str, data: Mapping | None, call: str) -> bytes:
+    def _order_request(self, data: Mapping | bytes | None) -> tuple[str, bytes]:
+        """An order call's header lines and body (``data``: form fields, or a form body made already)."""
+        token, headers = self._order_headers
+        if token != self.access_token or not headers:  # made once per token: every order sends them
+            credentials = f"{self.api_key}:{self.access_token}"
+            if "\r" in credentials or "\n" in credentials:  # it would end the header: never sent
+                raise ValueError("the API key or access token has a line break in it")
+            headers = f"X-Kite-Version: 3\r\nAuthorization: token {credentials}\r\n" if self.access_token else \
+                "X-Kite-Version: 3\r\n"
+            self._order_headers = (self.access_token, headers)
+        if data is None:
+            return headers, b""
+        return f"{headers}Content-Type: {FORM}\r\n", data if isinstance(data, bytes) else form(data)
+
+    async def _order_raw(self, method: str, path: str, data: Mapping | bytes | None, call: str) -> bytes:
         """An order call on the order wire: Kite's answer, or the error it means."""
-        credentials = f"{self.api_key}:{self.access_token}"
-        if "\r" in credentials or "\n" in credentials:  # it would end the header: never sent
-            raise ValueError("the API key or access token has a line break in it")
-        headers = f"X-Kite-Version: 3\r\nAuthorization: token {credentials}\r\n" if self.access_token else \
-            "X-Kite-Version: 3\r\n"
-        body = b""
-        if data is not None:
-            body = form(data)
-            headers += f"Content-Type: {FORM}\r\n"
+        headers, body = self._order_request(data)
         started = time.perf_counter_ns()
         try:
             answer = await self._wire.request(method, path, headers, body)
         except WireError as exc:
             self._lost(method, path, call, started, str(exc))
         return self._answered(call, started, answer.status, answer.content_type, answer.body)
+
+    async def _order_answer(self, sent: Sent) -> bytes:
+        """The answer to an order request written already, or the error it means."""
+        try:
+            answer = await sent.answer
+        except WireError as exc:
+            self._lost(sent.method, sent.path, sent.call, sent.started, str(exc))
+        return self._answered(sent.call, sent.started, answer.status, answer.content_type, answer.body)
 
     def _lost(self, method: str, path: str, call: str, started: int, why: str) -> NoReturn:
         lost = Unreachable(f"no answer from Kite for {method} {path}: {why}")
@@ -405,17 +431,21 @@ class KiteREST:
         return orjson.loads(body)["data"]["candles"]
 
     # --- orders --------------------------------------------------------------------------------
-    async def _order_call(self, method: str, path: str, data: Mapping[str, Any] | None, urgent: bool,
-                          call: str) -> str:
-        """One order request; returns Kite's order id. A 429 is a refusal (nothing was done), so it is
-        tried again after a backoff, each try in a slot of its own: Kite counts every request it gets
-        against its 10 a second. A lost answer (``OutcomeUnknown``) is raised, never retried here: only
-        a look at the order can tell whether it was done. ``urgent`` ones take the reserved slots first."""
+    async def _order_call(self, method: str, path: str, data: Mapping[str, Any] | bytes | None, urgent: bool,
+                          call: str, sent: Sent | None = None) -> str:
+        """One order request (its first try ``sent`` already, if given); returns Kite's order id. A 429 is
+        a refusal (nothing was done), so it is tried again after a backoff, each try in a slot of its own:
+        Kite counts every request it gets against its 10 a second. A lost answer (``OutcomeUnknown``) is
+        raised, never retried here: only a look at the order can tell whether it was done. ``urgent``
+        ones take the reserved slots first."""
         for attempt in range(ORDER_TRIES):
-            limiter = self._limiter(urgent)
-            if not limiter.take():
-                await limiter.wait()
             try:
+                if attempt == 0 and sent is not None:
+                    body = await self._order_answer(sent)
+                    break
+                limiter = self._limiter(urgent)
+                if not limiter.take():
+                    await limiter.wait()
                 body = await self._order_raw(method, path, data, call)
                 break
             except RateLimited:
@@ -424,9 +454,32 @@ class KiteREST:
             await asyncio.sleep(min(RATE_MAX_WAIT_S, RATE_BACKOFF_S * 2**attempt))
         return orjson.loads(body)["data"]["order_id"]
 
-    async def place_order(self, params: Mapping[str, Any], variety: str = "regular", urgent: bool = False) -> str:
-        """Place once (a 429 tried again); returns Kite's order id."""
+    async def place_order(self, params: Mapping[str, Any] | bytes, variety: str = "regular",
+                          urgent: bool = False) -> str:
+        """Place once (a 429 tried again); returns Kite's order id. ``params``: the order's fields, or
+        its form body made already."""
         return await self._order_call("POST", f"/orders/{variety}", params, urgent, "place")
+
+    def place_now(self, params: Mapping[str, Any] | bytes, variety: str = "regular",
+                  urgent: bool = False) -> Sent | None:
+        """Write the place request now, if that needs no wait (a slot free within the rate, a connection
+        open and idle): what ``placed`` then awaits. None, with nothing written or counted, when it would
+        wait: ``place_order`` then. The request is written last: what raises here left nothing behind."""
+        path = f"/orders/{variety}"
+        headers, body = self._order_request(params)
+        limiter = self._limiter(urgent)
+        if not limiter.has_capacity():
+            return None
+        started = time.perf_counter_ns()
+        answer = self._wire.send_now("POST", path, headers, body)
+        if answer is None:
+            return None
+        limiter.take()  # (there was room a moment ago, and nothing ran since)
+        return Sent("POST", path, body, urgent, "place", started, answer)
+
+    async def placed(self, sent: Sent) -> str:
+        """Kite's order id for a place request ``place_now`` wrote (a 429 tried again, as ``place_order``)."""
+        return await self._order_call(sent.method, sent.path, sent.data, sent.urgent, sent.call, sent)
 
     async def modify_order(self, order_id: str, params: Mapping[str, Any], variety: str = "regular") -> str:
         """One modify (each one Kite takes counts towards its 25 per order; a 429 tried again)."""

@@ -10,7 +10,8 @@ Never sent twice: a connection found closed, gone stale or idle too long before 
 written is replaced (nothing had left). Once the request's bytes are written, a lost connection,
 an answer that cannot be read or a timeout is a ``WireError``: its outcome is unknown, and the
 order's owner looks the order up; nothing here sends it again. ``prepare`` keeps a fresh connection
-open ahead of the next order, so it does not wait for a handshake.
+open ahead of the next order, so it does not wait for a handshake, and ``send_now`` writes a request
+on it without suspending: an order leaves from the code that decided it, with no hop through the loop.
 """
 
 import asyncio
@@ -42,9 +43,11 @@ class Answer(NamedTuple):
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: one request at a time, its answer parsed as it arrives."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_closed: Callable[["_Connection"], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_closed: Callable[["_Connection"], None],
+                 on_idle: Callable[["_Connection"], None]) -> None:
         self._loop = loop
         self._on_closed = on_closed
+        self._on_idle = on_idle
         self._parser = httptools.HttpResponseParser(self)
         self._answer: asyncio.Future[Answer] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -102,11 +105,21 @@ class _Connection(asyncio.Protocol):
         return not self.closed and now - self.idle_since < keep_s and not self._poll.poll(0)
 
     def send(self, data: bytes, deadline: float) -> asyncio.Future[Answer]:
+        """Write ``data``; the future is its answer. The connection is idle again once that is in (before
+        whoever awaits it resumes); an answer given up on (the future cancelled) closes it, never reused."""
         self.transport.write(data)  # first: nothing of the answer can arrive before this returns to the loop
         self._answer = answer = self._loop.create_future()
         self._content_type, self._body = b"", []
         self._timer = self._loop.call_at(deadline, self._fail, "no answer in time")
+        answer.add_done_callback(self._answered)
         return answer
+
+    def _answered(self, answer: asyncio.Future[Answer]) -> None:
+        if answer.cancelled():
+            self.close()  # its answer may still come: never read as the next request's
+        elif not self.closed:
+            self.idle_since = self._loop.time()
+            self._on_idle(self)
 
     def _fail(self, why: str) -> None:
         answer, self._answer = self._answer, None
@@ -141,24 +154,28 @@ class OrderWire:
         self._all: set[_Connection] = set()
         self.opened = 0  # connections opened so far
 
-    async def request(self, method: str, path: str, headers: str, body: bytes = b"") -> Answer:
-        """``headers``: lines of ``Name: value\\r\\n`` beside Host, User-Agent and Content-Length."""
-        data = (f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._head}{headers}Content-Length: {len(body)}"
+    def _data(self, method: str, path: str, headers: str, body: bytes) -> bytes:
+        return (f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._head}{headers}Content-Length: {len(body)}"
                 "\r\n\r\n").encode() + body
+
+    def send_now(self, method: str, path: str, headers: str, body: bytes = b"") -> asyncio.Future[Answer] | None:
+        """Write the request now on an idle connection, if one is fit to use; the future is its answer
+        (cancelling it closes the connection). None, with nothing written, when there is none."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        deadline = now + self.timeout
-        connection = self._reuse(now) or await self._open(deadline)
-        answer = connection.send(data, deadline)
-        try:
-            result = await answer
-        except asyncio.CancelledError:
-            connection.close()  # never reused (its answer may still come): not left open either
-            raise
-        if not connection.closed:
-            connection.idle_since = loop.time()
-            self._idle.append(connection)
-        return result
+        connection = self._reuse(now)
+        if connection is None:
+            return None
+        return connection.send(self._data(method, path, headers, body), now + self.timeout)
+
+    async def request(self, method: str, path: str, headers: str, body: bytes = b"") -> Answer:
+        """``headers``: lines of ``Name: value\\r\\n`` beside Host, User-Agent and Content-Length."""
+        answer = self.send_now(method, path, headers, body)
+        if answer is None:
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            connection = await self._open(deadline)
+            answer = connection.send(self._data(method, path, headers, body), deadline)
+        return await answer  # a cancel here cancels the answer: its connection is closed
 
     async def prepare(self) -> None:
         """Have an idle connection ready, opened now if none is (one idle too long is closed): the next
@@ -182,7 +199,7 @@ class OrderWire:
         loop = asyncio.get_running_loop()
         if self.tls and self._ssl is None:
             self._ssl = ssl.create_default_context()
-        connection = _Connection(loop, self._closed)
+        connection = _Connection(loop, self._closed, self._idle.append)
         try:
             async with asyncio.timeout_at(deadline):
                 await loop.create_connection(lambda: connection, self.host, self.port, ssl=self._ssl,
