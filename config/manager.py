@@ -8,7 +8,6 @@ go (``KEEP_BACKUPS``): older backups, from earlier runs, stay on disk for a hand
 never restored by surprise.
 """
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -19,12 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel
 
 from config.models import Config, ConfigError, StrategyCatalog, parse, validate
+
+if TYPE_CHECKING:  # imported by the async methods: a backtest or a config check never runs a loop
+    import asyncio
 
 SHIPPED_DEFAULT = Path(__file__).resolve().parent / "default.json"
 KEEP_BACKUPS = 20
@@ -168,8 +170,16 @@ class ConfigManager:
         self._config: Config | None = None
         self._listeners: list[Listener] = []
         self._checks: list[Check] = []
-        self._lock = asyncio.Lock()  # async changes one at a time: each builds on the one before
+        self._async_lock: asyncio.Lock | None = None  # async changes one at a time: each builds on the one before
         self._undo: list[Path] = []  # the backups this process's changes made, oldest first: what undo restores
+
+    @property
+    def _lock(self) -> "asyncio.Lock":
+        import asyncio
+
+        if self._async_lock is None:
+            self._async_lock = asyncio.Lock()
+        return self._async_lock
 
     @property
     def config(self) -> Config:
@@ -266,6 +276,8 @@ class ConfigManager:
     async def undo_async(self) -> list[Change]:
         """``undo`` for the event loop (the files are read, written and synced on a worker thread):
         what it changed, each setting from its current value back to the one restored."""
+        import asyncio
+
         async with self._lock:
             backup, raw, restored = await asyncio.to_thread(self._previous)
             changes = await self._commit_async(restored, payload=raw, keep_backup=False, why="undo")
@@ -326,6 +338,8 @@ class ConfigManager:
 
     async def _commit_async(self, new_config: Config, why: str, payload: bytes | None = None,
                             keep_backup: bool = True) -> list[Change]:
+        import asyncio
+
         self._check(new_config)
         staged = await asyncio.to_thread(self._stage, _payload(new_config, payload), keep_backup)
         # Checked again: the engine may have changed (a position opened) while the files were written.

@@ -125,6 +125,33 @@ async def test_a_restart_never_loosens_the_stop_kite_trailed(tmp_path):
         await server.stop()
 
 
+async def test_a_restart_on_a_lagging_book_takes_the_trailed_stop_once_the_book_shows_it(tmp_path):
+    """Chaos seed 40167: restarted while Kite's order book lagged behind the earlier run's entry, OTrade
+    saw no position at first; when the book caught up, the entry's fill armed a bracket recomputed from
+    the entry price (looser than the stop Kite had trailed) and cancelled Kite's stop as a stray."""
+    bracket = {**TRAILING, "target_pct": 10.0}
+    server = FakeKite()
+    await server.start()
+    try:
+        async with kite_engine(tmp_path, server, bracket=bracket, tick_size=TICK) as (_, engine, _):
+            stop_id = (await enter(server, engine))["SL-M"][0]
+            await trail(server, engine, [108.35])  # the stop trails to 107.80
+        assert server.orders[stop_id][-1]["trigger_price"] == 107.8
+        server.book_lag_s, before = 3600.0, set(server.orders)  # the book shows none of the earlier run's orders yet
+        async with restarted(tmp_path, server, bracket=bracket, tick_size=TICK) as (engine, _):
+            server.book_lag_s = 0.0  # it catches up: the entry's fill reaches OTrade by a book read
+            await wait(lambda: engine.positions() and engine.broker.in_flight == 0 and not any(
+                r[-1]["status"] in ("CANCEL PENDING", "MODIFY PENDING", "VALIDATION PENDING", "OPEN PENDING",
+                                    "PUT ORDER REQ RECEIVED") for r in server.orders.values()), timeout=30)
+            rested = [r["trigger_price"] for oid, rows in server.orders.items() if oid not in before for r in rows
+                      if r["order_type"] == "SL-M" and r["status"] == "TRIGGER PENDING"]
+            assert all(t >= 107.8 for t in rested), f"a stop armed again rested at {rested}"
+            assert [r["trigger_price"] for r in working_stops(server)] == [107.8]
+            assert kernel_stop(engine) == 107.8 and engine.positions()[0]["qty"] == 10
+    finally:
+        await server.stop()
+
+
 async def test_a_restart_keeps_the_open_positions_own_entry_price(tmp_path):
     server = FakeKite()
     await server.start()

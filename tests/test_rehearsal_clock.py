@@ -33,10 +33,11 @@ def test_a_held_rehearsal_clock_stands_at_its_start_until_it_runs():
 
 
 def test_the_kernel_cache_tells_a_first_start_from_a_later_one(tmp_path, monkeypatch):
-    Engine(make_config(), PaperBroker({"NSE:INFY": 0.05}, time.time_ns), EventBus(), Journal(tmp_path, time.time_ns))
-    assert kernels_cached()  # the engine compiled its kernels into the cache, or loaded them from there
+    engine = Engine(make_config(), PaperBroker({"NSE:INFY": 0.05}, time.time_ns), EventBus(),
+                    Journal(tmp_path, time.time_ns))
+    assert kernels_cached(engine.kernels.key)  # the engine compiled its kernels into the cache, or loaded them
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "empty"))
-    assert not kernels_cached()
+    assert not kernels_cached(engine.kernels.key)
 
 
 def environ(tmp_path: Path, **extra: str) -> dict:

@@ -57,7 +57,10 @@ def test_a_second_warm_finds_everything_in_the_cache(warmed):
 
 def test_a_run_on_the_same_volume_starts_with_its_kernels_cached(warmed):
     tmp_path, _ = warmed
-    probe = "from engine.runtime.app import kernels_cached; print(kernels_cached())"
+    probe = ("from pathlib import Path; from config import parse; from engine.arrays import in_use; "
+             "from engine.strategies import catalog_for; from engine.strategies.compiled import cache_key; "
+             "from engine.runtime.app import kernels_cached; config = Path('config/otrade.json'); "
+             "print(kernels_cached(cache_key(in_use(parse(config.read_bytes(), catalog_for(config))))))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=on_the_volume(tmp_path),
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "True", result.stderr

@@ -5,6 +5,8 @@ for any strategy; ``engine.strategies.compiled`` writes it out again per set of 
 indicators and decisions compiled into it.
 """
 
+import numpy as np
+
 from engine.core import layout as L
 from engine.core.candle_order import plan_worst
 from engine.core.kernels import entry
@@ -51,7 +53,7 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, rows, li
     for k in range(max(start, 0), stop):
         if tf.shape[0] - n_tr <= n_instr:
             return k, n_tr, seen, n_days, 0
-        i = instr[k]
+        i = np.int64(instr[k])  # as the rows of range(): the entries it reaches compile once, not for int32 too
         if i < 0:  # never: rows count from 0
             continue
         if partner is not None and (k < partner.shape[0] and partner[k] > 0 and planned[i] < k

@@ -646,6 +646,10 @@ def start_session(st, pr, rows, i, day):
             rows[ROW_NOW, i, k] = rows[ROW_FRESH, i, k]
 
 
+# An int64, as Python's callers pass: given the literal REASON_RISK, Numba would compile flatten again for it.
+_RISK = np.int64(REASON_RISK)
+
+
 @kernel
 def _park(st, j, act, e):
     """Park row ``j``'s events in its S_EVENTS for the caller to collect before the returned ones."""
@@ -692,7 +696,7 @@ def in_session(st, pr, acct, clk, rows, links, i, ts_ns, tod, price, volume):
         for j in range(st.shape[0]):
             act = _park(st, j, act, close_session(st, acct, clk, j))
             end_bar(st, pr, rows, links, j)
-            start_session(st, pr, rows, j, day)
+            start_session(st, pr, rows, j, float(day))  # a float, as from Python: one compile
             carried += st[j, S_CHARGES]
         acct[A_DAY] = day
         acct[A_REALISED] = 0.0
@@ -704,7 +708,7 @@ def in_session(st, pr, acct, clk, rows, links, i, ts_ns, tod, price, volume):
     act |= step(st, pr, acct, clk, rows[ROW_NOW], rows[ROW_SAVED], links, i, ts_ns, tod, price, volume)
     if act & ACT_HALT:
         for j in range(st.shape[0]):
-            e = flatten(st, acct, j, REASON_RISK)
+            e = flatten(st, acct, j, _RISK)
             act = act | e if j == i else _park(st, j, act, e)
     return act
 
@@ -736,14 +740,14 @@ def warm(ts, price, volume, instr, st, pr, clk, rows, links, under_way):
     fed = 0
     x = rows[ROW_NOW]
     for k in range(ts.shape[0]):
-        i = instr[k]
+        i = np.int64(instr[k])  # as the engine's rows: end_bar and start_session compile once, not for int32 too
         _last_traded(st, clk, i, ts[k], price[k])
         tod = session_time(st, pr, clk, i, ts[k])
         if tod < 0:
             continue
         if clk[i, C_DAY] != st[i, S_DAY]:
             end_bar(st, pr, rows, links, i)
-            start_session(st, pr, rows, i, clk[i, C_DAY])
+            start_session(st, pr, rows, i, float(clk[i, C_DAY]))
         if pr[i, P_TF_NS] == 0.0:
             _feed(st, pr, x, links, i, price[k], price[k], price[k], price[k], volume[k], tod - pr[i, P_OPEN_NS])
             due = True

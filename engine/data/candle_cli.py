@@ -2,7 +2,6 @@
 elsewhere): ``register`` adds them to the ``data`` group."""
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -102,6 +101,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                 if rest.historical_requests:  # "0 requests" before an error says nothing
                     print(f"{rest.historical_requests} request(s) to Kite in {time.perf_counter() - started:.1f}s",
                           file=sys.stderr)
+
+    import asyncio  # here: every command's start imports this file
 
     try:
         results = asyncio.run(main())

@@ -121,6 +121,7 @@ class Held(Protocol):
     """What the journal says of an open position (``engine.live.restore.Held``)."""
 
     qty: int
+    price: float
     target: float | None
     stop: float | None
     trailed: bool
@@ -130,10 +131,14 @@ class Protection:
     def __init__(self, host: Host, n: int) -> None:
         self.host = host
         self.brackets = [Bracket() for _ in range(n)]
+        # row -> the journal's open position that Kite's book did not show at the restart (it lagged): its
+        # levels are taken when that position's fills arrive (``protect``)
+        self.awaited: dict[int, Held] = {}
 
     def reset(self, n: int) -> None:
         """A new instrument list: no position, nothing protecting."""
         self.brackets = [Bracket() for _ in range(n)]
+        self.awaited.clear()
 
     # --- what is protecting -----------------------------------------------------------------
     def _working(self, order_id: str | None) -> Order | None:
@@ -208,6 +213,7 @@ class Protection:
         pos = int(abs(st[L.S_POS]))
         if pos == 0 or self.exiting(j):
             return  # flat, or a market exit for all of it is on its way
+        self._arrived(j)
         exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
         for name in LEGS:  # a leg that filled (undersized) or ended no longer protects
             if getattr(br, name) and self._working(getattr(br, name)) is None:
@@ -237,6 +243,18 @@ class Protection:
             if order is not None and order.wants("quantity") != size:
                 h.broker.modify(order_id, quantity=size)
                 h.journal.record("resized", order_id=order_id, quantity=size)
+
+    def _arrived(self, j: int) -> None:
+        """The position the journal held at the restart, its fills shown late by Kite's book: it takes the
+        journal's levels, as one adopted at the start would (never a bracket recomputed from its entry)."""
+        held = self.awaited.get(j)
+        if held is None:
+            return
+        st = self.host.arrays.st[j]
+        if st[L.S_POS] != held.qty or abs(st[L.S_ENTRY_PRICE] - held.price) >= self._tick(j) / 2:
+            return  # another position (or not all of it yet)
+        del self.awaited[j]
+        self.adopt(j, held)
 
     @staticmethod
     def _floored(br: Bracket, level: float, sign: float) -> float:

@@ -88,6 +88,8 @@ class Reconciler:
             reported = held.get(symbol, (0, 0.0))[0]
             expected = self.expected(j, ledger, working_now)
             note = self._realign(j, expected, journaled.get(symbol)) if expected != pos else ""
+            if expected == 0 and journaled.get(symbol) is not None and journaled[symbol].qty:
+                self.protection.awaited[j] = journaled[symbol]  # the book lags: its fills come later
             roles = self._adopt_working(j, [o for o in fresh if o.working and o.request.symbol == symbol])
             if note or roles:
                 self.protection.adopt(j, journaled.get(symbol))

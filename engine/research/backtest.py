@@ -9,10 +9,9 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from config import Config
 from engine.arrays import Arrays, build, rates
@@ -168,7 +167,7 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray |
     price = ticks.price if partner is None else ticks.price.copy()  # the pessimistic rule reorders prices
     planned = np.full(len(arrays.symbols), -1, np.int64)
     ws = None if partner is None else workspace(arrays.rows.shape[2], levels, arrays.links.shape[1])
-    bar = tqdm(total=n, unit="tick", unit_scale=True, disable=not progress or n < 5 * CHUNK, leave=False)
+    bar = _progress_bar(n) if progress and n >= 5 * CHUNK else _NoBar()
     while k < n:
         stop = min(n, k + CHUNK)
         k2, n_tr, seen, n_days, fault = loop(ticks.ts, price, ticks.volume, ticks.instr, k, stop, *arrays.kernel(),
@@ -191,6 +190,22 @@ def run(cfg: Config, ticks: Ticks, progress: bool = False, partner: np.ndarray |
     costs = round_trip_costs(tf[:, T_SIDE], tf[:, T_QTY], tf[:, T_ENTRY], tf[:, T_EXIT], rates(cfg.costs))
     session_ns = float(cfg.session.ns_after_midnight("close") - cfg.session.ns_after_midnight("open"))
     return Result(arrays.symbols, total, days[:n_days].copy(), tf, ti, costs, session_ns)
+
+
+class _NoBar:
+    """A run too short to show progress for, or not on a terminal."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(n: int) -> Any:
+    from tqdm import tqdm  # imported only to be shown: 30 ms of every start otherwise
+
+    return tqdm(total=n, unit="tick", unit_scale=True, leave=False)
 
 
 _WHOLE_CANDLES = "give it a timeframe of whole candles, or use the ohlc rule"

@@ -27,6 +27,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_ex
 
 from config import Config, ConfigError, ConfigManager, Server, live_session_problems
 from config import Session as SessionConfig
+from engine.arrays import in_use
 from engine.brokers.kite.live import KiteLive, credentials
 from engine.brokers.kite.login import LoginCallback, LoginLinks, Renewal
 from engine.brokers.kite.rest import KiteError, TokenException
@@ -52,6 +53,7 @@ from engine.services.events import REPORT, SESSION, Event, EventBus, Subscriptio
 from engine.services.journal import Journal
 from engine.services.paths import data_dir_from_env
 from engine.strategies import StrategyError, catalog_for
+from engine.strategies.compiled import cache_key
 
 log = logging.getLogger("otrade")
 SHUTDOWN_BUDGET_S = 8.0  # SIGTERM to exit, inside the 10 s hosts allow
@@ -562,7 +564,7 @@ async def _compile_rest(engine: Engine, config: str, here: tuple[str, ...] = ())
 
     A paper start names the kernels it compiles itself meanwhile (``here``, blocking: it trades on
     none yet), which the child leaves out with those paper never calls: Numba compiles on one core."""
-    if not kernels_cached():
+    if not kernels_cached(engine.kernels.key):
         began = time.monotonic()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KITE_", "TELEGRAM_"))}  # it needs none
         skip = ["--skip", ",".join([*here, *LIVE_ONLY_KERNELS, "ticker decoder"])] if here else []  # warm's names
@@ -584,11 +586,12 @@ async def _compile_rest(engine: Engine, config: str, here: tuple[str, ...] = ())
     engine.warm_up()
 
 
-def kernels_cached() -> bool:
-    """Numba's cache holds a tick kernel (compiled for a set of strategies: engine.strategies.compiled): the
-    engine loads its kernels instead of compiling them."""
+def kernels_cached(key: str) -> bool:
+    """Numba's cache holds the tick kernel compiled for the strategies ``key`` names (``Kernels.key``,
+    ``engine.strategies.compiled.cache_key``): the engine loads its kernels instead of compiling them.
+    Another set of strategies' kernels do not count: this one's would compile on the event loop."""
     cache = os.environ.get("NUMBA_CACHE_DIR")
-    return bool(cache) and any(Path(cache).glob("*/loop_*.on_tick-*.nbi"))
+    return bool(cache and key) and any(Path(cache).glob(f"*/loop_{key}.on_tick-*.nbi"))
 
 
 def _rehearsal_start(data_dir: Path, asked: datetime) -> tuple[datetime, str]:
@@ -634,7 +637,7 @@ async def run(args: argparse.Namespace) -> int:
         log.error("refusing to start live: config %s:\n%s", args.config, "\n".join(hours))
         return 1
     began = time.monotonic()
-    if not kernels_cached():  # else the first start says nothing for as long as the compile takes
+    if not kernels_cached(cache_key(in_use(cfg))):  # else a first start says nothing for as long as it compiles
         log.info("compiling the kernels (first run only, up to a minute)")
     resumed = ""
     if args.clock:  # stands still until the process is ready to trade: the compile costs no rehearsed time

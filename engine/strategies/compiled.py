@@ -21,6 +21,7 @@ for bit: the same kernels, in the same order.
 """
 
 import ast
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -28,6 +29,7 @@ import os
 import sys
 import sysconfig
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 import numpy as np
+import orjson
 from numba import config, njit
 from numba.core.dispatcher import Dispatcher
 
@@ -121,6 +124,8 @@ def _root_names() -> list[str]:
 def cache_key(strategies: Sequence[Strategy]) -> str:
     """The hash naming the kernels compiled for ``strategies`` (``kernels_for``): of its module's text, every
     file of ``engine.core``, this file, and each strategy's file with the project files it imports."""
+    if config.DISABLE_JIT:  # as kernels_for: nothing is compiled, nothing named
+        return ""
     own = tuple(dict.fromkeys(strategies))
     return _key(own, _text(own))
 
@@ -243,7 +248,16 @@ def _hooks(strategies: tuple[Strategy, ...]) -> list[str]:
     ]
 
 
+_texts: dict[tuple[Strategy, ...], str] = {}  # the kernels' source a process loaded does not change under it
+
+
 def _text(strategies: tuple[Strategy, ...]) -> str:
+    if strategies not in _texts:
+        _texts[strategies] = _written(strategies)
+    return _texts[strategies]
+
+
+def _written(strategies: tuple[Strategy, ...]) -> str:
     chain = _chain()
     defined = {d.py_func.__name__ for d in chain} | set(step.HOOKS)
     feeds = sorted({_feed(ind) for s in strategies for _, _, ind in s.blocks()})
@@ -285,22 +299,80 @@ def _imported(module: ModuleType, file: Path) -> Iterator[ModuleType]:
         name = getattr(getattr(value, "py_func", value), "__module__", None)
         if isinstance(name, str) and name in sys.modules:
             yield sys.modules[name]
-    for node in ast.walk(ast.parse(file.read_bytes())):
+    yield from (sys.modules[n] for n in _source_facts(file)[1] if n in sys.modules)
+
+
+def _import_names(source: bytes) -> list[str]:
+    """What the file's import statements name, at any depth of statements (expressions hold none)."""
+    names: list[str] = []
+    todo: list[Any] = list(ast.parse(source).body)
+    while todo:
+        node = todo.pop()
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.module and not node.level:
+                names += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
         else:
-            continue
-        yield from (sys.modules[n] for n in names if n in sys.modules)
+            for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+                todo += getattr(node, block, ())
+    return names
+
+
+# A file's digest and import names, by its path, modification time and size, kept in loop_dir()'s
+# SOURCES: a start reads a stat per file instead of parsing ~20 of them. A file modified within
+# _RACY_NS of being read is not kept: another write in the same tick of the clock would keep both
+# its time and its size (git's "racily clean" files).
+SOURCES = "sources.json"
+_RACY_NS = 2 * 10**9
+_facts: dict[str, list] = {}  # path: [mtime_ns, size, sha256 hex, import names]
+_facts_read = False
+_unsaved: set[str] = set()
+
+
+def _source_facts(file: Path) -> tuple[str, list[str]]:
+    """``file``'s sha256 and the names its import statements import."""
+    global _facts_read
+    if not _facts_read:
+        _facts_read = True
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            _facts.update(dict(orjson.loads((loop_dir() / SOURCES).read_bytes())))
+    path = str(file)
+    stat = file.stat()
+    known = _facts.get(path)
+    if known and known[:2] == [stat.st_mtime_ns, stat.st_size]:
+        return known[2], known[3]
+    source = file.read_bytes()
+    facts = [stat.st_mtime_ns, stat.st_size, hashlib.sha256(source).hexdigest(), _import_names(source)]
+    if time.time_ns() - stat.st_mtime_ns > _RACY_NS and len(source) == stat.st_size:
+        _facts[path] = facts
+        _unsaved.add(path)
+    return facts[2], facts[3]
+
+
+def _save_facts() -> None:
+    """SOURCES written whole, when it learnt something (a temporary file renamed: a reader never sees half)."""
+    if not _unsaved:
+        return
+    _unsaved.clear()
+    for gone in [p for p in _facts if not os.path.exists(p)]:  # a file removed (a test's) is never asked again
+        del _facts[gone]
+    path = loop_dir() / SOURCES
+    tmp = path.with_name(f".{SOURCES}.{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(orjson.dumps(_facts))
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache: every start parses again
+        tmp.unlink(missing_ok=True)
 
 
 def _files(strategy: Strategy) -> set[Path]:
     """The strategy's file and every project file it imports, through any depth."""
-    assert strategy.decide is not None  # kernels_for compiled it
     files = {Path(strategy.file)}
     seen: set[str] = set()
-    todo = [m for m in (sys.modules.get(strategy.decide.__module__),) if m is not None]
+    decide = strategy.decide  # None: no decision, which compiling it refuses (StrategyError)
+    todo = [m for m in (sys.modules.get(decide.__module__) if decide else None,) if m is not None]
     while todo:
         module = todo.pop()
         if module.__name__ in seen:
@@ -318,8 +390,9 @@ def _key(strategies: tuple[Strategy, ...], text: str) -> str:
     files = {Path(__file__), *Path(engine.core.__file__).parent.rglob("*.py")}
     for s in strategies:
         files |= _files(s)
-    contents = sorted(hashlib.sha256(f.read_bytes()).digest() for f in {f.resolve() for f in files})
-    return hashlib.sha256(text.encode() + b"".join(contents)).hexdigest()[:16]
+    contents = sorted(_source_facts(f)[0] for f in {f.resolve() for f in files})
+    _save_facts()
+    return hashlib.sha256(text.encode() + "".join(contents).encode()).hexdigest()[:16]
 
 
 def _load(key: str, text: str, strategies: tuple[Strategy, ...]) -> ModuleType:
