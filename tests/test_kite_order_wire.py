@@ -28,24 +28,14 @@ from engine.brokers.kite.rest import (
 from engine.brokers.kite.wire import OrderWire
 from engine.live.venue import OutcomeUnknown, Refused
 from engine.services.journal import Journal
+from tests.kite_rest_client import order, rest_on
 from tests.kite_server import API_KEY, MP_REFUSAL, NETWORK_REFUSAL, STATIC_IP_REFUSAL, FakeKite
-
-ORDER = {"tradingsymbol": "INFY", "exchange": "NSE", "transaction_type": "BUY", "order_type": "LIMIT",
-         "quantity": 10, "product": "MIS", "price": 1074.3, "validity": "DAY"}
 
 
 @pytest.fixture
 async def kite():
-    server = FakeKite(orders_per_second=None)
-    base = await server.start()
-    client = KiteREST(API_KEY, server.access_token, base, timeout=1.0)
-    yield server, client
-    await client.close()
-    await server.stop()
-
-
-def order(tag: str, **extra) -> dict:
-    return {**ORDER, "tag": tag, **extra}
+    async with rest_on(FakeKite(orders_per_second=None)) as pair:
+        yield pair
 
 
 async def test_an_order_is_placed_modified_and_cancelled_through_the_wire(kite):

@@ -7,24 +7,14 @@ import pytest
 
 from engine.brokers.kite.rest import InputException, KiteREST, TokenException, Unreachable, checksum
 from engine.live.venue import OutcomeUnknown
+from tests.kite_rest_client import order, rest_on
 from tests.kite_server import API_KEY, API_SECRET, MP_REFUSAL, FakeKite
-
-ORDER = {"tradingsymbol": "INFY", "exchange": "NSE", "transaction_type": "BUY", "order_type": "LIMIT",
-         "quantity": 10, "product": "MIS", "price": 1074.3, "validity": "DAY"}
 
 
 @pytest.fixture
 async def kite():
-    server = FakeKite()
-    base = await server.start()
-    client = KiteREST(API_KEY, server.access_token, base, timeout=1.0)
-    yield server, client
-    await client.close()
-    await server.stop()
-
-
-def order(tag: str, **extra) -> dict:
-    return {**ORDER, "tag": tag, **extra}
+    async with rest_on(FakeKite()) as pair:
+        yield pair
 
 
 async def test_requests_carry_the_version_and_the_token(kite):

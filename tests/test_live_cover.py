@@ -89,18 +89,23 @@ async def test_a_position_without_a_confirmed_stop_is_alerted_within_a_second_sa
         assert len(uncovered(seen)) == 1
 
 
+async def flatten_left_behind(server, engine, sub) -> None:
+    """/flatten, the market exit Kite takes left unfilled: alerted as uncovered within 1.5 s, saying why."""
+    engine.flatten()
+    await wait(lambda: working_of(server, "MARKET") and not working_of(server, "SL-M"))  # Kite took the exit
+    seen: list = []
+    await tend_for(engine, 1.6, sub, seen)
+    [(at, alarm)] = uncovered(seen)
+    assert at <= 1.5
+    assert "its market exit is working at Kite, unfilled, and the stop was cancelled for it" in alarm.data["text"]
+
+
 async def test_a_market_exit_kite_leaves_unfilled_is_alerted_as_an_uncovered_position(tmp_path):
     async with kite_engine(tmp_path) as (server, engine, bus):
         real_time(engine)
         await enter(server, engine)
         sub = bus.subscribe()
-        engine.flatten()
-        await wait(lambda: working_of(server, "MARKET") and not working_of(server, "SL-M"))  # Kite took the exit
-        seen: list = []
-        await tend_for(engine, 1.6, sub, seen)
-        [(at, alarm)] = uncovered(seen)
-        assert at <= 1.5
-        assert "its market exit is working at Kite, unfilled, and the stop was cancelled for it" in alarm.data["text"]
+        await flatten_left_behind(server, engine, sub)
         assert engine.positions()[0]["qty"] == 10 == net_at_kite(server)
 
 
@@ -115,13 +120,7 @@ async def test_a_stop_whose_cancel_kite_has_not_answered_counts_as_no_cover(tmp_
         server.hang_s, server.book_lag_s = 3.0, 3.0
         server.fault("cancel", "hang-after", times=2)  # the stop's and the target's: done, answered late
         server.ws_filter = lambda row: row["status"] not in ("CANCEL PENDING", "CANCELLED")
-        engine.flatten()
-        await wait(lambda: working_of(server, "MARKET") and not working_of(server, "SL-M"))  # Kite took the exit
-        seen: list = []
-        await tend_for(engine, 1.6, sub, seen)
-        [(at, alarm)] = uncovered(seen)
-        assert at <= 1.5
-        assert "its market exit is working at Kite, unfilled, and the stop was cancelled for it" in alarm.data["text"]
+        await flatten_left_behind(server, engine, sub)
 
 
 async def test_a_promptly_confirmed_stop_raises_no_alarm(tmp_path):

@@ -106,16 +106,24 @@ async def test_an_adopted_stop_keeps_trailing_past_kites_modification_cap_after_
         await server.stop()
 
 
+FAR_TARGET = {**TRAILING, "target_pct": 10.0}  # the target at 111.65, out of the way
+
+
+async def trailed_to_107_80(tmp_path, server) -> str:
+    """A run that bought at 101.50 and trailed its stop to 107.80 at Kite, then stopped; the stop's id."""
+    async with kite_engine(tmp_path, server, bracket=FAR_TARGET, tick_size=TICK) as (_, engine, _):
+        stop_id = (await enter(server, engine))["SL-M"][0]
+        await trail(server, engine, [108.35])
+    assert server.orders[stop_id][-1]["trigger_price"] == 107.8
+    return stop_id
+
+
 async def test_a_restart_never_loosens_the_stop_kite_trailed(tmp_path):
-    bracket = {**TRAILING, "target_pct": 10.0}  # the target at 111.65, out of the way
     server = FakeKite()
     await server.start()
     try:
-        async with kite_engine(tmp_path, server, bracket=bracket, tick_size=TICK) as (_, engine, _):
-            stop_id = (await enter(server, engine))["SL-M"][0]
-            await trail(server, engine, [108.35])  # the stop trails to 107.80
-        assert server.orders[stop_id][-1]["trigger_price"] == 107.8
-        async with restarted(tmp_path, server, bracket=bracket, tick_size=TICK) as (engine, _):
+        stop_id = await trailed_to_107_80(tmp_path, server)
+        async with restarted(tmp_path, server, bracket=FAR_TARGET, tick_size=TICK) as (engine, _):
             assert engine.positions()[0]["stop"] == 107.8
             await trail(server, engine, [108.1], start=200)  # a 0.5% trail from here is 107.60: looser
             triggers = [r["trigger_price"] for r in server.orders[stop_id] if r["status"] == "TRIGGER PENDING"]
@@ -129,16 +137,12 @@ async def test_a_restart_on_a_lagging_book_takes_the_trailed_stop_once_the_book_
     """Chaos seed 40167: restarted while Kite's order book lagged behind the earlier run's entry, OTrade
     saw no position at first; when the book caught up, the entry's fill armed a bracket recomputed from
     the entry price (looser than the stop Kite had trailed) and cancelled Kite's stop as a stray."""
-    bracket = {**TRAILING, "target_pct": 10.0}
     server = FakeKite()
     await server.start()
     try:
-        async with kite_engine(tmp_path, server, bracket=bracket, tick_size=TICK) as (_, engine, _):
-            stop_id = (await enter(server, engine))["SL-M"][0]
-            await trail(server, engine, [108.35])  # the stop trails to 107.80
-        assert server.orders[stop_id][-1]["trigger_price"] == 107.8
+        await trailed_to_107_80(tmp_path, server)
         server.book_lag_s, before = 3600.0, set(server.orders)  # the book shows none of the earlier run's orders yet
-        async with restarted(tmp_path, server, bracket=bracket, tick_size=TICK) as (engine, _):
+        async with restarted(tmp_path, server, bracket=FAR_TARGET, tick_size=TICK) as (engine, _):
             server.book_lag_s = 0.0  # it catches up: the entry's fill reaches OTrade by a book read
             await wait(lambda: engine.positions() and engine.broker.in_flight == 0 and not any(
                 r[-1]["status"] in ("CANCEL PENDING", "MODIFY PENDING", "VALIDATION PENDING", "OPEN PENDING",

@@ -156,7 +156,7 @@ class Fills:
                         "working stop for them: sending it again")
 
     def send_again(self, j: int) -> None:
-        """Live, every second: what a repair left is sent again, and an exit that never reached Kite,
+        """Live, at every tend: what a repair left is sent again, and an exit that never reached Kite,
         each once its backoff is over."""
         h, br = self.host, self.brackets[j]
         now = h.now_ns()

@@ -354,7 +354,7 @@ class Protection:
         return True
 
     def held_decision(self, j: int) -> None:
-        """Live, every second: the last tick traded through a resting leg, so its decision waits for
+        """Live, at every tend: the last tick traded through a resting leg, so its decision waits for
         that leg's fill (the kernel's ``_leg_crossed``). When Kite has not confirmed the leg triggered
         or filling a second later, the decision is made on the position as it is: an exit the strategy
         wants is not held back by a fill that may never come."""

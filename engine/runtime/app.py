@@ -39,7 +39,7 @@ from engine.data.feeds import ReplayFeed, SyntheticFeed
 from engine.data.recorder import Recorder
 from engine.data.tick_files import load
 from engine.data.ticks import TickFileError, Ticks
-from engine.engine import LIVE_ONLY_KERNELS, RECONCILE_KERNELS, STALE, STOPPING, TOKEN_PAUSE, Engine, State
+from engine.engine import LIVE_ONLY_KERNELS, RECONCILE_KERNELS, STALE, STOPPING, TEND_S, TOKEN_PAUSE, Engine, State
 from engine.live.orders import Caps
 from engine.runtime.metrics import SAMPLE_MASK, Gauges, Metrics, TickMeter, handler_from_env
 from engine.runtime.monitor import page_for
@@ -372,7 +372,7 @@ def _wire_kite(rt: Runtime, live: KiteLive) -> None:
 
     async def tend() -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(TEND_S)
             engine.tend()
 
     def instruments_known(cfg) -> None:

@@ -44,7 +44,7 @@ from engine.brokers.kite.ticker import KiteTicker
 from engine.brokers.kite.ticker_codec import Tick
 from engine.cli import loop_factory
 from engine.core import layout as L
-from engine.engine import Engine, State
+from engine.engine import TEND_S, Engine, State
 from engine.live.orders import Caps, LiveOrder
 from engine.orders import Purpose, Side, TagMaker
 from engine.services.events import ALERT, FILL, ORDER_PLACED, ORDER_UPDATED, TRADE_CLOSED, Event, EventBus
@@ -77,7 +77,6 @@ T0 = int(datetime.fromisoformat("2026-11-23T10:00:00+05:30").timestamp())  # exc
 ROWS = {token: row for row, token in enumerate(TOKENS[s] for s in SYMBOLS)}
 REST_TIMEOUT_S = 0.75
 STEP_S = 0.01  # between two ticks (one per instrument each step)
-TEND_S = 0.2  # engine.tend(): every second in the real app, faster here as the session is accelerated
 MONITOR_S = 0.05  # the checks' timer
 LATE_S = 0.25  # the checks' timer firing this much late is noted: the loop (or the machine) was too busy
 SEED_BUDGET_S = 60.0  # a seed takes seconds: one still running after this is stuck
