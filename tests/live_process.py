@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +64,35 @@ async def live_process(tmp_path: Path, server: FakeKite, console: bool = False, 
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+STOP_WITHIN_S = 5.0  # the product's claim: a live restart's first line to its missing stop's arrival at Kite
+
+
+async def restart_holding_without_a_stop(tmp_path: Path, server: FakeKite, cache: str) -> tuple[float, dict, str]:
+    """`otrade run --live` started holding 10 INFY an earlier run bought, with no stop at Kite, Numba's cache at
+    ``cache``: seconds from its first line to the stop's arrival at Kite, the stop's row, and what it logged
+    until it stopped (once the rest compiled and it subscribed to the ticker)."""
+    server.seed_order(tradingsymbol="INFY", transaction_type="BUY", order_type="MARKET", quantity=10,
+                      status="COMPLETE", filled_quantity=10, average_price=1070.0, tag="otabc123000001")
+    server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 1070.0}]
+    lines: list[str] = []
+    async with live_process(tmp_path, server, NUMBA_CACHE_DIR=cache) as proc:
+        lines.append((await asyncio.wait_for(proc.stderr.readline(), 120)).decode())
+        started = time.monotonic()  # the server's clock too (FakeKite's default)
+
+        async def read() -> None:
+            while line := await proc.stderr.readline():
+                lines.append(line.decode())
+
+        reader = asyncio.create_task(read())
+        [stop] = await wait(lambda: [rows[0] for rows in server.orders.values() if rows[0]["order_type"] == "SL-M"],
+                            120)
+        await wait(lambda: server.sockets, 900)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(reader, 120)
+        assert await asyncio.wait_for(proc.wait(), 120) == 0, "".join(lines)
+    return stop["_at"] - started, stop, "".join(lines)
 
 
 async def stopped(proc) -> str:

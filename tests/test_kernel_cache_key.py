@@ -6,7 +6,6 @@ key; a warm backtest imports neither asyncio nor tqdm, and its kernels compile o
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -23,11 +22,9 @@ from engine.services.journal import Journal
 from engine.strategies import catalog_for, default_catalog
 from engine.strategies.compiled import SOURCES, cache_key, loop_dir
 from tests.conftest import make_config, process_env
-from tests.kite_engine import wait
-from tests.live_process import env_for, live_process
+from tests.live_process import STOP_WITHIN_S, env_for, restart_holding_without_a_stop
 
 ROOT = Path(__file__).resolve().parent.parent
-STOP_WITHIN_S = 5.0  # as tests/test_cold_restart.py: the process's first line to the stop's arrival at Kite
 HOUR_NS = 3600 * 10**9
 
 OTHER = """
@@ -150,27 +147,7 @@ async def test_a_live_restart_over_another_strategy_sets_kernels_compiles_its_ow
     _, err = await asyncio.wait_for(warmed.communicate(), 900)
     assert warmed.returncode == 0, err.decode()
     assert list(Path(cache).glob("*/loop_*.on_tick-*.nbi"))  # another set's tick kernel: what a restart finds
-    server.seed_order(tradingsymbol="INFY", transaction_type="BUY", order_type="MARKET", quantity=10,
-                      status="COMPLETE", filled_quantity=10, average_price=1070.0, tag="otabc123000001")
-    server.net_positions = [{"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 10, "average_price": 1070.0}]
-    lines: list[str] = []
-    async with live_process(tmp_path, server, NUMBA_CACHE_DIR=cache) as proc:
-        lines.append((await asyncio.wait_for(proc.stderr.readline(), 120)).decode())
-        started = time.monotonic()
-
-        async def read() -> None:
-            while line := await proc.stderr.readline():
-                lines.append(line.decode())
-
-        reader = asyncio.create_task(read())
-        [stop] = await wait(lambda: [rows[0] for rows in server.orders.values() if rows[0]["order_type"] == "SL-M"],
-                            120)
-        took = stop["_at"] - started
-        assert took <= STOP_WITHIN_S, f"the stop reached Kite {took:.1f} s after the start:\n{''.join(lines)}"
-        await wait(lambda: server.sockets, 900)  # the rest compiled: it subscribes to the ticker
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(reader, 120)
-        assert await asyncio.wait_for(proc.wait(), 120) == 0, "".join(lines)
-    text = "".join(lines)
+    took, _, text = await restart_holding_without_a_stop(tmp_path, server, cache)
+    assert took <= STOP_WITHIN_S, f"the stop reached Kite {took:.1f} s after the start:\n{text}"
     assert "compiling the kernels (first run only" in text, text
     assert "the other kernels compiled in a child process" in text, text

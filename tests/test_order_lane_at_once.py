@@ -176,8 +176,12 @@ async def test_two_orders_in_one_tick_each_leave_once_in_the_order_they_were_sub
     kite, rest, broker, journal, _ = listener
     await rest.prepare_orders()
     first, second = entry("ot00000000c001"), entry("ot00000000c002")
-    for request in (first, second):
-        intent(journal, request)
-        broker.submit(request, Purpose.ENTRY)
+    intent(journal, first)
+    broker.submit(first, Purpose.ENTRY)
+    # the event loop held, so still in the same tick: the first is on the wire before the second is submitted
+    # (each goes on a connection of its own, whose arrivals the server may take in either order)
+    assert kite.placed.wait(LIMIT_S)
+    intent(journal, second)
+    broker.submit(second, Purpose.ENTRY)
     await wait(lambda: len(kite.places) == 2)
     assert [b"tag=ot00000000c001" in p[0] for p in kite.places] == [True, False]

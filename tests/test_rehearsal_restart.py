@@ -92,12 +92,20 @@ def test_otrade_run_started_again_with_the_same_clock_continues_the_day(tmp_path
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
 
+    def stopped(proc: subprocess.Popen, name: str) -> int:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f"{name} run still running 15 s after SIGTERM:\n"
+                                 f"{(tmp_path / f'{name}.err').read_text()[-4000:]}") from None
+
     first = start("first")
     try:
         wait(lambda: fills() and fills()[-1]["purpose"] == "entry" and len(journal_records(path)) > 2, first)
     finally:
-        first.send_signal(signal.SIGTERM)
-        assert first.wait(15) == 0
+        assert stopped(first, "first") == 0
     before = journal_records(path)
     last_price = [r for r in before if r["kind"] == "order" and r["status"] == "COMPLETE"][-1]["average_price"]
 
@@ -106,8 +114,7 @@ def test_otrade_run_started_again_with_the_same_clock_continues_the_day(tmp_path
         wait(lambda: len(fills()) > len([r for r in before if r["kind"] == "order" and r["status"] == "COMPLETE"]),
              second)
     finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(15) == 0
+        assert stopped(second, "second") == 0
     after = journal_records(path)[len(before):]
     console = (tmp_path / "second.out").read_text()
     assert "The rehearsal of Mon 23 Nov continues at 10:0" in console and "Restored from the journal" in console

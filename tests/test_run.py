@@ -92,6 +92,16 @@ def test_a_stop_signal_ends_the_console_process_within_10_s(tmp_path, sig):
     assert "stopped in" in err.read_text()
 
 
+def test_a_stop_that_hangs_past_its_deadline_exits_with_every_threads_stack():
+    hung = ("import time\nfrom engine.runtime.app import exit_by\n"
+            "def a_step_that_never_ends():\n    time.sleep(600)\n"
+            "exit_by(0.5)\na_step_that_never_ends()\n")
+    result = subprocess.run([sys.executable, "-c", hung], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "stopping took over 0.5 s: exiting now" in result.stderr
+    assert "in a_step_that_never_ends" in result.stderr
+
+
 def test_orders_fills_trades_state_changes_and_alerts_are_one_log_line_each_without_console(tmp_path):
     config = replay_config(tmp_path)
     result = run(tmp_path, "--for", "6", "--clock", "2026-11-02T09:15:00+05:30", config=config)

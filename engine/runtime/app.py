@@ -8,10 +8,12 @@ engine never imports them: each gets the ``Runtime`` and adds its tasks and shut
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -57,6 +59,9 @@ from engine.strategies.compiled import cache_key
 
 log = logging.getLogger("otrade")
 SHUTDOWN_BUDGET_S = 8.0  # SIGTERM to exit, inside the 10 s hosts allow
+# SIGTERM to a forced exit: a step that hangs past the budget ends the process before the host's SIGKILL
+# does, its stack on stderr, rather than leaving the host to kill it with nothing said
+SHUTDOWN_DEADLINE_S = 9.5
 # A paper start on an empty cache compiles the tick kernel, the largest, while a child compiles the
 # others; the bar's close, which the tick kernel and the warm-up both call, first, for the child to load.
 TICK_KERNEL, SHARED_KERNELS = "on_tick", ("end_bar",)
@@ -746,8 +751,14 @@ async def run(args: argparse.Namespace) -> int:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        if not stop.is_set():
+            stop.set()
+            exit_by(SHUTDOWN_DEADLINE_S)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping)
     if isinstance(clock, RehearsalClock):
         clock.run()  # ready to trade
     if rt.scheduler:
@@ -811,6 +822,20 @@ def _stopping(engine: Engine, before: int, held: int, on_shutdown: str) -> str:
     if on_shutdown == "flatten":
         return f"{head}; {held} of {before} open paper position(s) not flattened in time (no tick came): {kept}"
     return f"{head}; {held} open paper position(s) {kept} (session.on_shutdown: keep)"
+
+
+def exit_by(seconds: float) -> threading.Timer:
+    """Should the process still run ``seconds`` from now, every thread's stack goes to stderr (what
+    hung) and it exits with status 1: on a daemon timer thread, which a hung event loop cannot hold."""
+    def overdue() -> None:
+        log.critical("stopping took over %.1f s: exiting now; every thread's stack follows", seconds)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(1)
+
+    timer = threading.Timer(seconds, overdue)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 async def _shutdown(rt: Runtime, tasks: list[asyncio.Task], web_runner, on_shutdown: str) -> None:
