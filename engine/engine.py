@@ -9,7 +9,7 @@ Nothing on this path awaits: the journal buffers and the bus only enqueues.
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -145,6 +145,7 @@ class Engine:
         self._window: tuple[float, float, float] | None = None  # the session window set, over the config's
         # [from, until) ns: the IST day a tick must be of to reach the kernel (``trade_only``); any day by default
         self._from_ns, self._until_ns = -(2**63), 2**63 - 1
+        self._expected: tuple[int, int, Callable[[], None]] | None = None  # the planned session: expect_session
         self.live = broker.name != "paper"  # a real broker fills orders; the kernel only decides
         self.arrays.acct[L.A_LIVE] = 1.0 if self.live else 0.0
         self._sync_entries()
@@ -174,7 +175,8 @@ class Engine:
         a = self.arrays
         if not 0 <= i < len(a.symbols):  # the kernel writes row i unchecked
             raise IndexError(f"instrument row {i} out of range ({len(a.symbols)} instruments)")
-        if not self._from_ns <= ts_ns < self._until_ns:  # a day the calendar has not opened: its price only
+        if not self._from_ns <= ts_ns < self._until_ns and not self._opens_on(ts_ns):
+            # a day the calendar has not opened: its price only
             a.st[i, L.S_LTP] = price
             a.clk[i, L.C_LTP] = ts_ns
             return L.ACT_IGNORED
@@ -353,6 +355,21 @@ class Engine:
         else:
             self._from_ns = (day - date(1970, 1, 1)).days * L.NS_PER_DAY - L.IST_OFFSET_NS
             self._until_ns = self._from_ns + L.NS_PER_DAY
+
+    def expect_session(self, open_: datetime, close: datetime, opens: Callable[[], None]) -> None:
+        """The calendar's next session, ``open_`` to ``close``, opened by calling ``opens``: a tick inside it
+        that comes before its open has run (a restart joining it late, whose ticker streams before the
+        scheduler's job runs; an exchange clock a little ahead of this one) opens it, so the kernel trades
+        the session from the same first tick as a backtest of the recording does."""
+        self._expected = (int(open_.timestamp() * L.NS_PER_S), int(close.timestamp() * L.NS_PER_S), opens)
+
+    def _opens_on(self, ts_ns: int) -> bool:
+        if self._expected is None or not self._expected[0] <= ts_ns < self._expected[1]:
+            return False
+        opens = self._expected[2]
+        self._expected = None
+        opens()
+        return self._from_ns <= ts_ns < self._until_ns
 
     def start_session(self) -> None:
         if self.state in (State.IDLE, State.CLOSED):

@@ -13,7 +13,7 @@ from engine.brokers.paper import PaperBroker
 from engine.core import layout as L
 from engine.core.layout import IST
 from engine.engine import Engine, State
-from engine.runtime.app import Runtime, _retime, _session_hooks
+from engine.runtime.app import Runtime, _retime, _schedule, _session_hooks
 from engine.runtime.session import CLOSE, OPEN, PRE_OPEN, REPORT, SQUARE_OFF, SessionScheduler
 from engine.services.calendar import TradingCalendar
 from engine.services.clock import RehearsalClock
@@ -61,15 +61,20 @@ async def test_a_late_start_joins_then_closes_at_1530():
     assert fired[-1][1].strftime("%H:%M:%S") == "15:30:00"
 
 
-def runtime(tmp_path, start: str):
+def runtime(tmp_path, start: str, gated: bool = False):
+    """A runtime on a rehearsal clock at ``start``, its scheduler's hooks those of ``otrade run``; ``gated``:
+    wired as ``otrade run`` wires it, no tick reaching the kernel before a session opens."""
     clock = RehearsalClock(at(start))
     cfg = make_config(bracket={"target_pct": 5.0, "stop_pct": 5.0, "trail_pct": None})
     engine = Engine(cfg, PaperBroker({"NSE:INFY": 0.05}, clock.now_ns), EventBus(), Journal(tmp_path, clock.now_ns),
                     clock.now_ns)
     manager = ConfigManager(tmp_path / "c.json", tmp_path, default_catalog())
     rt = Runtime(argparse.Namespace(), manager, engine, engine.bus, clock, tmp_path, LogBuffer())
-    rt.scheduler = SessionScheduler(TradingCalendar(), clock, {})
-    rt.scheduler.hooks.update(_session_hooks(rt))
+    if gated:
+        _schedule(rt, TradingCalendar())
+    else:
+        rt.scheduler = SessionScheduler(TradingCalendar(), clock, {})
+        rt.scheduler.hooks.update(_session_hooks(rt))
     return rt
 
 
@@ -112,6 +117,17 @@ async def test_a_mid_session_start_joins_at_once():
     await fire(scheduler, fired, 2)
     assert [n for n, _ in fired] == [PRE_OPEN, OPEN]
     assert scheduler.next_event().name == SQUARE_OFF
+
+
+async def test_a_mid_session_start_opens_on_a_tick_that_comes_before_its_open_job_runs(tmp_path):
+    rt = runtime(tmp_path, "2026-11-23T11:00:00+05:30", gated=True)
+    rt.scheduler.start()  # its open job is due at once, but runs only when the event loop gets to it
+    try:
+        act = rt.engine.on_tick(0, int(at("2026-11-23T11:00:00+05:30").timestamp()) * 10**9, 100.0)
+        assert act != L.ACT_IGNORED and rt.engine.state == State.RUNNING
+        assert rt.engine.on_tick(0, int(at("2026-11-24T11:00:00+05:30").timestamp()) * 10**9, 100.0) == L.ACT_IGNORED
+    finally:
+        rt.scheduler.shutdown()
 
 
 async def test_after_the_close_it_waits_for_the_next_session_skipping_the_holiday():

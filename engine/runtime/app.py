@@ -297,11 +297,15 @@ def warm_up_sessions(cfg: Config, data_dir: Path, overrides: Path, until_ns: int
 
 
 def _schedule(rt: Runtime, calendar: TradingCalendar) -> None:
-    """The calendar's sessions, and only they, open: no tick reaches the kernel before the scheduler
-    opens one (a weekend's, a holiday's, a special session's hours)."""
+    """The calendar's sessions, and only they, open: no tick reaches the kernel before one opens (a
+    weekend's, a holiday's, a special session's hours), at its open job or at its first tick, whichever
+    comes first."""
     rt.engine.trade_only(None)
     rt.scheduler = SessionScheduler(calendar, rt.clock, {})
-    rt.scheduler.hooks.update(_session_hooks(rt))
+    hooks = _session_hooks(rt)
+    rt.scheduler.hooks.update(hooks)
+    rt.scheduler.on_plan = lambda session: rt.engine.expect_session(session.open, session.close,
+                                                                    lambda: hooks[OPEN](session))
 
 
 async def _connect_kite(cfg, data_dir: Path, journal: Journal, clock: Clock, tick_sizes: dict) -> KiteLive | None:

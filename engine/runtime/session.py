@@ -52,6 +52,7 @@ class SessionScheduler:
         self.report_after_close = report_after_close
         self.session: Session | None = None
         self.pending: list[Event] = []
+        self.on_plan: Callable[[Session], None] | None = None  # told each session planned (today's or the next)
         self._scheduler = AsyncIOScheduler(timezone=IST, job_defaults={"coalesce": True,
                                                                         "misfire_grace_time": None})
 
@@ -97,6 +98,8 @@ class SessionScheduler:
                 # joined late: check, warm up (and open when the session is running) at once, in order
                 order = {TOKEN_CHECK: 0, PRE_OPEN: 1, OPEN: 2}[event.name]
                 self._add(event, now + timedelta(milliseconds=order))
+        if self.on_plan is not None:
+            self.on_plan(session)
         log.info("%s", self.plan())
 
     def plan(self) -> str:
@@ -128,6 +131,8 @@ class SessionScheduler:
             self.pending.remove(event)
             self._add(new)
         self.pending.sort(key=lambda e: e.at)
+        if self.on_plan is not None:
+            self.on_plan(self.session)
 
     def _add(self, event: Event, run_at: datetime | None = None) -> None:
         """Schedules ``event`` at its own time, or at ``run_at`` (one joined late: it keeps its own time)."""
