@@ -5,7 +5,6 @@ depends on changes."""
 import copy
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from engine.research import backtest
 from engine.strategies import catalog_for, default_catalog
 from engine.strategies.compiled import cache_key, kernels_for
 from tests.conftest import DEFAULT, ROOT, process_env
+from tests.strategy_files import long_above_an_imported_level
 
 DAYS = 4
 MINUTE_NS = 60_000_000_000
@@ -150,24 +150,8 @@ def test_the_same_strategy_file_in_another_folder_runs_the_same_loop(tmp_path):
 
 
 def test_a_change_in_a_file_the_strategy_imports_names_another_loop(tmp_path, monkeypatch):
-    (tmp_path / "helpers").mkdir()
-    rule = tmp_path / "helpers" / "gap_rule.py"
-    rule.write_text("GAP = 0.0\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "helpers"))
-    (tmp_path / "strategies").mkdir()
-    (tmp_path / "strategies" / "gapped.py").write_text(textwrap.dedent('''
-        from gap_rule import GAP
-        from engine.strategies.api import CLOSE, LONG, NONE, Strategy
-
-        strategy = Strategy("gapped", about="long above the gap")
-
-
-        @strategy.decision
-        def decide(x, pos):
-            return LONG if x[CLOSE] > GAP else NONE
-    '''))
-    catalog_for(tmp_path / "otrade.json")
-    gapped = [default_catalog().get("gapped")]
+    strategy, rule = long_above_an_imported_level(tmp_path, monkeypatch, "gapped", "GAP")
+    gapped = [strategy]
     before = cache_key(gapped)
     assert cache_key(gapped) == before
     rule.write_text("GAP = 100.0\n")  # frozen into the machine code as a constant: Numba would not notice

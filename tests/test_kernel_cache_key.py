@@ -23,6 +23,7 @@ from engine.strategies import catalog_for, default_catalog
 from engine.strategies.compiled import SOURCES, cache_key, loop_dir
 from tests.conftest import make_config, process_env
 from tests.live_process import STOP_WITHIN_S, env_for, restart_holding_without_a_stop
+from tests.strategy_files import long_above_an_imported_level
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR_NS = 3600 * 10**9
@@ -53,26 +54,11 @@ def test_a_cache_holding_another_strategy_sets_tick_kernel_is_not_taken_as_this_
 
 
 def test_a_kept_file_digest_is_used_until_the_file_changes(tmp_path, monkeypatch):
-    (tmp_path / "helpers").mkdir()
-    rule = tmp_path / "helpers" / "level_rule.py"
+    strategy, rule = long_above_an_imported_level(tmp_path, monkeypatch, "levelled", "LEVEL")
+    levelled = [strategy]
     rule.write_text("LEVEL = 1.0\n")
     old = time.time_ns() - HOUR_NS
     os.utime(rule, ns=(old, old))  # long since written: its digest is kept
-    monkeypatch.syspath_prepend(str(tmp_path / "helpers"))
-    (tmp_path / "strategies").mkdir()
-    (tmp_path / "strategies" / "levelled.py").write_text(textwrap.dedent('''
-        from level_rule import LEVEL
-        from engine.strategies.api import CLOSE, LONG, NONE, Strategy
-
-        strategy = Strategy("levelled", about="long above the level")
-
-
-        @strategy.decision
-        def decide(x, pos):
-            return LONG if x[CLOSE] > LEVEL else NONE
-    '''))
-    catalog_for(tmp_path / "otrade.json")
-    levelled = [default_catalog().get("levelled")]
     before = cache_key(levelled)
     kept = orjson.loads((loop_dir() / SOURCES).read_bytes())
     assert kept[str(rule.resolve())][:2] == [old, rule.stat().st_size]

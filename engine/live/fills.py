@@ -24,15 +24,21 @@ class Fills:
         return self.protection.brackets
 
     # --- cancelling -----------------------------------------------------------------------------
-    def cancel_bracket(self, br: Bracket, keep: str | None = None) -> None:
+    def cancel_bracket(self, br: Bracket, keep: str | None = None, keep_late: Side | None = None) -> None:
         """One-cancels-other: cancel the resting target and stop, and what is left of a partly
-        filled entry, except ``keep`` (the one that filled). Their fills from now on are excess."""
+        filled entry, except ``keep`` (the one that filled). Their fills from now on are excess. An
+        earlier run's stops not shown by Kite yet (``late``) go too, unless they are on ``keep_late``'s
+        side (the exit side of the position taken next): a stop left for no position would open one."""
         broker = self.host.broker
-        for order_id in (br.entry, br.target, br.stop, *br.former):
+        late = {oid for oid in br.late if broker.order(oid).request.side != keep_late}
+        for order_id in (br.entry, br.target, br.stop, *br.former, *late):
             if order_id and order_id != keep and broker.order(order_id).working:
                 broker.cancel(order_id)
+        for order_id in late:
+            broker.order(order_id).purpose = None  # a fill of it is an excess, undone
         br.entry = br.target = br.stop = None
         br.former.clear()
+        br.late -= late
 
     def cancel_entry_rest(self, br: Bracket) -> None:
         """What is left of a partly filled entry must not grow the position being exited."""
@@ -79,6 +85,8 @@ class Fills:
         fill beyond the position (both legs filled in a race) is undone at market."""
         h, br, oid = self.host, self.brackets[j], order.order_id
         a = h.arrays
+        if oid in br.late:
+            self.protection.turned_up(j, order)
         self.protection.confirmed(j, order)
         ours = oid in (br.target, br.stop, br.exit) or oid in br.former
         if oid == br.exit and (br.target or br.stop) and isinstance(order, LiveOrder) and order.state not in (

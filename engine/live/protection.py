@@ -13,11 +13,13 @@ leg is resized to the position whatever the other one is doing. A stop near Kite
 is replaced by the order module (``engine.live.orders``): its successor takes the stop's role once it
 works at Kite (``replaced``); one that ends unfilled before that is abandoned and the old stop keeps
 protecting (``abandoned``). After a restart an adopted position's levels are Kite's working orders'
-and the journal's (``adopt``), never recomputed from the entry.
+and the journal's (``adopt``), never recomputed from the entry; an earlier run's stop that Kite's book
+shows only later is Kite's word on the position's stop, never cancelled for an older level (``turned_up``).
 
 Paper: the venue confirms at once, so the kernel's levels are the venue's.
 """
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -102,6 +104,10 @@ class Bracket:
     clamped: set[str] = field(default_factory=set)  # legs alerted as clamped into the circuit band
     floor: tuple[float, float] | None = None  # (side, trigger): the tightest stop Kite confirmed for the position
     crossed: Spell = field(default_factory=Spell)  # the last tick's decision waits for a fill Kite has not confirmed
+    # an earlier run's stops for the position that Kite's book did not show at the restart (it lagged): each is
+    # weighed against the position's stop when Kite shows it (``turned_up``)
+    late: set[str] = field(default_factory=set)
+    unpriced: int = 0  # a position only repairs still to fill would make: not taken until they fill (said once)
 
     def backoff(self) -> int:
         """Seconds to wait before the next exit or repair after one more refusal: 0, 1, 2, 4 ... 60."""
@@ -213,7 +219,11 @@ class Protection:
         pos = int(abs(st[L.S_POS]))
         if pos == 0 or self.exiting(j):
             return  # flat, or a market exit for all of it is on its way
-        self._arrived(j)
+        if self._arrived(j) and br.late:
+            # its earlier run's stop may be further down the same read of Kite's book than its entry's row: weighed
+            # first, so that no second stop is placed only to be cancelled
+            asyncio.get_running_loop().call_soon(self.protect, j)
+            return
         exit_side = Side.SELL if st[L.S_POS] > 0 else Side.BUY
         for name in LEGS:  # a leg that filled (undersized) or ended no longer protects
             if getattr(br, name) and self._working(getattr(br, name)) is None:
@@ -244,17 +254,19 @@ class Protection:
                 h.broker.modify(order_id, quantity=size)
                 h.journal.record("resized", order_id=order_id, quantity=size)
 
-    def _arrived(self, j: int) -> None:
+    def _arrived(self, j: int) -> bool:
         """The position the journal held at the restart, its fills shown late by Kite's book: it takes the
-        journal's levels, as one adopted at the start would (never a bracket recomputed from its entry)."""
+        journal's levels, as one adopted at the start would (never a bracket recomputed from its entry).
+        True when it came now."""
         held = self.awaited.get(j)
         if held is None:
-            return
+            return False
         st = self.host.arrays.st[j]
         if st[L.S_POS] != held.qty or abs(st[L.S_ENTRY_PRICE] - held.price) >= self._tick(j) / 2:
-            return  # another position (or not all of it yet)
+            return False  # another position (or not all of it yet)
         del self.awaited[j]
         self.adopt(j, held)
+        return True
 
     @staticmethod
     def _floored(br: Bracket, level: float, sign: float) -> float:
@@ -454,13 +466,19 @@ class Protection:
         if held is not None and (held.qty > 0) != (pos > 0):
             held = None
         sign = 1.0 if pos > 0 else -1.0
-        stop, target = self._working(br.stop), self._working(br.target)
         journaled = held.stop if held is not None else None
+        if journaled is not None:  # the last one Kite confirmed before the restart
+            br.floor = (sign, self._floored(br, journaled, sign))
+        for order_id in list(br.late):  # an earlier run's stop left waiting, weighed against the levels now known
+            order = h.broker.order(order_id)
+            if isinstance(order, LiveOrder) and order.state in AT_KITE and (order.request.side == Side.SELL) == (
+                    pos > 0):
+                self._weigh(j, order)
+        stop, target = self._working(br.stop), self._working(br.target)
         trigger = stop.request.trigger_price if stop is not None else journaled
         price = target.request.price if target is not None else (held.target if held is not None else None)
-        for level in (trigger, journaled):  # Kite's, and the last one it confirmed before the restart
-            if level is not None:
-                br.floor = (sign, self._floored(br, level, sign))
+        if trigger is not None:  # Kite's
+            br.floor = (sign, self._floored(br, trigger, sign))
         if trigger is not None:
             tighter = (trigger - st[L.S_STOP]) * sign > 0.0
             br.trailed = br.trailed or tighter or bool(held is not None and held.trailed)
@@ -473,6 +491,52 @@ class Protection:
             # lags, or a move lost with the process): it is brought back there
             br.wanted_stop = journaled
             h.broker.modify(stop.order_id, trigger_price=journaled)
+
+    def turned_up(self, j: int, order: LiveOrder) -> None:
+        """Kite's word on an earlier run's stop that its book did not show at the restart (``Bracket.late``).
+        Shown at Kite, or filling, for the open position on its side, it is weighed (``_weigh``). A stop for no
+        position would open one: cancelled (Kite's book lists orders as they came, so a position's entry fill is
+        read before its stop). One that ended unfilled is forgotten."""
+        h, br = self.host, self.brackets[j]
+        if not order.filled_quantity and (not order.working or order.state not in AT_KITE):
+            if not order.working:
+                br.late.discard(order.order_id)
+            return  # ended unfilled, or not at Kite yet
+        pos = h.arrays.st[j, L.S_POS]
+        if pos == 0.0 or (order.request.side == Side.SELL) != (pos > 0):
+            br.late.discard(order.order_id)
+            order.purpose = None  # a fill of it is an excess, undone
+            h.broker.cancel(order.order_id)
+            h.journal.record("reconcile", note=f"{order.request.symbol}: an earlier run's stop {order.order_id} "
+                                               "shown late by Kite, for no position held: cancelled")
+            return
+        if self._weigh(j, order) and order.working:  # (a filled one closes the position: its fill is the position's)
+            self.adopt(j, None)
+            self.protect(j)  # sized to the position
+
+    def _weigh(self, j: int, order: LiveOrder) -> bool:
+        """An earlier run's stop Kite shows late, for the open position on its side. Its trigger is Kite's word (and
+        Kite's stop may be tighter still: a row of a lagging book trails what Kite took), so it becomes the position's
+        stop when it is at least as tight as the one the position has (or will have once a trail on its way is
+        confirmed; with none working, the tightest Kite confirmed), which is then cancelled. A looser one waits: a
+        later row may show it tighter, and behind the position's stop it only fills after it (it is cancelled with
+        the position). A fill of it is the position's. True when it is the position's stop now."""
+        h, br = self.host, self.brackets[j]
+        sign = 1.0 if h.arrays.st[j, L.S_POS] > 0 else -1.0
+        current = self._working(br.stop)
+        bound = current.wants("trigger_price") if current is not None else (
+            br.floor[1] if br.floor is not None and br.floor[0] == sign else None)
+        trigger = order.request.trigger_price
+        if not order.filled_quantity and bound is not None and (trigger is None or (trigger - bound) * sign < 0.0):
+            return False
+        if current is not None:  # replaced: it may still fill before its cancel reaches Kite
+            br.former.add(current.order_id)
+            h.broker.cancel(current.order_id)
+        br.late.discard(order.order_id)
+        br.stop, order.purpose, br.wanted_stop = order.order_id, Purpose.STOP, None
+        h.journal.record("reconcile", note=f"{order.request.symbol}: an earlier run's stop {order.order_id} at "
+                                           f"{trigger} shown late by Kite, taken as the position's stop")
+        return True
 
 
 __all__ = ["Bracket", "Held", "Leg", "Protection"]

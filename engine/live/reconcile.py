@@ -20,7 +20,7 @@ from engine.live.host import NS, Host
 from engine.live.orders import LiveOrder
 from engine.live.protection import Bracket, Protection
 from engine.live.restore import Held, rebuild
-from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, TagMaker
+from engine.orders import Order, OrderRequest, OrderType, Purpose, Side, Status, TagMaker
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class Reconciler:
             records = self._journal_today()
             self._intents = self._intents_of(records)
             journaled = self._journaled_positions(records)
+            refused = self._refused(records)
             now_s = self.host.now_ns() / NS
             for _, request, _, sent_s in sorted(self._intents.values(), key=lambda i: i[3]):
                 broker.sent_before(request.symbol, max(0.0, now_s - sent_s))  # a restart keeps the caps' count
@@ -69,7 +70,9 @@ class Reconciler:
                     broker.sent_before(intent[1].symbol, max(0.0, ago), placement=False)
             shown = {row.get("tag") for row in orders}
             for tag, request, purpose, _ in self._intents.values():
-                if tag not in known and tag not in shown and request.symbol in self.host.index:
+                # one the journal saw refused (by our caps, or taken for never placed) is not at Kite: expected, a
+                # repair's would count as a position nobody holds (how chaos runs adopted positions at a price of 0)
+                if tag not in known | shown | refused and request.symbol in self.host.index:
                     fresh.append(broker.expect(request, purpose))  # sent, yet not in the book (it lags)
         for row in sorted(orders, key=lambda r: str(r.get("order_timestamp") or "")):
             tag = row.get("tag") or ""
@@ -93,7 +96,7 @@ class Reconciler:
             roles = self._adopt_working(j, [o for o in fresh if o.working and o.request.symbol == symbol])
             if note or roles:
                 self.protection.adopt(j, journaled.get(symbol))
-            armed = bool(note and expected)
+            armed = bool(note and expected) and int(a.st[j, L.S_POS]) == expected
             if armed:
                 self.protection.protect(j)
             if note or roles:
@@ -158,14 +161,21 @@ class Reconciler:
         never looser. Returns what was done, for the trader."""
         a, br, symbol = self.host.arrays, self.brackets[j], self.host.arrays.symbols[j]
         pos = int(a.st[j, L.S_POS])
+        price = journaled.price if journaled is not None and journaled.qty == qty else self._entry_price(symbol, qty)
+        if qty and not price:
+            # only repairs still to fill make it (one counted ahead of the excess it undoes, which a lagging book
+            # does not show yet, or one bigger than the position): Kite holds none of it yet. Protected, it would
+            # have orders on the wrong side of what Kite holds; priced at 0, levels nobody traded at and a P&L of
+            # the whole price (a short's tripped the loss limit)
+            br.unpriced = qty
+            return (f"OTrade's orders at Kite would leave {qty:+d} once its repairs fill, but their fills so far "
+                    f"leave no position on that side: not taken until they do ({pos:+d} held)")
+        br.unpriced = 0
         levels = a.st[j, [L.S_STOP, L.S_TARGET, L.S_TRAILED]].copy() if pos * qty > 0 else None
-        self.fills.cancel_bracket(br)
+        self.fills.cancel_bracket(br, keep_late=(Side.SELL if qty > 0 else Side.BUY) if qty else None)
         if br.exit and self.host.broker.order(br.exit).working:
             self.host.broker.cancel(br.exit)
         br.exit = None
-        ltp = float(a.st[j, L.S_LTP])
-        price = journaled.price if journaled is not None and journaled.qty == qty else self._entry_price(symbol, qty)
-        price = price or (ltp if ltp == ltp else 0.0)
         self._take(j, qty, price if qty else 0.0)
         if levels is not None:
             a.st[j, [L.S_STOP, L.S_TARGET, L.S_TRAILED]] = levels
@@ -189,6 +199,13 @@ class Reconciler:
         except (KeyError, ValueError, TypeError) as exc:
             log.warning("journal's positions not understood (%s): entry prices from the fills at Kite", exc)
             return {}
+
+    @staticmethod
+    def _refused(records: list[dict]) -> set[str]:
+        """Tags of the orders today's journal last saw refused: denied by our caps, taken for never placed, or
+        rejected by Kite (whose book shows those)."""
+        last = {r["order_id"]: r.get("status") for r in records if r.get("kind") == "order" and r.get("order_id")}
+        return {tag for tag, status in last.items() if status == Status.REJECTED}
 
     def _intents_of(self, records: list[dict]) -> dict[str, tuple[str, OrderRequest, Purpose | None, float]]:
         """Every order OTrade sent today and what for, from the journal's intents (each is written
@@ -242,6 +259,13 @@ class Reconciler:
             if order.purpose == Purpose.REPAIR:
                 roles.append("its repair (working)")  # counted in what OTrade must hold
                 continue
+            if order.broker_id is None and self._late_stop(j, order):
+                # Kite may hold it, trailed further than the journal knows: its word, once shown, is weighed
+                br.late.add(order.order_id)
+                order.counted = False  # its modifications at Kite are read before it is next modified
+                roles.append(f"its {order.request.order_type} {order.request.side} stop, not in Kite's book yet "
+                             "(taken if it turns up at least as tight as the position's)")
+                continue
             pos, kind, sent_as = st[L.S_POS], order.request.order_type, order.purpose
             opening = pos == 0.0 or (order.request.side == Side.BUY) == (pos > 0.0)
             if not opening and kind in (OrderType.SL, OrderType.SL_M):
@@ -274,6 +298,15 @@ class Reconciler:
                 st[L.S_PEND_KIND] = L.ORDER_ENTRY
         return roles
 
+    def _late_stop(self, j: int, order: LiveOrder) -> bool:
+        """An earlier run's order not in Kite's book yet that was sent as the stop of the position held now, or
+        of the journal's position still to come (``Protection.awaited``)."""
+        pos = self.host.arrays.st[j, L.S_POS]
+        awaited = self.protection.awaited.get(j)
+        held = pos if pos else (awaited.qty if awaited is not None else 0)
+        return (order.purpose == Purpose.STOP and order.request.order_type in (OrderType.SL, OrderType.SL_M)
+                and held != 0 and (order.request.side == Side.SELL) == (held > 0))
+
     def _take(self, j: int, qty: int, price: float) -> None:
         """``qty`` at ``price`` as the row's position (an earlier run's, or Kite's fills'), with the
         charges of its entry; no order pending."""
@@ -287,14 +320,18 @@ class Reconciler:
         the difference from Kite's fills is taken as the position once it has lasted ``ALIGN_S``."""
         if not br.apart.lasted(expected != int(self.host.arrays.st[j, L.S_POS]), now, ALIGN_S):
             return
+        unpriced = br.unpriced
         note = self._realign(j, expected)
-        if expected:
+        taken = int(self.host.arrays.st[j, L.S_POS]) == expected
+        if not taken and unpriced == expected:
+            return  # alerted already: taken once a fill prices it
+        armed = bool(expected) and taken
+        if armed:
             self.protection.protect(j)
         symbol = self.host.arrays.symbols[j]
         self.host.journal.record("reconcile", note=f"{symbol}: {note}")
         self.host.alert(f"{symbol}: OTrade's position differed from its fills at Kite; {note}"
-                        + (", stop and target armed" if expected else ""))
-
+                        + (", stop and target armed" if armed else ""))
 
 
 __all__ = ["ALIGN_S", "Reconciler"]

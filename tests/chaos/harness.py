@@ -675,8 +675,9 @@ class Chaos:
     @staticmethod
     def _strays(proc: Process) -> set[str]:
         """Kite ids of our orders the OTrade process up names as no position's stop: not its stop, not one
-        being replaced, not a successor waiting to take over."""
-        named = {oid for br in proc.engine.brackets for oid in (br.stop, *br.former) if oid}
+        being replaced, not a successor waiting to take over, not an earlier run's stop for the position that
+        Kite's book showed late and looser (a row that lags a trail Kite took) than the one armed anew."""
+        named = {oid for br in proc.engine.brackets for oid in (br.stop, *br.former, *br.late) if oid}
         return {o.broker_id for o in proc.broker.all_orders()
                 if isinstance(o, LiveOrder) and o.broker_id and o.order_id not in named and o.predecessor is None}
 
