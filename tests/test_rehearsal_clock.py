@@ -59,7 +59,7 @@ def test_a_start_on_an_empty_kernel_cache_first_says_it_is_compiling(tmp_path):
         proc.kill()
         proc.wait()
     first = next(line for line in err.read_text().splitlines() if " INFO " in line)
-    assert first.endswith("INFO otrade: compiling the kernels (first run only, up to a minute)")
+    assert first.endswith("INFO otrade: compiling the kernels (first run only, about 10 s)")
 
 
 def test_the_rehearsal_clock_starts_when_the_process_is_ready_to_trade(tmp_path):

@@ -27,17 +27,17 @@ def _paise(x: float) -> float:
 
 
 @kernel
-def trade_charges(r, k: int, qty: float, buy: float, sell: float) -> float:
+def trade_charges(r, qty: float, buy: float, sell: float) -> float:
     """Charges of buying ``qty`` at ``buy`` and selling it at ``sell`` (0: that order is not
-    executed yet), with the rates at ``r[k:k + N_RATES]``."""
-    brokerage = _paise(min(_paise(buy * qty * r[k + BROKERAGE]), r[k + BROKERAGE_CAP])
-                       + min(_paise(sell * qty * r[k + BROKERAGE]), r[k + BROKERAGE_CAP]))
+    executed yet), with the rates ``r``."""
+    brokerage = _paise(min(_paise(buy * qty * r[BROKERAGE]), r[BROKERAGE_CAP])
+                       + min(_paise(sell * qty * r[BROKERAGE]), r[BROKERAGE_CAP]))
     turnover = _paise((buy + sell) * qty)
-    stt = math.floor(_paise(sell * qty * r[k + STT]) + 0.5)
-    exchange = _paise(r[k + EXCHANGE] * turnover)
-    sebi = _paise(turnover * r[k + SEBI])
-    gst = _paise(r[k + GST] * (brokerage + exchange + sebi))
-    stamp = _paise(buy * qty * r[k + STAMP])
+    stt = math.floor(_paise(sell * qty * r[STT]) + 0.5)
+    exchange = _paise(r[EXCHANGE] * turnover)
+    sebi = _paise(turnover * r[SEBI])
+    gst = _paise(r[GST] * (brokerage + exchange + sebi))
+    stamp = _paise(buy * qty * r[STAMP])
     return _paise(brokerage + stt + exchange + sebi + gst + stamp)
 
 
@@ -45,7 +45,7 @@ def trade_charges(r, k: int, qty: float, buy: float, sell: float) -> float:
 def _each(r, side, qty, entry_, exit_, out):
     for n in range(len(out)):
         long = side[n] > 0
-        out[n] = trade_charges(r, 0, qty[n], entry_[n] if long else exit_[n], exit_[n] if long else entry_[n])
+        out[n] = trade_charges(r, qty[n], entry_[n] if long else exit_[n], exit_[n] if long else entry_[n])
 
 
 def round_trip_costs(side: np.ndarray, qty: np.ndarray, entry: np.ndarray, exit_: np.ndarray,

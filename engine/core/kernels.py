@@ -16,8 +16,19 @@ from numba.extending import intrinsic
 # it, every array handed between kernels costs an atomic incref/decref pair per tick, which made
 # the backtest loop 4-5x slower. Inner kernels are inlined into the entry points, which are cached.
 # error_model="numpy": no Python zero-division checks (and their exception paths) on the hot path.
-kernel = njit(error_model="numpy", inline="always", _nrt=False)
-entry = njit(cache=True, error_model="numpy", _nrt=False)
+#
+# Two ways in. A `kernel` compiles once per signature as a function of its own, which LLVM inlines
+# wherever it is called (forceinline); Numba's own inlining (`inlined`) types and lowers a copy of it at
+# each call site instead, which made a fresh install's first backtest spend 8 of its 12 s compiling
+# the loop. `inlined` is kept where it measured faster or is needed: the tick's own path in
+# engine.core.step (2-8 % more ticks a second than LLVM-inlined, whose calls that may fail leave
+# exception-status checks and spills in the loop), a kernel returning a view (a call cannot without
+# reference counting), and small ones called with constants (Numba compiles a call again per literal).
+# No cfunc wrapper: a kernel is never called through a C pointer. An entry says forceinline=False,
+# else one first compiled from a kernel would inherit it.
+kernel = njit(error_model="numpy", forceinline=True, no_cfunc_wrapper=True, _nrt=False)
+inlined = njit(error_model="numpy", inline="always", _nrt=False)
+entry = njit(cache=True, error_model="numpy", _nrt=False, forceinline=False)
 
 # Every strategy's decision has this signature (engine.strategies.api). The kernels call it through
 # its address, read from an int64 array: compiled once whatever strategies run, and no per-call cost

@@ -59,8 +59,8 @@ from engine.strategies.compiled import cache_key
 
 log = logging.getLogger("otrade")
 SHUTDOWN_BUDGET_S = 8.0  # SIGTERM to exit, inside the 10 s hosts allow
-# SIGTERM to a forced exit: a step that hangs past the budget ends the process before the host's SIGKILL
-# does, its stack on stderr, rather than leaving the host to kill it with nothing said
+# The stop's start (SIGTERM, or the end of --for) to a forced exit: a step that hangs past the budget ends
+# the process before a host's SIGKILL does, with every thread's stack on stderr to say where it hung
 SHUTDOWN_DEADLINE_S = 9.5
 # A paper start on an empty cache compiles the tick kernel, the largest, while a child compiles the
 # others; the bar's close, which the tick kernel and the warm-up both call, first, for the child to load.
@@ -647,7 +647,7 @@ async def run(args: argparse.Namespace) -> int:
         return 1
     began = time.monotonic()
     if not kernels_cached(cache_key(in_use(cfg))):  # else a first start says nothing for as long as it compiles
-        log.info("compiling the kernels (first run only, up to a minute)")
+        log.info("compiling the kernels (first run only, about 10 s)")
     resumed = ""
     if args.clock:  # stands still until the process is ready to trade: the compile costs no rehearsed time
         start, resumed = _rehearsal_start(data_dir, datetime.fromisoformat(args.clock))
@@ -756,13 +756,8 @@ async def run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def stopping() -> None:
-        if not stop.is_set():
-            stop.set()
-            exit_by(SHUTDOWN_DEADLINE_S)
-
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping)
+        loop.add_signal_handler(sig, stop.set)
     if isinstance(clock, RehearsalClock):
         clock.run()  # ready to trade
     if rt.scheduler:
@@ -773,6 +768,7 @@ async def run(args: argparse.Namespace) -> int:
     tasks = [asyncio.create_task(_supervise(rt, name, factory), name=name) for name, factory in rt.tasks.items()]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=args.duration)
+    exit_by(SHUTDOWN_DEADLINE_S)  # a signal's stop or the end of --for: neither may hang the exit
     await _shutdown(rt, tasks, web_runner, cfg.session.on_shutdown)
     return 0
 

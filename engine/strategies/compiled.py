@@ -54,7 +54,8 @@ from engine.strategies.api import Strategy
 # warm-up. The other live kernels (a reconcile's, a flatten) never reach one: engine.core.step's serve.
 ROOTS = (loop.run_ticks, loop.finish, step.end_bar, step.on_tick, step.decide_again, step.apply_entry_fill,
          step.apply_exit_fill, step.warm)
-# A decision compiled into the loop: inlined where the loop asks it, as the strategy's helpers are.
+# A decision compiled into the loop: inlined where the loop asks it, as the strategy's helpers are (it is
+# copied once per loop; compiled apart and inlined by LLVM instead, the loop compiled no faster).
 _DECISION = {"error_model": "numpy", "_nrt": False, "inline": "always"}
 _LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
 _PROJECT = ("engine", "config")
@@ -154,13 +155,20 @@ def _inlined(value: Any) -> bool:
     return isinstance(value, Dispatcher) and value.targetoptions.get("inline") == "always"
 
 
+def _kernel(value: Any) -> bool:
+    """A kernel of either kind (``engine.core.kernels``): one the loop holds, not an entry it calls."""
+    return _inlined(value) or (isinstance(value, Dispatcher) and value.targetoptions.get("forceinline") is True)
+
+
 def _chain() -> list[Dispatcher]:
-    """The roots and every kernel inlined into them that reaches a hook: what is written out again."""
+    """The roots and every kernel they hold that reaches a hook, inlined by Numba or by LLVM: what is
+    written out again. A kernel between a root and a hook left imported would call the hooks for any
+    strategy; a copy calls this module's."""
     hooks = {getattr(step, h) for h in step.HOOKS}
     reach: dict[Dispatcher, bool] = {}
 
     def written(v: Any) -> bool:
-        return v in ROOTS or _inlined(v)
+        return v in ROOTS or _kernel(v)
 
     def reaches(d: Dispatcher) -> bool:
         if d not in reach:
@@ -174,7 +182,7 @@ def _chain() -> list[Dispatcher]:
         if d not in out:
             out.append(d)
             for v in _names(d.py_func).values():
-                if _inlined(v) and v not in hooks and reaches(v):
+                if _kernel(v) and v not in hooks and reaches(v):
                     visit(v)
 
     for root in ROOTS:
@@ -182,6 +190,11 @@ def _chain() -> list[Dispatcher]:
             raise RuntimeError(f"{root.py_func.__qualname__} reaches no strategy hook: nothing to compile for them")
         visit(root)
     return out
+
+
+def _decorator(d: Dispatcher) -> str:
+    """What a copy is compiled as: a root as an entry (cached), a kernel as the kind it is."""
+    return "entry" if d in ROOTS else "inlined" if _inlined(d) else "kernel"
 
 
 def _source(d: Dispatcher, decorator: str) -> str:
@@ -268,13 +281,13 @@ def _written(strategies: tuple[Strategy, ...]) -> str:
         'links[:, LINK_STRATEGY] counts them, is given to it before it runs."""',
         "",
         *_imports(chain, defined),
-        "from engine.core.kernels import entry, kernel",
+        "from engine.core.kernels import entry, inlined, kernel",
         "from engine.core.layout import LINK_STRATEGY",
         *([f"from engine.core.indicators.layout import {', '.join(feeds)}"] if feeds else []),
         "from engine.strategies.compiled import strategy_decision",
         "",
     ]
-    body = [_source(d, "entry" if d in ROOTS else "kernel") for d in chain]
+    body = [_source(d, _decorator(d)) for d in chain]
     return "\n".join([*head, *_hooks(strategies), "", "", "\n\n\n".join(body), ""])
 
 
