@@ -161,8 +161,9 @@ class Notifier:
             if window:
                 deadline = asyncio.get_running_loop().time() + window
                 while (left := deadline - asyncio.get_running_loop().time()) > 0:
-                    try:
-                        await asyncio.wait_for(self._pull(), left)
+                    try:  # not wait_for: on 3.11 it drops a cancel that comes as the event does (the stop then hung)
+                        async with asyncio.timeout(left):
+                            await self._pull()
                     except TimeoutError:
                         break
             self.flush()

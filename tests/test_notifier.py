@@ -66,6 +66,17 @@ async def test_events_published_within_the_window_are_batched():
     assert [m.text for m in sink.messages] == ["Burst of 8 events: 8 fill"]
 
 
+async def test_a_notifier_cancelled_as_an_event_arrives_in_its_window_stops():
+    n, bus, _ = notifier(coalesce_ms=60_000)
+    task = asyncio.create_task(n.run())
+    bus.publish(fill(1))
+    await until(lambda: n._batch)  # the first of a batch taken: the window is open
+    bus.publish(fill(2))  # its wait for the next ends in the same turn of the loop as the cancel
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done and task.cancelled()  # a stop ends it, its batch left for flush()
+
+
 async def test_the_outbox_retries_until_the_transport_takes_the_message():
     attempts = []
 

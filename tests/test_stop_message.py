@@ -1,6 +1,7 @@
 """What the stop message says happens to open paper positions, per ``session.on_shutdown``."""
 
 import asyncio
+import logging
 
 from engine.core import layout as L
 from engine.runtime.app import _shutdown
@@ -55,3 +56,22 @@ async def test_a_flatten_no_tick_filled_says_the_position_is_kept(tmp_path):
     text = await stop(rt, "flatten")
     assert text.startswith("OTrade stopping (PAUSED); 1 of 1 open paper position(s) not flattened in time "
                            "(no tick came): kept in today's journal")
+
+
+async def test_a_task_that_outlives_its_cancel_is_named_with_where_it_waits_and_the_stop_goes_on(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="otrade")
+    rt = runtime(tmp_path, "2026-11-23T11:00:00+05:30")
+
+    async def deaf_to_one_cancel():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3600)  # as a cancel dropped by 3.11's wait_for left a task running
+
+    task = asyncio.create_task(deaf_to_one_cancel(), name="deaf")
+    await asyncio.sleep(0)
+    await _shutdown(rt, [task], None, "keep")
+    assert "task deaf still runs after its cancel: left behind" in caplog.text
+    assert "in deaf_to_one_cancel" in caplog.text
+    assert "stopped in" in caplog.text  # the journal flushed and closed after it
+    task.cancel()

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import io
 import logging
 import os
 import signal
@@ -858,7 +859,12 @@ async def _shutdown(rt: Runtime, tasks: list[asyncio.Task], web_runner, on_shutd
             p.cancel()
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if tasks:  # one that outlives its cancel is named with where it waits, and left: the journal still closes
+        _, stuck = await asyncio.wait(tasks, timeout=max(0.5, SHUTDOWN_BUDGET_S - 2 - (time.monotonic() - started)))
+        for task in stuck:
+            where = io.StringIO()
+            task.print_stack(file=where)
+            log.error("task %s still runs after its cancel: left behind\n%s", task.get_name(), where.getvalue())
     if rt.recorder:  # after the feed's last tick
         await rt.recorder.close(max(0.5, SHUTDOWN_BUDGET_S - 1 - (time.monotonic() - started)))
     if web_runner is not None:
