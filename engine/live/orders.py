@@ -276,23 +276,31 @@ class LiveOrders(VenueProtocol):
 
     # --- what the engine calls (synchronous, no I/O) -------------------------------------------
     def submit(self, request: OrderRequest, purpose: Purpose | None = None) -> LiveOrder:
-        now = self._now_ns()
-        order = LiveOrder(request.tag, request, Status.SUBMITTED, now, now, purpose=purpose, word_mono=self._mono())
-        self._orders[request.tag] = order
-        tick = self.tick_sizes.get(request.symbol)
-        if tick and (request.price is not None or request.trigger_price is not None):
-            rules.on_the_grid(request, tick)
+        if request.price is not None or request.trigger_price is not None:
+            tick = self.tick_sizes.get(request.symbol)
+            if tick:
+                rules.on_the_grid(request, tick)
         refusal = self.caps.refusal(request.symbol, self._mono(), purpose)
         if refusal:
+            order = self._file(request, purpose)
             self._deny(order, f"not sent: {refusal}")
             return order
-        order.state = OrderState.SUBMITTED
         self.journal.flush()  # the intent is written before the order leaves (synced to disk within 50 ms)
         try:
             sent = self._place_now(request, purpose in URGENT)
         except Exception:  # nothing was written (a request is written last): the lane's place meets it again
             sent = None
+        # filed once the request is out (its answer cannot arrive before this returns to the loop): what the
+        # order's record costs is not paid before the request is written
+        order = self._file(request, purpose)
+        order.state = OrderState.SUBMITTED
         self._lane(order, self._place if sent is None else partial(self._place, sent=sent))
+        return order
+
+    def _file(self, request: OrderRequest, purpose: Purpose | None) -> LiveOrder:
+        now = self._now_ns()
+        order = LiveOrder(request.tag, request, Status.SUBMITTED, now, now, purpose=purpose, word_mono=self._mono())
+        self._orders[request.tag] = order
         return order
 
     def expect(self, request: OrderRequest, purpose: Purpose | None) -> LiveOrder:

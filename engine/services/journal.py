@@ -33,44 +33,43 @@ class Journal:
         self.dir = Path(data_dir) / "journal"
         self.suffix = ".rehearsal.jsonl" if rehearsal else ".jsonl"
         self._now_ns = now_ns
-        self._buffer: list[bytes] = []
-        self._dates: list[str] = []
+        self._buffer: list[bytes] = []  # records of one IST day (``_record_day``): another day's flushes them first
         self._fh = None  # the open file of the day being written
+        self._fd = -1  # its descriptor
         self._date: str | None = None
         self._unsynced = False
         self._record_day, self._day_start, self._day_end = "", 0, 0  # the IST day of the last record, in ns
 
     def record(self, kind: str, **fields: Any) -> None:
         ts = self._now_ns()
+        if not self._day_start <= ts < self._day_end:
+            self._new_day(ts)
         # orjson writes the datetime itself (RFC 3339, IST offset): half the cost of isoformat on
         # the order path
         self._buffer.append(orjson.dumps({"ts": datetime.fromtimestamp(ts / 1e9, IST), "kind": kind, **fields},
                                          option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE))
-        if not self._day_start <= ts < self._day_end:
-            day = (ts + IST_OFFSET_NS) // NS_PER_DAY
-            self._day_start, self._day_end = day * NS_PER_DAY - IST_OFFSET_NS, (day + 1) * NS_PER_DAY - IST_OFFSET_NS
-            self._record_day = datetime.fromtimestamp(ts / 1e9, IST).date().isoformat()
-        self._dates.append(self._record_day)
         if len(self._buffer) >= MAX_BUFFER:
             self.flush()
 
+    def _new_day(self, ts: int) -> None:
+        """A record of another IST day than the buffered ones: those go to their own day's file first, so a
+        flush (on the order path) is one write to one file."""
+        self.flush()
+        day = (ts + IST_OFFSET_NS) // NS_PER_DAY
+        self._day_start, self._day_end = day * NS_PER_DAY - IST_OFFSET_NS, (day + 1) * NS_PER_DAY - IST_OFFSET_NS
+        self._record_day = datetime.fromtimestamp(ts / 1e9, IST).date().isoformat()
+
     def flush(self) -> None:
-        if not self._buffer:
+        buffer = self._buffer
+        if not buffer:
             return
-        buffer, dates = self._buffer, self._dates
-        self._buffer, self._dates = [], []
-        start = 0
-        while start < len(buffer):
-            end = start
-            while end < len(buffer) and dates[end] == dates[start]:
-                end += 1
-            # one write(2) straight to the file (opened to append): an order's intent goes out in one call
-            data = buffer[start] if end == start + 1 else b"".join(buffer[start:end])
-            fd = self._file(dates[start]).fileno()
-            written = os.write(fd, data)
-            while written < len(data):  # a short write (a signal, a full disk): the rest after it
-                written += os.write(fd, data[written:])
-            start = end
+        self._buffer = []
+        # one write(2) straight to the file (opened to append): an order's intent goes out in one call
+        data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        fd = self._fd if self._date == self._record_day else self._file(self._record_day).fileno()
+        written = os.write(fd, data)
+        while written < len(data):  # a short write (a signal, a full disk): the rest after it
+            written += os.write(fd, data[written:])
         self._unsynced = True
 
     def _file(self, date: str):
@@ -79,6 +78,7 @@ class Journal:
             self.dir.mkdir(parents=True, exist_ok=True)
             # held open across flushes (closed by close()): reopening per flush costs the order path
             self._fh, self._date = open(self.path(date), "a+b"), date  # noqa: SIM115
+            self._fd = self._fh.fileno()
             if self._fh.tell():
                 self._fh.seek(-1, os.SEEK_END)
                 if self._fh.read(1) != b"\n":  # a crash tore the last line: it must not swallow the next record
@@ -105,7 +105,7 @@ class Journal:
         if self._fh is not None:
             os.fsync(self._fh.fileno())
             self._fh.close()
-            self._fh, self._date, self._unsynced = None, None, False
+            self._fh, self._fd, self._date, self._unsynced = None, -1, None, False
 
     async def run(self, interval: float = 0.05) -> None:
         try:
