@@ -143,6 +143,15 @@ def bracket_step(side: float, price: float, target: float, stop: float, trail_pc
 
 
 @kernel
+def bracket_due(side: float, price: float, target: float, stop: float, trail_pct: float, tick: float) -> bool:
+    """False only where ``bracket_step`` holds for certain: the tick is short of the target and the
+    stop and the trailing level is more than a tick short of the stop (``trail_stop``'s own test).
+    Evaluated without a branch."""
+    level = price * (1.0 - side * trail_pct / 100.0)
+    return (side * (price - target) >= 0.0) | (side * (price - stop) <= 0.0) | (side * (level - stop) >= -tick)
+
+
+@kernel
 def trail_stop(side: float, price: float, stop: float, trail_pct: float, tick: float,
                min_step: float = 0.0) -> float:
     """The stop after this tick: ``price * (1 -/+ trail_pct%)`` on the tick grid when tighter by at

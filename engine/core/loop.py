@@ -53,7 +53,9 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, rows, li
     for k in range(max(start, 0), stop):
         if tf.shape[0] - n_tr <= n_instr:
             return k, n_tr, seen, n_days, 0
-        i = np.int64(instr[k])  # as the rows of range(): the entries it reaches compile once, not for int32 too
+        # Unsigned, this tick's index spares Numba's wraparound test on each of the tick arrays.
+        ku = np.uint64(k)
+        i = np.int64(instr[ku])  # as the rows of range(): the entries it reaches compile once, not for int32 too
         if i < 0:  # never: rows count from 0
             continue
         if partner is not None and (k < partner.shape[0] and partner[k] > 0 and planned[i] < k
@@ -61,13 +63,15 @@ def run_ticks(ts, price, volume, instr, start, stop, st, pr, acct, clk, rows, li
             planned[i] = plan_worst(ts, price, volume, instr, partner, st, pr, acct, clk, rows, links, i, k, ws)
             if planned[i] < 0:
                 return k, n_tr, seen, n_days, planned[i]
-        tod = session_time(st, pr, clk, i, ts[k])
+        tod = session_time(st, pr, clk, i, ts[ku])
         if tod < 0:
             continue
-        act = in_session(st, pr, acct, clk, rows, links, i, ts[k], tod, price[k], volume[k])
+        act = in_session(st, pr, acct, clk, rows, links, i, ts[ku], tod, price[ku], volume[ku])
         if act == L.ACT_IGNORED:
             continue
         seen += 1
+        if act == 0 and not day_may_change:  # most ticks: nothing to record
+            continue
         if (day_may_change or act & L.ACT_NEW_SESSION) and (n_days == 0 or acct[L.A_DAY] != days[n_days - 1]):
             days[n_days] = acct[L.A_DAY]
             n_days += 1

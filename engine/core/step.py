@@ -39,6 +39,7 @@ from engine.core.kernels import (
     BRACKET_STOP,
     BRACKET_TARGET,
     BRACKET_TRAIL_MOVED,
+    bracket_due,
     bracket_levels,
     bracket_step,
     decision,
@@ -263,9 +264,14 @@ def _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price):
             act |= ACT_EXIT_FILL
 
     pos = st[i, S_POS]
-    if pos != 0.0 and not opened:
-        sgn = 1.0 if pos > 0.0 else -1.0
-        code, px, new_stop = bracket_step(sgn, price, st[i, S_TARGET], st[i, S_STOP], _trail(pr, clk, i, ts_ns),
+    # The side, NaN when flat (0 / 0), which every comparison in bracket_due fails: flat and held take one
+    # branch, taken only where the bracket may act. Branching on the position (or selecting the side,
+    # which LLVM turns into branches), the predictor missed whenever ticks of a held and a flat
+    # instrument interleaved.
+    sgn = pos / abs(pos)
+    trail = _trail(pr, clk, i, ts_ns)
+    if bracket_due(sgn, price, st[i, S_TARGET], st[i, S_STOP], trail, pr[i, P_TICK]) & (not opened):
+        code, px, new_stop = bracket_step(sgn, price, st[i, S_TARGET], st[i, S_STOP], trail,
                                           pr[i, P_TICK], pr[i, P_SLIP], pr[i, P_TRAIL_STEP])
         if code == BRACKET_TARGET:
             _book_exit(st, acct, clk, i, ts_ns, px, REASON_TARGET)
@@ -462,7 +468,9 @@ def step(st, pr, acct, clk, x, xs, links, i, ts_ns, tod, price, volume):
 
     st[i, S_LAST_PRICE] = price
     clk[i, C_LAST] = ts_ns
-    unreal = (price - st[i, S_ENTRY_PRICE]) * st[i, S_POS] if st[i, S_POS] != 0.0 else 0.0
+    pos = st[i, S_POS]
+    marked = (price - st[i, S_ENTRY_PRICE]) * pos
+    unreal = marked if pos != 0.0 else 0.0  # a select, no branch on the position (see _simulated_fills)
     unreal_all = acct[A_UNREAL] + (unreal - st[i, S_UNREAL])  # kept: the loss limit reads it again below
     acct[A_UNREAL] = unreal_all
     st[i, S_UNREAL] = unreal

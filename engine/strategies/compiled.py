@@ -42,18 +42,20 @@ from numba import config, njit
 from numba.core.dispatcher import Dispatcher
 
 import engine.core
-from engine.core import loop, step
+from engine.core import candle_order, loop, step
 from engine.core.indicators._base import KIND, NEED, Indicator
 from engine.core.indicators.layout import FEEDS
 from engine.core.layout import LINK_STRATEGY
 from engine.strategies.api import Strategy
 
 # The entry points written out per set of strategies: the backtest loop, its end, the close of a session's
-# last bar that both call (the generic one would compile every indicator kind into a backtest), and
-# what the live engine calls that reaches a strategy: its tick, a late fill's decision made again, its
-# warm-up. The other live kernels (a reconcile's, a flatten) never reach one: engine.core.step's serve.
-ROOTS = (loop.run_ticks, loop.finish, step.end_bar, step.on_tick, step.decide_again, step.apply_entry_fill,
-         step.apply_exit_fill, step.warm)
+# last bar that both call (the generic one would compile every indicator kind into a backtest), the
+# pessimistic candle rule's search that the loop calls (the generic one compiled the generic tick kernel,
+# every indicator kind, into a candle backtest's first run), and what the live engine calls that reaches
+# a strategy: its tick, a late fill's decision made again, its warm-up. The other live kernels (a
+# reconcile's, a flatten) never reach one: engine.core.step's serve.
+ROOTS = (loop.run_ticks, loop.finish, step.end_bar, candle_order.plan_worst, step.on_tick, step.decide_again,
+         step.apply_entry_fill, step.apply_exit_fill, step.warm)
 # A decision compiled into the loop: inlined where the loop asks it, as the strategy's helpers are (it is
 # copied once per loop; compiled apart and inlined by LLVM instead, the loop compiled no faster).
 _DECISION = {"error_model": "numpy", "_nrt": False, "inline": "always"}
@@ -76,6 +78,7 @@ class Kernels:
     run_ticks: Callable[..., tuple]
     finish: Callable[..., int]
     end_bar: Callable[..., None]
+    plan_worst: Callable[..., int]
     on_tick: Callable[..., int]
     decide_again: Callable[..., int]
     apply_entry_fill: Callable[..., int]
