@@ -264,13 +264,18 @@ def _simulated_fills(st, pr, acct, clk, i, ts_ns, tod, price):
             act |= ACT_EXIT_FILL
 
     pos = st[i, S_POS]
-    # The side, NaN when flat (0 / 0), which every comparison in bracket_due fails: flat and held take one
-    # branch, taken only where the bracket may act. Branching on the position (or selecting the side,
-    # which LLVM turns into branches), the predictor missed whenever ticks of a held and a flat
-    # instrument interleaved.
-    sgn = pos / abs(pos)
     trail = _trail(pr, clk, i, ts_ns)
-    if bracket_due(sgn, price, st[i, S_TARGET], st[i, S_STOP], trail, pr[i, P_TICK]) & (not opened):
+    if st.shape[0] == 1:  # one instrument: a branch on its position is predicted (a position lasts)
+        sgn = 1.0 if pos > 0.0 else -1.0
+        due = pos != 0.0
+    else:
+        # The side, NaN when flat (0 / 0), which every comparison in bracket_due fails: flat and held take one
+        # branch, taken only where the bracket may act. Branching on the position (or selecting the side,
+        # which LLVM turns into branches), the predictor missed whenever ticks of a held and a flat
+        # instrument interleaved.
+        sgn = pos / abs(pos)
+        due = bracket_due(sgn, price, st[i, S_TARGET], st[i, S_STOP], trail, pr[i, P_TICK])
+    if due & (not opened):
         code, px, new_stop = bracket_step(sgn, price, st[i, S_TARGET], st[i, S_STOP], trail,
                                           pr[i, P_TICK], pr[i, P_SLIP], pr[i, P_TRAIL_STEP])
         if code == BRACKET_TARGET:
