@@ -1,18 +1,12 @@
-"""The held tick made cheaper (issue 23): the fill model skips the bracket only where it would hold,
-and a pessimistic candle backtest compiles only the kernels written for its strategies."""
+"""The held tick made cheaper (issue 23): the fill model skips the bracket only where it would hold."""
 
-import json
 import math
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.core import kernels as K
-from tests.conftest import ROOT, process_env
 
 levels = st.floats(min_value=90.0, max_value=110.0, allow_nan=False)
 trails = st.one_of(st.just(math.nan), st.floats(min_value=0.05, max_value=5.0))
@@ -36,26 +30,3 @@ def test_the_bracket_is_due_at_the_target_the_stop_and_where_the_trail_may_move(
     assert K.bracket_due(-1.0, 1002.5, 995.0, 1002.5, math.nan, 0.05)  # a short's stop
     assert K.bracket_due(1.0, 1003.0, 1005.0, 997.5, 0.5, 0.05)  # 1003 * 0.995 = 997.985: the stop trails
     assert not K.bracket_due(1.0, 1000.0, 1005.0, 997.5, 0.5, 0.05)  # 995: far short of the stop
-
-
-# A fresh process on an empty cache replays candles by the pessimistic rule, whose search steps the tick
-# kernel: it must be the one compiled for the config's strategies, not the generic one.
-SCRIPT = textwrap.dedent("""
-    import json
-    from engine.core import step
-    from tests.test_candle_replay import CANDLES_1, LONG_THEN_BOTH, trades
-
-    rows = trades(LONG_THEN_BOTH, "pessimistic", CANDLES_1)
-    generic = [*step.HOOKS, "_update_all", "on_tick"]
-    print(json.dumps([[r["exit_reason"] for r in rows], [h for h in generic if getattr(step, h).signatures]]))
-""")
-
-
-def test_a_pessimistic_candle_backtest_never_compiles_the_generic_tick_kernel(tmp_path):
-    env = process_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    reasons, compiled = json.loads(result.stdout.strip().splitlines()[-1])
-    assert reasons[0] == "stop"  # the search ran: the held long met its stop first
-    assert compiled == []
