@@ -3,6 +3,8 @@ the kernel holds an adopted position, its stop and target are Kite's, or the jou
 the position's own fills; never a bracket made from a price nobody traded at. A stop of ours that Kite's
 book shows late is Kite's word on the position's stop: never loosened, nor cancelled for an older level."""
 
+import pytest
+
 from engine.brokers.kite.ticker_codec import Tick
 from engine.core import layout as L
 from engine.engine import State
@@ -54,65 +56,59 @@ def rested_since(server, before: set[str]) -> list[float]:
             if r["order_type"] == "SL-M" and r["status"] == "TRIGGER PENDING"]
 
 
+@pytest.fixture
+async def server():
+    """The local Kite the earlier run and the restart both trade with."""
+    kite = FakeKite()
+    await kite.start()
+    yield kite
+    await kite.stop()
+
+
 async def test_a_stop_kite_trailed_unseen_is_taken_when_a_lagging_book_shows_it_never_the_journals_older_one(
-        tmp_path):
-    server = FakeKite()
-    await server.start()
-    try:
-        stop_id = await trailed_to_108_30_unseen(tmp_path, server)
-        server.book_lag_s, before = 3600.0, set(server.orders)  # the book shows none of the earlier run's orders yet
-        async with restarted(tmp_path, server, bracket=FAR_TARGET, tick_size=TICK) as (engine, _):
-            server.book_lag_s = 0.0  # it catches up
-            await wait(lambda: settled(server, engine) and engine.brackets[0].stop is not None, timeout=30)
-            assert [(r["order_id"], r["trigger_price"]) for r in working_stops(server)] == [(stop_id, 108.3)]
-            assert rested_since(server, before) == [], "a stop was armed beside the one Kite holds"
-            assert kernel_stop(engine) == 108.3 and engine.positions()[0]["stop"] == 108.3
-            assert engine.brackets[0].floor == (1.0, 108.3)
-    finally:
-        await server.stop()
+        tmp_path, server):
+    stop_id = await trailed_to_108_30_unseen(tmp_path, server)
+    server.book_lag_s, before = 3600.0, set(server.orders)  # the book shows none of the earlier run's orders yet
+    async with restarted(tmp_path, server, bracket=FAR_TARGET, tick_size=TICK) as (engine, _):
+        server.book_lag_s = 0.0  # it catches up
+        await wait(lambda: settled(server, engine) and engine.brackets[0].stop is not None, timeout=30)
+        assert [(r["order_id"], r["trigger_price"]) for r in working_stops(server)] == [(stop_id, 108.3)]
+        assert rested_since(server, before) == [], "a stop was armed beside the one Kite holds"
+        assert kernel_stop(engine) == 108.3 and engine.positions()[0]["stop"] == 108.3
+        assert engine.brackets[0].floor == (1.0, 108.3)
 
 
 async def test_a_stop_kite_trailed_unseen_that_the_book_shows_after_its_position_replaces_the_one_armed_anew(
-        tmp_path):
-    server = FakeKite()
-    await server.start()
-    try:
-        stop_id = await trailed_to_108_30_unseen(tmp_path, server)
-        server.book_filter = lambda row: row["order_id"] != stop_id  # the book shows the entry, not the stop yet
-        async with restarted(tmp_path, server, bracket=FAR_TARGET, tick_size=TICK) as (engine, _):
-            [armed] = await wait(lambda: [r for r in working_stops(server) if r["order_id"] != stop_id])
-            assert armed["trigger_price"] == 107.8  # the journal's last stop: all OTrade knows of yet
-            server.book_filter = None  # the book shows Kite's own stop
-            await wait(lambda: len(working_stops(server)) == 1 and settled(server, engine))  # one of the two goes
-            assert [(r["order_id"], r["trigger_price"]) for r in working_stops(server)] == [(stop_id, 108.3)]
-            assert kernel_stop(engine) == 108.3 and engine.positions()[0]["stop"] == 108.3
-            assert engine.brackets[0].floor == (1.0, 108.3)
-    finally:
-        await server.stop()
+        tmp_path, server):
+    stop_id = await trailed_to_108_30_unseen(tmp_path, server)
+    server.book_filter = lambda row: row["order_id"] != stop_id  # the book shows the entry, not the stop yet
+    async with restarted(tmp_path, server, bracket=FAR_TARGET, tick_size=TICK) as (engine, _):
+        [armed] = await wait(lambda: [r for r in working_stops(server) if r["order_id"] != stop_id])
+        assert armed["trigger_price"] == 107.8  # the journal's last stop: all OTrade knows of yet
+        server.book_filter = None  # the book shows Kite's own stop
+        await wait(lambda: len(working_stops(server)) == 1 and settled(server, engine))  # one of the two goes
+        assert [(r["order_id"], r["trigger_price"]) for r in working_stops(server)] == [(stop_id, 108.3)]
+        assert kernel_stop(engine) == 108.3 and engine.positions()[0]["stop"] == 108.3
+        assert engine.brackets[0].floor == (1.0, 108.3)
 
 
 async def test_a_row_showing_an_earlier_runs_stop_looser_than_the_positions_neither_cancels_it_nor_moves_the_level(
-        tmp_path):
-    server = FakeKite()
-    await server.start()
-    try:
-        stop_id = await trailed_to_108_30_unseen(tmp_path, server)
-        server.book_filter = lambda row: row["order_id"] != stop_id
-        async with restarted(tmp_path, server, bracket=FAR_TARGET, tick_size=TICK) as (engine, _):
-            [armed] = await wait(lambda: [r for r in working_stops(server) if r["order_id"] != stop_id])
-            assert armed["trigger_price"] == 107.8  # the journal's last stop
-            server.book_filter = lambda row: row["order_id"] != stop_id or row["trigger_price"] == 100.5  # it lags
-            await wait(lambda: [o for o in engine.broker.all_orders() if o.broker_id == stop_id
-                                and o.request.trigger_price == 100.5 and o.working and o.acked.is_set()])
-            assert engine.broker.order(engine.brackets[0].stop).broker_id == armed["order_id"]
-            assert sorted(r["trigger_price"] for r in working_stops(server)) == [107.8, 108.3]
-            assert kernel_stop(engine) == 107.8
-            server.book_filter = None  # the row of the trail Kite took
-            await wait(lambda: len(working_stops(server)) == 1 and settled(server, engine))
-            assert [(r["order_id"], r["trigger_price"]) for r in working_stops(server)] == [(stop_id, 108.3)]
-            assert kernel_stop(engine) == 108.3
-    finally:
-        await server.stop()
+        tmp_path, server):
+    stop_id = await trailed_to_108_30_unseen(tmp_path, server)
+    server.book_filter = lambda row: row["order_id"] != stop_id
+    async with restarted(tmp_path, server, bracket=FAR_TARGET, tick_size=TICK) as (engine, _):
+        [armed] = await wait(lambda: [r for r in working_stops(server) if r["order_id"] != stop_id])
+        assert armed["trigger_price"] == 107.8  # the journal's last stop
+        server.book_filter = lambda row: row["order_id"] != stop_id or row["trigger_price"] == 100.5  # it lags
+        await wait(lambda: [o for o in engine.broker.all_orders() if o.broker_id == stop_id
+                            and o.request.trigger_price == 100.5 and o.working and o.acked.is_set()])
+        assert engine.broker.order(engine.brackets[0].stop).broker_id == armed["order_id"]
+        assert sorted(r["trigger_price"] for r in working_stops(server)) == [107.8, 108.3]
+        assert kernel_stop(engine) == 107.8
+        server.book_filter = None  # the row of the trail Kite took
+        await wait(lambda: len(working_stops(server)) == 1 and settled(server, engine))
+        assert [(r["order_id"], r["trigger_price"]) for r in working_stops(server)] == [(stop_id, 108.3)]
+        assert kernel_stop(engine) == 108.3
 
 
 # --- an earlier run's journal and Kite's book, as a restart finds them -----------------------------------------------
